@@ -1,0 +1,42 @@
+# gaplab: `make demo` and `make test` do all the set-up on a fresh machine.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+export MPLBACKEND ?= agg
+
+.PHONY: setup demo test test-fast lab seed-study bench clean-outputs
+
+# Environment: venv with the exact pins, gaplab installed editable, the GPT-2
+# ranks provisioned offline and the `gaplab` Jupyter kernel registered.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name gaplab --display-name "gaplab (.venv)" >/dev/null
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: $(STAMP)
+	$(BIN)/gaplab tokenizer fetch
+
+demo: setup
+	$(BIN)/gaplab run params/quickstart.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=. notebooks/
+
+seed-study: setup
+	$(BIN)/gaplab run params/seed_study.yaml
+
+bench: setup
+	$(BIN)/python benchmarks/bench_train.py
+
+clean-outputs:
+	rm -rf outputs/
