@@ -49,9 +49,8 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
 
 
 def _json_default(obj: Any) -> Any:
-    for attr in ("item", "tolist"):  # numpy / torch scalars and arrays
-        if hasattr(obj, attr):
-            return getattr(obj, attr)()
+    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
+        return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")

@@ -1,0 +1,189 @@
+"""Corpus sources, tokenizers (offline GPT-2, char, compact) and split strategies."""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from gaplab import corpus as corpus_mod
+from gaplab import tokenizer as tk
+from gaplab.config import PhaseParams, StudyError
+from gaplab.corpus import DataError, load_corpus
+from gaplab.split import prepare_data
+
+
+def params(**sections):
+    base = {"train": {"max_iters": 10, "eval_interval": 5}, "model": {"block_size": 8}}
+    for k, v in sections.items():
+        base[k] = {**base.get(k, {}), **v}
+    return PhaseParams.model_validate(base)
+
+
+# ----------------------------------------------------------------- corpus
+def test_stdlib_corpus_is_deterministic_and_excludes_tests():
+    a = load_corpus(params(data={"packages": ["json", "email"]}).data)
+    b = load_corpus(params(data={"packages": ["json", "email"]}).data)
+    assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 64
+    names = [d.name for d in a.documents]
+    assert names[0].startswith("json/") and any(n.startswith("email/") for n in names)
+    assert [d.source for d in a.documents].index("email") > 0  # packages in the order given
+    assert not any("/test" in n for n in names)
+    json_names = [n for n in names if n.startswith("json/")]
+    assert json_names == sorted(json_names)
+
+
+def test_unknown_stdlib_package_suggests(tmp_path):
+    with pytest.raises(DataError, match="'jsn'.*did you mean 'json'"):
+        load_corpus(params(data={"packages": ["jsn"]}).data)
+
+
+def test_files_source_skips_binary_and_undecodable(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.txt").write_text("hello")
+    (tmp_path / "b.txt").write_bytes(b"\x00\x01binary")
+    (tmp_path / "c.txt").write_bytes(b"caf\xe9")
+    c = load_corpus(params(data={"source": "files", "path": str(tmp_path), "glob": "**/*.txt"}).data)
+    assert [d.text for d in c.documents] == ["hello"]
+    assert c.documents[0].source == "a"
+    assert sorted(r.split(" ")[0] for _, r in c.skipped) == ["binary", "not"]
+
+
+def test_glob_matching_nothing(tmp_path):
+    with pytest.raises(DataError, match=r"data.glob: '\*\.md' matches no files under"):
+        load_corpus(params(data={"source": "files", "path": str(tmp_path), "glob": "*.md"}).data)
+
+
+def test_jsonl_template_labels_and_errors(tmp_path):
+    f = tmp_path / "qa.jsonl"
+    f.write_text(json.dumps({"q": "2+2?", "a": "4", "kind": "math"}) + "\n\n" + json.dumps({"q": "hi", "a": "yo", "kind": "chat"}) + "\n")
+    d = params(data={"source": "jsonl", "path": str(f), "fields": ["q", "a"], "template": "Q: {q}\nA: {a}",
+                     "label_field": "kind"}).data
+    c = load_corpus(d)
+    assert [x.text for x in c.documents] == ["Q: 2+2?\nA: 4", "Q: hi\nA: yo"]
+    assert [x.source for x in c.documents] == ["math", "chat"]
+    f.write_text('{"q": "x", "a": "y"}\n{"q": broken\n')
+    with pytest.raises(DataError, match=r"qa.jsonl:2: line is not JSON"):
+        load_corpus(d.model_copy(update={"label_field": None}))
+    f.write_text('{"q": "x"}\n')
+    with pytest.raises(DataError, match=r"qa.jsonl:1: missing field 'a'"):
+        load_corpus(d.model_copy(update={"label_field": None}))
+
+
+def test_csv_source(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("question,answer\nwhat,that\nwho,me\n")
+    c = load_corpus(params(data={"source": "csv", "path": str(f), "fields": ["question", "answer"]}).data)
+    assert [x.text for x in c.documents] == ["what\nthat", "who\nme"]
+    with pytest.raises(DataError, match=r"t.csv:2: missing field 'nope'"):
+        load_corpus(params(data={"source": "csv", "path": str(f), "fields": ["nope"]}).data)
+
+
+def test_empty_corpus(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"\x00")
+    with pytest.raises(DataError, match="is empty"):
+        load_corpus(params(data={"source": "files", "path": str(tmp_path), "glob": "*.txt"}).data)
+
+
+def test_generated_source_bad_import():
+    with pytest.raises(DataError, match="cannot import 'gaplab.nope:f'"):
+        load_corpus(params(data={"source": "generated", "generator": "gaplab.nope:f"}).data)
+
+
+# ----------------------------------------------------------------- tokenizers
+def test_gpt2_offline_matches_known_ids():
+    tok = tk.get_tokenizer("gpt2")
+    assert tok.vocab_size == 50257
+    assert tok.encode("Hello world") == [15496, 995]  # GPT-2's ids
+    text = "import json\n\ndef get_x():\n    return {'a': 1}\n"
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_missing_ranks_say_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tk, "_GPT2", None)
+    with pytest.raises(tk.TokenizerError, match="gaplab tokenizer fetch"):
+        tk.get_tokenizer("gpt2")
+
+
+def _sdist(tmp_path, payload: bytes):
+    path = tmp_path / "openai-whisper-0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("openai-whisper-0/whisper/assets/gpt2.tiktoken")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def test_install_ranks_verifies_hash(tmp_path):
+    with pytest.raises(tk.TokenizerError, match="refusing"):
+        tk.install_ranks_from_sdist(_sdist(tmp_path, b"not the ranks"), tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    real = tk.ranks_path().read_bytes()
+    out = tk.install_ranks_from_sdist(_sdist(tmp_path, real), tmp_path / "cache")
+    assert out.name == "0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4"  # sha1 of tiktoken's r50k_base URL
+    assert out.read_bytes() == real
+
+
+def test_char_tokenizer_round_trip_and_unknown():
+    tok = tk.get_tokenizer("char", ["abc", "cab!"])
+    assert tok.vocab_size == 5  # a b c ! + unknown
+    assert tok.decode(tok.encode("cab!")) == "cab!"
+    assert tok.decode(tok.encode("z")) == "\ufffd"
+
+
+def test_compact_vocabulary_shrinks_and_round_trips():
+    p = params(data={"packages": ["json"], "max_tokens": 3000}, tokenizer={"compact": True})
+    prep = prepare_data(p)
+    used = len(np.unique(prep.train_base))
+    assert prep.vocab_size == used + 1 and prep.vocab_size_original == 50257
+    assert prep.train.max() < prep.vocab_size
+    text = prep.base_tokenizer.decode(prep.train_base[:200])
+    assert prep.tokenizer.decode(prep.tokenizer.encode(text)) == text
+    assert np.array_equal(prep.tokenizer.encode(text), prep.train[: len(prep.tokenizer.encode(text))])
+
+
+# ----------------------------------------------------------------- split
+def test_max_tokens_and_tail_split():
+    prep = prepare_data(params(data={"packages": ["json"], "max_tokens": 1000}))
+    assert (len(prep.train), len(prep.val)) == (900, 100)  # the seed's 900/100
+    assert prep.doc_split[-1] in ("val", "both")
+
+
+def _docs_params(split, **extra):
+    return params(data={"source": "generated", "generator": "tests.test_data:_labelled", "split": split,
+                        "val_fraction": 0.2, **extra}, tokenizer={"name": "char"}, model={"block_size": 4})
+
+
+def _labelled():
+    docs = [corpus_mod.Document("a" * 50, "common", f"c{i}") for i in range(18)]
+    return docs + [corpus_mod.Document("b" * 50, "key", f"k{i}") for i in range(2)]
+
+
+def test_tail_split_puts_trailing_source_in_val():
+    prep = prepare_data(_docs_params("tail", separator=""))
+    comp = prep.composition
+    assert comp["val"]["key"] == {"tokens": 100, "documents": 2}
+    assert comp["train"]["key"]["tokens"] == 0
+    assert comp["val_share_by_source"]["key"] == 1.0
+
+
+def test_documents_split_is_seeded_and_whole():
+    a = prepare_data(_docs_params("documents", separator=""))
+    b = prepare_data(_docs_params("documents", separator=""))
+    assert np.array_equal(a.val, b.val)
+    assert set(a.doc_split) <= {"train", "val"}  # whole documents
+    assert len(a.val) == 200  # 4 documents of 50 characters = 20%
+    c = prepare_data(_docs_params("documents", separator="", seed=7))
+    assert a.doc_split != c.doc_split
+
+
+def test_chunks_split():
+    prep = prepare_data(_docs_params("chunks", separator="", chunk_size=10))
+    assert len(prep.val) == 200 and len(prep.train) == 800
+
+
+def test_split_too_small_for_block(tmp_path):
+    with pytest.raises(StudyError, match="needs at least block_size"):
+        prepare_data(params(data={"packages": ["json"], "max_tokens": 50}, model={"block_size": 8}))
