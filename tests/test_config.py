@@ -137,3 +137,16 @@ def test_shipped_studies_validate(root):
     for path in sorted((root / "params").glob("*.yaml")):
         study = load_study(path)
         assert study.phases, path
+
+
+def test_extends_inherits_and_overrides(tmp_path):
+    write(tmp_path, GOOD, "base.yaml")
+    child = write(tmp_path, "study: child\nextends: base.yaml\ndefaults:\n  tokenizer: {compact: false}\n"
+                            "phases:\n  b: {train: {max_iters: 30}}\n  c: {}\n", "child.yaml")
+    study = load_study(child)
+    assert study.name == "child" and [p.name for p in study.phases] == ["a", "b", "c"]
+    b = study.phase("b").params
+    assert b.model.n_embd == 64 and b.train.max_iters == 30 and b.tokenizer.compact is False
+    loop = write(tmp_path, "study: loop\nextends: loop.yaml\n", "loop.yaml")
+    with pytest.raises(StudyError, match="loop"):
+        load_study(loop)

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SECTIONS = ("data", "tokenizer", "model", "train", "sample")
-TOP_LEVEL_KEYS = ("study", "description", "defaults", "phases", "grid", "sizes")
+TOP_LEVEL_KEYS = ("study", "description", "extends", "defaults", "phases", "grid", "sizes")
 PHASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Names of the data checks that ``data.checks`` and ``data.fail_on`` may use.
 CHECK_NAMES = (
@@ -549,22 +549,46 @@ def parse_study(raw: Any, file: str, base_dir: Optional[Path] = None) -> Study:
     return Study(name=name, description=description.strip(), path=Path(file), phases=phases)
 
 
-def load_study(path: Union[str, Path]) -> Study:
-    """Read and validate a study file (``yaml.safe_load`` only)."""
-    path = Path(path)
+def _read_yaml(path: Path, key: str = "(file)") -> Any:
     file = str(path)
     if not path.is_file():
-        raise StudyError([Problem(file, None, "(file)", file, "no such study file")])
+        raise StudyError([Problem(file, None, key, file, "no such study file")])
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise StudyError([Problem(file, None, "(file)", path.name,
+        raise StudyError([Problem(file, None, key, path.name,
                                   f"not valid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
     except UnicodeDecodeError:
-        raise StudyError([Problem(file, None, "(file)", path.name, "not UTF-8 text")]) from None
-    return parse_study(raw, file, base_dir=path.resolve().parent)
+        raise StudyError([Problem(file, None, key, path.name, "not UTF-8 text")]) from None
+
+
+def _extend(raw: dict, path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """Apply ``extends: other.yaml``: the base study's defaults and phases, overridden by this file's."""
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    base_path = (path.parent / str(raw["extends"])).resolve()
+    if base_path in seen:
+        raise StudyError([Problem(str(path), None, "extends", raw["extends"], "studies extend each other in a loop")])
+    base = _extend(_read_yaml(base_path, "extends"), base_path, seen + (base_path,))
+    if not isinstance(base, dict):
+        raise StudyError([Problem(str(path), None, "extends", raw["extends"], "the base study is not a mapping")])
+    out = {k: v for k, v in base.items() if k not in ("study", "description")}
+    out.update({k: v for k, v in raw.items() if k not in ("extends", "defaults", "phases")})
+    out["defaults"] = deep_merge(base.get("defaults") or {}, raw.get("defaults") or {})
+    phases = dict(base.get("phases") or {})
+    for name, over in (raw.get("phases") or {}).items():
+        phases[name] = deep_merge(phases.get(name) or {}, over or {})
+    out["phases"] = phases
+    return out
+
+
+def load_study(path: Union[str, Path]) -> Study:
+    """Read and validate a study file (``yaml.safe_load`` only); ``extends:`` names a base study."""
+    path = Path(path)
+    raw = _extend(_read_yaml(path), path.resolve())
+    return parse_study(raw, str(path), base_dir=path.resolve().parent)
 
 
 def phase_from_dict(params: dict[str, Any]) -> PhaseParams:
