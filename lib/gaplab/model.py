@@ -124,10 +124,13 @@ class _FusedTiedCE(torch.autograd.Function):
         for s in range(0, n, chunk):
             h, t = h_all[s:s + chunk], targets[s:s + chunk]
             logits = (h @ w.t()).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            picked = logits.gather(1, t[:, None]).squeeze(1)
+            top = logits.amax(dim=1, keepdim=True)
+            probs = logits.sub_(top).exp_()  # in place: one chunk of logits becomes unnormalised probabilities
+            norm = probs.sum(dim=1, keepdim=True)
+            total += (top.squeeze(1) + norm.squeeze(1).log() - picked).sum()
             if with_grad:
-                g = torch.exp(logits - lse[:, None])
+                g = probs.div_(norm)
                 g[torch.arange(g.shape[0], device=g.device), t] -= 1.0
                 g = g.to(mm)
                 grad_h[s:s + chunk] = (g @ w).to(hidden.dtype)
