@@ -150,3 +150,12 @@ def test_extends_inherits_and_overrides(tmp_path):
     loop = write(tmp_path, "study: loop\nextends: loop.yaml\n", "loop.yaml")
     with pytest.raises(StudyError, match="loop"):
         load_study(loop)
+
+
+def test_validator_that_does_not_import_is_a_study_error(tmp_path, capsys, outputs):
+    p = write(tmp_path, "study: v\nphases:\n  a: {data: {validators: [json_valid, 'nosuch.module:check']}}\n")
+    assert cli.main(["check", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "data.validators = 'nosuch.module:check'" in err and "does not import" in err
+    assert "json_valid" not in err.split("data.validators = ")[1].split(":")[0]  # the short name is fine
+    assert not outputs.exists()

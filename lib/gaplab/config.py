@@ -418,10 +418,14 @@ def cross_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
         if name not in CHECK_NAMES:
             out.append(Problem(file, phase, f"data.checks.{name}", name,
                                f"unknown check; allowed: {', '.join(CHECK_NAMES)}" + _did_you_mean(name, CHECK_NAMES)))
-    for spec in d.validators:
-        if ":" not in spec:
-            out.append(Problem(file, phase, "data.validators", spec,
-                               "allowed: 'module:function' or a built-in name like 'gaplab.validators:json_valid'"))
+    if d.validators:
+        from .validators import ValidatorError, load_validator
+
+        for spec in d.validators:
+            try:
+                load_validator(spec)  # imports it now, so a bad path stops the study before anything runs
+            except ValidatorError as exc:
+                out.append(Problem(file, phase, "data.validators", spec, str(exc).split(": ", 2)[-1]))
     name = p.tokenizer.name
     if name != "char" and name not in TIKTOKEN_NAMES:
         out.append(Problem(file, phase, "tokenizer.name", name,

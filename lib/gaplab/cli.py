@@ -1,0 +1,204 @@
+"""The ``gaplab`` command: check, run, train, inspect, tokenizer fetch.
+
+Bad input (a study file, a data file, a missing tokenizer) is answered with
+a message that names the file, the key and the value, and exit code 2, before
+anything is written.  A failed phase in ``gaplab run`` gives exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .config import StudyError, load_study, planned_iters
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    from .corpus import DataError
+    from .tokenizer import TokenizerError
+
+    errs: list[type[BaseException]] = [StudyError, DataError, TokenizerError]
+    try:
+        from .validators import ValidatorError
+
+        errs.append(ValidatorError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errs)
+
+
+def _fmt_int(n: float) -> str:
+    return f"{int(round(n)):,}"
+
+
+def check_rows(study, phases: Optional[list[str]] = None) -> list[dict]:
+    """Per phase: parameter breakdown, split sizes, tokens per parameter and epochs, without training."""
+    from .model import count_params
+    from .split import prepare_data
+
+    rows = []
+    problems = []
+    for ph in study.select(phases):
+        p = ph.params
+        try:
+            prep = prepare_data(p, ph.name, str(study.path))
+        except StudyError as exc:
+            problems.extend(exc.problems)
+            continue
+        counts = count_params(p.model, prep.vocab_size)
+        n_train = len(prep.train)
+        iters = planned_iters(p.train, p.model.block_size, n_train)
+        tokens_seen = iters * p.train.batch_size * p.train.grad_accum * p.model.block_size
+        rows.append({
+            "phase": ph.name,
+            "params_total": counts["total"],
+            "params_embedding": counts["embedding"],
+            "params_non_embedding": counts["non_embedding"],
+            "vocab": prep.vocab_size,
+            "train_tokens": n_train,
+            "val_tokens": len(prep.val),
+            "tokens_per_param": n_train / max(1, counts["non_embedding"]),
+            "iters": iters,
+            "epochs": tokens_seen / max(1, n_train),
+        })
+    if problems:
+        raise StudyError(problems)
+    return rows
+
+
+def format_check_table(rows: list[dict]) -> str:
+    cols = [("phase", "phase", str), ("params_total", "params", _fmt_int),
+            ("params_embedding", "embedding", _fmt_int), ("params_non_embedding", "non-emb", _fmt_int),
+            ("vocab", "vocab", _fmt_int), ("train_tokens", "train tok", _fmt_int),
+            ("val_tokens", "val tok", _fmt_int), ("tokens_per_param", "tok/param", lambda v: f"{v:.4g}"),
+            ("iters", "iters", _fmt_int), ("epochs", "epochs", lambda v: f"{v:.1f}")]
+    table = [[h for _, h, _ in cols]] + [[f(r[k]) for k, _, f in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append("tok/param: train tokens per non-embedding parameter (Chinchilla's compute-optimal "
+                 "ratio is ~20, Hoffmann et al. 2022); epochs: iters x batch x grad_accum x block_size / train tokens.")
+    return "\n".join(lines)
+
+
+def cmd_check(args) -> int:
+    study = load_study(args.study)
+    rows = check_rows(study, _phase_list(args.phases))
+    print(f"study {study.name}: {study.description.splitlines()[0] if study.description else ''}")
+    print(format_check_table(rows))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .runs import atomic_write_yaml, phase_dir
+    from .split import prepare_data
+    from .train import train_phase
+
+    study = load_study(args.study)
+    ph = study.phase(args.phase)
+    prep = prepare_data(ph.params, ph.name, str(study.path))
+    run_dir = phase_dir(study.name, ph.name, args.outputs).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_yaml(run_dir / "params.yaml", ph.resolved(study.name, str(run_dir)))
+    metrics = train_phase(ph.params, prep, run_dir, progress=not args.quiet, resume=args.resume)
+    print(f"{ph.name}: best val {metrics['best_val_loss']:.4f} at iter {metrics['best_iter']}, "
+          f"final gap {metrics['final_gap']:.3f}, stop: {metrics['stop_reason']} -> {run_dir}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import run_study
+
+    return run_study(args.study, phases=_phase_list(args.phases), force=args.force, keep_going=args.keep_going,
+                     workers=args.workers, timeout=args.timeout, dry_run=args.dry_run, outputs=args.outputs,
+                     executor=args.executor, scheduler=args.scheduler)
+
+
+def cmd_inspect(args) -> int:
+    from .stages import inspect_phase
+
+    study = load_study(args.study)
+    ph = study.phase(args.phase)
+    report = inspect_phase(ph.resolved(study.name, ""), write=False, enforce=False)
+    for check in report.get("checks", []):
+        print(f"{check['status']:>4}  {check['name']}: {check['message']}")
+    failed = report.get("failed") or []
+    if failed:
+        print(f"data.fail_on: {', '.join(failed)} failed; `gaplab run` would stop this phase before training")
+    return 1 if failed else 0
+
+
+def cmd_tokenizer(args) -> int:
+    from .tokenizer import fetch_gpt2_ranks
+
+    path = fetch_gpt2_ranks(force=args.force)
+    print(f"GPT-2 ranks (r50k_base, sha256 verified) at {path}")
+    return 0
+
+
+def _phase_list(text: Optional[str]) -> Optional[list[str]]:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="gaplab", description="Train small GPTs from scratch and watch the gap open.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check", help="validate a study and print sizes, tokens/param and epochs per phase")
+    c.add_argument("study")
+    c.add_argument("--phases", help="comma-separated phase names")
+    c.set_defaults(fn=cmd_check)
+
+    r = sub.add_parser("run", help="run a study's stage notebooks with papermill")
+    r.add_argument("study")
+    r.add_argument("--phases", help="comma-separated phase names (default: all)")
+    r.add_argument("--force", action="store_true", help="rerun phases even when cached")
+    r.add_argument("--keep-going", dest="keep_going", action="store_true", default=True,
+                   help="continue with other phases when one fails (default)")
+    r.add_argument("--no-keep-going", dest="keep_going", action="store_false", help="stop at the first failure")
+    r.add_argument("--workers", type=int, default=1, help="phases run at once, one OS process each")
+    r.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook cell")
+    r.add_argument("--dry-run", action="store_true", help="print what would run and what is cached")
+    r.add_argument("--outputs", default=None, help="outputs folder (default: ./outputs or $GAPLAB_OUTPUTS)")
+    r.add_argument("--executor", choices=["local", "dask"], default="local")
+    r.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://host:8786")
+    r.set_defaults(fn=cmd_run)
+
+    t = sub.add_parser("train", help="train one phase through the library (no notebooks)")
+    t.add_argument("study")
+    t.add_argument("--phase", required=True)
+    t.add_argument("--resume", action="store_true", help="continue from ckpt/last.pt")
+    t.add_argument("--outputs", default=None)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(fn=cmd_train)
+
+    i = sub.add_parser("inspect", help="print a phase's data checks")
+    i.add_argument("study")
+    i.add_argument("--phase", required=True)
+    i.set_defaults(fn=cmd_inspect)
+
+    k = sub.add_parser("tokenizer", help="tokenizer set-up")
+    ksub = k.add_subparsers(dest="action", required=True)
+    f = ksub.add_parser("fetch", help="provision the GPT-2 ranks offline from the openai-whisper sdist")
+    f.add_argument("--force", action="store_true")
+    f.set_defaults(fn=cmd_tokenizer)
+    return ap
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except _usage_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
