@@ -311,6 +311,8 @@ def _resolve_paths(raw: dict, base_dir: Path) -> None:
     if isinstance(sample, dict):
         for key in ("prompts", "keyword_sets"):
             val = sample.get(key)
+            if key == "keyword_sets" and isinstance(val, str) and "/" not in val and not Path(val).suffix:
+                continue  # a built-in set's name, e.g. ``stdlib_code``
             if isinstance(val, str):
                 p = Path(val).expanduser()
                 sample[key] = str(p if p.is_absolute() else (base_dir / p).resolve())
