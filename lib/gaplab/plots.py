@@ -548,3 +548,40 @@ def compare_notes(study_dir: PathLike, table: pd.DataFrame, study: Optional[str]
         for _, r in ref[ref["note"] != ""].iterrows():
             notes.append(f"Seed 003, {r['phase']}: {r['note']}.")
     return notes
+
+
+# --------------------------------------------------------------------------- data (01_inspect_data)
+def data_figures(report: Mapping[str, Any], out_dir: PathLike) -> list[Figure]:
+    """Document lengths (with block_size marked) and the split's composition by source."""
+    figs = []
+    lengths = report.get("lengths") or {}
+    hist = lengths.get("histogram") or []
+    if hist:
+        fig, (ax,) = _figure(size=(7.0, 3.6))
+        ax.bar(range(len(hist)), [h["documents"] for h in hist], color="C0")
+        ax.set_xticks(range(len(hist)), [h["label"] for h in hist], rotation=45, ha="right")
+        ax.set_xlabel("document length (tokens)")
+        ax.set_ylabel("documents")
+        trunc = lengths.get("truncated") or {}
+        ax.set_title(f"{lengths.get('documents', 0):,} documents; {trunc.get('share', 0):.0%} longer than "
+                     f"block_size = {trunc.get('block_size')}")
+        figs.append(_save(fig, out_dir, "data_lengths"))
+    sources = (report.get("split") or {}).get("sources") or []
+    if sources:
+        fig, (ax,) = _figure(size=(7.0, 0.5 + 0.45 * len(sources) + 1.2))
+        names = [s["source"] for s in sources]
+        train = np.array([s["train_tokens"] for s in sources], dtype=float)
+        val = np.array([s["val_tokens"] for s in sources], dtype=float)
+        total = np.maximum(train + val, 1)
+        ax.barh(names, train / total, color="C0", label="train")
+        ax.barh(names, val / total, left=train / total, color="C1", label="val")
+        overall = (report.get("split") or {}).get("overall_val_share")
+        if overall is not None:
+            ax.axvline(1 - overall, color="k", ls="--", lw=1, label=f"overall split ({1 - overall:.0%} / {overall:.0%})")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of the source's tokens")
+        ax.invert_yaxis()
+        ax.legend(loc="lower right", fontsize=8)
+        ax.set_title("split composition by source: each bar should cross the dashed line")
+        figs.append(_save(fig, out_dir, "data_split_composition"))
+    return figs
