@@ -159,3 +159,15 @@ def test_validator_that_does_not_import_is_a_study_error(tmp_path, capsys, outpu
     assert "data.validators = 'nosuch.module:check'" in err and "does not import" in err
     assert "json_valid" not in err.split("data.validators = ")[1].split(":")[0]  # the short name is fine
     assert not outputs.exists()
+
+
+def test_check_seed_study_reproduces_the_seeds_sizes(root, capsys):
+    """Seed 003 reports 29,995,392 / 1,634,208 / 7,242,624 parameters and 900 / 4,500 / 13,500 / 20,700 train tokens."""
+    assert cli.main(["check", str(root / "params" / "seed_study.yaml")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("phase")}
+    assert rows["phase0"][1] == "29,995,392" and rows["phase1"][1] == "1,634,208" and rows["phase4"][1] == "7,242,624"
+    assert [rows[f"phase{i}"][5] for i in range(1, 5)] == ["900", "4,500", "13,500", "20,700"]
+    assert rows["phase4"][3] == "793,344"  # non-embedding: 4 layers of 128 wide
+    # epochs = 3000 iters x 16 x 128 / 20,700 train tokens
+    assert float(rows["phase4"][-1]) == pytest.approx(3000 * 16 * 128 / 20700, abs=0.05)
