@@ -215,8 +215,9 @@ class LocalExecutor:
             while not queue.empty():
                 on_stage(*queue.get())
         except KeyboardInterrupt:
+            procs = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
-            for proc in list(getattr(pool, "_processes", {}).values()):
+            for proc in procs:  # workers stop their kernels on the same Ctrl-C; make sure they are gone
                 proc.terminate()
             raise
         finally:
