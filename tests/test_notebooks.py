@@ -38,3 +38,15 @@ def test_notebooks_committed_without_outputs_and_thin(root):
         for c in code:  # logic lives in gaplab; cells stay short
             assert len(c.source.splitlines()) <= 15, f"{path.name}: a {len(c.source.splitlines())}-line cell"
         assert nb.metadata["kernelspec"]["name"] == "gaplab"
+
+
+def test_nbstripout_verify(root):
+    """The committed notebooks are exactly what nbstripout would commit (no outputs, counts or volatile metadata)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(sys.executable).with_name("nbstripout")
+    res = subprocess.run([str(tool), "--verify", *sorted(str(p) for p in (root / "notebooks").glob("*.ipynb"))],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
