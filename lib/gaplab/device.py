@@ -1,17 +1,27 @@
-"""Devices and precision: auto (cuda > mps > cpu) or named; fp32, bf16, fp16.
+"""Devices and precision: ``auto`` (cuda > mps > cpu) or a named device; fp32, bf16, fp16.
 
-- CUDA: ``auto`` means bf16 where the GPU supports it; fp16 uses a GradScaler.
-- MPS: always fp32 (documented as untested here).
-- CPU: ``auto`` means fp32 for the model.  Where the CPU has native bf16
-  matmuls (AVX-512 BF16 / AMX), the tied head's large matmuls run in bf16
-  (see ``gaplab.model.chunked_cross_entropy``); the benchmark in
-  ``benchmarks/`` checks that final losses stay within noise.
+What ``train.dtype: auto`` means, per device:
+
+- **CUDA**: bf16 autocast where the GPU supports bf16, else fp32.  ``fp16`` is
+  allowed on CUDA only and uses a ``GradScaler``.
+- **MPS**: always fp32 (bf16/fp16 on MPS are not tested here).
+- **CPU**: the model runs in fp32.  On CPUs with native bf16 matmul
+  instructions (AVX-512 BF16 or AMX) and a vocabulary of at least 8,192 ids,
+  only the tied output head's three large matmuls run in bf16 during training
+  (:func:`head_matmul_dtype`); the softmax, the loss sums and every evaluation
+  stay in fp32.  ``benchmarks/bench_train.py``
+  measures that this keeps final losses within run-to-run noise of an all-fp32
+  reference (see ``benchmarks/results/train_cpu.md``).  Whole-model bf16
+  autocast on CPU (``dtype: bf16``) is allowed but never chosen by ``auto``:
+  for small models it mostly adds casts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import shutil
+import sys
 from typing import Optional
 
 import torch
@@ -20,60 +30,132 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class DeviceError(RuntimeError):
-    pass
+    """A device or precision that this machine cannot provide."""
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; a named device must exist here."""
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"train.device {spec!r}: CUDA is not available here; allowed: auto or cpu")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError(f"train.device {spec!r}: Apple MPS is not available here; allowed: auto or cpu")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"train.device = {spec!r}: not a device name; allowed: auto, cpu, cuda, cuda:N, mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"train.device = {spec!r}: CUDA is not available here; allowed: auto or cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"train.device = {spec!r}: this machine has {torch.cuda.device_count()} CUDA "
+                              f"device(s); allowed: cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps":
+        if not _mps_available():
+            raise DeviceError(f"train.device = {spec!r}: Apple MPS is not available here; allowed: auto or cpu")
+    elif dev.type != "cpu":
+        raise DeviceError(f"train.device = {spec!r}: allowed: auto, cpu, cuda, cuda:N, mps")
     return dev
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 matmul instructions (AVX-512 BF16 or AMX)."""
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU advertises native bf16 matmul instructions (AVX-512 BF16 or AMX-BF16; Linux only)."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            flags = fh.read()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """True when bf16 matmuls work on this CPU and agree with fp32 (oneDNN bf16 support + a tiny test)."""
+    try:
+        mkldnn_ok = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        mkldnn_ok = False
+    if not mkldnn_ok:
+        return False
+    try:
+        g = torch.Generator().manual_seed(0)
+        a, b = torch.randn(16, 32, generator=g), torch.randn(32, 8, generator=g)
+        got = (a.bfloat16() @ b.bfloat16()).float()
+        return bool(torch.allclose(got, a @ b, rtol=0.05, atol=0.1))
+    except RuntimeError:
+        return False
+
+
 def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
-    """The dtype for autocast ("auto": bf16 on capable CUDA, else fp32)."""
+    """The whole-model (autocast) dtype for ``train.dtype``; see the module docstring for ``auto``."""
+    if spec not in ("auto", *DTYPES):
+        raise DeviceError(f"train.dtype = {spec!r}: allowed: auto, fp32, bf16, fp16")
     if device.type == "mps":
         return torch.float32
     if spec == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
-    if spec == "fp16" and device.type == "cpu":
-        raise DeviceError("train.dtype 'fp16' needs CUDA; allowed on CPU: auto, fp32, bf16")
+    if spec == "fp16" and device.type != "cuda":
+        raise DeviceError(f"train.dtype = 'fp16' needs CUDA (device here: {device}); allowed: auto, fp32, bf16")
+    if spec == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
+        raise DeviceError("train.dtype = 'bf16': this CPU has no working bf16 matmuls; allowed: auto or fp32")
     return DTYPES[spec]
 
 
-def head_dtype(spec: str, device: torch.device, dtype: torch.dtype) -> Optional[torch.dtype]:
-    """Precision of the tied head's matmuls: with ``auto``, bf16 on CPUs with native bf16; else the model's."""
-    if spec == "auto" and device.type == "cpu" and cpu_supports_bf16():
+#: ``auto`` uses bf16 head matmuls on CPU only from this vocabulary size up, where the head dominates the
+#: step; below it (compact vocabularies) the conversions cost about what bf16 saves, and fp32 is exact.
+BF16_HEAD_MIN_VOCAB = 8192
+
+
+def head_matmul_dtype(spec: str, device: torch.device, dtype: torch.dtype,
+                      vocab_size: Optional[int] = None) -> Optional[torch.dtype]:
+    """Precision of the tied head's training matmuls; ``None`` means "the model's own".
+
+    With ``train.dtype: auto`` on a CPU with native bf16 instructions and a
+    vocabulary of at least :data:`BF16_HEAD_MIN_VOCAB` ids this is bf16 (about
+    twice the fp32 matmul throughput); otherwise the model's dtype.
+    """
+    if (spec == "auto" and device.type == "cpu" and (vocab_size is None or vocab_size >= BF16_HEAD_MIN_VOCAB)
+            and cpu_has_native_bf16() and cpu_supports_bf16()):
         return torch.bfloat16
     return None if dtype == torch.float32 else dtype
 
 
-def autocast(device: torch.device, dtype: torch.dtype):
+def autocast_context(device: torch.device, dtype: torch.dtype):
+    """``torch.autocast`` for bf16/fp16, a no-op context for fp32."""
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def needs_grad_scaler(device: torch.device, dtype: torch.dtype) -> bool:
+    """fp16 needs loss scaling (CUDA only); bf16 and fp32 do not."""
+    return device.type == "cuda" and dtype == torch.float16
+
+
 def set_threads(n: Optional[int]) -> None:
+    """Use ``n`` intra-op threads (``None`` leaves PyTorch's default: one per core)."""
     if n:
-        torch.set_num_threads(n)
+        torch.set_num_threads(int(n))
+
+
+def c_compiler_available() -> bool:
+    """``torch.compile`` on CPU generates C++; it needs a compiler (and is not supported on Windows here)."""
+    return sys.platform != "win32" and any(shutil.which(c) for c in ("cc", "gcc", "clang", "g++", "c++"))
+
+
+def describe(device: torch.device) -> str:
+    """A one-line description of the device for logs and metrics."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)

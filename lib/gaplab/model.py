@@ -2,23 +2,28 @@
 
 Pre-LayerNorm blocks, causal self-attention through
 ``F.scaled_dot_product_attention``, a GELU MLP (4x), learned position
-embeddings, a final LayerNorm and an output head tied to the token embedding.
+embeddings, a final LayerNorm and an output head tied to the token embedding
+(Radford et al. 2019, "Language Models are Unsupervised Multitask Learners";
+tying: Press & Wolf 2017).  Initialisation as GPT-2: normal(0, 0.02), residual
+output projections scaled by 1/sqrt(2 * n_layer).
 
-Parameter counting follows Kaplan et al. (2020, "Scaling Laws for Neural
-Language Models"): *non-embedding* parameters exclude the token and the
-position embeddings.  Because the head is tied, its weights are the token
-embedding and are counted once.
+Parameter counting (:func:`count_params`) follows Kaplan et al. (2020,
+"Scaling Laws for Neural Language Models"): *non-embedding* parameters exclude
+the token AND the position embeddings; the tied head is the token embedding
+and is counted once.  ``total`` counts every parameter, embeddings included,
+which is the convention seed 003 reports (29,995,392 for 6/6/384 at block 128
+with GPT-2's 50,257-token vocabulary and biases on).
 
 The one clever piece, :func:`chunked_cross_entropy`, computes the tied head's
 cross-entropy a slice of rows at a time, so the full (tokens x vocabulary)
-logits are never held in memory at once — with GPT-2's 50,257-token
-vocabulary those logits dominate the time and memory of a small model.
+logits are never held in memory at once; with GPT-2's vocabulary those logits
+dominate the time and memory of a small model.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 import torch
@@ -38,31 +43,38 @@ class GPTConfig:
 
     @classmethod
     def from_model_config(cls, model_cfg: Any, vocab_size: int) -> "GPTConfig":
-        return cls(vocab_size=vocab_size, block_size=model_cfg.block_size, n_layer=model_cfg.n_layer,
+        """From a :class:`gaplab.config.ModelConfig` (or anything with the same fields)."""
+        return cls(vocab_size=int(vocab_size), block_size=model_cfg.block_size, n_layer=model_cfg.n_layer,
                    n_head=model_cfg.n_head, n_embd=model_cfg.n_embd, dropout=model_cfg.dropout,
                    bias=model_cfg.bias)
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 def count_params(model_cfg: Any, vocab_size: int) -> dict[str, int]:
-    """Total, embedding and non-embedding parameters, computed from the sizes alone.
+    """``{"total", "embedding", "non_embedding"}`` from the sizes alone, without building the model.
 
-    Per block: two LayerNorms (weight, and bias if ``bias``), attention
-    (qkv: d x 3d, proj: d x d), MLP (d x 4d, 4d x d); plus a final LayerNorm.
-    Embedding: vocab x d (token, shared with the head) + block x d (position).
+    Per block (d = n_embd): two LayerNorms (d weights, + d biases if ``bias``),
+    attention (qkv d x 3d, output d x d), MLP (d x 4d, 4d x d), biases if
+    ``bias``; plus a final LayerNorm.  Embedding: vocab x d (token, the same
+    tensor as the head) + block_size x d (position).  ``total`` includes both
+    embeddings; ``non_embedding`` excludes both (Kaplan et al. 2020).
     """
     d, L, b = model_cfg.n_embd, model_cfg.n_layer, 1 if model_cfg.bias else 0
-    ln = d + b * d
-    attn = d * 3 * d + b * 3 * d + d * d + b * d
+    layer_norm = d + b * d
+    attention = d * 3 * d + b * 3 * d + d * d + b * d
     mlp = d * 4 * d + b * 4 * d + 4 * d * d + b * d
-    non_embedding = L * (2 * ln + attn + mlp) + ln
-    embedding = vocab_size * d + model_cfg.block_size * d
+    non_embedding = L * (2 * layer_norm + attention + mlp) + layer_norm
+    embedding = int(vocab_size) * d + model_cfg.block_size * d
     return {"total": non_embedding + embedding, "embedding": embedding, "non_embedding": non_embedding}
 
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        assert cfg.n_embd % cfg.n_head == 0
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"model.n_embd = {cfg.n_embd} must be a multiple of model.n_head = {cfg.n_head}")
         self.n_head = cfg.n_head
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
@@ -73,8 +85,13 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        drop = self.dropout if self.training else 0.0
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU bf16 autocast: attention itself stays fp32 (its bf16 backward is several times slower on CPU)
+            with torch.autocast("cpu", enabled=False):
+                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True, dropout_p=drop)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         return self.resid_drop(self.proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
@@ -102,61 +119,123 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class _FusedTiedCE(torch.autograd.Function):
+# --------------------------------------------------------------------------- the fused tied-head loss
+def default_chunk(vocab_size: int) -> int:
+    """Rows per chunk: about 8 M logits (16 MB in bf16, 32 MB in fp32) at a time, at least 32 rows."""
+    return max(32, (1 << 23) // max(1, vocab_size))
+
+
+def _softmax_rows_(x: torch.Tensor) -> torch.Tensor:
+    """Row softmax of a 2-D fp32 tensor, in place (ATen's row-blocked kernel, no extra buffer on CPU)."""
+    if x.device.type == "cpu":
+        try:
+            return torch.ops.aten._softmax.out(x, 1, False, out=x)
+        except (RuntimeError, AttributeError):  # pragma: no cover - older/other builds
+            pass
+    return x.copy_(torch.softmax(x, dim=1))
+
+
+class _TiedHeadCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of ``hidden @ weight.T`` against ``targets``, ``chunk`` rows at a time.
 
-    Because the loss is the end of the graph, its gradients with respect to
-    ``hidden`` and ``weight`` are formed in the forward pass, chunk by chunk
-    (``softmax - onehot``), and only scaled in backward.  No chunk of logits
-    outlives its loop step: peak extra memory is ``chunk x vocab``, not
-    ``rows x vocab``.  ``matmul_dtype`` (e.g. bfloat16) sets the precision of
-    the three head matmuls; the softmax and the sums stay in float32.
+    The loss is the end of the graph, so its gradients are formed in the
+    forward pass, chunk by chunk (``softmax - onehot`` times ``weight`` and
+    times ``hidden``), and only scaled in ``backward``.  One chunk-sized logits
+    buffer (in ``mm_dtype``, the precision of the three matmuls) is reused for
+    every chunk; the softmax, the loss and the gradient sums are fp32, done a
+    few rows at a time in a small fp32 scratch buffer when ``mm_dtype`` is
+    lower.  Extra memory: ``chunk x vocab`` logits, never ``rows x vocab``.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk: int, with_grad: bool, matmul_dtype):
-        n = hidden.shape[0]
-        mm = matmul_dtype or hidden.dtype
-        h_all, w = hidden.to(mm), weight.to(mm)
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        grad_h = torch.empty_like(hidden) if with_grad else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if with_grad else None
-        for s in range(0, n, chunk):
-            h, t = h_all[s:s + chunk], targets[s:s + chunk]
-            logits = (h @ w.t()).float()
-            picked = logits.gather(1, t[:, None]).squeeze(1)
-            top = logits.amax(dim=1, keepdim=True)
-            probs = logits.sub_(top).exp_()  # in place: one chunk of logits becomes unnormalised probabilities
-            norm = probs.sum(dim=1, keepdim=True)
-            total += (top.squeeze(1) + norm.squeeze(1).log() - picked).sum()
-            if with_grad:
-                g = probs.div_(norm)
-                g[torch.arange(g.shape[0], device=g.device), t] -= 1.0
-                g = g.to(mm)
-                grad_h[s:s + chunk] = (g @ w).to(hidden.dtype)
-                grad_w += (g.t() @ h).float()
-        if with_grad:
-            ctx.save_for_backward(grad_h, grad_w)
-        ctx.n, ctx.weight_dtype = n, weight.dtype
-        return total / n
+    def forward(ctx, hidden, weight, targets, chunk: int, mm_dtype: torch.dtype, need_grad: bool):
+        n, d = hidden.shape
+        vocab = weight.shape[0]
+        rows = max(1, min(chunk, n))
+        dev = hidden.device
+        exact = mm_dtype == torch.float32
+        # On CPU the fp32 work happens `sub` rows at a time (about 8 MB, cache-sized); in place on the
+        # logits when they are fp32.  Elsewhere one pass per chunk (fewer kernel launches and syncs).
+        small = dev.type == "cpu" and not (exact and need_grad)
+        sub = max(8, min(rows, (1 << 21) // vocab)) if small else rows
+        h_all, w = hidden.to(mm_dtype), weight.to(mm_dtype)
+        low = torch.empty(rows, vocab, dtype=mm_dtype, device=dev)  # logits, then gradients
+        scratch = None if exact else torch.empty(sub, vocab, dtype=torch.float32, device=dev)
+        loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
+        if need_grad:
+            grad_h = torch.empty(n, d, dtype=hidden.dtype, device=dev)
+            grad_w = torch.zeros(vocab, d, dtype=torch.float32, device=dev)
+            part = None if exact else torch.empty(vocab, d, dtype=mm_dtype, device=dev)
+        for s in range(0, n, rows):
+            e = min(s + rows, n)
+            h, t = h_all[s:e], targets[s:e, None]
+            lg = torch.mm(h, w.t(), out=low[: e - s])
+            for a in range(0, e - s, sub):
+                b = min(a + sub, e - s)
+                p = lg[a:b] if exact else scratch[: b - a].copy_(lg[a:b])
+                tt = t[a:b]
+                if not need_grad:  # loss only: log-sum-exp minus the target's logit
+                    loss_sum += (torch.logsumexp(p, dim=1) - p.gather(1, tt).squeeze(1)).sum()
+                    continue
+                _softmax_rows_(p)
+                picked = p.gather(1, tt).squeeze(1)
+                row_loss = -torch.log(picked)
+                tiny = picked < 1e-30  # the target's probability underflowed: recompute those rows exactly
+                if bool(tiny.any()):
+                    lt = (h[a:b][tiny] @ w.t()).float()
+                    row_loss[tiny] = torch.logsumexp(lt, dim=1) - lt.gather(1, tt[tiny]).squeeze(1)
+                loss_sum += row_loss.sum()
+                p.scatter_add_(1, tt, torch.full(tt.shape, -1.0, dtype=p.dtype, device=dev))  # softmax - onehot
+                if not exact:
+                    lg[a:b].copy_(p)
+            if need_grad:
+                grad_h[s:e] = lg @ w
+                if part is None:
+                    grad_w.addmm_(lg.t(), h)
+                else:
+                    grad_w += torch.mm(lg.t(), h, out=part)
+        # Intermediate results, kept on ctx (not save_for_backward) so that backward can hand them over:
+        # autograd then adds the embedding's gradient into grad_w in place instead of into a third copy.
+        ctx.grads = (grad_h.div_(n), grad_w.div_(n)) if need_grad else None
+        ctx.weight_dtype = weight.dtype
+        return loss_sum / n
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        scale = grad_out / ctx.n
-        return grad_h * scale.to(grad_h.dtype), (grad_w * scale).to(ctx.weight_dtype), None, None, None, None
+        if ctx.grads is None:
+            raise RuntimeError("chunked_cross_entropy supports one backward pass per forward; "
+                               "use the plain loss (fused_loss = False) for retain_graph")
+        grad_h, grad_w = ctx.grads
+        ctx.grads = None
+        scale = grad_out.float()
+        return grad_h.mul_(scale.to(grad_h.dtype)), grad_w.mul_(scale).to(ctx.weight_dtype), None, None, None, None
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                           chunk: Optional[int] = None, matmul_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """Cross-entropy of the tied head without materialising full logits (see :class:`_FusedTiedCE`)."""
-    vocab = weight.shape[0]
-    chunk = chunk or max(64, (1 << 24) // vocab)  # ~16 M logits (64 MB in float32) per chunk
-    with_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
-    return _FusedTiedCE.apply(hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), chunk,
-                              with_grad, matmul_dtype)
+    """Mean cross-entropy of the tied head ``hidden @ weight.T`` without materialising all logits.
+
+    ``hidden``: (..., d); ``weight``: (vocab, d); ``targets``: (...) ids.
+    Same value and gradients as ``F.cross_entropy(hidden @ weight.T, targets)``
+    (up to float rounding) with at most ``chunk`` rows of logits alive.
+    ``matmul_dtype`` (e.g. ``torch.bfloat16``) sets the matmuls' precision; by
+    default it is the autocast dtype when autocast is on, else ``hidden``'s.
+    """
+    device_type = hidden.device.type
+    if matmul_dtype is None:
+        autocast_on = torch.is_autocast_enabled(device_type)
+        matmul_dtype = torch.get_autocast_dtype(device_type) if autocast_on else hidden.dtype
+    chunk = int(chunk or default_chunk(weight.shape[0]))
+    need_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    flat_h = hidden.reshape(-1, hidden.shape[-1])
+    flat_t = targets.reshape(-1)
+    if flat_t.shape[0] != flat_h.shape[0]:
+        raise ValueError(f"targets hold {flat_t.shape[0]} ids for {flat_h.shape[0]} positions")
+    with torch.autocast(device_type=device_type, enabled=False):
+        return _TiedHeadCrossEntropy.apply(flat_h, weight, flat_t, chunk, matmul_dtype, need_grad)
 
 
+# --------------------------------------------------------------------------- the model
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -166,10 +245,14 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.fused_loss = True  # use chunked_cross_entropy when targets are given
-        self.head_dtype: Optional[torch.dtype] = None  # e.g. torch.bfloat16 for the head matmuls
+        #: compute the training loss with :func:`chunked_cross_entropy` (no full logits)
+        self.fused_loss = True
+        #: precision of the head's matmuls in the fused loss while gradients are on (None: the model's)
+        self.head_dtype: Optional[torch.dtype] = None
+        #: rows of logits per chunk in the fused loss (None: :func:`default_chunk`)
+        self.loss_chunk: Optional[int] = None
         self.apply(self._init)
-        for name, p in self.named_parameters():  # GPT-2: scaled init of residual projections
+        for name, p in self.named_parameters():  # GPT-2: scaled init of the residual projections
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
@@ -181,14 +264,21 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def param_breakdown(self) -> dict[str, int]:
-        total = sum(p.numel() for p in self.parameters())  # the tied head is the token embedding
+        """Counted from the built model; agrees with :func:`count_params`."""
+        total = sum(p.numel() for p in self.parameters())  # the tied head is wte: counted once
         embedding = self.wte.weight.numel() + self.wpe.weight.numel()
         return {"total": total, "embedding": embedding, "non_embedding": total - embedding}
 
+    def compile_blocks(self) -> None:
+        """``torch.compile`` each transformer block in place (the fused loss stays eager)."""
+        for block in self.blocks:
+            block.compile()
+
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final LayerNorm's output, (B, T, n_embd)."""
         T = idx.shape[1]
         if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+            raise ValueError(f"a sequence of {T} tokens is longer than model.block_size = {self.config.block_size}")
         pos = torch.arange(T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for block in self.blocks:
@@ -196,11 +286,17 @@ class GPT(nn.Module):
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
-        """``(logits, loss)``; with targets and ``fused_loss`` the logits are not formed (None)."""
+        """``(logits, loss)``.
+
+        Without targets: logits (B, T, vocab), loss None.  With targets: the mean
+        cross-entropy; when ``fused_loss`` is on the logits are never formed and
+        come back as None.
+        """
         x = self.hidden(idx)
         if targets is None:
             return x @ self.wte.weight.t(), None
         if self.fused_loss:
-            return None, chunked_cross_entropy(x, self.wte.weight, targets, matmul_dtype=self.head_dtype)
+            head = self.head_dtype if torch.is_grad_enabled() else None
+            return None, chunked_cross_entropy(x, self.wte.weight, targets, chunk=self.loss_chunk, matmul_dtype=head)
         logits = x @ self.wte.weight.t()
         return logits, F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
