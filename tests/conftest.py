@@ -21,3 +21,15 @@ def outputs(tmp_path, monkeypatch) -> Path:
     out = tmp_path / "outputs"
     monkeypatch.setenv("GAPLAB_OUTPUTS", str(out))
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a busy 2-core machine run many times slower with 2 threads (the threads wait on
+    each other); one thread keeps such tests fast and their results the same wherever they run."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

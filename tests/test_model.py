@@ -12,14 +12,7 @@ from gaplab.config import ModelConfig
 from gaplab.device import cpu_supports_bf16
 from gaplab.model import GPT, GPTConfig, chunked_cross_entropy, count_params, default_chunk
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a busy 2-core machine run many times slower with 2 threads (the threads wait on
-    each other); one thread keeps these tests fast and their results the same wherever they run."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 GPT2_VOCAB = 50257

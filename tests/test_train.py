@@ -19,14 +19,7 @@ from gaplab.runs import atomic_write_json, read_json
 from gaplab.train import (HISTORY_COLUMNS, Batches, TrainingError, evaluate, load_checkpoint, load_model, lr_at,
                           make_optimizer, train_phase)
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a busy 2-core machine run many times slower with 2 threads (the threads wait on
-    each other); one thread keeps these tests fast and their results the same wherever they run."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 ARCH_METRIC_KEYS = {

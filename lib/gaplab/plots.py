@@ -115,6 +115,19 @@ def _add_epoch_axis(ax, slope: Optional[float], logx: bool = False) -> None:
         _plain_log_ticks(sec.xaxis)
 
 
+def _reference_line_log_x(ax, xs, ref: float, note: str, top: bool, pad: tuple[float, float]) -> None:
+    """A cited vertical reference line at ``ref`` on a log x-axis that spans the data and the line."""
+    ax.axvline(ref, color="0.3", ls="--", lw=1)
+    ax.annotate(note, (ref, 0.97 if top else 0.03), xycoords=("data", "axes fraction"), xytext=(-6, 0),
+                textcoords="offset points", ha="right", va="top" if top else "bottom", fontsize=8,
+                bbox={"boxstyle": "round", "fc": "white", "ec": "0.8", "alpha": 0.85})
+    ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
+    finite = xs[np.isfinite(xs) & (xs > 0)]
+    if finite.size:
+        ax.set_xlim(min(finite.min(), ref) / pad[0], max(finite.max(), ref) * pad[1])
+
+
 def _vline(ax, x: Optional[float], label: str, **kw) -> None:
     if x is not None and np.isfinite(x):
         ax.axvline(x, label=label, **kw)
@@ -249,16 +262,8 @@ def gap_vs_tokens_per_param(table: pd.DataFrame, out_dir: PathLike, name: str = 
         sel = np.array([vv == v for vv in verdicts])
         ax.scatter(x[sel], y[sel], s=50, color=VERDICT_COLORS.get(v, "0.5"), label=v or "no verdict", zorder=3)
     _label_points(ax, x, y, done["phase"])
-    ax.axvline(scaling.CHINCHILLA_TOKENS_PER_PARAM, color="0.3", ls="--", lw=1)
-    ax.annotate(CHINCHILLA_NOTE, (scaling.CHINCHILLA_TOKENS_PER_PARAM, 0.97), xycoords=("data", "axes fraction"),
-                xytext=(-6, 0), textcoords="offset points", ha="right", va="top", fontsize=8,
-                bbox={"boxstyle": "round", "fc": "white", "ec": "0.8", "alpha": 0.85})
+    _reference_line_log_x(ax, x, scaling.CHINCHILLA_TOKENS_PER_PARAM, CHINCHILLA_NOTE, top=True, pad=(3, 3))
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_xscale("log")
-    _plain_log_ticks(ax.xaxis)
-    finite = x[np.isfinite(x) & (x > 0)]
-    if finite.size:
-        ax.set_xlim(min(finite.min(), 20) / 3, max(finite.max(), 20) * 3)
     ax.set_xlabel("training tokens per non-embedding parameter (log scale)")
     ax.set_ylabel("final gap = val − train (nats)")
     ax.set_title("more data per parameter → smaller gap")
@@ -386,15 +391,7 @@ def loss_vs_epochs(table: pd.DataFrame, out_dir: PathLike, name: str = "loss_vs_
         ax.plot(ep[sel][o], _num(done["final_val"])[sel][o], marker="o", mfc="none", ls=":", color=color,
                 label=f"{g}: final val")
     _label_points(ax, ep, _num(done["best_val"]), done["phase"])
-    ax.axvline(4, color="0.3", ls="--", lw=1)
-    ax.annotate(MUENNIGHOFF_NOTE, (4, 0.03), xycoords=("data", "axes fraction"), xytext=(-6, 0),
-                textcoords="offset points", ha="right", va="bottom", fontsize=8,
-                bbox={"boxstyle": "round", "fc": "white", "ec": "0.8", "alpha": 0.85})
-    ax.set_xscale("log")
-    _plain_log_ticks(ax.xaxis)
-    finite = ep[np.isfinite(ep) & (ep > 0)]
-    if finite.size:
-        ax.set_xlim(min(finite.min(), 4) / 4, max(finite.max(), 4) * 2)
+    _reference_line_log_x(ax, ep, 4, MUENNIGHOFF_NOTE, top=False, pad=(4, 2))
     ax.set_xlabel("epochs over the train split (log scale)")
     ax.set_ylabel("val loss (nats/token)")
     ax.set_title("repeating the data: past a few epochs it stops paying")
