@@ -307,3 +307,18 @@ def test_build_report_without_figures_or_failures(tmp_path):
     assert "Failed phases" not in html and "<p>No figures.</p>" in html and "ghost" in html
     with pytest.raises(TypeError, match="journey table"):
         report.build_report(tmp_path, [], [], title="t")
+
+
+def test_compare_notes_warn_when_vocabularies_differ(tmp_path):
+    import pandas as pd
+
+    from gaplab import plots
+
+    base = {"state": "done", "best_iter": 10, "onset_iter": None, "final_val": 3.0, "params_non_embedding": 1000,
+            "train_tokens": 5000}
+    table = pd.DataFrame([{**base, "phase": "a", "best_val": 2.0, "vocab_size": 400},
+                          {**base, "phase": "b", "best_val": 3.0, "vocab_size": 7000}])
+    notes = plots.compare_notes(tmp_path, table)
+    assert any("not directly comparable" in n and "400" in n for n in notes)
+    same = table.assign(vocab_size=400)
+    assert not any("not directly comparable" in n for n in plots.compare_notes(tmp_path, same))

@@ -512,6 +512,12 @@ def compare_notes(study_dir: PathLike, table: pd.DataFrame, study: Optional[str]
     best = done.iloc[int(np.nanargmin(_num(done["best_val"])))]
     notes.append(f"Lowest val loss: {best['phase']} with {best['best_val']:.3f} nats "
                  f"(perplexity {math.exp(min(best['best_val'], 700)):.1f}) at iter {best['best_iter']}.")
+    vocabs = set(_num(done["vocab_size"])[np.isfinite(_num(done["vocab_size"]))]) if "vocab_size" in done else set()
+    if len(vocabs) > 1:
+        notes.append(f"Caution: these phases predict over different vocabularies ({', '.join(_fmt_int(v) for v in sorted(vocabs))} "
+                     "ids), so their losses are not directly comparable: a smaller vocabulary makes each guess "
+                     "easier, and with tokenizer.compact every val token unseen in train counts as one unknown id. "
+                     "Compare gaps and curve shapes across phases; compare loss values only between equal vocabularies.")
     for _, r in done.iterrows():
         fv, bv = r.get("final_val"), r.get("best_val")
         if pd.notna(r.get("onset_iter")):
