@@ -102,11 +102,8 @@ def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_st
     run_dir = run_dir_of(params)
     _write_params(params, run_dir)
     report = read_json(run_dir / "data_report.json")
-    if report:
-        failed = [c["name"] for c in report.get("checks", []) if c.get("status") == "fail"
-                  and c["name"] in p.data.fail_on]
-        if failed:
-            raise RuntimeError(f"data checks {failed} failed in 01_inspect_data (data.fail_on); not training")
+    if report:  # 01_inspect_data ran here: training must not start on data that failed its fail_on checks
+        enforce_data_checks(report)
     prep = prepare_data(p, params.get("phase", "?"), str(run_dir))
     return train_phase(p, prep, run_dir, progress=progress, resume=resume, on_eval=on_eval, should_stop=should_stop)
 
