@@ -316,7 +316,7 @@ def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool =
         staged = Path(status["run_dir"]) if status.get("run_dir") else None
         target = place_phase(staged, job, status) if staged is not None and staged.exists() else None
         remaining = len(STAGES) - max(0, started.get(job.name, 1) - 1)
-        bar.update(remaining if status.get("state") == "done" else remaining)
+        bar.update(remaining)  # the stages this phase will not report any more
         res = PhaseResult(job.name, status.get("state", "failed"), status.get("seconds", 0.0), status.get("stage"),
                           status.get("error"),
                           str(target / status["notebook"]) if target and status.get("notebook") else None)
