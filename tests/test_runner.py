@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -154,6 +155,19 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_phases(tmp_path, root):
     assert "interrupted" in err
     assert not (out / "ci" / ".staging").exists()
     assert not (out / "ci" / "more_data").exists()  # nothing half-written where a result belongs
+    # no kernel left behind still training in a deleted folder (it would recreate .staging)
+    if Path("/proc").is_dir():
+        leftovers = []
+        for entry in Path("/proc").iterdir():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(str(out)):
+                leftovers.append((entry.name, cwd))
+        assert not leftovers, f"processes still working under the outputs after Ctrl-C: {leftovers}"
+    time.sleep(3)
+    assert not (out / "ci" / ".staging").exists()
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "small_data: cached" in res.stderr and "more_data: done" in res.stderr

@@ -172,8 +172,14 @@ def place_phase(staged: Path, job: PhaseJob, status: dict) -> Path:
     return target
 
 
+def _interrupt_once(signum, frame):
+    """First Ctrl-C stops the phase; later ones are ignored so papermill can shut its kernel down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _local_worker(job: PhaseJob, work_root: str, queue=None) -> dict:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _interrupt_once)
     report = (lambda ph, st: queue.put((ph, st))) if queue is not None else None
     return execute_phase(job, work_root, report)
 
@@ -217,12 +223,39 @@ class LocalExecutor:
         except KeyboardInterrupt:
             procs = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
-            for proc in procs:  # workers stop their kernels on the same Ctrl-C; make sure they are gone
-                proc.terminate()
+            _stop_workers(procs)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             manager.shutdown()
+
+
+def _stop_workers(procs, grace: float = 60.0) -> None:
+    """Stop worker processes after Ctrl-C and wait until they (and their kernels) are gone.
+
+    A terminal's Ctrl-C reaches the workers too, but ``kill -INT`` of the parent
+    alone does not, so each worker is sent one SIGINT (a second is ignored by
+    ``_interrupt_once``).  Workers then shut their kernel down and exit; only a
+    worker that has not done so within ``grace`` seconds is terminated.  The
+    caller removes the staging folder after this returns, so no late write can
+    bring it back.
+    """
+    for proc in procs:
+        if proc.is_alive() and proc.pid:
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + grace
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.time()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
 
 
 def make_executor(kind: str, workers: int, scheduler: Optional[str]):
