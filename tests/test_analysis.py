@@ -334,3 +334,38 @@ def test_seed_reference():
     assert r.loc["phase2", "gap"] == 0.17 and r.loc["phase2", "gap_signed"] == pytest.approx(-0.17)
     others = r.drop(index="phase2")
     assert np.allclose(others["gap"], others["gap_signed"])
+
+
+def _seed_table(rows):
+    cols = ["phase", "state", "best_val", "best_iter", "final_train", "final_val", "final_gap", "max_iters"]
+    return pd.DataFrame([dict(zip(cols, r)) for r in rows], columns=cols)
+
+
+def test_seed_findings_all_reproduced():
+    table = _seed_table([
+        ("phase0", "done", 6.1, 100, 0.2, 7.0, 6.8, 500),
+        ("phase1", "done", 6.0, 400, 2.5, 6.3, 3.8, 500),
+        ("phase2", "done", 1.8, 900, 1.7, 1.6, -0.1, 1000),
+        ("phase3", "done", 2.1, 1800, 0.6, 2.1, 1.5, 2000),
+        ("phase4", "done", 4.0, 2000, 1.1, 4.2, 3.1, 3000),
+    ])
+    found = an.seed_findings(table)
+    assert [f["reproduced"] for f in found] == [True, True, True]
+    assert "smallest at phase2" in found[1]["ours"]
+    text = " ".join(an.seed_findings_sentences(found))
+    assert "NOT reproduced" not in text and text.count("reproduced.") == 3
+
+
+def test_seed_findings_disagreement_is_said_plainly_with_both_numbers():
+    table = _seed_table([
+        ("phase0", "done", 6.1, 500, 0.2, 6.12, 5.9, 500),   # still improving at the end: no rise
+        ("phase1", "done", 3.2, 200, 1.5, 3.4, 1.7, 500),     # smallest gap here, not at phase 2
+        ("phase2", "done", 3.5, 900, 1.2, 3.6, 2.4, 1000),
+        ("phase4", "failed", None, None, None, None, None, 3000),
+    ])
+    found = an.seed_findings(table)
+    assert [f["reproduced"] for f in found] == [False, False, None]
+    sentences = an.seed_findings_sentences(found)
+    assert "NOT reproduced" in sentences[0] and "6.15" in sentences[0] and "6.10" in sentences[0]
+    assert "NOT reproduced" in sentences[1] and "smallest at phase1" in sentences[1] and "phase2 0.17" in sentences[1]
+    assert "not checked" in sentences[2] and "phase4 did not finish" in sentences[2]

@@ -238,6 +238,11 @@ def test_compare_figures_picks_seed_grid_and_kaplan_figures(tmp_path, monkeypatc
     assert "seed_vs_ours" in names and "seed_vs_ours" in drawn and "grid_heatmaps" not in drawn
     notes = plots.compare_notes(sdir, table, study="seed_study")
     assert any("Seed 003, phase2" in n and "-0.17" in n for n in notes)
+    findings = [n for n in notes if n.startswith("Seed finding")]
+    assert len(findings) == 3
+    assert "phase 0's val loss rises" in findings[0] and ": reproduced." in findings[0]
+    assert "smallest train/val gap" in findings[1] and "not checked" in findings[1]  # phase2 did not run here
+    assert "phase 4's val loss degrades" in findings[2] and ": reproduced." in findings[2]
     # a 2 x 2 grid is a grid but too small for a 4-constant fit (6 phases needed)
     drawn.clear()
     grid = grid_table()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -476,3 +476,73 @@ def load_seed_reference() -> pd.DataFrame:
     df["note"] = df["note"].fillna("")
     df["gap_signed"] = (df["final_val"] - df["final_train"]).round(2)
     return df
+
+
+#: how much val loss must rise above its best (nats) to count as "rising after its best" in :func:`seed_findings`
+RISE_TOL = 0.05
+
+
+def _rose_after_best(row: Mapping[str, Any]) -> Optional[bool]:
+    bv, fv, bi, mi = _f(row.get("best_val")), _f(row.get("final_val")), _i(row.get("best_iter")), _i(row.get("max_iters"))
+    if bv is None or fv is None:
+        return None
+    return fv - bv > RISE_TOL and (bi is None or mi is None or bi < mi)
+
+
+def seed_findings(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Seed 003's three qualitative findings, checked against this study's finished phases.
+
+    One dict per finding: ``finding``, ``seed`` and ``ours`` (both in words
+    with their numbers), ``reproduced`` (True / False; None when the phases
+    needed did not finish).  The findings: phase 0's val loss rises after an
+    early best; phase 2 has the smallest final gap; phase 4's val loss degrades
+    after its best.  "Rises" means the final val is more than :data:`RISE_TOL`
+    nats above the best, with the best before the last iteration.
+    """
+    ref = load_seed_reference().set_index("phase")
+    done = done_rows(table).set_index("phase")
+    out: list[dict[str, Any]] = []
+
+    def rise(phase: str, finding: str) -> None:
+        s = ref.loc[phase]
+        seed = (f"best {s['best_val']:.2f} at iter {int(s['best_iter'])}, final {s['final_val']:.2f} "
+                f"(+{s['final_val'] - s['best_val']:.2f})")
+        if phase not in done.index:
+            out.append(dict(finding=finding, seed=seed, ours=f"{phase} did not finish", reproduced=None))
+            return
+        r = done.loc[phase]
+        ours = (f"best {r['best_val']:.2f} at iter {int(r['best_iter'])}, final {r['final_val']:.2f} "
+                f"({r['final_val'] - r['best_val']:+.2f})")
+        out.append(dict(finding=finding, seed=seed, ours=ours, reproduced=bool(_rose_after_best(r))))
+
+    rise("phase0", "phase 0's val loss rises after an early best")
+    gaps = ref["gap"]
+    seed_gaps = ", ".join(f"{p} {g:.2f}" for p, g in gaps.items())
+    finding = "phase 2 has the smallest train/val gap"
+    ours_gaps = done["final_gap"].dropna() if "final_gap" in done else pd.Series(dtype=float)
+    ours_gaps = ours_gaps[[p for p in ours_gaps.index if p in ref.index]]
+    if "phase2" not in ours_gaps.index or len(ours_gaps) < 2:
+        out.append(dict(finding=finding, seed=f"final gaps {seed_gaps} (as reported, |val - train|)",
+                        ours="phase2 and at least one other seed phase must finish", reproduced=None))
+    else:
+        smallest = str(ours_gaps.idxmin())
+        out.append(dict(finding=finding, seed=f"final gaps {seed_gaps} (as reported, |val - train|)",
+                        ours="final gaps (val - train) " + ", ".join(f"{p} {g:+.2f}" for p, g in ours_gaps.items())
+                             + f": smallest at {smallest}",
+                        reproduced=smallest == "phase2"))
+    rise("phase4", "phase 4's val loss degrades after its best")
+    return out
+
+
+def seed_findings_sentences(findings: list[dict[str, Any]]) -> list[str]:
+    """Plain sentences: reproduced, NOT reproduced (with both numbers), or not checked."""
+    lines = []
+    for f in findings:
+        if f["reproduced"] is None:
+            lines.append(f"Seed finding \u201c{f['finding']}\u201d: not checked ({f['ours']}).")
+        elif f["reproduced"]:
+            lines.append(f"Seed finding \u201c{f['finding']}\u201d: reproduced. Seed: {f['seed']}; ours: {f['ours']}.")
+        else:
+            lines.append(f"Seed finding \u201c{f['finding']}\u201d: NOT reproduced by this run. Seed: {f['seed']}; "
+                         f"ours: {f['ours']}.")
+    return lines

@@ -548,6 +548,7 @@ def compare_notes(study_dir: PathLike, table: pd.DataFrame, study: Optional[str]
         ref = an.load_seed_reference()
         notes.append("Seed 003's figures are its own, reported on its ChromaDB code corpus; this study reproduces its "
                      "settings on a different corpus, so compare the shape of the journey, not the digits.")
+        notes.extend(an.seed_findings_sentences(an.seed_findings(table)))
         for _, r in ref[ref["note"] != ""].iterrows():
             notes.append(f"Seed 003, {r['phase']}: {r['note']}.")
     return notes

@@ -215,6 +215,8 @@ def compare(result: dict[str, Any]) -> None:
         _display(table)
     if result.get("failed"):
         _md("**Failed phases:** " + "; ".join(f"`{k}`: {v}" for k, v in result["failed"].items()))
+    if result.get("notes"):
+        _md("**What the numbers say**\n\n" + "\n".join(f"- {n}" for n in result["notes"]))
     for path in result.get("figures", []):
         if str(path).endswith(".png"):
             _image(Path(path))

@@ -181,7 +181,7 @@ def compare(study: str, study_dir: str, phases: Optional[list[str]] = None) -> d
     figs = plots.compare_figures(sdir, table, phases, study=study)
     failed = {name: st.get("error", "") for name, st in (status.get("phases") or {}).items()
               if st.get("state") == "failed"}
+    notes = plots.compare_notes(sdir, table, study=study)
     html = report.build_report(sdir, table, figs, title=f"gaplab study: {study}",
-                               description=status.get("description", ""), failed=failed,
-                               notes=plots.compare_notes(sdir, table, study=study))
-    return {"table": table, "figures": figs, "failed": failed, "report": html}
+                               description=status.get("description", ""), failed=failed, notes=notes)
+    return {"table": table, "figures": figs, "failed": failed, "notes": notes, "report": html}
