@@ -31,7 +31,7 @@ def ci_run(tmp_path_factory, root):
     out = tmp_path_factory.mktemp("runs") / "outputs"
     study = tmp_path_factory.mktemp("study") / "ci.yaml"
     shutil.copy(root / "params" / "ci.yaml", study)
-    code = cli.main(["run", str(study), "--outputs", str(out)])
+    code = cli.main(["run", str(study), "--outputs", str(out), "--threads", "1"])
     return code, out, study
 
 
@@ -51,6 +51,7 @@ def test_ci_study_runs_every_stage(ci_run):
         metrics = json.loads((pdir / "metrics.json").read_text())
         assert metrics["final_gap"] == pytest.approx(metrics["final_val_loss"] - metrics["final_train_loss"])
         assert "analysis" in metrics and "samples" in metrics
+        assert metrics["threads"] == 1  # --threads reached the kernel
         params = yaml.safe_load((pdir / "params.yaml").read_text())
         assert params["run_dir"] == str(pdir) and params["phase"] == phase
         assert (pdir / "data_report.json").exists() and (pdir / "ckpt" / "best.pt").exists()
@@ -61,6 +62,16 @@ def test_ci_study_runs_every_stage(ci_run):
     html = (sdir / "report.html").read_text()
     assert "small_data" in html and "more_data" in html
     assert not (sdir / ".staging").exists()
+
+
+def test_threads_and_workers_must_be_positive(ci_run, capsys):
+    _, out, study = ci_run
+    for flag in ("--threads", "--workers"):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["run", str(study), "--outputs", str(out), flag, "0"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert flag in err and "'0' is not allowed" in err and "at least 1" in err
 
 
 def test_second_run_is_cached(ci_run, capsys):

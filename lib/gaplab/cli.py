@@ -117,7 +117,7 @@ def cmd_run(args) -> int:
 
     return run_study(args.study, phases=_phase_list(args.phases), force=args.force, keep_going=args.keep_going,
                      workers=args.workers, timeout=args.timeout, dry_run=args.dry_run, outputs=args.outputs,
-                     executor=args.executor, scheduler=args.scheduler)
+                     executor=args.executor, scheduler=args.scheduler, threads=args.threads)
 
 
 def cmd_inspect(args) -> int:
@@ -142,6 +142,16 @@ def cmd_tokenizer(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: give a whole number of at least 1")
+    return n
+
+
 def _phase_list(text: Optional[str]) -> Optional[list[str]]:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
@@ -162,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--keep-going", dest="keep_going", action="store_true", default=True,
                    help="continue with other phases when one fails (default)")
     r.add_argument("--no-keep-going", dest="keep_going", action="store_false", help="stop at the first failure")
-    r.add_argument("--workers", type=int, default=1, help="phases run at once, one OS process each")
+    r.add_argument("--workers", type=_positive_int, default=1, help="phases run at once, one OS process each")
+    r.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch threads per phase (default: CPUs / workers; a phase's train.threads wins)")
     r.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook cell")
     r.add_argument("--dry-run", action="store_true", help="print what would run and what is cached")
     r.add_argument("--outputs", default=None, help="outputs folder (default: ./outputs or $GAPLAB_OUTPUTS)")
