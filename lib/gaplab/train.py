@@ -439,6 +439,7 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
         "tokens_per_s": tokens_trained / train_seconds if train_seconds > 0 else None,
         "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "head_dtype": str(model.head_dtype or dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
         "stop_reason": stop_reason, "restored_best": bool(t.restore_best and best_path.exists()),
         "corpus_fingerprint": data.corpus.fingerprint,
         "vocab_size": vocab_size, "vocab_size_original": int(data.vocab_size_original), "versions": _versions(),
