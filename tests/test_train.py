@@ -13,7 +13,7 @@ import torch
 
 import gaplab.train as train_mod
 from gaplab.config import PhaseParams, TrainConfig
-from gaplab.device import (BF16_HEAD_MIN_VOCAB, DeviceError, autocast_context, cpu_has_native_bf16,
+from gaplab.device import (BF16_AUTOCAST_MIN_WIDTH, BF16_HEAD_MIN_VOCAB, DeviceError, autocast_context, cpu_has_native_bf16,
                            cpu_supports_bf16, head_matmul_dtype, needs_grad_scaler, resolve_device, resolve_dtype)
 from gaplab.runs import atomic_write_json, read_json
 from gaplab.train import (HISTORY_COLUMNS, Batches, TrainingError, evaluate, load_checkpoint, load_model, lr_at,
@@ -297,6 +297,9 @@ def test_resolve_device():
 def test_resolve_dtype():
     cpu = torch.device("cpu")
     assert resolve_dtype("auto", cpu) == torch.float32
+    native = cpu_has_native_bf16() and cpu_supports_bf16()
+    assert resolve_dtype("auto", cpu, n_embd=128) == (torch.bfloat16 if native else torch.float32)
+    assert resolve_dtype("auto", cpu, n_embd=BF16_AUTOCAST_MIN_WIDTH - 1) == torch.float32
     assert resolve_dtype("fp32", cpu) == torch.float32
     assert resolve_dtype("auto", torch.device("mps")) == torch.float32
     assert resolve_dtype("bf16", torch.device("mps")) == torch.float32
@@ -307,7 +310,6 @@ def test_resolve_dtype():
     assert head_matmul_dtype("fp32", cpu, torch.float32) is None
     assert head_matmul_dtype("bf16", cpu, torch.bfloat16) == torch.bfloat16
     assert head_matmul_dtype("auto", cpu, torch.float32, BF16_HEAD_MIN_VOCAB - 1) is None  # compact vocabularies
-    native = cpu_has_native_bf16() and cpu_supports_bf16()
     assert head_matmul_dtype("auto", cpu, torch.float32, 50257) == (torch.bfloat16 if native else None)
     assert head_matmul_dtype("auto", torch.device("mps"), torch.float32, 50257) is None
     assert not needs_grad_scaler(cpu, torch.float32)
@@ -320,3 +322,15 @@ def test_a_fresh_run_replaces_checkpoints_of_an_earlier_one(tmp_path):
     assert (tmp_path / "ckpt" / "iter_10.pt").exists()
     train_phase(_phase(max_iters=20), _pattern_data(), tmp_path, progress=False)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["best.pt", "last.pt"]
+
+
+@pytest.mark.skipif(not (cpu_has_native_bf16() and cpu_supports_bf16()), reason="needs a CPU with native bf16")
+def test_auto_trains_wide_models_in_bf16_and_still_evaluates_in_fp32(tmp_path):
+    data = _pattern_data()
+    params = _phase(model={"n_embd": 128, "n_head": 4}, max_iters=10)
+    m = train_phase(params, data, tmp_path / "auto", progress=False)
+    f = train_phase(_phase(model={"n_embd": 128, "n_head": 4}, max_iters=10, dtype="fp32"), data,
+                    tmp_path / "fp32", progress=False)
+    assert m["dtype"] == "bfloat16" and f["dtype"] == "float32"
+    assert _read_history(tmp_path / "auto")[0]["val_loss"] == _read_history(tmp_path / "fp32")[0]["val_loss"]
+    assert abs(m["final_val_loss"] - f["final_val_loss"]) < 0.1

@@ -5,15 +5,18 @@ What ``train.dtype: auto`` means, per device:
 - **CUDA**: bf16 autocast where the GPU supports bf16, else fp32.  ``fp16`` is
   allowed on CUDA only and uses a ``GradScaler``.
 - **MPS**: always fp32 (bf16/fp16 on MPS are not tested here).
-- **CPU**: the model runs in fp32.  On CPUs with native bf16 matmul
-  instructions (AVX-512 BF16 or AMX) and a vocabulary of at least 8,192 ids,
-  only the tied output head's three large matmuls run in bf16 during training
-  (:func:`head_matmul_dtype`); the softmax, the loss sums and every evaluation
-  stay in fp32.  ``benchmarks/bench_train.py``
-  measures that this keeps final losses within run-to-run noise of an all-fp32
-  reference (see ``benchmarks/results/train_cpu.md``).  Whole-model bf16
-  autocast on CPU (``dtype: bf16``) is allowed but never chosen by ``auto``:
-  for small models it mostly adds casts.
+- **CPU**: on CPUs with native bf16 matmul instructions (AVX-512 BF16 or
+  AMX), models at least 128 wide (``n_embd``) train under bf16 autocast
+  (linear layers in bf16; the residual stream, attention, softmax, loss,
+  LayerNorm and the optimizer stay fp32); narrower
+  models train in fp32, with only the tied output head's three large matmuls
+  in bf16 when the vocabulary has at least 8,192 ids
+  (:func:`head_matmul_dtype`).  Everywhere else on CPU: fp32.  Evaluations
+  (the losses in ``history.csv``) are fp32 on CPU whatever the training dtype.
+  ``bench_train.py --precision`` (``benchmarks/results/train_cpu_precision.md``)
+  checked that these choices keep the loss curves of runs that overfit within
+  run-to-run noise of all-fp32 training, and ``benchmarks/results/train_cpu.md``
+  that they are faster; below the thresholds they are not.
 """
 
 from __future__ import annotations
@@ -93,7 +96,12 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
+#: ``auto`` on a CPU with native bf16 uses whole-model bf16 autocast from this width (n_embd) up; narrower
+#: models spend about as much on casts as bf16 matmuls save (benchmarks/results/train_cpu.md).
+BF16_AUTOCAST_MIN_WIDTH = 128
+
+
+def resolve_dtype(spec: str, device: torch.device, n_embd: Optional[int] = None) -> torch.dtype:
     """The whole-model (autocast) dtype for ``train.dtype``; see the module docstring for ``auto``."""
     if spec not in ("auto", *DTYPES):
         raise DeviceError(f"train.dtype = {spec!r}: allowed: auto, fp32, bf16, fp16")
@@ -101,6 +109,9 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
         return torch.float32
     if spec == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if (device.type == "cpu" and n_embd is not None and n_embd >= BF16_AUTOCAST_MIN_WIDTH
+                and cpu_has_native_bf16() and cpu_supports_bf16()):
             return torch.bfloat16
         return torch.float32
     if spec == "fp16" and device.type != "cuda":

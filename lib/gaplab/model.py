@@ -120,9 +120,15 @@ class Block(nn.Module):
 
 
 # --------------------------------------------------------------------------- the fused tied-head loss
+#: logits per chunk of the fused loss (8 M: 16 MB in bf16, 32 MB in fp32)
+CHUNK_LOGITS = 1 << 23
+#: logits per fp32 softmax block on CPU (2 M: 8 MB, about an L3 cache slice)
+BLOCK_LOGITS = 1 << 21
+
+
 def default_chunk(vocab_size: int) -> int:
-    """Rows per chunk: about 8 M logits (16 MB in bf16, 32 MB in fp32) at a time, at least 32 rows."""
-    return max(32, (1 << 23) // max(1, vocab_size))
+    """Rows per chunk: about :data:`CHUNK_LOGITS` logits at a time, at least 32 rows."""
+    return max(32, CHUNK_LOGITS // max(1, vocab_size))
 
 
 def _softmax_rows_(x: torch.Tensor) -> torch.Tensor:
@@ -154,10 +160,10 @@ class _TiedHeadCrossEntropy(torch.autograd.Function):
         rows = max(1, min(chunk, n))
         dev = hidden.device
         exact = mm_dtype == torch.float32
-        # On CPU the fp32 work happens `sub` rows at a time (about 8 MB, cache-sized); in place on the
+        # On CPU the fp32 work happens `sub` rows at a time (BLOCK_LOGITS, cache-sized); in place on the
         # logits when they are fp32.  Elsewhere one pass per chunk (fewer kernel launches and syncs).
         small = dev.type == "cpu" and not (exact and need_grad)
-        sub = max(8, min(rows, (1 << 21) // vocab)) if small else rows
+        sub = max(8, min(rows, BLOCK_LOGITS // vocab)) if small else rows
         h_all, w = hidden.to(mm_dtype), weight.to(mm_dtype)
         low = torch.empty(rows, vocab, dtype=mm_dtype, device=dev)  # logits, then gradients
         scratch = None if exact else torch.empty(sub, vocab, dtype=torch.float32, device=dev)

@@ -310,7 +310,7 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
     m_cfg, t = params.model, params.train
     set_threads(t.threads)
     device = resolve_device(t.device)
-    dtype = resolve_dtype(t.dtype, device)
+    dtype = resolve_dtype(t.dtype, device, m_cfg.n_embd)
     eval_dtype = eval_dtype_for(device, dtype)
     vocab_size = int(data.vocab_size)
     _check_data(data, vocab_size)
