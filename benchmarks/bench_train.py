@@ -13,8 +13,9 @@ Cases per configuration (``--configs``, default phase0 phase3 phase4):
   ``make_optimizer``, ``Batches``, ``train_step``, as ``train_phase`` uses
   them) with ``train.dtype: auto``;
 - ``gaplab fp32`` / ``gaplab bf16``: the same with ``train.dtype: fp32`` / ``bf16``;
-- ``noise``: ``gaplab`` with another batch order (seed + 1); the spread of the
-  final loss it causes is the yardstick for "equal within noise";
+- ``noise``, ``noise 2``: ``gaplab`` with other batch orders (seed + 1, + 2);
+  the spread of gaplab's final loss over the three batch orders is the
+  yardstick for "equal within noise";
 
 plus ``phase4`` with a compact 2,048-token vocabulary (the 2,047 most
 frequent ids + one unknown id).
@@ -145,7 +146,7 @@ def _run_case(case: dict, data_path: str, init_path: str) -> dict:
         })
         t = params.train
         device = resolve_device(t.device)
-        dtype = resolve_dtype(t.dtype, device)
+        dtype = resolve_dtype(t.dtype, device, params.model.n_embd)
         model = build_model(params.model, t, vocab, device, dtype)
         load_weights_in_order(model, init)
         del init
@@ -237,6 +238,12 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+MFU_NOTE = ("- MFU = model FLOPs per second over the measured matmul peak above (fp32 and bf16), with model FLOPs "
+            "per token = 6 × (12·L·d² block weights + V·d tied head) + 12·L·d·T for attention (the accounting of "
+            "Chowdhery et al. 2022, PaLM, appendix B). Where gaplab's matmuls run in bf16 the fp32 column can pass "
+            "100%; the bf16 column is then the one to read.")
+
+
 def model_flops_per_iter(cfg: dict, vocab: int) -> float:
     """6 N per token (N = non-embedding matmul params + the tied head) + 12 L d T per token for attention."""
     d, L, T = cfg["n_embd"], cfg["n_layer"], cfg["block_size"]
@@ -279,12 +286,14 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     ap.add_argument("--threads", type=int, nargs="+", default=[0],
                     help="torch threads per case; several values give one table each (0: PyTorch's default)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every case this many times (in rounds) and keep each case's fastest round")
     ap.add_argument("--no-compact", action="store_true", help="skip the compact-vocabulary case")
     ap.add_argument("--compile", action="store_true", help="add a 'gaplab compile' case (torch.compile blocks)")
     ap.add_argument("--out", default=None, help="markdown file (default: results/train_cpu.md, or "
                     "results/train_cpu_precision.md with --precision)")
     ap.add_argument("--precision", action="store_true",
-                    help="instead: train phase 3 to overfitting in fp32, auto and bf16 and compare the curves")
+                    help="instead: train phases 3 and 4 to overfitting in fp32, auto and bf16 and compare the curves")
     args = ap.parse_args(argv)
     if args.precision:
         print(precision_check(Path(args.out or HERE / "results" / "train_cpu_precision.md"),
@@ -313,7 +322,7 @@ def main(argv=None) -> int:
 
     plan = []
     for name in args.configs:
-        impls = ["reference", "gaplab", "gaplab fp32", "gaplab bf16", "noise"] + (["gaplab compile"] if args.compile else [])
+        impls = ["reference", "gaplab", "gaplab fp32", "gaplab bf16", "noise", "noise 2"] + (["gaplab compile"] if args.compile else [])
         plan.append((name, GPT2_VOCAB, impls))
     if not args.no_compact:
         plan.append(("phase4", COMPACT_VOCAB, ["reference", "gaplab", "gaplab bf16"]
@@ -341,14 +350,14 @@ def main(argv=None) -> int:
             torch.save([t.detach().clone() for t in init_model.parameters()], init_path)
             del init_model
             prepared[(name, vocab)] = (data_path, init_path, count_params(p.model, vocab))
-        for threads in thread_list:
+        for threads, rnd in [(t, r) for t in thread_list for r in range(args.repeat)]:
             for name, vocab, impls in plan:
                 cfg = CONFIGS[name]
                 data_path, init_path, counts = prepared[(name, vocab)]
                 for impl in impls:
                     case = {"config": name, "vocab": vocab, "impl": "reference" if impl == "reference" else "gaplab",
                             "dtype": {"gaplab fp32": "fp32", "gaplab bf16": "bf16"}.get(impl, "auto"), "compile": impl == "gaplab compile",
-                            "seed": HYPER["seed"] + (1 if impl == "noise" else 0), "total_iters": total_iters,
+                            "seed": HYPER["seed"] + {"noise": 1, "noise 2": 2}.get(impl, 0), "total_iters": total_iters,
                             "threads": threads}
                     q = ctx.Queue()
                     proc = ctx.Process(target=run_case, args=(case, data_path, init_path, q))
@@ -356,7 +365,7 @@ def main(argv=None) -> int:
                     proc.start()
                     res = q.get()
                     proc.join()
-                    base = {"threads": threads, "config": name, "vocab": vocab, "impl": impl}
+                    base = {"threads": threads, "config": name, "vocab": vocab, "impl": impl, "round": rnd}
                     if "error" in res:
                         print(f"{name} vocab {vocab} {impl}: FAILED {res['error']}", flush=True)
                         results.append({**base, "error": res["error"]})
@@ -374,13 +383,18 @@ def main(argv=None) -> int:
                            "final_loss": res["final_loss"], "last_train_losses": res["losses"][-5:],
                            "wall_s": round(time.time() - t0, 1), "params": counts, "load": _load()}
                     results.append(row)
-                    print(f"{threads}t {name:7s} V={vocab:<6d} {impl:14s} {s_iter:7.3f} s/it (cpu "
+                    print(f"{threads}t r{rnd} {name:7s} V={vocab:<6d} {impl:14s} {s_iter:7.3f} s/it (cpu "
                           f"{row['cpu_s_per_iter']:.3f}) {row['tokens_per_s']:8.0f} tok/s peak "
                           f"{row['peak_rss_mb']:6.0f} MB  final {row['final_loss']:.4f}  ({row['wall_s']} s, load "
                           f"{row['load']})", flush=True)
 
-    report = render(results, machine, peaks, data_note, covered, args, load_start, _load(), time.time() - started,
-                    thread_list)
+    best: dict[tuple, dict] = {}
+    for r in results:  # each case's fastest round (the one least disturbed by other jobs)
+        key = (r["threads"], r["config"], r["vocab"], r["impl"])
+        if key not in best or ("error" in best[key]) or ("error" not in r and r["s_per_iter"] < best[key]["s_per_iter"]):
+            best[key] = r
+    report = render(list(best.values()), machine, peaks, data_note, covered, args, load_start, _load(),
+                    time.time() - started, thread_list)
     print(report)
     out = Path(args.out)
     atomic_write_text(out, report)
@@ -398,22 +412,27 @@ def render(results: list[dict], machine: dict, peaks: dict, data_note: str, cove
         "",
         f"Generated by `benchmarks/bench_train.py` on {dt.date.today().isoformat()} "
         f"({seconds / 60:.1f} min; {args.warmup} warm-up + {args.iters} timed iterations per case, each case "
-        "in a fresh process).",
+        f"in a fresh process, {args.repeat} round(s); each case's fastest round is shown, all rounds are in the "
+        "`.json`).",
         "",
         f"- Machine: {machine.get('cpu')}, {machine.get('cores')}; native bf16: {machine.get('bf16', '?')}; "
         f"torch {machine.get('torch')}, Python {machine.get('python')}.",
-        f"- Load average (1/5/15 min) at start: {load_start}; at end: {load_end}. Other jobs shared this "
-        "machine, so wall times are noisy; CPU s/iter (process CPU time) is the steadier measure, and with one "
-        "thread it is the work an iteration costs.",
+        f"- Load average (1/5/15 min) at start: {load_start}; at end: {load_end} (the benchmark itself adds 1). "
+        "Where other jobs share the machine wall times get noisy; CPU s/iter (process CPU time) is the steadier "
+        "measure, and with one thread it is the work an iteration costs.",
+        MFU_NOTE,
         "- Measured matmul peak (2048^3, GFLOP/s): " + "; ".join(
             f"{n} thread{'s' if n > 1 else ''}: fp32 {peaks[n]['fp32']:.0f}, bf16 {peaks[n]['bf16']:.0f}"
             for n in thread_list) + ".",
         f"- Data: {data_note}. Compact case: the {COMPACT_VOCAB - 1:,} most frequent ids + 1 unknown id "
         f"({covered:.1%} of tokens keep their own id).",
         "- Every case of a configuration starts from the same initial weights and sees the same batches "
-        "(`noise`: another batch order); seed 003's hyperparameters (constant lr, AdamW 0.9/0.95, wd 0.01, clip 1).",
-        "- `gaplab` = `train.dtype: auto` (fp32 model; on CPUs with native bf16 the tied head's matmuls in bf16, "
-        "softmax and sums in fp32); `gaplab fp32` = `train.dtype: fp32`.",
+        "(`noise`, `noise 2`: two other batch orders; the spread of gaplab's final loss over the three batch "
+        "orders is the yardstick for \"equal within noise\"); seed 003's hyperparameters (constant lr, AdamW 0.9/0.95, wd 0.01, clip 1).",
+        "- `gaplab` = `train.dtype: auto`; on this CPU (native bf16) that is bf16 autocast for phase 0 and 4 "
+        "(n_embd >= 128) and, for phase 3, an fp32 model whose tied-head matmuls run in bf16 (vocabulary >= 8,192). "
+        "Softmax, loss and evaluation are fp32 in every case. `gaplab fp32` / `gaplab bf16` = `train.dtype: fp32` "
+        "/ `bf16`.",
     ]
     for threads in thread_list:
         rows = [r for r in ok if r["threads"] == threads]
@@ -445,19 +464,25 @@ def render(results: list[dict], machine: dict, peaks: dict, data_note: str, cove
         lines += ["", "Goals:", ""]
         for name in ("phase3", "phase4", "phase0"):
             ref, gap = find(name, GPT2_VOCAB, "reference"), find(name, GPT2_VOCAB, "gaplab")
-            noise = find(name, GPT2_VOCAB, "noise")
+            same_trainer = [r for r in (gap, find(name, GPT2_VOCAB, "noise"), find(name, GPT2_VOCAB, "noise 2")) if r]
             if not (ref and gap):
                 continue
             speed = gap["tokens_per_s"] / ref["tokens_per_s"]
             cpu_speed = ref["cpu_s_per_iter"] / gap["cpu_s_per_iter"]
             mem = gap["peak_rss_mb"] / ref["peak_rss_mb"]
-            spread = abs(noise["final_loss"] - gap["final_loss"]) if noise else float("nan")
+            finals = [r["final_loss"] for r in same_trainer]
+            spread = max(finals) - min(finals) if len(finals) > 1 else float("nan")
             delta = abs(gap["final_loss"] - ref["final_loss"])
-            goal = " (goal ≥ 2× tokens/s, ≤ 0.5× peak RSS)" if name != "phase0" else " (no goal set)"
-            lines.append(f"- {name}{goal}: {speed:.2f}× tokens/s (wall) {'✅' if speed >= 2 else '❌'}, "
-                         f"{cpu_speed:.2f}× by CPU time {'✅' if cpu_speed >= 2 else '❌'}; "
-                         f"{mem:.2f}× peak RSS {'✅' if mem <= 0.5 else '❌'}; final loss |Δ| = {delta:.4f} vs "
-                         f"batch-order noise {spread:.4f} {'✅' if delta <= max(spread, 1e-3) else '❌'}.")
+            goal = name != "phase0"  # the issue sets speed and memory goals for phases 3 and 4 only
+
+            def mark(ok: bool) -> str:
+                return (" ✅" if ok else " ❌") if goal else ""
+
+            lines.append(f"- {name} ({'goal ≥ 2× tokens/s, ≤ 0.5× peak RSS' if goal else 'no goal set'}): "
+                         f"{speed:.2f}× tokens/s (wall){mark(speed >= 2)}, "
+                         f"{cpu_speed:.2f}× by CPU time{mark(cpu_speed >= 2)}; "
+                         f"{mem:.2f}× peak RSS{mark(mem <= 0.5)}; final loss |Δ| = {delta:.4f} vs "
+                         f"batch-order spread {spread:.4f} {'✅' if delta <= max(spread, 1e-3) else '❌'}.")
         comp, ref4 = find("phase4", COMPACT_VOCAB, "gaplab"), find("phase4", GPT2_VOCAB, "reference")
         ref4c = find("phase4", COMPACT_VOCAB, "reference")
         if comp and ref4:
@@ -472,11 +497,12 @@ def render(results: list[dict], machine: dict, peaks: dict, data_note: str, cove
 
 
 # --------------------------------------------------------------------------- precision check
-PRECISION_RUNS = [("phase3", "compact", 2000), ("phase3", "gpt2", 300)]  # 2000: the seed's own max_iters
+#: (config, vocabulary, iterations, tokens): seed 003's data sizes; 2000 is its phase 3's own max_iters
+PRECISION_RUNS = [("phase3", "compact", 2000, 15000), ("phase3", "gpt2", 200, 15000), ("phase4", "compact", 1200, 23000)]
 
 
 def precision_check(out: Path, threads: int = 1) -> str:
-    """Train seed 003's phase 3 (15 K tokens, so it overfits) with ``train.dtype`` fp32, auto and bf16.
+    """Train seed 003's phases 3 and 4 on their little data with ``train.dtype`` fp32, auto and bf16.
 
     Same seed for all three, plus fp32 with the next seed: the run-to-run noise
     that a precision change has to stay within.  Goes through ``train_phase``.
@@ -495,24 +521,25 @@ def precision_check(out: Path, threads: int = 1) -> str:
         f"Generated by `benchmarks/bench_train.py --precision` on {dt.date.today().isoformat()}; "
         f"{machine.get('cpu')}, native bf16: {machine.get('bf16', '?')}, torch {machine.get('torch')}, "
         f"{threads} thread(s).", "",
-        f"Seed 003's phase 3 (4 layers, 4 heads, 96 wide, block 64, batch 12, lr 3e-4, constant) on the first "
-        f"15,000 tokens of: {data_note.split(':')[0]} (13,500 train / 1,500 val, so it overfits). "
+        "Seed 003's phase 3 (4 layers, 4 heads, 96 wide, block 64, batch 12, lr 3e-4, constant) on the first "
+        "15,000 tokens, and its phase 4 (4/4/128, block 128, batch 16, lr 1e-4) on the first 23,000 tokens, of: "
+        f"{data_note.split(':')[0]} (90/10 tail split: little data, so the compact runs overfit). "
         "`compact` keeps the ids present in the train split + 1 unknown id. Evaluations (every 100 iterations, "
         "20 batches per split, fixed windows) are fp32 in every run, so only training precision differs.", "",
-        "- `fp32`: everything fp32; `auto`: fp32 model, and on CPUs with native bf16 the tied head's matmuls in "
-        "bf16 when the vocabulary has >= 8,192 ids (softmax/loss fp32); `bf16`: bf16 autocast for the whole "
-        "model (attention, softmax, loss, LayerNorm and optimizer in fp32). The dtype column shows the head's "
-        "matmul precision that each run used.",
-        "- `max |Δval|` = largest difference of the val-loss curve from the fp32 run with the same seed; the "
+        "- `fp32`: everything fp32. `bf16`: bf16 autocast (linear layers in bf16; residual stream, attention, "
+        "softmax, loss, LayerNorm and optimizer fp32). `auto` (see `gaplab.device`): on CPUs with native bf16, "
+        "bf16 autocast when n_embd >= 128, else an fp32 model with the tied head's matmuls in bf16 when the "
+        "vocabulary has >= 8,192 ids, else fp32. The dtype column shows what each run used.",
+        "- `max abs Δval` = largest absolute difference of the val-loss curve from the fp32 run with the same seed; the "
         "`fp32` run with seed + 1 (other initial weights and batches) gives the run-to-run noise.", "",
-        "| vocab | dtype | seed | iters | best val (iter) | final train | final val | final gap | max |Δval| vs fp32 "
+        "| config | vocab | dtype | seed | iters | best val (iter) | final train | final val | final gap | max abs Δval vs fp32 "
         "| s/iter |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     raw = {}
-    small = stream[:15000]
-    train, val = small[:13500], small[13500:]
-    for config, vocab_kind, iters in PRECISION_RUNS:
+    for config, vocab_kind, iters, n_tokens in PRECISION_RUNS:
+        small = stream[:n_tokens]
+        train, val = small[: n_tokens * 9 // 10], small[n_tokens * 9 // 10:]
         if vocab_kind == "compact":
             kept = np.unique(train)
             lut = np.full(GPT2_VOCAB, len(kept), dtype=np.int64)
@@ -540,9 +567,10 @@ def precision_check(out: Path, threads: int = 1) -> str:
             hist[(dtype, seed)] = vals
             ref = hist.get(("fp32", HYPER["seed"]))
             delta = max(abs(a - b) for a, b in zip(vals, ref)) if ref and (dtype, seed) != ("fp32", HYPER["seed"]) else 0.0
-            raw[f"{vocab_kind}/{dtype}/{seed}"] = {"metrics": m, "val_curve": vals}
-            shown = f"{dtype} (head {m['head_dtype'].replace('bfloat16', 'bf16').replace('float32', 'fp32')})"
-            lines.append(f"| {vocab_kind} ({vocab:,}) | {shown} | {seed} | {iters} | {m['best_val_loss']:.4f} "
+            raw[f"{config}/{vocab_kind}/{dtype}/{seed}"] = {"metrics": m, "val_curve": vals}
+            short = {"bfloat16": "bf16", "float32": "fp32"}
+            shown = f"{dtype} (model {short[m['dtype']]}, head {short[m['head_dtype']]})"
+            lines.append(f"| {config} | {vocab_kind} ({vocab:,}) | {shown} | {seed} | {iters} | {m['best_val_loss']:.4f} "
                          f"({m['best_iter']}) | {m['final_train_loss']:.4f} | {m['final_val_loss']:.4f} | "
                          f"{m['final_gap']:+.4f} | {delta:.4f} | {m['train_time_s'] / iters:.3f} |")
             print(lines[-1], flush=True)
