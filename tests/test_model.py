@@ -251,3 +251,23 @@ def test_bf16_head_with_a_large_vocabulary_in_several_chunks_and_sub_blocks():
     assert got.item() == pytest.approx(ref.item(), abs=5e-3)
     assert ((h.grad - gh).norm() / gh.norm()).item() < 0.02
     assert ((w.grad - gw).norm() / gw.norm()).item() < 0.02
+
+
+def test_cached_next_logits_match_the_full_forward_at_every_step():
+    model = _model(vocab=60).eval()
+    ids = torch.randint(60, (2, 16))
+    cache = model.new_cache()
+    got = [model.next_logits(ids[:, :5], cache)]  # the prompt at once
+    for t in range(5, 16):
+        assert model.cached_tokens(cache) == t
+        got.append(model.next_logits(ids[:, t:t + 1], cache))  # then one token at a time
+    with torch.no_grad():
+        full, _ = model(ids)
+    for step, logits in enumerate(got):
+        torch.testing.assert_close(logits, full[:, 4 + step, :], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="exceed model.block_size = 16"):
+        model.next_logits(ids[:, :1], cache)  # 16 cached + 1 > block_size
+    short = model.new_cache()
+    model.next_logits(ids[:, :3], short)
+    with pytest.raises(ValueError, match="one new token at a time"):
+        model.next_logits(ids[:, 3:5], short)

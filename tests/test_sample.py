@@ -409,3 +409,22 @@ def test_write_and_read_samples(tmp_path):
     assert [json.loads(x) for x in lines] == [{"prompt": "é", "token_ids": [1, 2], "score": 0.5}, {"prompt": "b"}]
     assert S.read_samples(tmp_path)[1] == {"prompt": "b"}
     assert [p.name for p in tmp_path.iterdir()] == ["samples.jsonl"]
+
+
+def test_gaplab_gpt_samples_with_its_kv_cache_as_without_it():
+    """The cached path (gaplab's GPT) picks the same tokens as a full forward over the cropped context."""
+    from gaplab.config import ModelConfig
+    from gaplab.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_model_config(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=8),
+                                            len(ALPHABET))).eval()
+    with torch.no_grad():
+        model.wte.weight.mul_(30)  # well separated logits: no argmax tie for rounding to flip
+    tok = CharTok(ALPHABET)
+    rows = S.generate(model, tok, ["abc"], max_new_tokens=20, temperature=1.0, top_k=1, num_samples=1, seed=0)
+    assert rows[0]["token_ids"] == _greedy(model, tok.encode("abc"), 20)[3:]  # 23 tokens: cropped past block 8
+    calls = []
+    model.next_logits = lambda idx, cache, _f=model.next_logits: calls.append(idx.shape[1]) or _f(idx, cache)
+    S.generate(model, tok, ["abc"], max_new_tokens=8, temperature=1.0, top_k=1, num_samples=1, seed=0)
+    assert calls == [3, 1, 1, 1, 1, 1, 8, 8]  # prompt, then one token per step until the context passes 8

@@ -334,3 +334,14 @@ def test_auto_trains_wide_models_in_bf16_and_still_evaluates_in_fp32(tmp_path):
     assert m["dtype"] == "bfloat16" and f["dtype"] == "float32"
     assert _read_history(tmp_path / "auto")[0]["val_loss"] == _read_history(tmp_path / "fp32")[0]["val_loss"]
     assert abs(m["final_val_loss"] - f["final_val_loss"]) < 0.1
+
+
+def test_a_small_split_is_evaluated_on_every_window_exactly_once():
+    stream = np.arange(1000)
+    b = Batches(stream[:800], stream[800:815], block=8, batch=3, seed=5, eval_iters=4)  # val: 7 windows < 12
+    starts = sorted(int(x[i, 0]) for x, _ in b.eval_batches("val") for i in range(x.shape[0]))
+    assert starts == list(range(800, 807))  # each of the 7 windows once
+    assert sum(x.shape[0] for x, _ in b.eval_batches("train")) == 12  # a big split still gets eval_iters x batch
+    # the big split's windows do not move because the other split became exact
+    same = Batches(stream[:800], stream[800:], block=8, batch=3, seed=5, eval_iters=4)
+    assert torch.equal(b.eval_offsets["train"], same.eval_offsets["train"])

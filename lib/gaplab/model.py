@@ -81,17 +81,31 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: Optional[dict] = None) -> torch.Tensor:
+        """Causal self-attention over ``x`` (B, T, C).
+
+        ``cache`` (generation only): a dict that keeps this layer's keys and
+        values.  Empty, ``x`` is the prompt and is attended causally; filled,
+        ``x`` must be the one next token, which attends to everything cached.
+        """
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        causal = True
+        if cache is not None:
+            if "k" in cache:
+                if T != 1:
+                    raise ValueError(f"a filled attention cache takes one new token at a time, got {T}")
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+                causal = False  # the one new query may see every cached position
+            cache["k"], cache["v"] = k, v
         drop = self.dropout if self.training else 0.0
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # CPU bf16 autocast: attention itself stays fp32 (its bf16 backward is several times slower on CPU)
             with torch.autocast("cpu", enabled=False):
-                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True, dropout_p=drop)
+                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal, dropout_p=drop)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=drop)
         return self.resid_drop(self.proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
@@ -114,8 +128,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x: torch.Tensor, cache: Optional[dict] = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache)
         return x + self.mlp(self.ln2(x))
 
 
@@ -290,6 +304,34 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x)
+
+    def new_cache(self) -> list[dict]:
+        """An empty key/value cache for :meth:`next_logits`: one dict per layer."""
+        return [{} for _ in self.blocks]
+
+    def cached_tokens(self, cache: list[dict]) -> int:
+        """How many positions ``cache`` holds."""
+        return int(cache[0]["k"].shape[2]) if cache and "k" in cache[0] else 0
+
+    @torch.no_grad()
+    def next_logits(self, idx: torch.Tensor, cache: list[dict]) -> torch.Tensor:
+        """Logits (B, vocab) of the token after ``idx``, reusing and extending ``cache``.
+
+        With an empty cache ``idx`` (B, T) is the whole context; afterwards pass
+        only the newest token (B, 1).  Cached positions plus new ones must fit
+        in ``block_size``: when a context outgrows it, start a new cache from
+        its last ``block_size`` tokens (what an uncached forward over the
+        cropped context computes).  Same numbers as ``forward`` up to rounding.
+        """
+        past, T = self.cached_tokens(cache), idx.shape[1]
+        if past + T > self.config.block_size:
+            raise ValueError(f"{past} cached + {T} new tokens exceed model.block_size = {self.config.block_size}; "
+                             "start a new cache from the last block_size tokens")
+        pos = torch.arange(past, past + T, device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        for block, layer_cache in zip(self.blocks, cache):
+            x = block(x, layer_cache)
+        return self.ln_f(x[:, -1, :]) @ self.wte.weight.t()
 
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
         """``(logits, loss)``.

@@ -161,9 +161,12 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
     text`` (the generated continuation only), ``full_text`` (prompt and
     continuation decoded together), ``token_ids`` (generated ids only),
     ``prompt_tokens`` and ``new_tokens``.  The context is cropped to the
-    model's ``block_size``.  Each sample has its own CPU ``torch.Generator``
-    seeded with :func:`derive_seed`, so it does not depend on other random
-    number use, on ``num_samples`` or on the other prompts.  ``device``
+    model's ``block_size``; a model with ``next_logits``/``new_cache`` (gaplab's
+    GPT) reuses the keys and values of earlier positions, so each new token
+    costs one position's forward pass instead of the whole context's.  Each
+    sample has its own CPU ``torch.Generator`` seeded with
+    :func:`derive_seed`, so it does not depend on other random number use, on
+    ``num_samples`` or on the other prompts.  ``device``
     defaults to the model's.
     """
     import torch
@@ -180,6 +183,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
         device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
+    cached = callable(getattr(model, "next_logits", None)) and callable(getattr(model, "new_cache", None))
     rows: list[dict[str, Any]] = []
     try:
         with torch.no_grad():
@@ -192,10 +196,20 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
                     s = derive_seed(seed, pi, si)
                     gen = torch.Generator(device="cpu").manual_seed(s)
                     ids = list(prompt_ids)
+                    cache = None
                     for _ in range(max_new_tokens):
-                        idx = torch.tensor([ids[-block:]], dtype=torch.long, device=device)
-                        logits, _ = model(idx)
-                        last = filter_logits(logits[:, -1, :].detach().to("cpu"), temperature=temperature,
+                        if cached:  # keys/values of earlier positions are reused: one new token per step
+                            if cache is None or len(ids) > block:
+                                cache = model.new_cache()
+                                feed = ids[-block:]
+                            else:
+                                feed = ids[-1:]
+                            idx = torch.tensor([feed], dtype=torch.long, device=device)
+                            next_logits = model.next_logits(idx, cache)
+                        else:
+                            idx = torch.tensor([ids[-block:]], dtype=torch.long, device=device)
+                            next_logits = model(idx)[0][:, -1, :]
+                        last = filter_logits(next_logits.detach().to("cpu"), temperature=temperature,
                                              top_k=top_k, top_p=top_p)
                         probs = torch.softmax(last, dim=-1)
                         ids.append(int(torch.multinomial(probs, 1, generator=gen)[0, 0]))
