@@ -182,3 +182,4 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_phases(tmp_path, root):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "small_data: cached" in res.stderr and "more_data: done" in res.stderr
+    assert "without encryption" not in res.stderr  # kernels get CurveZMQ keys: no warning per notebook

@@ -103,6 +103,19 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def kernel_config():
+    """papermill's client config: encrypt the kernel's local TCP sockets (CurveZMQ) where pyzmq can.
+
+    ipykernel >= 7.3 warns on every start that its sockets are unencrypted;
+    with ``transport_encryption: auto`` jupyter_client hands the kernel Curve
+    keys when its kernelspec declares support, and does nothing otherwise.
+    """
+    import zmq
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport_encryption": "auto"}}) if zmq.has("curve") else Config()
+
+
 def execute_phase(job: PhaseJob, work_root: str, report: Optional[Callable[[str, str], None]] = None) -> dict:
     """Run stages 01–04 of one phase in a fresh folder under ``work_root``; return a status dict.
 
@@ -129,7 +142,7 @@ def execute_phase(job: PhaseJob, work_root: str, report: Optional[Callable[[str,
         try:
             pm.execute_notebook(str(Path(job.notebooks) / f"{stage}.ipynb"), str(out_nb), parameters=params,
                                 kernel_name=job.kernel, progress_bar=False, log_output=False,
-                                execution_timeout=job.timeout, cwd=str(run_dir))
+                                execution_timeout=job.timeout, cwd=str(run_dir), config=kernel_config())
         except BaseException as exc:  # noqa: BLE001 - record and hand back, never crash the study
             status.update(state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                           stage=stage, error=_short_error(exc), notebook=f"{stage}.ipynb",
@@ -408,7 +421,7 @@ def run_compare(study: Study, sdir: Path, order: list[str], nbdir: Path, kern: s
         pm.execute_notebook(str(nbdir / f"{COMPARE}.ipynb"), str(tmp),
                             parameters={"study": study.name, "study_dir": str(sdir), "phases": order},
                             kernel_name=kern, progress_bar=False, log_output=False, execution_timeout=timeout,
-                            cwd=str(sdir))
+                            cwd=str(sdir), config=kernel_config())
         return None
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc(limit=0)
