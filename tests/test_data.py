@@ -144,6 +144,20 @@ def test_compact_vocabulary_shrinks_and_round_trips():
     assert np.array_equal(prep.tokenizer.encode(text), prep.train[: len(prep.tokenizer.encode(text))])
 
 
+def test_compact_from_corpus_gives_every_data_size_the_same_vocabulary():
+    def prep(max_tokens, source):
+        return prepare_data(params(data={"packages": ["json"], "max_tokens": max_tokens},
+                                   tokenizer={"compact": True, "compact_from": source}))
+
+    small, large = prep(2000, "corpus"), prep(8000, "corpus")
+    assert small.vocab_size == large.vocab_size > len(np.unique(large.train_base)) + 1
+    assert np.array_equal(small.tokenizer.kept, large.tokenizer.kept)
+    # val tokens never seen in training keep their own ids instead of collapsing into the unknown id
+    unseen = ~np.isin(small.val_base, small.train_base)
+    assert unseen.any() and (small.val[unseen] != small.tokenizer.unk).all()
+    assert prep(2000, "train").vocab_size < small.vocab_size  # the default keeps only the train split's ids
+
+
 # ----------------------------------------------------------------- split
 def test_max_tokens_and_tail_split():
     prep = prepare_data(params(data={"packages": ["json"], "max_tokens": 1000}))

@@ -82,6 +82,10 @@ class DataConfig(_Strict):
 class TokenizerConfig(_Strict):
     name: str = "gpt2"
     compact: bool = False
+    #: where a compact vocabulary's ids come from: the phase's training split (smallest head), or the whole
+    #: corpus before data.max_tokens cuts it (one vocabulary for every phase on that corpus, so phases that
+    #: differ only in data size predict over the same ids and their losses compare)
+    compact_from: Literal["train", "corpus"] = "train"
 
 
 class ModelConfig(_Strict):
@@ -377,6 +381,10 @@ def cross_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
     """Checks that relate several fields of one phase."""
     out = []
     m, t, d, s = p.model, p.train, p.data, p.sample
+    if p.tokenizer.compact_from != "train" and not p.tokenizer.compact:
+        out.append(Problem(file, phase, "tokenizer.compact_from", p.tokenizer.compact_from,
+                           "only applies to a compact vocabulary; allowed: set tokenizer.compact: true, "
+                           "or leave compact_from out"))
     if m.n_embd % m.n_head:
         out.append(Problem(file, phase, "model.n_embd", m.n_embd,
                            f"must be divisible by model.n_head ({m.n_head}); allowed: a multiple of {m.n_head}, "

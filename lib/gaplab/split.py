@@ -151,7 +151,11 @@ def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)") -
         doc_split.append("both" if in_val[i] and in_train[i] else ("val" if in_val[i] else "train"))
 
     if tok_cfg.compact:
-        model_tok: Tokenizer = CompactTokenizer(base, np.unique(train_base))
+        if tok_cfg.compact_from == "corpus":  # every id of the whole corpus, before max_tokens cut it
+            kept_ids = np.unique(np.concatenate([sep, *doc_tokens]))
+        else:
+            kept_ids = np.unique(train_base)
+        model_tok: Tokenizer = CompactTokenizer(base, kept_ids)
         train, val = model_tok.to_compact(train_base), model_tok.to_compact(val_base)
     else:
         model_tok, train, val = base, train_base, val_base

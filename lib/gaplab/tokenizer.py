@@ -155,9 +155,9 @@ class CharTokenizer(Tokenizer):
 
 
 class CompactTokenizer(Tokenizer):
-    """A base tokenizer whose ids are remapped to those present in the training split.
+    """A base tokenizer whose ids are remapped to a kept set: those of the training split, or of the whole corpus.
 
-    Ids absent from the training split map to one unknown id (the last one),
+    Ids outside the kept set map to one unknown id (the last one),
     which decodes to U+FFFD.  The model's embedding and head shrink from the
     base vocabulary to ``len(kept) + 1`` rows.
     """
