@@ -201,3 +201,28 @@ def test_chunks_split():
 def test_split_too_small_for_block(tmp_path):
     with pytest.raises(StudyError, match="needs at least block_size"):
         prepare_data(params(data={"packages": ["json"], "max_tokens": 50}, model={"block_size": 8}))
+
+
+def test_max_train_tokens_keeps_one_val_set_and_nested_spread_out_train_subsets():
+    def prep(n):
+        return prepare_data(params(data={"packages": ["json", "email"], "split": "chunks", "chunk_size": 64,
+                                         "max_train_tokens": n}))
+
+    small, large, full = prep(2000), prep(6000), prepare_data(params(data={"packages": ["json", "email"],
+                                                                            "split": "chunks", "chunk_size": 64}))
+    assert len(small.train) == 2000 and len(large.train) == 6000
+    assert np.array_equal(small.val, large.val) and np.array_equal(small.val, full.val)  # the same val set
+    # nested: the small training subset is part of the large one
+    from gaplab.split import _train_subset
+
+    val_mask = np.zeros(20000, dtype=bool)
+    val_mask[::10] = True
+    cfg = params(data={"split": "chunks", "chunk_size": 64, "max_train_tokens": 2000}).data
+    keep_small = _train_subset(cfg, val_mask)
+    keep_large = _train_subset(cfg.model_copy(update={"max_train_tokens": 6000}), val_mask)
+    assert keep_small.sum() == 2000 and keep_large.sum() == 6000
+    assert not (keep_small & val_mask).any() and (keep_large[keep_small]).all()
+    # spread over the corpus, not its first documents: both packages are in a small train set
+    assert {s for s, v in small.composition["train"].items() if v["tokens"]} == {"email", "json"}
+    assert "unused" in small.doc_split
+    assert prep(10**9).train.shape == full.train.shape  # more than there is: everything

@@ -411,7 +411,7 @@ def _phase_row(name: str, state: str, folder: Optional[Path], error: str) -> dic
     data = params.get("data") or {}
     train = params.get("train") or {}
     row.update(n_layer=model.get("n_layer"), n_head=model.get("n_head"), n_embd=model.get("n_embd"),
-               block_size=model.get("block_size"), data_max_tokens=data.get("max_tokens"),
+               block_size=model.get("block_size"), data_max_tokens=data.get("max_train_tokens") or data.get("max_tokens"),
                model_size=model_size_label(model.get("n_layer"), model.get("n_embd")),
                max_iters=m.get("max_iters", train.get("max_iters")), learning_rate=train.get("learning_rate"))
     analysis = m.get("analysis")

@@ -68,6 +68,9 @@ class DataConfig(_Strict):
     generator: Optional[str] = None
     generator_args: dict[str, Any] = Field(default_factory=dict)
     max_tokens: Optional[int] = Field(None, gt=0)
+    #: keep only this many training tokens, after the split: validation stays the same for every value, so
+    #: phases that differ in data size are scored on one val set (see gaplab.split)
+    max_train_tokens: Optional[int] = Field(None, gt=0)
     separator: str = "\n\n"
     split: Literal["tail", "documents", "chunks"] = "tail"
     val_fraction: float = Field(0.1, gt=0, le=0.5)
@@ -242,7 +245,7 @@ def _format_value(value: Any) -> str:
 
 
 def _grid_label(key: str) -> str:
-    return {"data.max_tokens": "d", "train.max_iters": "it", "train.epochs": "ep"}.get(key, key.split(".")[-1])
+    return {"data.max_tokens": "d", "data.max_train_tokens": "d", "train.max_iters": "it", "train.epochs": "ep"}.get(key, key.split(".")[-1])
 
 
 def expand_grid(grid: dict[str, list]) -> list[tuple[str, dict]]:

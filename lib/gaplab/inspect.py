@@ -789,6 +789,8 @@ def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str,
     split["strategy"] = data.split
     split["val_fraction"] = data.val_fraction
     split["documents"] = {k: sum(1 for s in prepared.doc_split if s == k) for k in ("train", "val", "both")}
+    if "unused" in prepared.doc_split:
+        split["documents"]["unused"] = sum(1 for s in prepared.doc_split if s == "unused")
     lap("split")
     leak = ngram_leakage(train_base, val_base, data.ngram)
     for span in leak["spans"]:

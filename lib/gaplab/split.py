@@ -16,6 +16,14 @@ Strategies (``data.split``):
   validation until it holds ``val_fraction`` of the tokens.
 - ``chunks``: the stream is cut into ``chunk_size`` pieces and a seeded
   ``val_fraction`` of them goes to validation.
+
+``data.max_train_tokens`` then keeps only part of the training side: its
+``chunk_size`` pieces in a seeded order (``data.seed + 1``) until that many
+tokens, put back in stream order.  Validation is untouched, so phases that
+differ only in ``max_train_tokens`` are scored on the same val set, and a
+smaller training set is a subset of every larger one, spread over the whole
+corpus rather than its first documents.  (``max_tokens`` instead cuts the
+corpus before the split: each size gets its own, narrower val set.)
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ class Prepared:
     val_base: np.ndarray
     train: np.ndarray  # train stream, model ids
     val: np.ndarray
-    doc_split: list[str]  # per kept document: "train", "val" or "both"
+    doc_split: list[str]  # per kept document: "train", "val", "both" ("unused": left out by max_train_tokens)
     composition: dict[str, Any]
     vocab_size: int
     vocab_size_original: int
@@ -93,6 +101,25 @@ def _val_mask(data, owners: np.ndarray, n_docs: int, n: int) -> np.ndarray:
     return mask
 
 
+def _train_subset(data, val_mask: np.ndarray) -> np.ndarray:
+    """Mask of the training tokens kept by ``data.max_train_tokens`` (see the module docstring)."""
+    train_pos = np.flatnonzero(~val_mask)
+    keep = np.zeros(len(val_mask), dtype=bool)
+    if len(train_pos) <= data.max_train_tokens:
+        keep[train_pos] = True
+        return keep
+    size = data.chunk_size
+    pieces = [train_pos[i:i + size] for i in range(0, len(train_pos), size)]
+    got = 0
+    for i in np.random.default_rng(data.seed + 1).permutation(len(pieces)):
+        take = pieces[i][: data.max_train_tokens - got]
+        keep[take] = True
+        got += len(take)
+        if got >= data.max_train_tokens:
+            break
+    return keep
+
+
 def composition(documents: list[Document], owners: np.ndarray, val_mask: np.ndarray) -> dict[str, Any]:
     """Tokens and documents per source label in each split, plus each source's val share."""
     labels = sorted({d.source for d in documents})
@@ -128,6 +155,9 @@ def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)") -
         last_len = int((owners == kept - 1).sum())
         kept_tokens[-1] = kept_tokens[-1][:last_len]
     mask = _val_mask(data, owners, kept, len(stream))
+    if data.max_train_tokens is not None:
+        used = mask | _train_subset(data, mask)
+        stream, owners, mask = stream[used], owners[used], mask[used]
     train_base, val_base = stream[~mask], stream[mask]
 
     need = params.model.block_size + 1
@@ -148,7 +178,8 @@ def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)") -
     in_val[np.unique(owners[mask])] = True
     in_train[np.unique(owners[~mask])] = True
     for i in range(kept):
-        doc_split.append("both" if in_val[i] and in_train[i] else ("val" if in_val[i] else "train"))
+        doc_split.append("both" if in_val[i] and in_train[i] else
+                         "val" if in_val[i] else "train" if in_train[i] else "unused")  # unused: max_train_tokens
 
     if tok_cfg.compact:
         if tok_cfg.compact_from == "corpus":  # every id of the whole corpus, before max_tokens cut it
