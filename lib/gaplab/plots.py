@@ -369,7 +369,8 @@ def grid_heatmaps(table: pd.DataFrame, out_dir: PathLike, data_col: str = "data_
         n_by_model = df.groupby("model")["N"].median()
         axis.set_yticks(range(len(order)), [f"{m}\n{_fmt_int(n_by_model[m])} non-emb" for m in order], fontsize=8)
         axis.set_xticks(range(len(cols)), [_fmt_int(c) for c in cols])
-        axis.set_xlabel(f"data size ({data_name})")
+        axis.set_xlabel("data size: " + {"data_max_tokens": "data.max_train_tokens (else data.max_tokens)",
+                                          "train_tokens": "train tokens"}.get(data_name, data_name))
         axis.set_ylabel("model size")
         axis.set_title(title)
         fig.colorbar(im, ax=axis, shrink=0.8)
@@ -391,12 +392,12 @@ def loss_vs_epochs(table: pd.DataFrame, out_dir: PathLike, name: str = "loss_vs_
         ax.plot(ep[sel][o], _num(done["final_val"])[sel][o], marker="o", mfc="none", ls=":", color=color,
                 label=f"{g}: final val")
     _label_points(ax, ep, _num(done["best_val"]), done["phase"])
-    _reference_line_log_x(ax, ep, 4, MUENNIGHOFF_NOTE, top=False, pad=(4, 2))
+    _reference_line_log_x(ax, ep, 4, MUENNIGHOFF_NOTE, top=True, pad=(4, 2))
     ax.set_xlabel("epochs over the train split (log scale)")
     ax.set_ylabel("val loss (nats/token)")
     ax.set_title("repeating the data: past a few epochs it stops paying")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     return _save(fig, out_dir, name)
 
 
