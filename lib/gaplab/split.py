@@ -3,7 +3,8 @@
 :func:`prepare_data` reads the corpus, tokenizes every document, keeps the
 first ``data.max_tokens`` tokens in document order (the seed's
 ``dataset_size``), splits them and, with ``tokenizer.compact``, remaps ids to
-those present in the training split.  It also reports the split's
+those present in the training split (``compact_from: train``) or in the
+whole corpus (``compact_from: corpus``).  It also reports the split's
 composition: tokens and documents per source label in train and in val (seed
 001 lost 19 of its 20 key rows to validation because they sat at the end of
 the file and the split took the tail).
