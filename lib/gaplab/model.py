@@ -294,15 +294,18 @@ class GPT(nn.Module):
         for block in self.blocks:
             block.compile()
 
-    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
-        """The final LayerNorm's output, (B, T, n_embd)."""
-        T = idx.shape[1]
-        if T > self.config.block_size:
+    def hidden(self, idx: torch.Tensor, cache: Optional[list[dict]] = None) -> torch.Tensor:
+        """The final LayerNorm's output, (B, T, n_embd); with ``cache``, ``idx`` follows the cached positions."""
+        past, T = (self.cached_tokens(cache) if cache is not None else 0), idx.shape[1]
+        if past + T > self.config.block_size:
+            if past:
+                raise ValueError(f"{past} cached + {T} new tokens exceed model.block_size = "
+                                 f"{self.config.block_size}; start a new cache from the last block_size tokens")
             raise ValueError(f"a sequence of {T} tokens is longer than model.block_size = {self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
+        pos = torch.arange(past, past + T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
-        for block in self.blocks:
-            x = block(x)
+        for block, layer_cache in zip(self.blocks, cache if cache is not None else [None] * len(self.blocks)):
+            x = block(x, layer_cache)
         return self.ln_f(x)
 
     def new_cache(self) -> list[dict]:
@@ -323,15 +326,7 @@ class GPT(nn.Module):
         its last ``block_size`` tokens (what an uncached forward over the
         cropped context computes).  Same numbers as ``forward`` up to rounding.
         """
-        past, T = self.cached_tokens(cache), idx.shape[1]
-        if past + T > self.config.block_size:
-            raise ValueError(f"{past} cached + {T} new tokens exceed model.block_size = {self.config.block_size}; "
-                             "start a new cache from the last block_size tokens")
-        pos = torch.arange(past, past + T, device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
-        for block, layer_cache in zip(self.blocks, cache):
-            x = block(x, layer_cache)
-        return self.ln_f(x[:, -1, :]) @ self.wte.weight.t()
+        return self.hidden(idx, cache)[:, -1, :] @ self.wte.weight.t()
 
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
         """``(logits, loss)``.
