@@ -137,19 +137,24 @@ def test_attention_is_causal():
 
 
 # --------------------------------------------------------------------------- fast paths vs plain
-@pytest.mark.parametrize("chunk", [7, 64, 1000])
-def test_chunked_cross_entropy_matches_full_logits(chunk):
-    torch.manual_seed(1)
-    vocab, d, n = 300, 16, 150
+def _fused_vs_full_logits(seed, vocab, d, n, scale, **kw):
+    """``(ref, gh, gw, got, h, w)``: the full-logits loss and its gradients, then the fused loss (grads in h, w)."""
+    torch.manual_seed(seed)
     h = torch.randn(n, d, requires_grad=True)
-    w = (0.5 * torch.randn(vocab, d)).requires_grad_()
+    w = (scale * torch.randn(vocab, d)).requires_grad_()
     t = torch.randint(vocab, (n,))
     ref = F.cross_entropy(h @ w.t(), t)
     ref.backward()
     gh, gw = h.grad.clone(), w.grad.clone()
     h.grad = w.grad = None
-    got = chunked_cross_entropy(h, w, t, chunk=chunk)
+    got = chunked_cross_entropy(h, w, t, **kw)
     got.backward()
+    return ref, gh, gw, got, h, w
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1000])
+def test_chunked_cross_entropy_matches_full_logits(chunk):
+    ref, gh, gw, got, h, w = _fused_vs_full_logits(1, vocab=300, d=16, n=150, scale=0.5, chunk=chunk)
     assert got.item() == pytest.approx(ref.item(), abs=1e-5)
     assert torch.allclose(h.grad, gh, atol=1e-6, rtol=1e-4)
     assert torch.allclose(w.grad, gw, atol=1e-6, rtol=1e-4)
@@ -237,17 +242,8 @@ def test_chunked_cross_entropy_survives_an_underflowing_target():
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no working bf16 matmuls")
 def test_bf16_head_with_a_large_vocabulary_in_several_chunks_and_sub_blocks():
     """70,000 ids: the fp32 softmax runs in 29-row blocks inside 64-row chunks."""
-    torch.manual_seed(3)
-    vocab, d, n = 70_000, 8, 150
-    h = torch.randn(n, d, requires_grad=True)
-    w = (0.3 * torch.randn(vocab, d)).requires_grad_()
-    t = torch.randint(vocab, (n,))
-    ref = F.cross_entropy(h @ w.t(), t)
-    ref.backward()
-    gh, gw = h.grad.clone(), w.grad.clone()
-    h.grad = w.grad = None
-    got = chunked_cross_entropy(h, w, t, chunk=64, matmul_dtype=torch.bfloat16)
-    got.backward()
+    ref, gh, gw, got, h, w = _fused_vs_full_logits(3, vocab=70_000, d=8, n=150, scale=0.3, chunk=64,
+                                                    matmul_dtype=torch.bfloat16)
     assert got.item() == pytest.approx(ref.item(), abs=5e-3)
     assert ((h.grad - gh).norm() / gh.norm()).item() < 0.02
     assert ((w.grad - gw).norm() / gw.norm()).item() < 0.02

@@ -190,19 +190,13 @@ def test_save_quotes_names_yaml_would_read_as_other_types(tmp_path, name):
     assert "# the first phase" in path.read_text()  # appended as text, not re-dumped
 
 
-def test_save_refuses_an_existing_name(tmp_path):
+@pytest.mark.parametrize("name, message", [("b", "already has a phase with this name.*taken: a, b"),
+                                           ("my phase!", "phase name")])
+def test_save_refuses_a_taken_or_bad_phase_name_and_leaves_the_file(tmp_path, name, message):
     path = tmp_path / "study.yaml"
     path.write_text(STUDY)
-    with pytest.raises(StudyError, match="already has a phase with this name.*taken: a, b"):
-        save_as_phase(path, "b", SEED_P1)
-    assert path.read_text() == STUDY
-
-
-def test_save_refuses_a_bad_phase_name(tmp_path):
-    path = tmp_path / "study.yaml"
-    path.write_text(STUDY)
-    with pytest.raises(StudyError, match="phase name"):
-        save_as_phase(path, "my phase!", SEED_P1)
+    with pytest.raises(StudyError, match=message):
+        save_as_phase(path, name, SEED_P1)
     assert path.read_text() == STUDY
 
 
