@@ -33,3 +33,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def ci_study_with_a_broken_phase(tmp_path, root):
+    """``make(name)``: a copy of params/ci.yaml plus phase ``name`` that fails in 04_samples (no such checkpoint)."""
+    import yaml
+
+    def make(name: str) -> Path:
+        raw = yaml.safe_load((root / "params" / "ci.yaml").read_text())
+        raw["phases"][name] = {"sample": {"checkpoints": ["best", "iter_999"]}}  # no such checkpoint
+        study = tmp_path / "ci.yaml"
+        study.write_text(yaml.safe_dump(raw))
+        return study
+
+    return make

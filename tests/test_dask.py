@@ -277,15 +277,12 @@ def _metrics(pdir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_ci_study_on_dask_matches_local(tmp_path, root, capsys):
+def test_ci_study_on_dask_matches_local(tmp_path, capsys, ci_study_with_a_broken_phase):
     from distributed import LocalCluster
 
     from gaplab import cli
 
-    raw = yaml.safe_load((root / "params" / "ci.yaml").read_text())
-    raw["phases"]["bad_ckpt"] = {"sample": {"checkpoints": ["best", "iter_999"]}}  # no such checkpoint
-    study = tmp_path / "ci.yaml"
-    study.write_text(yaml.safe_dump(raw))
+    study = ci_study_with_a_broken_phase("bad_ckpt")
 
     # both executors run one phase per core with one torch thread each, so the numbers can match exactly
     local_out = tmp_path / "local"

@@ -103,11 +103,8 @@ def test_changing_one_phase_reruns_only_it(ci_run, capsys):
     assert (out / "ci" / "_previous" / "more_data" / "history.csv").read_text() == old_hist  # kept, not lost
 
 
-def test_a_failing_phase_is_isolated(tmp_path, root, capsys):
-    raw = yaml.safe_load((root / "params" / "ci.yaml").read_text())
-    raw["phases"]["broken"] = {"sample": {"checkpoints": ["best", "iter_999"]}}  # no such checkpoint
-    study = tmp_path / "ci.yaml"
-    study.write_text(yaml.safe_dump(raw))
+def test_a_failing_phase_is_isolated(tmp_path, capsys, ci_study_with_a_broken_phase):
+    study = ci_study_with_a_broken_phase("broken")
     out = tmp_path / "outputs"
     code, _, err = _run([str(study), "--outputs", str(out), "--phases", "small_data,broken"], capsys)
     assert code == 1
