@@ -36,7 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from gaplab.runs import atomic_write_text  # noqa: E402
+from gaplab.files import atomic_write_text
 
 
 def study_yaml(iters: int) -> dict:
@@ -88,7 +88,7 @@ def machine() -> str:
 
 
 def run_once(study: Path, outputs: Path, executor: str, workers: int) -> dict:
-    from gaplab.runner import run_study
+    from gaplab.pipeline.runner import run_study
 
     t0 = time.perf_counter()
     code = run_study(str(study), outputs=str(outputs), executor=executor, workers=workers, force=True)
@@ -112,7 +112,7 @@ def time_cluster(workers: int) -> float:
 
 
 def time_packing(phase_dir: Path, scratch: Path) -> tuple[float, float, int]:
-    from gaplab.dask_executor import pack_dir, unpack_into
+    from gaplab.pipeline.executors.dask import pack_dir, unpack_into
 
     t0 = time.perf_counter()
     data = pack_dir(phase_dir)

@@ -2,7 +2,7 @@
 
 Reads the corpus with ``data.source: stdlib`` (all packages), tokenizes it with
 GPT-2 (tiktoken, offline ranks; falls back to the ``char`` tokenizer when the
-ranks are not provisioned, and says so), then times :func:`gaplab.inspect.build_report`
+ranks are not provisioned, and says so), then times :func:`gaplab.datareport.build.build_report`
 and prints wall time per section and peak memory.
 
 Memory must grow linearly with the corpus: ``--scaling`` repeats the
@@ -28,8 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from gaplab.config import PhaseParams  # noqa: E402
-from gaplab.tokenizer import TokenizerError, get_tokenizer  # noqa: E402
+from gaplab.schema import PhaseParams
+from gaplab.errors import TokenizerError
+from gaplab.data.tokenizer import get_tokenizer
 
 
 def _tokenizer_name(wanted: str) -> tuple[str, str]:
@@ -44,7 +45,7 @@ def _tokenizer_name(wanted: str) -> tuple[str, str]:
 
 def _param_counts(params: PhaseParams, vocab_size: int) -> tuple[dict, str]:
     try:
-        from gaplab.model import count_params
+        from gaplab.model.gpt import count_params
     except ImportError:
         # timing of the detectors does not depend on these numbers
         return {"total": 1, "embedding": 0, "non_embedding": 1}, "gaplab.model not importable: placeholder counts"
@@ -52,8 +53,8 @@ def _param_counts(params: PhaseParams, vocab_size: int) -> tuple[dict, str]:
 
 
 def run_once(tokenizer: str, max_tokens: int | None, heap: bool) -> dict:
-    from gaplab import inspect as insp
-    from gaplab.split import prepare_data
+    from gaplab.datareport import build as build_mod
+    from gaplab.data.split import prepare_data
 
     params = PhaseParams.model_validate({
         "data": {"source": "stdlib", "packages": [], "split": "tail", "val_fraction": 0.1, "max_tokens": max_tokens},
@@ -66,7 +67,7 @@ def run_once(tokenizer: str, max_tokens: int | None, heap: bool) -> dict:
     t_prepare = time.perf_counter() - t0
     counts, note = _param_counts(params, prep.vocab_size)
     t0 = time.perf_counter()
-    report = insp.build_report(prep, params, param_counts=counts)
+    report = build_mod.build_report(prep, params, param_counts=counts)
     t_report = time.perf_counter() - t0
     out = {
         "tokenizer": tokenizer, "documents": report["size"]["documents"], "tokens": report["size"]["tokens"],
@@ -76,7 +77,7 @@ def run_once(tokenizer: str, max_tokens: int | None, heap: bool) -> dict:
     }
     if heap:
         tracemalloc.start()
-        insp.build_report(prep, params, param_counts=counts)
+        build_mod.build_report(prep, params, param_counts=counts)
         out["report_heap_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
     return out
@@ -101,7 +102,7 @@ def main() -> int:
     wall = time.perf_counter() - t0
     print(f"stdlib corpus: {r['documents']:,} documents, {r['characters']:,} characters, {r['tokens']:,} "
           f"{r['tokenizer']} tokens")
-    print(f"read + tokenize + split (gaplab.split.prepare_data): {r['prepare_s']:.1f} s")
+    print(f"read + tokenize + split (gaplab.data.split.prepare_data): {r['prepare_s']:.1f} s")
     print(f"build_report: {r['report_s']:.1f} s  sections: "
           + ", ".join(f"{k} {v:.2f}" for k, v in r["sections_s"].items()))
     print(f"wall time {wall:.1f} s (target ≤ 60 s on 2 cores); peak RSS {r['peak_rss_mb']:.0f} MB")

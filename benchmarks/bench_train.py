@@ -9,7 +9,7 @@ weight decay 0.01, grad clip 1).
 Cases per configuration (``--configs``, default phase0 phase3 phase4):
 
 - ``reference``: ``benchmarks/reference_loop.py`` (fp32, full logits, default AdamW);
-- ``gaplab``: the trainer's own code path (``gaplab.train.build_model``,
+- ``gaplab``: the trainer's own code path (``gaplab.train.loop.build_model``,
   ``make_optimizer``, ``Batches``, ``train_step``, as ``train_phase`` uses
   them) with ``train.dtype: auto``;
 - ``gaplab fp32`` / ``gaplab bf16``: the same with ``train.dtype: fp32`` / ``bf16``;
@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -131,9 +130,11 @@ def _run_case(case: dict, data_path: str, init_path: str) -> dict:
         def final_loss() -> float:
             return ref.evaluate(model, val_t, offsets, T, B)
     else:
-        from gaplab.config import PhaseParams
-        from gaplab.device import resolve_device, resolve_dtype
-        from gaplab.train import Batches, build_model, lr_at, make_optimizer, train_step
+        from gaplab.schema import PhaseParams
+        from gaplab.model.device import resolve_device, resolve_dtype
+        from gaplab.train.batches import Batches
+        from gaplab.train.loop import build_model, train_step
+        from gaplab.train.schedule import lr_at, make_optimizer
         from reference_loop import load_weights_in_order
 
         rss_imports = _maxrss_mb()
@@ -184,9 +185,9 @@ def _tokens(seed: int) -> tuple["np.ndarray", str]:  # noqa: F821
     import numpy as np
 
     try:
-        from gaplab.config import DataConfig
-        from gaplab.corpus import load_corpus
-        from gaplab.tokenizer import gpt2_encoding
+        from gaplab.schema import DataConfig
+        from gaplab.data.corpus import load_corpus
+        from gaplab.data.tokenizer import gpt2_encoding
 
         corpus = load_corpus(DataConfig(source="stdlib", packages=["json", "logging", "email", "http", "unittest"]))
         enc = gpt2_encoding()
@@ -304,11 +305,11 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from gaplab.config import PhaseParams
-    from gaplab.device import resolve_dtype
-    from gaplab.model import count_params
-    from gaplab.runs import atomic_write_json, atomic_write_text
-    from gaplab.train import build_model
+    from gaplab.schema import PhaseParams
+    from gaplab.model.device import resolve_dtype
+    from gaplab.model.gpt import count_params
+    from gaplab.files import atomic_write_json, atomic_write_text
+    from gaplab.train.loop import build_model
 
     default_threads = torch.get_num_threads()
     machine = _machine()
@@ -510,9 +511,9 @@ def precision_check(out: Path, threads: int = 1) -> str:
     import numpy as np
     from types import SimpleNamespace
 
-    from gaplab.config import PhaseParams
-    from gaplab.runs import atomic_write_json, atomic_write_text
-    from gaplab.train import train_phase
+    from gaplab.schema import PhaseParams
+    from gaplab.files import atomic_write_json, atomic_write_text
+    from gaplab.train.loop import train_phase
 
     stream, data_note = _tokens(HYPER["seed"])
     machine = _machine()
@@ -527,7 +528,7 @@ def precision_check(out: Path, threads: int = 1) -> str:
         "`compact` keeps the ids present in the train split + 1 unknown id. Evaluations (every 100 iterations, "
         "20 batches per split, fixed windows) are fp32 in every run, so only training precision differs.", "",
         "- `fp32`: everything fp32. `bf16`: bf16 autocast (linear layers in bf16; residual stream, attention, "
-        "softmax, loss, LayerNorm and optimizer fp32). `auto` (see `gaplab.device`): on CPUs with native bf16, "
+        "softmax, loss, LayerNorm and optimizer fp32). `auto` (see `gaplab.model.device`): on CPUs with native bf16, "
         "bf16 autocast when n_embd >= 128, else an fp32 model with the tied head's matmuls in bf16 when the "
         "vocabulary has >= 8,192 ids, else fp32. The dtype column shows what each run used.",
         "- `max abs Δval` = largest absolute difference of the val-loss curve from the fp32 run with the same seed; the "

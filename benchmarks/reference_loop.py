@@ -8,7 +8,7 @@ tied to the token embedding that produces the full (B, T, vocab) fp32 logits,
 and norms do not), gradient clipping, batches cut at random offsets.
 
 Its parameters have the same shapes, in the same order, as
-:class:`gaplab.model.GPT`'s, so the benchmark starts both from the very same
+:class:`gaplab.model.gpt.GPT`'s, so the benchmark starts both from the very same
 initial weights (:func:`load_weights_in_order`) and feeds both the same batches.
 """
 

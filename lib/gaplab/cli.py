@@ -1,32 +1,19 @@
 """The ``gaplab`` command: check, run, train, inspect, tokenizer fetch.
 
-Bad input (a study file, a data file, a missing tokenizer) is answered with
-a message that names the file, the key and the value, and exit code 2, before
-anything is written.  A failed phase in ``gaplab run`` gives exit code 1.
+Bad input (a study file, a data file, a checkpoint, a missing tokenizer:
+any :class:`gaplab.errors.UsageError`) is answered with a message that names
+the file, the key and the value, and exit code 2, before anything is written.  A failed phase in ``gaplab run`` gives exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import StudyError, load_study, planned_iters
-
-def _usage_errors() -> tuple[type[BaseException], ...]:
-    from .corpus import DataError
-    from .tokenizer import TokenizerError
-
-    errs: list[type[BaseException]] = [StudyError, DataError, TokenizerError]
-    try:
-        from .validators import ValidatorError
-
-        errs.append(ValidatorError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errs)
-
+from .errors import StudyError, UsageError
+from .pipeline.config import load_study
+from .schema import planned_iters
 
 def _fmt_int(n: float) -> str:
     return f"{int(round(n)):,}"
@@ -34,8 +21,8 @@ def _fmt_int(n: float) -> str:
 
 def check_rows(study, phases: Optional[list[str]] = None) -> list[dict]:
     """Per phase: parameter breakdown, split sizes, tokens per parameter and epochs, without training."""
-    from .model import count_params
-    from .split import prepare_data
+    from .model.gpt import count_params
+    from .data.split import prepare_data
 
     rows = []
     problems = []
@@ -96,9 +83,10 @@ def cmd_check(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .runs import atomic_write_yaml, phase_dir
-    from .split import prepare_data
-    from .train import train_phase
+    from .files import atomic_write_yaml
+    from .pipeline.runs import phase_dir
+    from .data.split import prepare_data
+    from .train.loop import train_phase
 
     study = load_study(args.study)
     ph = study.phase(args.phase)
@@ -113,7 +101,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runner import run_study
+    from .pipeline.runner import run_study
 
     return run_study(args.study, phases=_phase_list(args.phases), force=args.force, keep_going=args.keep_going,
                      workers=args.workers, timeout=args.timeout, dry_run=args.dry_run, outputs=args.outputs,
@@ -121,7 +109,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .stages import inspect_phase
+    from .pipeline.stages import inspect_phase
 
     study = load_study(args.study)
     ph = study.phase(args.phase)
@@ -135,7 +123,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_tokenizer(args) -> int:
-    from .tokenizer import fetch_gpt2_ranks
+    from .data.tokenizer import fetch_gpt2_ranks
 
     path = fetch_gpt2_ranks(force=args.force)
     print(f"GPT-2 ranks (r50k_base, sha256 verified) at {path}")
@@ -207,7 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except _usage_errors() as exc:
+    except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,223 @@
+"""Corpus sources.  Each document keeps its source label.
+
+Sources (``data.source``):
+
+- ``stdlib``: the running interpreter's standard library source (``data.packages``
+  selects packages or modules, in the order given; test folders are excluded;
+  files are read in sorted order, so the corpus is the same on every run).
+- ``files``: files matching ``data.glob`` under the folder ``data.path``.
+- ``text``: one text file, one document.
+- ``jsonl`` / ``csv``: one document per record, ``data.fields`` joined by
+  ``data.template`` (e.g. ``"Q: {question}\\nA: {answer}"``) or by newlines.
+- ``generated``: ``data.generator`` (``module:function``) called with
+  ``data.generator_args``; it returns a list of :class:`Document`.
+
+Binary or undecodable files are skipped and counted, never a crash.  Broken
+records (a line that is not JSON, a missing field) are errors that name the
+file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib
+import json
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+from ..errors import DataError
+
+TEST_DIRS = {"test", "tests", "idle_test", "__pycache__", "site-packages", "dist-packages"}
+
+
+
+
+@dataclass
+class Document:
+    text: str
+    source: str  # label used in split composition reports (e.g. "json", "logging", "qa/templated")
+    name: str  # file name or record id, for messages and examples
+
+
+@dataclass
+class Corpus:
+    documents: list[Document]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    fingerprint: str = ""
+
+    @property
+    def characters(self) -> int:
+        return sum(len(d.text) for d in self.documents)
+
+
+def fingerprint(documents: Iterable[Document]) -> str:
+    """sha256 over every document's name, source and text, in order."""
+    h = hashlib.sha256()
+    for d in documents:
+        for part in (d.name, d.source, d.text):
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+def read_text_file(path: Path) -> tuple[Optional[str], Optional[str]]:
+    """``(text, None)`` or ``(None, reason)`` for binary or undecodable files."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
+    if b"\0" in raw[:8192]:
+        return None, "binary (NUL bytes)"
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 (byte {exc.start})"
+
+
+# --------------------------------------------------------------------------- sources
+def stdlib_dir() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def stdlib_files(packages: list[str]) -> list[tuple[str, Path]]:
+    """``(label, path)`` of stdlib source files, packages in the order given, files sorted."""
+    root = stdlib_dir()
+    if not packages:
+        names = sorted({p.stem if p.suffix == ".py" else p.name for p in root.iterdir()
+                        if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
+                        and p.name not in TEST_DIRS})
+    else:
+        names = list(packages)
+    out: list[tuple[str, Path]] = []
+    missing = []
+    for name in names:
+        rel = Path(*name.split("."))
+        pkg, mod = root / rel, (root / rel).with_suffix(".py")
+        if pkg.is_dir():
+            files = sorted(p for p in pkg.rglob("*.py")
+                           if not (set(p.relative_to(root).parts[:-1]) & TEST_DIRS))
+            out.extend((name, p) for p in files)
+        elif mod.is_file():
+            out.append((name, mod))
+        else:
+            missing.append(name)
+    if missing:
+        import difflib
+
+        avail = sorted({p.stem for p in root.glob("*.py")} | {p.name for p in root.iterdir() if p.is_dir()})
+        hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, avail, 1)[0]!r}?)"
+                             if difflib.get_close_matches(m, avail, 1) else "") for m in missing]
+        raise DataError(f"data.packages: no stdlib package or module named {', '.join(hints)} "
+                        f"under {root}; allowed: names such as 'json', 'logging', 'email.mime'")
+    return out
+
+
+def _files_documents(root: Path, items: list[tuple[str, Path]]) -> Corpus:
+    docs, skipped = [], []
+    for label, path in items:
+        text, reason = read_text_file(path)
+        name = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        if text is None:
+            skipped.append((name, reason))
+        else:
+            docs.append(Document(text=text, source=label, name=name))
+    return Corpus(docs, skipped)
+
+
+def _record_text(record: dict, fields: list[str], template: Optional[str], where: str) -> str:
+    for f in fields:
+        if f not in record:
+            raise DataError(f"{where}: missing field {f!r}; the record has fields {sorted(record)}")
+    values = {f: "" if record[f] is None else str(record[f]) for f in fields}
+    if template:
+        return template.format(**values)
+    return "\n".join(values[f] for f in fields)
+
+
+def _records(path: Path, kind: str) -> Iterable[tuple[str, dict]]:
+    """``(where, record)`` for each record of a jsonl or csv file."""
+    if not path.is_file():
+        raise DataError(f"data.path: no such {kind} file: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); allowed: a UTF-8 {kind} file") from None
+    if kind == "jsonl":
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{i}: line is not JSON ({exc.msg} at column {exc.colno}): "
+                                f"{line[:60]!r}; allowed: one JSON object per line") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{i}: a JSON {type(rec).__name__} where a JSON object is required")
+            yield f"{path}:{i}", rec
+    else:
+        reader = csv.DictReader(text.splitlines())
+        for i, rec in enumerate(reader, start=2):  # line 1 is the header
+            yield f"{path}:{i}", rec
+
+
+def _record_documents(path: Path, kind: str, fields: list[str], template: Optional[str],
+                      label_field: Optional[str]) -> Corpus:
+    docs = []
+    for where, rec in _records(path, kind):
+        label = path.stem
+        if label_field:
+            if label_field not in rec:
+                raise DataError(f"{where}: missing label field {label_field!r} (data.label_field); "
+                                f"the record has fields {sorted(rec)}")
+            label = str(rec[label_field])
+        docs.append(Document(_record_text(rec, fields, template, where), label, where.rsplit("/", 1)[-1]))
+    return Corpus(docs)
+
+
+def _import_callable(spec: str, key: str):
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise DataError(f"{key}: cannot import {spec!r} ({exc}); allowed: 'package.module:function'") from None
+
+
+def load_corpus(data: Any) -> Corpus:
+    """Read the documents a :class:`gaplab.schema.DataConfig` names, with a fingerprint."""
+    src = data.source
+    if src == "stdlib":
+        corpus = _files_documents(stdlib_dir(), stdlib_files(list(data.packages)))
+    elif src == "files":
+        root = Path(data.path)
+        if not root.is_dir():
+            raise DataError(f"data.path: no such folder: {root}")
+        items = [(p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else root.name, p)
+                 for p in sorted(root.glob(data.glob)) if p.is_file()]
+        if not items:
+            raise DataError(f"data.glob: {data.glob!r} matches no files under {root}; "
+                            f"allowed: a glob such as '**/*.py' or '*.txt'")
+        corpus = _files_documents(root, items)
+    elif src == "text":
+        path = Path(data.path)
+        if not path.is_file():
+            raise DataError(f"data.path: no such text file: {path}")
+        corpus = _files_documents(path.parent, [(path.stem, path)])
+    elif src in ("jsonl", "csv"):
+        corpus = _record_documents(Path(data.path), src, list(data.fields), data.template, data.label_field)
+    elif src == "generated":
+        fn = _import_callable(data.generator, "data.generator")
+        docs = fn(**dict(data.generator_args))
+        if not isinstance(docs, list) or not all(isinstance(d, Document) for d in docs):
+            raise DataError(f"data.generator: {data.generator!r} must return a list of gaplab.data.corpus.Document")
+        corpus = Corpus(list(docs))
+    else:  # pragma: no cover - the schema allows only the names above
+        raise DataError(f"data.source: unknown source {src!r}")
+    if not corpus.documents:
+        where = data.path or (", ".join(data.packages) if src == "stdlib" else src)
+        skipped = f" ({len(corpus.skipped)} files skipped: {corpus.skipped[:3]})" if corpus.skipped else ""
+        raise DataError(f"data.source {src!r}: the corpus from {where} is empty{skipped}")
+    corpus.fingerprint = fingerprint(corpus.documents)
+    return corpus

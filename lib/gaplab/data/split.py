@@ -1,0 +1,204 @@
+"""From a phase's data settings to train and validation token arrays.
+
+:func:`prepare_data` reads the corpus, tokenizes every document, keeps the
+first ``data.max_tokens`` tokens in document order (the seed's
+``dataset_size``), splits them and, with ``tokenizer.compact``, remaps ids to
+those present in the training split (``compact_from: train``) or in the
+whole corpus (``compact_from: corpus``).  It also reports the split's
+composition: tokens and documents per source label in train and in val (seed
+001 lost 19 of its 20 key rows to validation because they sat at the end of
+the file and the split took the tail).
+
+Strategies (``data.split``):
+
+- ``tail``: the last ``val_fraction`` of the token stream is validation (as
+  nanoGPT and the seed do).  One document may straddle the cut.
+- ``documents``: a seeded shuffle of whole documents; documents go to
+  validation until it holds ``val_fraction`` of the tokens.
+- ``chunks``: the stream is cut into ``chunk_size`` pieces and a seeded
+  ``val_fraction`` of them goes to validation.
+
+``data.max_train_tokens`` then keeps only part of the training side: its
+``chunk_size`` pieces in a seeded order (``data.seed + 1``) until that many
+tokens, put back in stream order.  Validation is untouched, so phases that
+differ only in ``max_train_tokens`` are scored on the same val set, and a
+smaller training set is a subset of every larger one, spread over the whole
+corpus rather than its first documents.  (``max_tokens`` instead cuts the
+corpus before the split: each size gets its own, narrower val set.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ..schema import PhaseParams
+from ..errors import Problem, StudyError
+from .corpus import Corpus, Document, load_corpus
+from .tokenizer import CompactTokenizer, Tokenizer, get_tokenizer
+
+@dataclass
+class Prepared:
+    corpus: Corpus  # every document read, before max_tokens
+    documents: list[Document]  # documents kept after max_tokens (the last may be cut)
+    doc_tokens: list[np.ndarray]  # base-tokenizer ids per kept document (without separator)
+    base_tokenizer: Tokenizer
+    tokenizer: Tokenizer  # the model's id space (compact applied if on)
+    train_base: np.ndarray  # train stream, base ids
+    val_base: np.ndarray
+    train: np.ndarray  # train stream, model ids
+    val: np.ndarray
+    doc_split: list[str]  # per kept document: "train", "val", "both" ("unused": left out by max_train_tokens)
+    composition: dict[str, Any]
+    vocab_size: int
+    vocab_size_original: int
+
+    @property
+    def total_tokens(self) -> int:
+        return len(self.train) + len(self.val)
+
+
+def _stream(doc_tokens: list[np.ndarray], sep: np.ndarray, max_tokens: Optional[int]):
+    """Concatenate documents with separators; return (stream, doc index per token, kept count)."""
+    parts, owners, total = [], [], 0
+    for i, toks in enumerate(doc_tokens):
+        piece = np.concatenate([toks, sep]) if len(sep) else toks
+        if max_tokens is not None and total + len(piece) > max_tokens:
+            piece = piece[: max_tokens - total]
+        parts.append(piece)
+        owners.append(np.full(len(piece), i, dtype=np.int32))
+        total += len(piece)
+        if max_tokens is not None and total >= max_tokens:
+            break
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), 0
+    return np.concatenate(parts).astype(np.int64), np.concatenate(owners), len(parts)
+
+
+def val_token_count(n: int, val_fraction: float) -> int:
+    """Tokens that go to validation out of ``n``: ``round(n * val_fraction)``, at least one."""
+    return max(1, int(round(n * val_fraction)))
+
+
+def _val_mask(data, owners: np.ndarray, n_docs: int, n: int) -> np.ndarray:
+    """Boolean mask over the stream: True where the token belongs to validation."""
+    mask = np.zeros(n, dtype=bool)
+    n_val = val_token_count(n, data.val_fraction)
+    rng = np.random.default_rng(data.seed)
+    if data.split == "tail":
+        mask[n - n_val:] = True
+    elif data.split == "documents":
+        sizes = np.bincount(owners, minlength=n_docs)
+        chosen, got = [], 0
+        for d in rng.permutation(n_docs):
+            if got >= n_val:
+                break
+            chosen.append(d)
+            got += sizes[d]
+        mask = np.isin(owners, chosen)
+    else:  # chunks
+        size = data.chunk_size
+        n_chunks = -(-n // size)
+        k = min(n_chunks - 1, max(1, int(round(n_chunks * data.val_fraction)))) if n_chunks > 1 else 0
+        for c in rng.choice(n_chunks, size=k, replace=False):
+            mask[c * size:(c + 1) * size] = True
+    return mask
+
+
+def _train_subset(data, val_mask: np.ndarray) -> np.ndarray:
+    """Mask of the training tokens kept by ``data.max_train_tokens`` (see the module docstring)."""
+    train_pos = np.flatnonzero(~val_mask)
+    keep = np.zeros(len(val_mask), dtype=bool)
+    if len(train_pos) <= data.max_train_tokens:
+        keep[train_pos] = True
+        return keep
+    size = data.chunk_size
+    pieces = [train_pos[i:i + size] for i in range(0, len(train_pos), size)]
+    got = 0
+    for i in np.random.default_rng(data.seed + 1).permutation(len(pieces)):
+        take = pieces[i][: data.max_train_tokens - got]
+        keep[take] = True
+        got += len(take)
+        if got >= data.max_train_tokens:
+            break
+    return keep
+
+
+def composition(documents: list[Document], owners: np.ndarray, val_mask: np.ndarray) -> dict[str, Any]:
+    """Tokens and documents per source label in each split, plus each source's val share."""
+    labels = sorted({d.source for d in documents})
+    index = {s: i for i, s in enumerate(labels)}
+    doc_label = np.array([index[d.source] for d in documents], dtype=np.int64)
+    out: dict[str, Any] = {}
+    for split, sel in (("train", ~val_mask), ("val", val_mask)):
+        own = owners[sel]
+        tok = np.bincount(doc_label[own], minlength=len(labels)) if len(own) else np.zeros(len(labels), int)
+        docs_in = np.unique(own)
+        dcount = np.bincount(doc_label[docs_in], minlength=len(labels)) if len(docs_in) else np.zeros(len(labels), int)
+        out[split] = {s: {"tokens": int(tok[i]), "documents": int(dcount[i])} for i, s in enumerate(labels)}
+    out["val_share_by_source"] = {
+        s: (out["val"][s]["tokens"] / max(1, out["val"][s]["tokens"] + out["train"][s]["tokens"]))
+        for s in labels
+    }
+    return out
+
+
+def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)") -> Prepared:
+    """Corpus → tokens → max_tokens cut → split → (compact) ids, with a composition report."""
+    data, tok_cfg = params.data, params.tokenizer
+    corpus = load_corpus(data)
+    texts = [d.text for d in corpus.documents]
+    base = get_tokenizer(tok_cfg.name, texts + [data.separator])
+    doc_tokens = [np.asarray(t, dtype=np.int64) for t in base.encode_batch(texts)]
+    sep = np.asarray(base.encode(data.separator), dtype=np.int64)
+    stream, owners, kept = _stream(doc_tokens, sep, data.max_tokens)
+    documents = corpus.documents[:kept]
+    kept_tokens = doc_tokens[:kept]
+    if kept and data.max_tokens is not None:
+        # the last document may have been cut by max_tokens
+        last_len = int((owners == kept - 1).sum())
+        kept_tokens[-1] = kept_tokens[-1][:last_len]
+    mask = _val_mask(data, owners, kept, len(stream))
+    if data.max_train_tokens is not None:
+        used = mask | _train_subset(data, mask)
+        stream, owners, mask = stream[used], owners[used], mask[used]
+    train_base, val_base = stream[~mask], stream[mask]
+
+    need = params.model.block_size + 1
+    problems = []
+    for split, arr in (("train", train_base), ("val", val_base)):
+        if len(arr) < need:
+            problems.append(Problem(file, phase, "model.block_size", params.model.block_size,
+                                    f"the {split} split has {len(arr)} tokens but needs at least block_size + 1 = "
+                                    f"{need} (corpus {len(stream)} tokens, data.max_tokens={data.max_tokens}, "
+                                    f"data.val_fraction={data.val_fraction}); allowed: a smaller block_size or "
+                                    f"more data"))
+    if problems:
+        raise StudyError(problems)
+
+    doc_split = []
+    in_val = np.zeros(kept, dtype=bool)
+    in_train = np.zeros(kept, dtype=bool)
+    in_val[np.unique(owners[mask])] = True
+    in_train[np.unique(owners[~mask])] = True
+    for i in range(kept):
+        doc_split.append("both" if in_val[i] and in_train[i] else
+                         "val" if in_val[i] else "train" if in_train[i] else "unused")  # unused: max_train_tokens
+
+    if tok_cfg.compact:
+        if tok_cfg.compact_from == "corpus":  # every id of the whole corpus, before max_tokens cut it
+            kept_ids = np.unique(np.concatenate([sep, *doc_tokens]))
+        else:
+            kept_ids = np.unique(train_base)
+        model_tok: Tokenizer = CompactTokenizer(base, kept_ids)
+        train, val = model_tok.to_compact(train_base), model_tok.to_compact(val_base)
+    else:
+        model_tok, train, val = base, train_base, val_base
+    return Prepared(
+        corpus=corpus, documents=documents, doc_tokens=kept_tokens, base_tokenizer=base, tokenizer=model_tok,
+        train_base=train_base, val_base=val_base, train=train, val=val, doc_split=doc_split,
+        composition=composition(documents, owners, mask), vocab_size=model_tok.vocab_size,
+        vocab_size_original=base.vocab_size,
+    )

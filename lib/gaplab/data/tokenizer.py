@@ -1,0 +1,225 @@
+"""Tokenizers: tiktoken's GPT-2 ranks (offline), characters, and a compact vocabulary.
+
+tiktoken downloads the GPT-2 ranks from the internet on first use.  Here they
+come from the ``openai-whisper`` source distribution on PyPI, which ships the
+same ranks as ``whisper/assets/gpt2.tiktoken``: :func:`fetch_gpt2_ranks`
+downloads that sdist with pip, extracts the one file, checks tiktoken's own
+sha256 for ``r50k_base`` and stores it in a tiktoken cache folder under the
+name tiktoken looks for (the sha1 of the ranks' URL).  ``r50k_base`` is GPT-2's
+vocabulary: same ranks, same split pattern, ``<|endoftext|>`` = 50256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from ..files import atomic_write_bytes
+from ..errors import TokenizerError
+
+R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
+
+
+R50K_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+
+
+WHISPER_SDIST = "openai-whisper==20250625"
+
+
+WHISPER_MEMBER = "whisper/assets/gpt2.tiktoken"
+
+
+GPT2_NAMES = ("gpt2", "r50k_base")
+
+
+ENDOFTEXT = "<|endoftext|>"
+
+
+
+
+def cache_dir() -> Path:
+    """``$TIKTOKEN_CACHE_DIR`` if set, else ``~/.cache/gaplab/tiktoken``."""
+    env = os.environ.get("TIKTOKEN_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "gaplab" / "tiktoken"
+
+
+def ranks_path(directory: Optional[Path] = None) -> Path:
+    return (directory or cache_dir()) / hashlib.sha1(R50K_URL.encode()).hexdigest()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def install_ranks_from_sdist(sdist: Path, directory: Optional[Path] = None) -> Path:
+    """Extract the GPT-2 ranks from a whisper sdist, verify the hash and store them in the cache."""
+    with tarfile.open(sdist) as tar:
+        member = next((m for m in tar.getmembers() if m.name.endswith(WHISPER_MEMBER)), None)
+        if member is None:
+            raise TokenizerError(f"{sdist}: has no {WHISPER_MEMBER}")
+        data = tar.extractfile(member).read()
+    digest = _sha256(data)
+    if digest != R50K_SHA256:
+        raise TokenizerError(f"{sdist}: {WHISPER_MEMBER} has sha256 {digest}, expected {R50K_SHA256} "
+                             "(tiktoken's hash for r50k_base); refusing to install it")
+    return atomic_write_bytes(ranks_path(directory), data)
+
+
+def fetch_gpt2_ranks(directory: Optional[Path] = None, force: bool = False) -> Path:
+    """Provision the GPT-2 ranks offline-style (PyPI only); a no-op when they are already there."""
+    target = ranks_path(directory)
+    if target.exists() and not force and _sha256(target.read_bytes()) == R50K_SHA256:
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--disable-pip-version-check", "-q", "-d", tmp, WHISPER_SDIST]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        sdists = list(Path(tmp).glob("openai*whisper*.tar.gz"))
+        if proc.returncode != 0 or not sdists:
+            raise TokenizerError("could not download the openai-whisper sdist from the package registry "
+                                 f"({' '.join(cmd[2:])}):\n{proc.stderr.strip()[-800:]}")
+        return install_ranks_from_sdist(sdists[0], directory)
+
+
+class Tokenizer:
+    """What the rest of gaplab needs of a tokenizer."""
+
+    name: str
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        raise NotImplementedError
+
+
+class TiktokenTokenizer(Tokenizer):
+    def __init__(self, encoding, name: str):
+        self.enc = encoding
+        self.name = name
+        self.vocab_size = encoding.n_vocab
+
+    def encode(self, text: str) -> list[int]:
+        return self.enc.encode_ordinary(text)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.enc.encode_ordinary_batch(list(texts), num_threads=max(1, os.cpu_count() or 1))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.enc.decode([int(i) for i in ids])
+
+
+_GPT2 = None
+
+
+def gpt2_encoding():
+    """tiktoken's GPT-2 encoding built from the provisioned, hash-checked ranks (no network)."""
+    global _GPT2
+    if _GPT2 is None:
+        import tiktoken
+        from tiktoken.load import load_tiktoken_bpe
+        from tiktoken_ext.openai_public import r50k_pat_str
+
+        path = ranks_path()
+        if not path.exists():
+            raise TokenizerError(f"the GPT-2 ranks are not provisioned (looked for {path}). "
+                                 "Run `gaplab tokenizer fetch` (or `make setup`), which takes them from the "
+                                 "openai-whisper sdist on PyPI and checks tiktoken's sha256; "
+                                 "or use tokenizer.name: char")
+        ranks = load_tiktoken_bpe(str(path), expected_hash=R50K_SHA256)
+        _GPT2 = tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                                  special_tokens={ENDOFTEXT: 50256}, explicit_n_vocab=50257)
+    return _GPT2
+
+
+class CharTokenizer(Tokenizer):
+    """One id per character seen in the corpus, plus one unknown id (decoded as U+FFFD)."""
+
+    def __init__(self, chars: Iterable[str]):
+        self.chars = sorted(set(chars))
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+        self.unk = len(self.chars)
+        self.vocab_size = len(self.chars) + 1
+        self.name = "char"
+
+    def encode(self, text: str) -> list[int]:
+        get, unk = self.stoi.get, self.unk
+        return [get(c, unk) for c in text]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        chars = self.chars
+        return "".join(chars[i] if 0 <= i < len(chars) else "\ufffd" for i in ids)
+
+
+class CompactTokenizer(Tokenizer):
+    """A base tokenizer whose ids are remapped to a kept set: those of the training split, or of the whole corpus.
+
+    Ids outside the kept set map to one unknown id (the last one),
+    which decodes to U+FFFD.  The model's embedding and head shrink from the
+    base vocabulary to ``len(kept) + 1`` rows.
+    """
+
+    def __init__(self, base: Tokenizer, kept_ids: np.ndarray):
+        self.base = base
+        self.kept = np.asarray(np.unique(kept_ids), dtype=np.int64)
+        self.unk = len(self.kept)
+        self.vocab_size = len(self.kept) + 1
+        self.name = f"{base.name}+compact"
+        self._lut = np.full(base.vocab_size, self.unk, dtype=np.int64)
+        self._lut[self.kept] = np.arange(len(self.kept))
+
+    def to_compact(self, ids) -> np.ndarray:
+        return self._lut[np.asarray(ids, dtype=np.int64)]
+
+    def encode(self, text: str) -> list[int]:
+        return self.to_compact(self.base.encode(text)).tolist()
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.to_compact(ids).tolist() for ids in self.base.encode_batch(texts)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out, run = [], []
+        for i in ids:
+            i = int(i)
+            if 0 <= i < len(self.kept):
+                run.append(int(self.kept[i]))
+            else:
+                if run:
+                    out.append(self.base.decode(run))
+                    run = []
+                out.append("\ufffd")
+        if run:
+            out.append(self.base.decode(run))
+        return "".join(out)
+
+
+def get_tokenizer(name: str, corpus_texts: Optional[Iterable[str]] = None) -> Tokenizer:
+    """The base tokenizer a study names: ``gpt2`` (offline ranks), ``char``, or another tiktoken encoding."""
+    if name in GPT2_NAMES:
+        return TiktokenTokenizer(gpt2_encoding(), name)
+    if name == "char":
+        if corpus_texts is None:
+            raise TokenizerError("the char tokenizer needs the corpus to build its vocabulary")
+        chars: set[str] = set()
+        for t in corpus_texts:
+            chars.update(t)
+        return CharTokenizer(chars)
+    try:
+        import tiktoken
+
+        return TiktokenTokenizer(tiktoken.get_encoding(name), name)
+    except Exception as exc:  # network errors, unknown names
+        raise TokenizerError(f"tokenizer.name {name!r}: tiktoken could not load it ({type(exc).__name__}). "
+                             "Only gpt2/r50k_base are provisioned offline; use one of those or char") from None

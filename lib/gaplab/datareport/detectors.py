@@ -1,0 +1,410 @@
+"""The data report's detectors: pure functions over plain inputs (strings, id arrays, dicts).
+
+Each seed project found its data problem only after training: 59% templated questions and boilerplate
+in 83% of answers (seed 000), 19 of 20 key examples sent to validation by a tail split (seed 001),
+shopping carts whose totals did not add up (seed 002), and 50,257 embeddings paid for while the data
+used ~971 token types (seed 003).  Every one of those is a number here, and each detector can be
+tested on crafted data:
+
+- :func:`length_stats`: document lengths in tokens, percentiles, histogram, share longer than
+  ``block_size``, outliers (> Q3 + 3·IQR).
+- :func:`exact_duplicates`: documents whose text repeats an earlier document.
+- :func:`templated`: documents that share a *skeleton* with a different document once numbers and
+  Capitalised words are blanked (see :func:`template_skeleton`).
+- :func:`boilerplate`: word n-grams present in many documents.
+- :func:`split_balance`: each source label's share of tokens in validation against the overall share.
+- :func:`vocab_usage`: token ids used, embedding rows that never see data.
+- :func:`model_vs_data`: tokens per parameter, epochs, Kaplan et al.'s bound.
+
+Leakage between the splits is :mod:`gaplab.datareport.leakage`; thresholds and verdicts per check
+:mod:`gaplab.datareport.checks`; the whole report :mod:`gaplab.datareport.build`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..measure.references import (CHINCHILLA_TOKENS_PER_PARAM, KAPLAN_OVERFIT_TEXT, SOURCES, cite,
+                                  kaplan_overfit_min_tokens)
+from ..measure.ngram_index import sorted_unique, window_hashes
+
+
+
+TIED_NOTE = ("the output head shares the token-embedding matrix (weight tying, Press & Wolf 2017), so each "
+             "token id costs n_embd parameters once, not twice")
+
+
+MAX_EXAMPLES = 5
+
+
+PREVIEW = 160
+
+
+def preview(text: str, n: int = PREVIEW) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def share_of(part: float, whole: float) -> float:
+    return float(part) / float(whole) if whole else 0.0
+
+
+def _count_distinct_ids(ids: np.ndarray) -> int:
+    ids = np.asarray(ids)
+    if ids.size == 0:
+        return 0
+    if ids.dtype.kind in "iu" and ids.min() >= 0 and ids.max() < 50_000_000:
+        return int(np.count_nonzero(np.bincount(ids)))
+    return int(sorted_unique(ids).size)
+
+
+# --------------------------------------------------------------------------- size and vocabulary
+def vocab_usage(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size_original: int, vocab_size_model: int,
+                n_embd: int, train_model_ids: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """Token ids the data uses against the vocabulary the model pays for (seed 003).
+
+    ``train_ids``/``val_ids`` are in the base tokenizer's ids; ``train_model_ids``
+    in the model's id space (the same array unless ``tokenizer.compact``).  An
+    embedding row is *unused* when its id never occurs in the training split
+    (it gets no input gradient).  ``tokenizer.compact: true`` keeps the ids seen
+    in training plus one unknown id.
+    """
+    train_ids, val_ids = np.asarray(train_ids), np.asarray(val_ids)
+    model_ids = train_ids if train_model_ids is None else np.asarray(train_model_ids)
+    used = _count_distinct_ids(np.concatenate([train_ids, val_ids]))
+    used_train = _count_distinct_ids(train_ids)
+    rows_used = _count_distinct_ids(model_ids)
+    unused_rows = max(0, vocab_size_model - rows_used)
+    compact_size = used_train + 1
+    saves = max(0, vocab_size_model - compact_size) * int(n_embd)
+    summary = (f"the data uses {used:,} of the tokenizer's {vocab_size_original:,} ids "
+               f"({100 * share_of(used, vocab_size_original):.2f}%); {unused_rows:,} of the model's "
+               f"{vocab_size_model:,} embedding rows {'never sees' if unused_rows == 1 else 'never see'} a "
+               f"training token: {unused_rows * int(n_embd):,} parameters (rows × n_embd {n_embd}, counted once: the output head is tied to the embedding)")
+    summary += (f"; tokenizer.compact: true would keep {compact_size:,} ids and save {saves:,} parameters"
+                if saves else "")
+    return {
+        "vocab_size_original": int(vocab_size_original),
+        "vocab_size_model": int(vocab_size_model),
+        "used_ids": used,
+        "used_ids_train": used_train,
+        "used_share": share_of(used, vocab_size_original),
+        "unused_rows": unused_rows,
+        "wasted_embedding_params": unused_rows * int(n_embd),
+        "compact_vocab_size": compact_size,
+        "compact_saves_params": saves,
+        "n_embd": int(n_embd),
+        "note": TIED_NOTE,
+        "summary": summary,
+    }
+
+
+# --------------------------------------------------------------------------- lengths
+def _bucket_label(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def length_stats(lengths: Sequence[int], names: Sequence[str], block_size: int) -> dict[str, Any]:
+    """Document lengths in tokens: summary, power-of-two histogram, share longer than ``block_size``, outliers.
+
+    An outlier is longer than Q3 + 3·IQR (Tukey's "far out" fence).
+    """
+    lens = np.asarray(lengths, dtype=np.int64)
+    if lens.size == 0:
+        return {"documents": 0, "histogram": [], "outliers": {"documents": 0, "examples": []},
+                "truncated": {"block_size": block_size, "documents": 0, "share": 0.0}}
+    q1, med, q3, p95, p99 = np.percentile(lens, [25, 50, 75, 95, 99])
+    fence = q3 + 3 * (q3 - q1)
+    buckets = np.where(lens > 0, np.floor(np.log2(np.maximum(lens, 1))).astype(np.int64) + 1, 0)
+    counts = np.bincount(buckets)
+    hist = []
+    for b in range(int(buckets.min()), int(buckets.max()) + 1):
+        lo, hi = (0, 0) if b == 0 else (2 ** (b - 1), 2 ** b - 1)
+        hist.append({"lo": lo, "hi": hi, "label": _bucket_label(lo, hi), "documents": int(counts[b])})
+    out_idx = np.flatnonzero(lens > fence)
+    out_idx = out_idx[np.argsort(-lens[out_idx], kind="stable")]
+    long_docs = int((lens > block_size).sum())
+    return {
+        "documents": int(lens.size),
+        "min": int(lens.min()), "max": int(lens.max()), "mean": float(lens.mean()),
+        "median": float(med), "q1": float(q1), "q3": float(q3), "p95": float(p95), "p99": float(p99),
+        "histogram": hist,
+        "truncated": {"block_size": int(block_size), "documents": long_docs, "share": share_of(long_docs, lens.size)},
+        "outliers": {"fence": float(fence), "documents": int(out_idx.size),
+                     "examples": [{"name": names[i], "tokens": int(lens[i])} for i in out_idx[:10]]},
+    }
+
+
+# --------------------------------------------------------------------------- duplicates and templates
+def exact_duplicates(texts: Sequence[str], names: Sequence[str]) -> dict[str, Any]:
+    """Documents whose text equals an earlier document's.
+
+    ``documents`` counts the copies after the first (share = of all documents).
+    Empty (whitespace-only) documents are counted apart as ``empty``, never as
+    duplicates.
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    empty = 0
+    for i, t in enumerate(texts):
+        if t.strip():
+            groups[t].append(i)
+        else:
+            empty += 1
+    dup_groups = sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
+    copies = sum(len(g) - 1 for g in dup_groups)
+    return {
+        "documents": copies,
+        "share": share_of(copies, len(texts)),
+        "groups": len(dup_groups),
+        "empty": empty,
+        "examples": [{"count": len(g), "names": [names[i] for i in g[:MAX_EXAMPLES]],
+                      "preview": preview(texts[g[0]])} for g in dup_groups[:MAX_EXAMPLES]],
+    }
+
+
+_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)*\b")
+
+
+_NAME = re.compile(r"\b[A-Z][a-z]+\b")
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def template_skeleton(text: str) -> str:
+    """A document's skeleton: numbers → ``0``, Capitalised words → ``Name``, runs of whitespace → one space.
+
+    Two documents with the same skeleton but different text are *templated*: only
+    numbers and names were swapped ("Alice has 3 boxes" / "Bruno has 7 boxes",
+    seed 000).  Standalone numbers only (``p3f9`` stays).  Quoted strings are
+    deliberately *not* blanked: in JSON records every key is a quoted string,
+    and blanking them would call any two records with the same keys templated
+    even when their ids and contents differ.
+    """
+    text = _NUMBER.sub("0", text)
+    text = _NAME.sub("Name", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def skeleton_groups(texts: Sequence[str]) -> np.ndarray:
+    """A group id per document (equal skeletons, equal id); -1 for empty documents."""
+    ids: dict[str, int] = {}
+    out = np.full(len(texts), -1, dtype=np.int64)
+    for i, t in enumerate(texts):
+        if t.strip():
+            out[i] = ids.setdefault(template_skeleton(t), len(ids))
+    return out
+
+
+def templated(texts: Sequence[str], names: Sequence[str], groups: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """Template families: skeletons shared by at least two *different* texts.
+
+    A document is templated when its skeleton (:func:`template_skeleton`) is
+    shared with a document of different text; exact copies alone are
+    :func:`exact_duplicates`, not a template.  ``share`` is of all documents.
+    """
+    groups = skeleton_groups(texts) if groups is None else groups
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups.tolist()):
+        if g >= 0:
+            members[g].append(i)
+    families = []
+    for g, idx in members.items():
+        if len(idx) < 2:
+            continue
+        distinct: dict[str, int] = {}
+        for i in idx:
+            distinct.setdefault(texts[i], i)
+        if len(distinct) >= 2:
+            families.append((idx, list(distinct.values())))
+    families.sort(key=lambda f: (-len(f[0]), f[0][0]))
+    count = sum(len(idx) for idx, _ in families)
+    return {
+        "documents": count,
+        "share": share_of(count, len(texts)),
+        "families": len(families),
+        "rule": "numbers -> 0, Capitalised words -> Name, whitespace collapsed; quoted strings kept",
+        "examples": [{"count": len(idx), "distinct_texts": len(d),
+                      "skeleton": preview(template_skeleton(texts[idx[0]])),
+                      "examples": [{"name": names[i], "preview": preview(texts[i])} for i in d[:2]]}
+                     for idx, d in families[:MAX_EXAMPLES]],
+    }
+
+
+# --------------------------------------------------------------------------- boilerplate
+_WORD = re.compile(r"\w+")
+
+
+def boilerplate(texts: Sequence[str], names: Sequence[str], n: int = 6, min_share: float = 0.10,
+                min_documents: int = 3, groups: Optional[np.ndarray] = None, top: int = 10) -> dict[str, Any]:
+    """Word ``n``-grams (lower-cased ``\\w+`` words) present in many documents.
+
+    A phrase is boilerplate when it occurs in at least ``min_share`` of the
+    documents (and in at least ``min_documents``).  Documents count by
+    ``groups`` (template families and exact copies once each, see
+    :func:`skeleton_groups`), so a template's fixed words are reported as a
+    template, not again as boilerplate.  ``share`` is the share of *all*
+    documents that contain any boilerplate phrase.
+    """
+    groups = skeleton_groups(texts) if groups is None else np.asarray(groups)
+    vocab: dict[str, int] = {}
+    pieces, owners = [], []
+    for i, t in enumerate(texts):
+        if groups[i] < 0:
+            continue
+        words = _WORD.findall(t.lower())
+        if len(words) < n:
+            continue
+        pieces.append(np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int64,
+                                  count=len(words)))
+        owners.append(np.full(len(words), i, dtype=np.int64))
+    n_units = int(sorted_unique(groups[groups >= 0]).size)
+    need = max(int(min_documents), math.ceil(min_share * n_units - 1e-9))
+    result: dict[str, Any] = {"ngram": n, "min_share": min_share, "min_documents": need, "documents": 0,
+                              "share": 0.0, "phrases": []}
+    if not pieces:
+        return result
+    ids = np.concatenate(pieces)
+    doc = np.concatenate(owners)
+    h = window_hashes(ids, n)  # window i covers ids[i:i+n]
+    valid = doc[: h.size] == doc[n - 1:]  # windows inside one document
+    where = np.flatnonzero(valid)
+    # document frequency, counting each unit (template family / copies / document) once
+    hashes, df = _distinct_owner_counts(h[where], groups[doc[where]])
+    frequent = hashes[df >= need]
+    if frequent.size == 0:
+        return result
+    hit = where[np.isin(h[where], frequent)]
+    docs_with = sorted_unique(doc[hit])
+    result["documents"] = int(docs_with.size)
+    result["share"] = share_of(docs_with.size, len(texts))
+    # documents (not units) per frequent n-gram, and each window's count
+    ph, pcount = _distinct_owner_counts(h[hit], doc[hit])
+    count_at = np.zeros(h.size, dtype=np.int64)
+    count_at[hit] = pcount[np.searchsorted(ph, h[hit])]
+    _, first = np.unique(h[hit], return_index=True)  # first window of each frequent n-gram
+    order = sorted(range(ph.size), key=lambda k: (-int(pcount[k]), int(hit[first[k]])))
+    inverse = {v: k for k, v in vocab.items()}
+    covered: set[int] = set()
+    phrases = []
+    for k in order:
+        hv = int(ph[k])
+        if hv in covered:
+            continue
+        target = int(pcount[k])
+        lo = hi = int(hit[first[k]])
+        # grow over neighbouring frequent windows of (nearly) the same frequency: one phrase, not many n-grams
+        while lo > 0 and count_at[lo - 1] >= 0.9 * target and doc[lo - 1] == doc[lo]:
+            lo -= 1
+        while hi + 1 < h.size and count_at[hi + 1] >= 0.9 * target and doc[hi + 1] == doc[hi]:
+            hi += 1
+        covered.update(int(x) for x in h[lo: hi + 1])
+        words = " ".join(inverse[int(w)] for w in ids[lo: hi + n])
+        phrases.append({"phrase": words, "documents": target, "share": share_of(target, len(texts)),
+                        "example": names[int(doc[lo])]})
+        if len(phrases) >= top:
+            break
+    result["phrases"] = phrases
+    return result
+
+
+def _distinct_owner_counts(keys: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique ``keys`` and, for each, how many distinct ``owners`` have it."""
+    if keys.size == 0:
+        return keys, np.zeros(0, dtype=np.int64)
+    order = np.lexsort((owners, keys))
+    k, o = keys[order], owners[order]
+    new = np.ones(k.size, dtype=bool)
+    new[1:] = (k[1:] != k[:-1]) | (o[1:] != o[:-1])
+    k = k[new]  # sorted; one entry per (key, owner)
+    starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+    return k[starts], np.diff(np.append(starts, k.size))
+
+
+# --------------------------------------------------------------------------- split composition
+def split_balance(composition: Mapping[str, Any], min_documents: int = 5) -> dict[str, Any]:
+    """Each source's share of tokens in validation against the overall val share (seed 001).
+
+    ``composition`` is ``{"train": {source: {"tokens", "documents"}}, "val": {...}}``
+    (:func:`gaplab.data.split.composition`).  A source's *deviation* is
+    ``|its val share − the overall val share|``; the check's value is the
+    largest deviation among sources with at least ``min_documents`` documents
+    (a source of one or two documents cannot be split in proportion; it is
+    listed but not scored).
+    """
+    train, val = composition.get("train", {}), composition.get("val", {})
+    sources = sorted(set(train) | set(val))
+    total_train = sum(int(v["tokens"]) for v in train.values())
+    total_val = sum(int(v["tokens"]) for v in val.values())
+    overall = share_of(total_val, total_train + total_val)
+    rows = []
+    for s in sources:
+        tt = int(train.get(s, {}).get("tokens", 0))
+        vt = int(val.get(s, {}).get("tokens", 0))
+        td = int(train.get(s, {}).get("documents", 0))
+        vd = int(val.get(s, {}).get("documents", 0))
+        vs = share_of(vt, tt + vt)
+        rows.append({"source": s, "train_tokens": tt, "val_tokens": vt, "train_documents": td,
+                     "val_documents": vd, "val_share": vs, "deviation": abs(vs - overall),
+                     "scored": (td + vd) >= min_documents})
+    scored = [r for r in rows if r["scored"]]
+    worst = max(scored, key=lambda r: r["deviation"], default=None)
+    return {
+        "overall_val_share": overall,
+        "train_tokens": total_train,
+        "val_tokens": total_val,
+        "min_documents": min_documents,
+        "sources": rows,
+        "imbalance": {"value": worst["deviation"] if worst else 0.0, "source": worst["source"] if worst else None},
+    }
+
+
+# --------------------------------------------------------------------------- model vs data
+def model_vs_data(param_counts: Mapping[str, int], train_tokens: int, iters: int,
+                  tokens_per_iter: int) -> dict[str, Any]:
+    """The planned model against its training data.
+
+    ``param_counts`` is :func:`gaplab.model.gpt.count_params`'s ``{"total",
+    "embedding", "non_embedding"}`` (non-embedding excludes token and position
+    embeddings, as Kaplan et al. 2020).  ``tokens_per_iter`` is
+    batch_size × grad_accum × block_size; epochs = iters × tokens_per_iter /
+    train_tokens.
+    """
+    total = int(param_counts["total"])
+    emb = int(param_counts["embedding"])
+    ne = int(param_counts["non_embedding"])
+    kaplan_min = kaplan_overfit_min_tokens(ne) if ne > 0 else 0.0
+    seen = int(iters) * int(tokens_per_iter)
+    tpp, tpt, epochs = share_of(train_tokens, ne), share_of(train_tokens, total), share_of(seen, train_tokens)
+    meets = bool(train_tokens >= kaplan_min)
+    summary = (f"{int(train_tokens):,} training tokens for {ne:,} non-embedding parameters: {tpp:.3g} tokens per "
+               f"parameter ({tpt:.3g} per parameter counting all {total:,}; Hoffmann et al. 2022 found ~20 "
+               f"compute-optimal). The planned {int(iters):,} iterations make {epochs:.3g} epochs. Kaplan et al. "
+               f"2020's bound D ≳ 5×10³·N^0.74 asks for {kaplan_min:,.0f} tokens: "
+               + ("met." if meets else f"not met ({share_of(train_tokens, kaplan_min):.2g}× of it); expect overfitting."))
+    return {
+        "params": {"total": total, "embedding": emb, "non_embedding": ne},
+        "embedding_share": share_of(emb, total),
+        "train_tokens": int(train_tokens),
+        "tokens_per_param": tpp,
+        "tokens_per_total_param": tpt,
+        "chinchilla_tokens_per_param": CHINCHILLA_TOKENS_PER_PARAM,
+        "chinchilla_tokens_for_total": CHINCHILLA_TOKENS_PER_PARAM * total,
+        "iters": int(iters),
+        "tokens_per_iter": int(tokens_per_iter),
+        "tokens_seen": seen,
+        "epochs": epochs,
+        "kaplan_min_tokens": float(kaplan_min),
+        "kaplan_ratio": share_of(train_tokens, kaplan_min),
+        "meets_kaplan": meets,
+        "references": {"chinchilla": f"{cite('chinchilla')}: {SOURCES['chinchilla'].what}",
+                       "kaplan": f"{cite('kaplan')}: {KAPLAN_OVERFIT_TEXT}"},
+        "note": ("tokens_per_param divides by non-embedding parameters (Kaplan's N); Chinchilla's ~20 was "
+                 "measured with total parameters, so tokens_per_total_param is the like-for-like comparison"),
+        "summary": summary,
+    }

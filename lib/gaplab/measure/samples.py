@@ -1,0 +1,159 @@
+"""Measuring a set of samples: every per-sample metric, their aggregates, and ``samples.jsonl``.
+
+The seed projects judged samples by eye ("gibberish", "ginggingging", "memorized actual file paths")
+or by ad-hoc scripts (keyword match per category, missing "### Solution" sections).
+:func:`evaluate_samples` measures each of those, so phases compare with numbers: repetition and code
+well-formedness (:mod:`gaplab.measure.text_quality`), memorisation (:mod:`gaplab.measure.ngram_index`),
+keywords and format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+
+from ..files import atomic_write_text
+from .text_quality import KeywordSet, code_metrics, compile_patterns, format_compliance, keyword_score, repetition_metrics
+from .ngram_index import MemorizationIndex
+
+# =========================================================================== evaluation
+def _mean(values: Iterable[Any]) -> Optional[float]:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _clip(text: Optional[str], limit: int = 200) -> Optional[str]:
+    """Text for a summary table: at most ``limit`` characters, marked with " [...]" when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + " [...]"
+
+
+def _max(values: Iterable[Any]) -> Optional[float]:
+    vals = [v for v in values if v is not None]
+    return max(vals) if vals else None
+
+
+def evaluate_samples(samples: Sequence[Mapping[str, Any]], *, index: Optional[MemorizationIndex] = None,
+                     tokenizer=None, python: bool = False, format_patterns: Sequence[str] = (),
+                     keyword_set: Optional[KeywordSet] = None,
+                     repeat_n: int = 3) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Add per-sample metrics to each sample (a copy) and aggregate them.
+
+    What is measured on what: repetition, stutters, keywords and format on the
+    generated continuation (``text``) — the prompt is not the model's output;
+    Python well-formedness on ``full_text`` (prompt + continuation), since
+    ``def get_`` + continuation is the code; memorisation on the generated ids
+    (``token_ids``).  Aggregates are means over samples (``*_share`` of a
+    yes/no metric is the share of samples where it holds; ``None`` when no
+    sample has the metric), plus keyword scores per category and difficulty.
+    """
+    patterns = compile_patterns(format_patterns)
+    rows: list[dict[str, Any]] = []
+    for s in samples:
+        row = dict(s)
+        text = str(row.get("text", ""))
+        row.update(repetition_metrics(text, repeat_n=repeat_n))
+        if index is not None:
+            ids = row.get("token_ids")
+            row.update(index.measure([] if ids is None else ids, tokenizer=tokenizer))
+        if python:
+            row.update(code_metrics(str(row.get("full_text", text))))
+        if patterns:
+            row.update(format_compliance(text, patterns))
+        if keyword_set is not None:
+            item = keyword_set.by_prompt.get(row.get("prompt"))
+            if item is not None:
+                row.update(keyword_score(text, item.keywords, item.case_sensitive),
+                           keyword_category=item.category, keyword_difficulty=item.difficulty)
+        rows.append(row)
+    return rows, aggregate_rows(rows, repeat_n=repeat_n, format_patterns=[p.pattern for p in patterns])
+
+
+def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, repeat_n: int = 3,
+                   format_patterns: Sequence[str] = ()) -> dict[str, Any]:
+    """Means and shares over evaluated rows (see :func:`evaluate_samples`)."""
+    def col(key: str) -> list[Any]:
+        return [r.get(key) for r in rows]
+
+    def share(key: str) -> Optional[float]:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return sum(1 for v in vals if v) / len(vals) if vals else None
+
+    agg: dict[str, Any] = {
+        "n_samples": len(rows),
+        "new_tokens": _mean(col("new_tokens")),
+        "distinct_1": _mean(col("distinct_1")),
+        "distinct_2": _mean(col("distinct_2")),
+        "distinct_3": _mean(col("distinct_3")),
+        f"repeated_{repeat_n}gram_share": _mean(col(f"repeated_{repeat_n}gram_share")),
+        "longest_repeat_chars": _mean(col("longest_repeat_chars")),
+        "stutter_share": share("stutter_count"),
+        "stutters_per_sample": _mean(col("stutter_count")),
+    }
+    examples: list[str] = []
+    for r in rows:
+        for st in r.get("stutters") or []:
+            if st["example"] not in examples:
+                examples.append(st["example"])
+    agg["stutter_examples"] = examples[:10]
+    if any("mem_longest_tokens" in r for r in rows):
+        longest = max(rows, key=lambda r: r.get("mem_longest_tokens") or 0)
+        agg.update({
+            "mem_longest_tokens": _mean(col("mem_longest_tokens")),
+            "mem_longest_tokens_max": _max(col("mem_longest_tokens")),
+            "mem_longest_chars_max": _max(col("mem_longest_chars")),
+            "mem_longest_text": _clip(longest.get("mem_longest_text")),
+            "train_ngram_share": _mean(col("train_ngram_share")),
+            "val_only_ngram_share": _mean(col("val_only_ngram_share")),
+            "novel_ngram_share": _mean(col("novel_ngram_share")),
+        })
+    if any("parse_ok" in r for r in rows):
+        agg.update({
+            "parse_ok_share": share("parse_ok"),
+            "parse_line_share": _mean(col("parse_line_share")),
+            "brackets_balanced_share": share("brackets_balanced"),
+            "bracket_errors": _mean(col("bracket_errors")),
+            "tokenize_errors": _mean(col("tokenize_errors")),
+        })
+    if format_patterns:
+        agg["format_ok_share"] = share("format_ok")
+        agg["format_by_pattern"] = {
+            p: _mean([0.0 if p in (r.get("format_missing") or []) else 1.0 for r in rows if "format_ok" in r])
+            for p in format_patterns}
+    scored = [r for r in rows if r.get("keyword_score") is not None]
+    if scored:
+        agg["keyword_score"] = _mean(r["keyword_score"] for r in scored)
+        agg["keyword_samples"] = len(scored)
+        for key, name in (("keyword_category", "keyword_by_category"), ("keyword_difficulty", "keyword_by_difficulty")):
+            groups: dict[str, list[float]] = {}
+            for r in scored:
+                groups.setdefault(r[key], []).append(r["keyword_score"])
+            agg[name] = {g: sum(v) / len(v) for g, v in groups.items()}
+    return agg
+
+
+# =========================================================================== files
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to samples.jsonl")
+
+
+def write_samples(run_dir: Union[str, Path], rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write ``run_dir/samples.jsonl`` (one JSON object per sample) atomically."""
+    text = "".join(json.dumps(dict(r), ensure_ascii=False, default=_jsonable) + "\n" for r in rows)
+    return atomic_write_text(Path(run_dir) / "samples.jsonl", text)
+
+
+def read_samples(run_dir: Union[str, Path]) -> list[dict[str, Any]]:
+    """The rows of ``run_dir/samples.jsonl`` (empty if the file is missing)."""
+    path = Path(run_dir) / "samples.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

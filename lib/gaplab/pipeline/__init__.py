@@ -1,0 +1,1 @@
+"""pipeline: study files, stages, run folders, the runner and its executors."""

@@ -1,0 +1,1 @@
+"""executors: where a phase runs: a local process pool, or a Dask cluster."""

@@ -1,0 +1,197 @@
+"""What each stage notebook does, as plain functions.
+
+The notebooks in ``notebooks/`` stay thin: a ``parameters`` cell, teaching
+markdown, and one call into this module per step.  Stages talk only through
+files in the phase folder (``run_dir``), so any stage can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from ..schema import SECTIONS
+from .config import phase_from_dict
+from ..files import atomic_write_json, atomic_write_yaml, read_json, update_json
+
+STAGES = ("01_inspect_data", "02_train", "03_loss_gap", "04_samples")
+
+
+COMPARE = "05_compare"
+
+
+class StageInputMissing(RuntimeError):
+    """A stage needs a file that an earlier stage writes."""
+
+
+def phase_params(params: dict[str, Any]):
+    """Validate papermill's injected variables back into :class:`gaplab.schema.PhaseParams`."""
+    return phase_from_dict(params)
+
+
+def run_dir_of(params: dict[str, Any]) -> Path:
+    run_dir = Path(params.get("run_dir") or ".").expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def collect(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The phase parameters from a notebook's globals (``study, phase, run_dir`` and the sections)."""
+    keys = ("study", "phase", "run_dir") + SECTIONS
+    return {k: namespace[k] for k in keys if k in namespace}
+
+
+def _write_params(params: dict[str, Any], run_dir: Path) -> None:
+    path = run_dir / "params.yaml"
+    if not path.exists():  # the runner writes it; by hand, record what ran
+        atomic_write_yaml(path, {**params, "run_dir": str(run_dir)})
+
+
+def _threads(p) -> None:
+    n = p.train.threads or (int(os.environ["GAPLAB_THREADS"]) if os.environ.get("GAPLAB_THREADS") else None)
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def require(run_dir: Path, name: str, stage: str) -> Path:
+    path = run_dir / name
+    if not path.exists():
+        raise StageInputMissing(f"{path} is missing: run {stage} for this run_dir first")
+    return path
+
+
+# --------------------------------------------------------------------------- 01
+def inspect_phase(params: dict[str, Any], write: bool = True, enforce: bool = True) -> dict[str, Any]:
+    """Build the data report; write ``data_report.json`` and figures; stop on ``data.fail_on`` if ``enforce``."""
+    from ..datareport.build import build_report
+    from ..data.split import prepare_data
+
+    p = phase_params(params)
+    prep = prepare_data(p, params.get("phase", "?"), str(params.get("run_dir", "")))
+    report = build_report(prep, p)
+    if write:
+        run_dir = run_dir_of(params)
+        _write_params(params, run_dir)
+        atomic_write_json(run_dir / "data_report.json", report)
+        try:
+            from ..ui.plots import data_figures
+        except ImportError:
+            data_figures = None
+        if data_figures is not None:
+            data_figures(report, run_dir / "figures")
+    if enforce:
+        enforce_data_checks(report)
+    return report
+
+
+def enforce_data_checks(report: dict[str, Any]) -> None:
+    """Raise :class:`gaplab.datareport.checks.DataCheckFailed` if a check named in ``data.fail_on`` failed."""
+    from ..datareport.checks import raise_on_failures
+
+    raise_on_failures(report)
+
+
+# --------------------------------------------------------------------------- 02
+def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_stop=None, resume: bool = False):
+    """Train the phase into ``run_dir`` (history.csv, metrics.json, ckpt/)."""
+    from ..data.split import prepare_data
+    from ..train.loop import train_phase
+
+    p = phase_params(params)
+    _threads(p)
+    run_dir = run_dir_of(params)
+    _write_params(params, run_dir)
+    report = read_json(run_dir / "data_report.json")
+    if report:  # 01_inspect_data ran here: training must not start on data that failed its fail_on checks
+        enforce_data_checks(report)
+    prep = prepare_data(p, params.get("phase", "?"), str(run_dir))
+    return train_phase(p, prep, run_dir, progress=progress, resume=resume, on_eval=on_eval, should_stop=should_stop)
+
+
+def in_papermill() -> bool:
+    """True when the notebook is being executed by papermill (no live widgets there)."""
+    return bool(os.environ.get("PAPERMILL_EXECUTION") or os.environ.get("GAPLAB_BATCH"))
+
+
+# --------------------------------------------------------------------------- 03
+def loss_gap(params: dict[str, Any]) -> dict[str, Any]:
+    """Analyse the curves: onset, verdict, perplexity; figures; ``metrics.json['analysis']``."""
+    from ..measure.curves import analyze_run
+    from ..train.history import load_history
+    from ..ui.plots import loss_curves
+
+    run_dir = run_dir_of(params)
+    require(run_dir, "history.csv", "02_train")
+    analysis = analyze_run(run_dir)
+    update_json(run_dir / "metrics.json", {"analysis": analysis})
+    loss_curves(load_history(run_dir), analysis, run_dir / "figures")
+    return analysis
+
+
+# --------------------------------------------------------------------------- 04
+def samples(params: dict[str, Any]):
+    """Generate from the chosen checkpoints, measure the samples, write ``samples.jsonl``."""
+    from ..measure.ngram_index import MemorizationIndex
+    from ..measure.generate import collect_prompts, generate
+    from ..measure.samples import evaluate_samples, write_samples
+    from ..measure.text_quality import is_python_corpus, load_keyword_set
+    from ..data.split import prepare_data
+    from ..train.checkpoint import load_model
+
+    p = phase_params(params)
+    run_dir = run_dir_of(params)
+    s = p.sample
+    if not s.enabled:
+        update_json(run_dir / "metrics.json", {"samples": {"enabled": False}})
+        return [], {}
+    prep = prepare_data(p, params.get("phase", "?"), str(run_dir))
+    index = MemorizationIndex(prep.train, prep.val, n=s.ngram)
+    python = s.python == "yes" or (s.python == "auto" and is_python_corpus(p.data))
+    keyword_set = load_keyword_set(s.keyword_sets) if s.keyword_sets else None
+    prompts = collect_prompts(s.prompts, keyword_set)  # the keyword set's prompts are generated too
+    rows: list[dict] = []
+    aggregates: dict[str, Any] = {}
+    for ck in s.checkpoints:
+        path = require(run_dir, f"ckpt/{ck}.pt", "02_train")
+        model, _ = load_model(path)
+        gen = generate(model, prep.tokenizer, prompts, max_new_tokens=s.max_new_tokens,
+                           temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                           num_samples=s.num_samples, seed=s.seed)
+        for g in gen:
+            g["checkpoint"] = ck
+        ck_rows, agg = evaluate_samples(gen, index=index, tokenizer=prep.tokenizer, python=python,
+                                            format_patterns=s.format_patterns, keyword_set=keyword_set)
+        rows.extend(ck_rows)
+        aggregates[ck] = agg
+    write_samples(run_dir, rows)
+    main = aggregates.get("best") or next(iter(aggregates.values()))
+    update_json(run_dir / "metrics.json", {"samples": {"aggregate": main, "by_checkpoint": aggregates}})
+    return rows, aggregates
+
+
+# --------------------------------------------------------------------------- 05
+def compare(study: str, study_dir: str, phases: Optional[list[str]] = None) -> dict[str, Any]:
+    """The study's journey table, comparison figures, ``summary.csv`` and ``report.html``."""
+    from ..ui.html_report import build_report as build_html_report
+    from ..ui.study_plots import compare_figures
+    from ..ui.notes import compare_notes
+    from .summary import journey_table
+    from ..files import atomic_write_text
+
+    sdir = Path(study_dir).expanduser().resolve()
+    status = read_json(sdir / "study_status.json", {}) or {}
+    if phases is None:
+        phases = status.get("phases_order") or sorted(
+            p.name for p in sdir.iterdir() if p.is_dir() and (p / "params.yaml").exists())
+    table = journey_table(sdir, phases)
+    atomic_write_text(sdir / "summary.csv", table.to_csv(index=False))
+    figs = compare_figures(sdir, table, phases, study=study)
+    failed = {name: st.get("error", "") for name, st in (status.get("phases") or {}).items()
+              if st.get("state") == "failed"}
+    notes = compare_notes(sdir, table, study=study)
+    html = build_html_report(sdir, table, figs, title=f"gaplab study: {study}",
+                               description=status.get("description", ""), failed=failed, notes=notes)
+    return {"table": table, "figures": figs, "failed": failed, "notes": notes, "report": html}

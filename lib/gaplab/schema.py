@@ -1,0 +1,168 @@
+"""The phase schema: what a study may set, section by section, with every default (pydantic).
+
+A phase is five sections, ``data``, ``tokenizer``, ``model``, ``train`` and ``sample``; each is a strict
+pydantic model (unknown keys are errors).  This module is the contract every room reads:
+:class:`ModelConfig` is the one model configuration (the study file, the GPT and the playground use it),
+and :func:`planned_iters` the one place that turns ``epochs`` into iterations.  Loading a study file,
+merging defaults and reporting problems is :mod:`gaplab.pipeline.config`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SECTIONS = ("data", "tokenizer", "model", "train", "sample")
+
+
+#: Names of the data checks that ``data.checks`` and ``data.fail_on`` may use.
+CHECK_NAMES = (
+    "exact_duplicates",
+    "templated",
+    "boilerplate",
+    "split_imbalance",
+    "leakage",
+    "cross_split_duplicates",
+    "truncated",
+    "validators",
+)
+
+
+#: Model sizes a study (and the grid) may name in ``model: <name>``.
+NAMED_SIZES: dict[str, dict[str, int]] = {
+    "micro": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 64},
+    "tiny": {"n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 64},
+    "small": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
+    "medium": {"n_layer": 6, "n_head": 6, "n_embd": 192, "block_size": 128},
+}
+
+
+TIKTOKEN_NAMES = ("gpt2", "r50k_base", "p50k_base", "cl100k_base", "o200k_base")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Threshold(_Strict):
+    """A check's thresholds: a measured share at or above ``warn`` warns, at or above ``fail`` fails."""
+
+    warn: Optional[float] = Field(None, ge=0)
+    fail: Optional[float] = Field(None, ge=0)
+
+
+class DataConfig(_Strict):
+    source: Literal["stdlib", "files", "text", "jsonl", "csv", "generated"] = "stdlib"
+    packages: list[str] = Field(default_factory=list, description="stdlib: packages/modules to read (empty = all)")
+    path: Optional[str] = None
+    glob: str = "**/*"
+    fields: list[str] = Field(default_factory=list)
+    template: Optional[str] = None
+    label_field: Optional[str] = None
+    generator: Optional[str] = None
+    generator_args: dict[str, Any] = Field(default_factory=dict)
+    max_tokens: Optional[int] = Field(None, gt=0)
+    #: keep only this many training tokens, after the split: validation stays the same for every value, so
+    #: phases that differ in data size are scored on one val set (see gaplab.data.split)
+    max_train_tokens: Optional[int] = Field(None, gt=0)
+    separator: str = "\n\n"
+    split: Literal["tail", "documents", "chunks"] = "tail"
+    val_fraction: float = Field(0.1, gt=0, le=0.5)
+    chunk_size: int = Field(256, gt=0)
+    seed: int = 1337
+    validators: list[str] = Field(default_factory=list)
+    checks: dict[str, Threshold] = Field(default_factory=dict)
+    fail_on: list[str] = Field(default_factory=list)
+    ngram: int = Field(8, gt=0)
+
+
+class TokenizerConfig(_Strict):
+    name: str = "gpt2"
+    compact: bool = False
+    #: where a compact vocabulary's ids come from: the phase's training split (smallest head), or the whole
+    #: corpus before data.max_tokens cuts it (one vocabulary for every phase on that corpus, so phases that
+    #: differ only in data size predict over the same ids and their losses compare)
+    compact_from: Literal["train", "corpus"] = "train"
+
+
+class ModelConfig(_Strict):
+    """The GPT's sizes (see :mod:`gaplab.model.gpt`); the vocabulary size comes from the tokenizer."""
+
+    n_layer: int = Field(2, gt=0)
+    n_head: int = Field(2, gt=0)
+    n_embd: int = Field(32, gt=0)
+    block_size: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    bias: bool = True
+
+
+class TrainConfig(_Strict):
+    max_iters: Optional[int] = Field(None, gt=0)
+    epochs: Optional[float] = Field(None, gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    min_lr: Optional[float] = Field(None, ge=0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_iters: int = Field(0, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, gt=0, lt=1)
+    beta2: float = Field(0.95, gt=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0)
+    eval_interval: int = Field(50, gt=0)
+    eval_iters: int = Field(10, gt=0)
+    patience: Optional[int] = Field(None, gt=0)
+    min_delta: float = Field(0.0, ge=0)
+    seed: int = 1337
+    device: str = "auto"
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False
+    fused_loss: bool = True
+    save_every: list[int] = Field(default_factory=list)
+    threads: Optional[int] = Field(None, gt=0)
+
+
+class SampleConfig(_Strict):
+    enabled: bool = True
+    prompts: Union[list[str], str] = Field(default_factory=lambda: ["\n"])
+    max_new_tokens: int = Field(64, gt=0)
+    temperature: float = Field(0.8, gt=0)
+    top_k: Optional[int] = Field(50, gt=0)
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+    num_samples: int = Field(2, gt=0)
+    seed: int = 1337
+    checkpoints: list[str] = Field(default_factory=lambda: ["best"])
+    keyword_sets: Optional[str] = None
+    format_patterns: list[str] = Field(default_factory=list)
+    ngram: int = Field(8, gt=0)
+    python: Literal["auto", "yes", "no"] = "auto"
+
+
+class PhaseParams(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "sample": SampleConfig,
+}
+
+
+def planned_iters(train: TrainConfig, block_size: int, train_tokens: int) -> int:
+    """Iterations the run will make: ``max_iters`` or enough for ``epochs`` over the train split."""
+    if train.max_iters is not None:
+        return train.max_iters
+    per_iter = train.batch_size * train.grad_accum * block_size
+    return max(1, math.ceil(train.epochs * train_tokens / per_iter))

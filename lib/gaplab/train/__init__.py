@@ -1,0 +1,1 @@
+"""train: the training loop, batches, learning-rate schedule, checkpoints and resume, and the history file."""

@@ -1,0 +1,191 @@
+"""A study's static ``report.html``: the journey table, notes, failures and figures in one file.
+
+The page needs no Jupyter and no network: PNG figures are embedded as base64
+``data:`` URIs, SVG versions are linked relative to the study folder, and every
+piece of text is HTML-escaped.  Written atomically (``gaplab.files.atomic_write_text``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import pandas as pd
+
+from ..files import atomic_write_text
+from ..measure.references import SOURCES
+from ..versioning import gaplab_version
+
+PathLike = Union[str, Path]
+
+
+GLOSSARY = (
+    ("params_non_embedding", "parameters outside the token/position embeddings (Kaplan's N)"),
+    ("tokens_per_param", "training tokens per non-embedding parameter"),
+    ("epochs", "passes over the training split"),
+    ("best_val / best_iter", "lowest validation loss (nats/token) and the iteration it was measured at"),
+    ("final_gap", "final validation loss minus final training loss (nats)"),
+    ("onset_iter", "last eval before the validation loss rose beyond noise while training loss kept falling"),
+    ("verdict", "underfitting / healthy / overfitting / memorizing (rules in gaplab.measure.curves.verdict)"),
+)
+
+
+_VERDICT_COLORS = {"underfitting": "#4C72B0", "healthy": "#55A868", "overfitting": "#DD8452",
+                   "memorizing": "#C44E52"}
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 2em auto; max-width: 1200px;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } .meta { color: #666; font-size: 0.9em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; display: block; overflow-x: auto; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; position: sticky; top: 0; } td.text { text-align: left; }
+tr.failed td { background: #fdeaea; } tr.missing td { color: #888; }
+.failed-list li { color: #a00; } figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; } .verdict { font-weight: bold; }
+"""
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _is_missing(v: Any) -> bool:
+    if v is None or v is pd.NA:
+        return True
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_cell(v: Any) -> str:
+    """A table cell as text: integers with thousands separators, floats to 4 significant digits, '—' if missing."""
+    if _is_missing(v):
+        return "—"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int) or (hasattr(v, "dtype") and getattr(v.dtype, "kind", "") in "iu"):
+        return f"{int(v):,}"
+    if isinstance(v, float) or (hasattr(v, "dtype") and getattr(v.dtype, "kind", "") == "f"):
+        f = float(v)
+        if not math.isfinite(f):
+            return str(f)
+        if f == int(f) and abs(f) >= 1000:
+            return f"{int(f):,}"
+        if abs(f) >= 1000:
+            return f"{f:,.0f}"
+        return f"{f:.4g}"
+    return str(v)
+
+
+def _paragraphs(text: str) -> str:
+    parts = [p.strip() for p in str(text or "").split("\n\n") if p.strip()]
+    return "\n".join(f"<p>{_esc(' '.join(p.split()))}</p>" for p in parts)
+
+
+def _table_html(table: pd.DataFrame) -> str:
+    keep = [c for c in table.columns if c in ("phase", "state") or not table[c].map(_is_missing).all()]
+    head = "".join(f"<th>{_esc(c)}</th>" for c in keep)
+    rows = []
+    for _, r in table.iterrows():
+        state = str(r.get("state", ""))
+        cls = "failed" if state in ("failed", "interrupted") else ("missing" if state == "missing" else "")
+        cells = []
+        for c in keep:
+            v = r[c]
+            text = format_cell(v)
+            if c == "verdict" and text in _VERDICT_COLORS:
+                cells.append(f'<td class="text verdict" style="color:{_VERDICT_COLORS[text]}">{_esc(text)}</td>')
+            elif isinstance(v, str) or c in ("phase", "state"):
+                cells.append(f'<td class="text">{_esc(text)}</td>')
+            else:
+                cells.append(f"<td>{_esc(text)}</td>")
+        rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_uri()
+
+
+def _figures_html(figures: Iterable[PathLike], base: Path) -> str:
+    paths = [Path(p) for p in figures]
+    stems: dict[str, dict[str, Path]] = {}
+    for p in paths:
+        stems.setdefault(str(p.with_suffix("")), {})[p.suffix.lower()] = p
+    out = []
+    for stem, by_ext in stems.items():
+        caption = _esc(Path(stem).name.replace("_", " "))
+        png, svg = by_ext.get(".png"), by_ext.get(".svg")
+        links = f' — <a href="{_esc(_rel(svg, base))}">SVG</a>' if svg is not None and svg.exists() else ""
+        if png is not None and png.exists():
+            data = base64.b64encode(png.read_bytes()).decode("ascii")
+            out.append(f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
+                       f"<figcaption>{caption}{links}</figcaption></figure>")
+        elif svg is not None and svg.exists():
+            out.append(f'<figure><img alt="{caption}" src="{_esc(_rel(svg, base))}">'
+                       f"<figcaption>{caption}{links}</figcaption></figure>")
+    return "\n".join(out) if out else "<p>No figures.</p>"
+
+
+def _sources_html() -> str:
+    items = []
+    for s in SOURCES.values():
+        t = f'<a href="{_esc(s.url)}">{_esc(s.title)}</a>' if s.url else f"<em>{_esc(s.title)}</em>"
+        items.append(f"<li><strong>{_esc(s.authors)}</strong>, {t}: {_esc(s.what)}</li>")
+    return "<ul>\n" + "\n".join(items) + "\n</ul>"
+
+
+def build_report(
+    study_dir: PathLike,
+    table: pd.DataFrame,
+    figures: list[PathLike],
+    title: str,
+    description: str = "",
+    failed: Optional[Mapping[str, str]] = None,
+    notes: Optional[list[str]] = None,
+) -> Path:
+    """Write ``study_dir/report.html`` (self-contained, text escaped, atomic) and return its path."""
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas DataFrame (the journey table), got {type(table).__name__}")
+    sdir = Path(study_dir)
+    failed = dict(failed or {})
+    notes = list(notes or [])
+    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_esc(title)}</h1>",
+        f'<p class="meta">gaplab {_esc(gaplab_version())} · generated {_esc(when)} · {_esc(sdir)}</p>',
+        _paragraphs(description),
+    ]
+    if failed:
+        parts.append("<h2>Failed phases</h2>")
+        parts.append('<ul class="failed-list">' + "".join(
+            f"<li><strong>{_esc(name)}</strong>: {_esc(err or 'no error message recorded')}</li>"
+            for name, err in failed.items()) + "</ul>")
+    parts.append("<h2>The journey</h2>")
+    parts.append(_table_html(table))
+    parts.append("<details><summary>What the columns mean</summary><ul>" + "".join(
+        f"<li><code>{_esc(k)}</code>: {_esc(v)}</li>" for k, v in GLOSSARY) + "</ul>"
+        "<p>Losses are cross-entropy in nats per token; perplexity = exp(loss).</p></details>")
+    if notes:
+        parts.append("<h2>Notes</h2>")
+        parts.append("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>")
+    parts.append("<h2>Figures</h2>")
+    parts.append(_figures_html(figures, sdir))
+    parts.append("<h2>Sources</h2>")
+    parts.append(_sources_html())
+    parts.append("</body></html>")
+    return atomic_write_text(sdir / "report.html", "\n".join(parts) + "\n")

@@ -1,0 +1,482 @@
+"""The playground's logic: settings, the readout before training, the prediction, "save as phase".
+
+Everything a learner sees before pressing Train is computed here from the settings alone
+(:func:`readout`): the parameter count split into embedding and non-embedding parameters, the size of
+the training split, tokens per parameter, the epochs the run will make, and a one-line prediction
+(:func:`predict_risk`).  The widgets are in :mod:`gaplab.ui.playground_view`; the logic is plain
+functions so it is tested without a browser.
+
+Token counts are exact, not estimated: the corpus is read and tokenized once per (corpus, tokenizer)
+and cached in the process (:func:`corpus_stats`), and the split is computed by the same function
+:func:`gaplab.data.split.prepare_data` uses, so the readout shows the sizes the trainer will get.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+import yaml
+
+from ..pipeline.config import PHASE_NAME, _extend, load_study, validate_phase
+from ..data.split import val_token_count
+from ..schema import ModelConfig
+from ..errors import Problem, StudyError
+from ..files import atomic_write_text
+from ..measure.references import CHINCHILLA_TOKENS_PER_PARAM, REPEAT_EXHAUSTED_EPOCHS, REPEAT_SAFE_EPOCHS
+
+#: Corpus choices: stdlib packages read in this order (see :mod:`gaplab.data.corpus`).
+CORPORA: dict[str, list[str]] = {
+    "json": ["json"],
+    "logging": ["logging"],
+    "email": ["email"],
+    "json+logging": ["json", "logging"],
+    "json+logging+email": ["json", "logging", "email"],
+}
+
+
+TOKENIZERS = ("gpt2", "char")
+
+
+#: Teaching default: a model trained from scratch at learning rates of 1e-4 to 3e-3 is still in its steep
+#: early descent for the first couple of hundred steps (seed 003, phase 2: val loss 10.6 -> 4.7 in 200 steps).
+MIN_STEPS = 200
+
+
+#: An embedding share at or above this gets a note in the readout.
+EMBEDDING_NOTE_SHARE = 0.5
+
+
+STUDY_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+# --------------------------------------------------------------------------- settings
+#: the model knobs: fields of the one model configuration, :class:`gaplab.schema.ModelConfig`
+MODEL_KNOBS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+
+
+def _seed_phase1_model() -> ModelConfig:
+    return ModelConfig.model_construct(**{**ModelConfig().model_dump(), "n_layer": 2, "n_head": 2, "n_embd": 32,
+                                          "block_size": 16})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The playground's knobs.  The defaults are seed 003's phase 1 (the 98 %-embeddings model).
+
+    The model's knobs are one :class:`gaplab.schema.ModelConfig` (``settings.model``), the same class a
+    study file and the GPT use; :func:`as_settings` takes them flat (``n_embd=64``), as the sliders do.
+    Values are validated when a readout or a phase is made (:func:`readout`, :func:`settings_to_phase`).
+    """
+
+    corpus: str = "json+logging"
+    max_tokens: int = 1000
+    tokenizer: str = "gpt2"
+    compact: bool = False
+    model: ModelConfig = field(default_factory=_seed_phase1_model)
+    max_iters: int = 500
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.1
+    eval_iters: int = 10
+    evals: int = 20
+    seed: int = 1337
+
+    @property
+    def eval_interval(self) -> int:
+        """About ``evals`` evaluations per run (plus the one at iteration 0)."""
+        return max(1, self.max_iters // max(1, self.evals))
+
+    @property
+    def n_layer(self) -> int:
+        return self.model.n_layer
+
+    @property
+    def n_head(self) -> int:
+        return self.model.n_head
+
+    @property
+    def n_embd(self) -> int:
+        return self.model.n_embd
+
+    @property
+    def block_size(self) -> int:
+        return self.model.block_size
+
+    @property
+    def dropout(self) -> float:
+        return self.model.dropout
+
+    def knobs(self) -> dict[str, Any]:
+        """Every knob by its flat name (``n_embd``, not ``model.n_embd``)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        out.update({k: getattr(self.model, k) for k in MODEL_KNOBS})
+        return out
+
+
+SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "model") + MODEL_KNOBS
+
+
+def as_settings(settings: Union[Settings, Mapping[str, Any], None] = None, **overrides: Any) -> Settings:
+    """:class:`Settings` from a Settings, a mapping of knob -> value, or keywords; unknown knobs are errors."""
+    if settings is None:
+        base: dict[str, Any] = Settings().knobs()
+    elif isinstance(settings, Settings):
+        base = settings.knobs()
+    elif isinstance(settings, Mapping):
+        base = {**Settings().knobs(), **dict(settings)}
+    else:
+        raise TypeError(f"settings = {settings!r}: allowed: a gaplab.ui.playground.Settings or a mapping of "
+                        "knob -> value")
+    base.update(overrides)
+    unknown = [k for k in base if k not in SETTING_NAMES]
+    if unknown:
+        raise ValueError(f"unknown playground setting(s) {unknown}; allowed: {', '.join(SETTING_NAMES)}")
+    model = ModelConfig.model_construct(**{**ModelConfig().model_dump(), **{k: base.pop(k) for k in MODEL_KNOBS}})
+    s = Settings(model=model, **base)
+    if s.corpus not in CORPORA:
+        raise ValueError(f"corpus = {s.corpus!r}: allowed: {', '.join(CORPORA)}")
+    if s.tokenizer not in TOKENIZERS:
+        raise ValueError(f"tokenizer = {s.tokenizer!r}: allowed: {', '.join(TOKENIZERS)}")
+    return s
+
+
+def settings_to_phase(settings: Union[Settings, Mapping[str, Any]], validate: bool = True) -> dict[str, Any]:
+    """The settings as a phase override dict for a study (sections ``data``, ``tokenizer``, ``model``, ``train``, ``sample``).
+
+    Keys the playground does not set (weight decay, schedule, ...) come from
+    the study's ``defaults`` or the schema's defaults.  With ``validate`` a
+    phase that :mod:`gaplab.pipeline.config` would reject raises :class:`StudyError`.
+    """
+    s = as_settings(settings)
+    phase = {
+        "data": {"source": "stdlib", "packages": list(CORPORA[s.corpus]), "max_tokens": int(s.max_tokens),
+                 "split": "tail", "val_fraction": float(s.val_fraction)},
+        "tokenizer": {"name": s.tokenizer, "compact": bool(s.compact)},
+        "model": {k: getattr(s.model, k) for k in MODEL_KNOBS},
+        "train": {"max_iters": int(s.max_iters), "batch_size": int(s.batch_size),
+                  "learning_rate": float(s.learning_rate), "eval_interval": s.eval_interval,
+                  "eval_iters": int(s.eval_iters), "seed": int(s.seed)},
+        "sample": {"prompts": ["import ", "def ", "class "], "max_new_tokens": 48, "num_samples": 1},
+    }
+    if validate:
+        _, problems = validate_phase(phase, "(playground)", "playground")
+        if problems:
+            raise StudyError(problems)
+    return phase
+
+
+# --------------------------------------------------------------------------- data sizes
+@dataclass(frozen=True)
+class CorpusStats:
+    """A corpus's whole token stream (documents and separators, base tokenizer ids) and vocabulary size."""
+
+    corpus: str
+    tokenizer: str
+    stream: np.ndarray
+    vocab_size: int
+
+    @property
+    def tokens(self) -> int:
+        return int(len(self.stream))
+
+    def split(self, max_tokens: Optional[int], val_fraction: float) -> tuple[int, int]:
+        """``(train, val)`` token counts of the tail split, exactly as :func:`gaplab.data.split.prepare_data` cuts."""
+        n = self.tokens if max_tokens is None else min(int(max_tokens), self.tokens)
+        n_val = val_token_count(n, val_fraction)
+        return n - n_val, n_val
+
+    def compact_vocab(self, n_train: int) -> int:
+        """The compact vocabulary: distinct ids in the training split, plus one unknown id."""
+        return int(len(np.unique(self.stream[:n_train]))) + 1
+
+
+@functools.lru_cache(maxsize=16)
+def corpus_stats(corpus: str, tokenizer: str) -> CorpusStats:
+    """Read and tokenize a corpus choice once (cached): the stream :func:`gaplab.data.split.prepare_data` builds."""
+    from ..schema import PhaseParams
+    from ..data.split import prepare_data
+
+    if corpus not in CORPORA:
+        raise ValueError(f"corpus = {corpus!r}: allowed: {', '.join(CORPORA)}")
+    params = PhaseParams.model_validate({
+        "data": {"source": "stdlib", "packages": CORPORA[corpus], "split": "tail"},
+        "tokenizer": {"name": tokenizer, "compact": False},
+        "model": {"block_size": 1},
+    })
+    prep = prepare_data(params, "playground", "(playground)")
+    stream = np.concatenate([prep.train_base, prep.val_base])  # tail split: train then val is the stream
+    stream.setflags(write=False)
+    return CorpusStats(corpus, tokenizer, stream, prep.base_tokenizer.vocab_size)
+
+
+# --------------------------------------------------------------------------- readout
+@dataclass(frozen=True)
+class Risk:
+    category: str  # "overfitting-high", "overfitting", "underfitting" or "balanced"
+    text: str
+
+
+def predict_risk(tokens_per_param: float, epochs: float, iters: int) -> Risk:
+    """A one-line prediction of the run's regime from three numbers known before training.
+
+    ``tokens_per_param`` is training tokens per non-embedding parameter,
+    ``epochs`` the passes the run makes over the training split, ``iters`` its
+    optimizer steps.  The first rule that holds wins:
+
+    1. **overfitting-high**: at least 16 epochs and fewer than 20 tokens per
+       parameter.  The model sees the same tokens so often that repeating
+       them adds little (Muennighoff et al. 2023: repeats are nearly as good
+       as new data up to ~4 epochs, and worth little past ~16), and it has
+       parameters to spare for memorizing them (below Chinchilla's ~20
+       tokens per parameter, Hoffmann et al. 2022).
+    2. **overfitting** (some risk): more than 4 epochs and fewer than 20 tokens
+       per parameter.
+    3. **underfitting**: less than one epoch, or fewer than 200 steps (a
+       from-scratch model is still in its steep early descent; a teaching
+       default): both losses will still be falling when the run stops.
+    4. **balanced**: otherwise.
+
+    These thresholds are teaching defaults, not laws: learning rate, dropout
+    and the data itself move the real curves.  Every number used is in the text.
+    """
+    tpp, ep = float(tokens_per_param), float(epochs)
+    nums = f"{_num(tpp)} tokens/param (Chinchilla ~20) and {_num(ep)} epochs"
+    if ep >= REPEAT_EXHAUSTED_EPOCHS and tpp < CHINCHILLA_TOKENS_PER_PARAM:
+        return Risk("overfitting-high", f"High risk of overfitting: {nums}. The model sees each training token "
+                                        f"{_num(ep)} times with parameters to spare; expect train loss to keep "
+                                        f"falling while val loss turns up.")
+    if ep > REPEAT_SAFE_EPOCHS and tpp < CHINCHILLA_TOKENS_PER_PARAM:
+        return Risk("overfitting", f"Some risk of overfitting: {nums}. More than {REPEAT_SAFE_EPOCHS:g} passes over "
+                                   f"the same tokens; watch for val loss flattening while train loss keeps falling.")
+    if ep < 1 or iters < MIN_STEPS:
+        why = (f"the run sees only {ep:.0%} of the training tokens once" if ep < 1
+               else f"only {iters} optimizer steps")
+        return Risk("underfitting", f"Likely underfitting: {why} ({nums}). Both losses will still be falling when "
+                                    f"it stops; train longer.")
+    return Risk("balanced", f"Balanced: {nums}. Expect train and val loss to fall together with a small gap; "
+                            f"if both level off high, the model is too small.")
+
+
+def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[CorpusStats] = None) -> dict[str, Any]:
+    """Everything the playground shows about a configuration before training.
+
+    Keys: ``params_total``, ``params_embedding``, ``params_non_embedding``
+    (:func:`gaplab.model.gpt.count_params`; embedding = token + position
+    embeddings, Kaplan et al. 2020), ``embedding_share``, ``vocab_size``,
+    ``corpus_tokens``, ``train_tokens``, ``val_tokens``, ``tokens_per_param``
+    (train tokens per non-embedding parameter), ``chinchilla_tokens`` (20 x
+    non-embedding parameters, Hoffmann et al. 2022), ``tokens_per_iter``
+    (batch x block), ``iters``, ``tokens_seen``, ``epochs`` (iters x batch x
+    block / train tokens), ``risk`` and ``prediction`` (:func:`predict_risk`),
+    ``embedding_note`` and ``problems`` (what the config's cross-checks or
+    the split would reject; a value outside the schema's bounds raises
+    :class:`StudyError`).  ``stats`` defaults to :func:`corpus_stats` for the settings'
+    corpus and tokenizer (exact sizes).
+    """
+    from ..model.gpt import count_params
+
+    s = as_settings(settings)
+    parsed, cfg_problems = validate_phase(settings_to_phase(s, validate=False), "(playground)", "playground")
+    if parsed is None:  # a value out of its schema's range (e.g. max_tokens <= 0): nothing to compute
+        raise StudyError(cfg_problems)
+    problems = [f"{p.key} = {p.value!r}: {p.message}" for p in cfg_problems]  # e.g. n_embd % n_head
+    if stats is None:
+        stats = corpus_stats(s.corpus, s.tokenizer)
+    n_train, n_val = stats.split(s.max_tokens, s.val_fraction)
+    vocab = stats.compact_vocab(n_train) if s.compact else stats.vocab_size
+    counts = count_params(parsed.model, vocab)
+    non_emb = counts["non_embedding"]
+    share = counts["embedding"] / counts["total"]
+    tokens_per_iter = s.batch_size * s.block_size
+    tokens_seen = s.max_iters * tokens_per_iter
+    tpp = n_train / max(1, non_emb)
+    epochs = tokens_seen / max(1, n_train)
+    risk = predict_risk(tpp, epochs, s.max_iters)
+
+    need = s.block_size + 1
+    for split, n in (("train", n_train), ("val", n_val)):
+        if n < need:
+            problems.append(f"the {split} split has {n} tokens but needs at least block_size + 1 = {need}; "
+                            f"allowed: a smaller block_size or more data")
+    note = ""
+    if share >= EMBEDDING_NOTE_SHARE:
+        note = (f"{share:.0%} of the parameters are embeddings ({vocab:,} vocabulary rows x {s.n_embd} + "
+                f"{s.block_size} positions x {s.n_embd}); the tokens/param rule counts only the "
+                f"{non_emb:,} non-embedding parameters.")
+        if s.tokenizer == "gpt2" and not s.compact:
+            used = stats.compact_vocab(n_train) - 1
+            note += (f" Only {used:,} of GPT-2's {vocab:,} tokens occur in the training split; "
+                     f"'compact vocab' keeps just those.")
+    return {
+        "params_total": counts["total"], "params_embedding": counts["embedding"], "params_non_embedding": non_emb,
+        "embedding_share": share, "vocab_size": vocab, "corpus": s.corpus, "corpus_tokens": stats.tokens,
+        "train_tokens": n_train, "val_tokens": n_val, "tokens_per_param": tpp,
+        "chinchilla_tokens": CHINCHILLA_TOKENS_PER_PARAM * non_emb, "tokens_per_iter": tokens_per_iter,
+        "iters": s.max_iters, "tokens_seen": tokens_seen, "epochs": epochs, "risk": risk.category,
+        "prediction": risk.text, "embedding_note": note, "problems": problems,
+    }
+
+
+def _num(x: float) -> str:
+    """A readable number: 3 significant digits below 100, thousands separators above."""
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.3g}"
+
+
+_RISK_COLOURS = {"overfitting-high": "#b00020", "overfitting": "#b35c00", "underfitting": "#1f5fa8",
+                 "balanced": "#1b7a32"}
+
+
+def readout_html(r: dict[str, Any]) -> str:
+    """The readout as a small HTML table (the playground's text panel)."""
+    from html import escape
+
+    rows = [
+        ("parameters", f"<span class='gaplab-params-total'>{r['params_total']:,}</span> total = "
+                       f"{r['params_embedding']:,} embedding ({r['embedding_share']:.1%}) + "
+                       f"{r['params_non_embedding']:,} non-embedding"),
+        ("vocabulary", f"{r['vocab_size']:,} ids"),
+        ("data", f"{r['train_tokens']:,} train + {r['val_tokens']:,} val tokens "
+                 f"(corpus {escape(r['corpus'])}: {r['corpus_tokens']:,} tokens)"),
+        ("tokens / param", f"{_num(r['tokens_per_param'])} train tokens per non-embedding parameter "
+                           f"(Chinchilla ~20, Hoffmann et al. 2022: {r['chinchilla_tokens']:,.0f} tokens)"),
+        ("epochs", f"{_num(r['epochs'])} = {r['iters']:,} iters x {r['tokens_per_iter']:,} tokens / "
+                   f"{r['train_tokens']:,} train tokens"),
+    ]
+    body = "".join(f"<tr><td style='padding-right:1em'><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
+    colour = _RISK_COLOURS.get(r["risk"], "#333")
+    html = (f"<table class='gaplab-readout-table'>{body}</table>"
+            f"<p class='gaplab-prediction' style='color:{colour}'><b>{escape(r['prediction'])}</b></p>")
+    if r.get("embedding_note"):
+        html += f"<p class='gaplab-embedding-note'>{escape(r['embedding_note'])}</p>"
+    for problem in r.get("problems", []):
+        html += f"<p class='gaplab-problem' style='color:#b00020'>&#9888; {escape(problem)}</p>"
+    return html
+
+
+# --------------------------------------------------------------------------- save as phase
+def save_as_phase(study_path: Union[str, Path], phase_name: str,
+                  settings: Union[Settings, Mapping[str, Any]]) -> Path:
+    """Append the settings as phase ``phase_name`` to a study YAML; return its path.
+
+    A missing file is created with ``study`` (from the file name),
+    ``description`` and an empty ``defaults``.  An existing phase name (listed
+    or made by the study's grid) is refused.  The whole new study is
+    validated with :func:`gaplab.pipeline.config.load_study` before anything is
+    written, and it is written atomically, so on any error the file is left
+    exactly as it was.  The phase is appended as text, keeping the file's
+    comments, when ``phases`` is a block mapping; otherwise the study is
+    re-dumped.  If the study's defaults set ``train.epochs``, the phase sets
+    ``epochs: null`` (the playground counts iterations).
+    """
+    path = Path(study_path).expanduser()
+    file = str(path)
+    if not isinstance(phase_name, str) or not PHASE_NAME.match(phase_name):
+        raise StudyError([Problem(file, None, "phase name", phase_name,
+                                  "allowed: letters, digits, '_', '-' or '.', starting with a letter or digit "
+                                  "(it names a folder)")])
+    overrides = settings_to_phase(settings)
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        study = load_study(path)  # the file as it stands must be valid
+        names = [p.name for p in study.phases]
+        if phase_name in names:
+            raise StudyError([Problem(file, phase_name, "phase name", phase_name,
+                                      f"the study already has a phase with this name; allowed: a new name "
+                                      f"(taken: {', '.join(names)})")])
+        raw = yaml.safe_load(text)
+        merged = _extend(copy.deepcopy(raw), path.resolve())
+        if ((merged.get("defaults") or {}).get("train") or {}).get("epochs") is not None:
+            overrides["train"]["epochs"] = None
+        new_text = _with_phase(text, raw, phase_name, overrides)
+    else:
+        name = STUDY_NAME.sub("-", path.stem).strip("-.") or "playground"
+        if not name[0].isalnum():
+            name = "p" + name
+        head = {"study": name, "description": "Phases saved from the gaplab playground.", "defaults": {}}
+        new_text = yaml.safe_dump(head, sort_keys=False) + "phases:\n" + _phase_block(phase_name, overrides, "  ")
+    _validate_text(new_text, path)
+    atomic_write_text(path, new_text)
+    return path
+
+
+def _flow(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
+
+
+def _phase_block(name: str, overrides: dict[str, Any], indent: str) -> str:
+    key = yaml.safe_dump({name: 0}, default_flow_style=False).rsplit(":", 1)[0]  # quoted if YAML needs it ('1.5')
+    lines = [f"{indent}{key}:"]
+    lines += [f"{indent}  {section}: {_flow(values)}" for section, values in overrides.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _with_phase(text: str, raw: Any, name: str, overrides: dict[str, Any]) -> str:
+    """``text`` with the phase appended; comments are kept when ``phases`` is a block mapping (checked)."""
+    expected = copy.deepcopy(raw)
+    if isinstance(expected.get("phases"), list):
+        expected["phases"].append({"name": name, **overrides})
+    else:
+        expected["phases"] = dict(expected.get("phases") or {})
+        expected["phases"][name] = overrides
+    candidate = _append_text(text, name, overrides)
+    if candidate is not None:
+        try:
+            if yaml.safe_load(candidate) == expected:
+                return candidate
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_dump(expected, sort_keys=False, allow_unicode=True)
+
+
+def _append_text(text: str, name: str, overrides: dict[str, Any]) -> Optional[str]:
+    root = yaml.compose(text)
+    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+        return None
+    for key, value in root.value:
+        if key.value != "phases":
+            continue
+        if not isinstance(value, yaml.MappingNode) or value.flow_style or not value.value:
+            return None
+        indent = " " * value.value[0][0].start_mark.column
+        end = value.end_mark
+        lines = text.splitlines(keepends=True)
+        cut = sum(len(line) for line in lines[:end.line]) if end.column == 0 else len(text)
+        before = text[:cut]
+        if before and not before.endswith("\n"):
+            before += "\n"
+        return before + _phase_block(name, overrides, indent) + text[cut:]
+    sep = "" if text.endswith("\n") or not text else "\n"
+    return text + sep + "phases:\n" + _phase_block(name, overrides, "  ")
+
+
+def _validate_text(text: str, path: Path) -> None:
+    """Validate a whole study text with :func:`load_study`, from a scratch file beside ``path``.
+
+    Beside, so that ``extends:`` and relative data paths resolve as they will
+    for the real file; problems name ``path``.  The scratch file is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check.yaml")
+    probe = Path(tmp)
+    try:
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        load_study(probe)
+    except StudyError as exc:
+        for problem in exc.problems:
+            if problem.file == str(probe):
+                problem.file = str(path)
+        raise StudyError(exc.problems) from None
+    finally:
+        probe.unlink(missing_ok=True)

@@ -1,0 +1,192 @@
+"""`gaplab run` end to end on params/ci.yaml: papermill stages, cache, reruns, failure isolation."""
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from gaplab import cli
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args, capsys):
+    code = cli.main(["run", *args])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _errors_in(nb_path):
+    nb = nbformat.read(nb_path, as_version=4)
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory, root):
+    """One full run of params/ci.yaml shared by the tests below."""
+    out = tmp_path_factory.mktemp("runs") / "outputs"
+    study = tmp_path_factory.mktemp("study") / "ci.yaml"
+    shutil.copy(root / "params" / "ci.yaml", study)
+    code = cli.main(["run", str(study), "--outputs", str(out), "--threads", "1"])
+    return code, out, study
+
+
+def test_ci_study_runs_every_stage(ci_run):
+    code, out, _ = ci_run
+    assert code == 0
+    sdir = out / "ci"
+    for phase in ("small_data", "more_data"):
+        pdir = sdir / phase
+        for stage in ("01_inspect_data", "02_train", "03_loss_gap", "04_samples"):
+            nb = pdir / f"{stage}.ipynb"
+            assert nb.exists() and not _errors_in(nb), nb
+        hist = pd.read_csv(pdir / "history.csv")
+        assert list(hist.columns) == ["iter", "train_loss", "val_loss", "gap", "lr", "tokens_seen", "epochs", "elapsed_s"]
+        assert hist.train_loss.iloc[-1] < hist.train_loss.iloc[0] - 0.5  # it learned
+        assert (hist.gap - (hist.val_loss - hist.train_loss)).abs().max() < 1e-9
+        metrics = json.loads((pdir / "metrics.json").read_text())
+        assert metrics["final_gap"] == pytest.approx(metrics["final_val_loss"] - metrics["final_train_loss"])
+        assert "analysis" in metrics and "samples" in metrics
+        assert metrics["threads"] == 1  # --threads reached the kernel
+        params = yaml.safe_load((pdir / "params.yaml").read_text())
+        assert params["run_dir"] == str(pdir) and params["phase"] == phase
+        assert (pdir / "data_report.json").exists() and (pdir / "ckpt" / "best.pt").exists()
+        assert json.loads((pdir / "status.json").read_text())["state"] == "done"
+    summary = pd.read_csv(sdir / "summary.csv")
+    assert list(summary.phase) == ["small_data", "more_data"]
+    assert summary.train_tokens.tolist() == [1800, 7200]
+    html = (sdir / "report.html").read_text()
+    assert "small_data" in html and "more_data" in html
+    assert not (sdir / ".staging").exists()
+
+
+def test_threads_and_workers_must_be_positive(ci_run, capsys):
+    _, out, study = ci_run
+    for flag in ("--threads", "--workers"):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["run", str(study), "--outputs", str(out), flag, "0"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert flag in err and "'0' is not allowed" in err and "at least 1" in err
+
+
+def test_second_run_is_cached(ci_run, capsys):
+    code, out, study = ci_run
+    before = (out / "ci" / "small_data" / "history.csv").stat().st_mtime_ns
+    code, stdout, err = _run([str(study), "--outputs", str(out)], capsys)
+    assert code == 0
+    assert "small_data: cached" in err and "more_data: cached" in err
+    assert (out / "ci" / "small_data" / "history.csv").stat().st_mtime_ns == before
+    assert "report.html" in stdout
+
+
+def test_new_code_reruns_a_finished_phase(ci_run, capsys, monkeypatch):
+    """A bug fix in gaplab (same __version__, other code) must not leave old results reported as cached."""
+    from gaplab.pipeline import runs
+
+    _, out, study = ci_run
+    monkeypatch.setattr(runs, "code_fingerprint", lambda: "the code after a bug fix")
+    code, stdout, _ = _run([str(study), "--outputs", str(out), "--dry-run"], capsys)
+    assert code == 0 and "cached" not in stdout.split("05_compare")[0] and stdout.count("would run") == 3
+
+
+def test_dry_run_lists_cache_state(ci_run, capsys):
+    _, out, study = ci_run
+    code, stdout, _ = _run([str(study), "--outputs", str(out), "--dry-run"], capsys)
+    assert code == 0 and "small_data" in stdout and "cached" in stdout and "would run" not in stdout.split("05_compare")[0]
+
+
+def test_changing_one_phase_reruns_only_it(ci_run, capsys):
+    _, out, study = ci_run
+    raw = yaml.safe_load(study.read_text())
+    raw["phases"]["more_data"] = {"data": {"max_tokens": 8000}, "train": {"max_iters": 40}}
+    study.write_text(yaml.safe_dump(raw))
+    old_hist = (out / "ci" / "more_data" / "history.csv").read_text()
+    code, _, err = _run([str(study), "--outputs", str(out)], capsys)
+    assert code == 0
+    assert "small_data: cached" in err and "more_data: done" in err
+    assert pd.read_csv(out / "ci" / "more_data" / "history.csv").iter.max() == 40
+    assert (out / "ci" / "_previous" / "more_data" / "history.csv").read_text() == old_hist  # kept, not lost
+
+
+def test_a_failing_phase_is_isolated(tmp_path, capsys, ci_study_with_a_broken_phase):
+    study = ci_study_with_a_broken_phase("broken")
+    out = tmp_path / "outputs"
+    code, _, err = _run([str(study), "--outputs", str(out), "--phases", "small_data,broken"], capsys)
+    assert code == 1
+    assert "broken: FAILED at 04_samples" in err and "iter_999.pt is missing" in err
+    failed_nb = out / "ci" / "_failed" / "broken" / "04_samples.ipynb"
+    assert failed_nb.exists() and _errors_in(failed_nb)
+    assert not (out / "ci" / "broken").exists()
+    assert json.loads((out / "ci" / "small_data" / "status.json").read_text())["state"] == "done"
+    summary = pd.read_csv(out / "ci" / "summary.csv")
+    assert dict(zip(summary.phase, summary.state)) == {"small_data": "done", "broken": "failed"}
+    assert "broken" in (out / "ci" / "report.html").read_text()
+
+
+def test_papermill_by_hand_with_params_yaml(ci_run, root, tmp_path):
+    """`papermill notebooks/03_loss_gap.ipynb out.ipynb -f outputs/<study>/<phase>/params.yaml` works as it is."""
+    import subprocess
+    import sys
+
+    _, out, _ = ci_run
+    pdir = out / "ci" / "small_data"
+    before = json.loads((pdir / "metrics.json").read_text())["analysis"]
+    res = subprocess.run([sys.executable, "-m", "papermill", str(root / "notebooks" / "03_loss_gap.ipynb"),
+                          str(tmp_path / "out.ipynb"), "-f", str(pdir / "params.yaml"), "--no-progress-bar"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not _errors_in(tmp_path / "out.ipynb")
+    after = json.loads((pdir / "metrics.json").read_text())["analysis"]
+    assert after["best_iter"] == before["best_iter"] and after["verdict"] == before["verdict"]
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_phases(tmp_path, root):
+    """Ctrl-C (SIGINT to the process group) mid-run: exit 130, no staging left, finished phases reused."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    study = tmp_path / "ci.yaml"
+    shutil.copy(root / "params" / "ci.yaml", study)
+    out = tmp_path / "outputs"
+    cmd = [sys.executable, "-m", "gaplab.cli", "run", str(study), "--outputs", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out / "ci" / "small_data" / "status.json").exists():
+        time.sleep(0.5)  # wait until the first phase is finished and in place
+    assert (out / "ci" / "small_data" / "status.json").exists(), "first phase never finished"
+    time.sleep(2)  # the second phase is now mid-stage
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    assert not (out / "ci" / ".staging").exists()
+    assert not (out / "ci" / "more_data").exists()  # nothing half-written where a result belongs
+    # no kernel left behind still training in a deleted folder (it would recreate .staging)
+    if Path("/proc").is_dir():
+        leftovers = []
+        for entry in Path("/proc").iterdir():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(str(out)):
+                leftovers.append((entry.name, cwd))
+        assert not leftovers, f"processes still working under the outputs after Ctrl-C: {leftovers}"
+    time.sleep(3)
+    assert not (out / "ci" / ".staging").exists()
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "small_data: cached" in res.stderr and "more_data: done" in res.stderr
+    assert "without encryption" not in res.stderr  # kernels get CurveZMQ keys: no warning per notebook

@@ -1,0 +1,37 @@
+"""Stage functions: files in run_dir are the only channel between stages."""
+
+import pytest
+
+from gaplab.pipeline import stages
+from gaplab.pipeline.stages import StageInputMissing
+from gaplab.pipeline.stages import enforce_data_checks
+from gaplab.pipeline.stages import inspect_phase
+from gaplab.pipeline.stages import loss_gap
+from gaplab.datareport.checks import DataCheckFailed
+
+
+def _params(run_dir):
+    return {"study": "t", "phase": "p", "run_dir": str(run_dir),
+            "data": {"packages": ["json"], "max_tokens": 3000, "fail_on": ["validators"],
+                     "validators": ["json_valid"]},
+            "tokenizer": {"name": "gpt2", "compact": True},
+            "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+            "train": {"max_iters": 4, "eval_interval": 2, "eval_iters": 1}}
+
+
+def test_failed_fail_on_check_stops_training_before_it_starts(tmp_path):
+    """json_valid on Python source fails every document; 01 writes the report, 02 refuses to train."""
+    params = _params(tmp_path)
+    report = inspect_phase(params, enforce=False)
+    assert [c["name"] for c in report["checks"] if c["status"] == "fail" and c["in_fail_on"]] == ["validators"]
+    assert (tmp_path / "data_report.json").exists()
+    with pytest.raises(DataCheckFailed, match="training will not start"):
+        enforce_data_checks(report)
+    with pytest.raises(DataCheckFailed):
+        stages.train(params, progress=False)
+    assert not (tmp_path / "history.csv").exists() and not (tmp_path / "ckpt").exists()
+
+
+def test_later_stage_names_the_missing_input(tmp_path):
+    with pytest.raises(StageInputMissing, match="history.csv is missing: run 02_train"):
+        loss_gap(_params(tmp_path))

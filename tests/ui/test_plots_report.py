@@ -1,0 +1,336 @@
+"""Figures (PNG + SVG, with the right content) and the static report.html."""
+
+from __future__ import annotations
+
+import base64
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from gaplab.measure.curves import detect_onset
+from gaplab.measure.references import load_seed_reference
+from gaplab.measure.scaling import fit_kaplan
+from gaplab.measure.scaling import kaplan_loss
+from gaplab.pipeline.summary import journey_table
+from gaplab.ui.html_report import build_report
+from gaplab.ui.html_report import format_cell
+from gaplab.ui import plots
+from gaplab.ui import study_plots as study_plots_mod
+from gaplab.ui.notes import compare_notes
+from gaplab.ui.study_plots import compare_figures, is_grid, is_seed_study
+from tests.measure.test_curves import (SEED0_ITERS, SEED0_TRAIN, SEED0_VAL, make_history, make_study, metrics_for,
+                                 seed4, write_phase)
+
+TOKENS_PER_ITER, TRAIN_TOKENS = 16 * 128, 20700
+
+
+def check_image_files(out_dir: Path, name: str, min_w: int = 600, min_h: int = 300) -> np.ndarray:
+    """The PNG decodes to a non-blank image of a sensible size; the SVG parses as SVG."""
+    png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
+    img = mpimg.imread(png)
+    assert img.ndim == 3 and img.shape[0] >= min_h and img.shape[1] >= min_w, img.shape
+    rgb = img[..., :3]
+    assert rgb.std() > 0.05  # not a blank canvas
+    assert (rgb.min(axis=2) > 0.95).mean() > 0.3  # mostly white background, i.e. a chart, not noise
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg") and len(list(root.iter())) > 50
+    return rgb
+
+
+def has_color(rgb: np.ndarray, hex_color: str, tol: float = 0.06, min_pixels: int = 20) -> bool:
+    target = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int((np.abs(rgb - target).max(axis=2) < tol).sum()) >= min_pixels
+
+
+def legend_texts(fig) -> set[str]:
+    return {t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()}
+
+
+def seed4_with_lr() -> pd.DataFrame:
+    h = seed4()
+    h["lr"] = np.where(h["iter"] < 400, h["iter"] / 400 * 1e-3, 1e-3 * np.cos(np.pi / 2 * (h["iter"] - 400) / 2600))
+    return h
+
+
+# --------------------------------------------------------------------------- one phase
+def test_loss_curves(tmp_path):
+    h = seed4_with_lr()
+    a = dict(detect_onset(h), verdict="overfitting", early_stop_iter=2800, uniform_loss=10.825)
+    fig = plots.loss_curves(h, a, tmp_path)
+    rgb = check_image_files(tmp_path, "loss_curves", min_w=1200)
+    assert has_color(rgb, "#d62728")  # the red best-val star / onset line (matplotlib C3)
+    assert has_color(rgb, "#1f77b4") and has_color(rgb, "#ff7f0e")  # train (C0) and val (C1) curves
+    texts = legend_texts(fig)
+    assert {"best val 4.045 @ iter 2000", "overfitting onset (iter 2000)", "early stop (iter 2800)",
+            "learning rate", "train loss", "val loss"} <= texts
+    # the LR twin axis carries the history's learning rate
+    lr_ax = next(ax for ax in fig.axes if ax.get_ylabel() == "learning rate")
+    assert np.allclose(lr_ax.lines[0].get_ydata(), h["lr"])
+    # epochs on a secondary x-axis: the same span, converted iter -> epoch
+    main = next(ax for ax in fig.axes if ax.get_title() == "train vs val loss")
+    sec = next(ax for ax in main.child_axes if ax.get_xlabel() == "epochs over the train split")
+    slope = TOKENS_PER_ITER / TRAIN_TOKENS
+    assert np.allclose(sec.get_xlim(), np.array(main.get_xlim()) * slope)
+    log_ax = next(ax for ax in fig.axes if ax.get_xscale() == "log")
+    assert log_ax.lines[0].get_xdata()[0] == 200  # iter 0 cannot sit on a log axis
+    assert "final gap 3.138 nats" in {ax.get_title() for ax in fig.axes}
+
+
+def test_loss_curves_without_analysis_and_lr(tmp_path):
+    h = make_history(SEED0_ITERS, SEED0_TRAIN, SEED0_VAL).drop(columns=["lr"])
+    fig = plots.loss_curves(h, None, tmp_path, name="lc")
+    check_image_files(tmp_path, "lc", min_w=1200)
+    assert "best val 6.153 @ iter 100" in legend_texts(fig)
+    assert not any(ax.get_ylabel() == "learning rate" for ax in fig.axes)
+
+
+def test_perplexity_curves(tmp_path):
+    h = seed4()
+    fig = plots.perplexity_curves(h, tmp_path)
+    check_image_files(tmp_path, "perplexity_curves")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    assert np.allclose(ax.lines[1].get_ydata(), np.exp(h["val_loss"]))
+
+
+# --------------------------------------------------------------------------- study figures
+def small_table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "phase": ["a", "b", "c", "gone"], "state": ["done", "done", "done", "failed"],
+        "params_non_embedding": [40_000, 40_000, 800_000, None], "train_tokens": [900, 9000, 20_700, None],
+        "tokens_per_param": [0.0225, 0.225, 0.0259, None], "epochs": [12.5, 1.25, 98.9, None],
+        "best_val": [6.15, 4.5, 4.04, None], "final_val": [7.07, 4.6, 4.20, None],
+        "final_gap": [6.90, 0.3, 3.14, None], "best_iter": [100, 900, 2000, None],
+        "verdict": ["memorizing", "healthy", "overfitting", None],
+        "model_size": ["2L-32d", "2L-32d", "4L-128d", None],
+    })
+
+
+def scatter_points(ax) -> np.ndarray:
+    return np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets())])
+
+
+def test_compare_val_curves(tmp_path):
+    h4, h0 = seed4(), make_history(SEED0_ITERS, SEED0_TRAIN, SEED0_VAL, tokens_per_iter=512)
+    fig = study_plots_mod.compare_val_curves({"phase4": h4, "phase0": h0}, tmp_path)
+    check_image_files(tmp_path, "compare_val_curves", min_w=1000)
+    it_ax, tok_ax = fig.axes[:2]
+    assert np.allclose(it_ax.lines[0].get_ydata(), h4["val_loss"])
+    assert tok_ax.get_xscale() == "log"
+    assert np.allclose(tok_ax.lines[2].get_xdata(), h0["tokens_seen"][1:])  # tokens_seen 0 left off the log axis
+    with pytest.raises(ValueError, match="no histories"):
+        study_plots_mod.compare_val_curves({}, tmp_path)
+
+
+def test_gap_vs_tokens_per_param(tmp_path):
+    fig = study_plots_mod.gap_vs_tokens_per_param(small_table(), tmp_path)
+    check_image_files(tmp_path, "gap_vs_tokens_per_param")
+    ax = fig.axes[0]
+    pts = scatter_points(ax)
+    assert sorted(map(tuple, pts.round(4))) == sorted([(0.0225, 6.9), (0.225, 0.3), (0.0259, 3.14)])
+    assert any(np.allclose(line.get_xdata(), [20, 20]) for line in ax.lines)  # Chinchilla line
+    assert any("Hoffmann et al. 2022" in t.get_text() for t in ax.texts)
+    assert ax.get_xlim()[1] > 20
+
+
+def test_best_val_vs_train_tokens(tmp_path):
+    fig = study_plots_mod.best_val_vs_train_tokens(small_table(), tmp_path)
+    check_image_files(tmp_path, "best_val_vs_train_tokens")
+    best = fig.axes[0].collections[0].get_offsets()
+    assert np.allclose(best, [[900, 6.15], [9000, 4.5], [20700, 4.04]])
+
+
+def test_seed_vs_ours(tmp_path):
+    ref = load_seed_reference()
+    ours = pd.DataFrame({"phase": ["phase0", "phase4", "extra"], "best_val": [5.9, 3.8, 1.0],
+                         "final_val": [6.5, 4.0, 1.0], "final_gap": [5.0, 1.5, 0.1]})
+    fig = study_plots_mod.seed_vs_ours(ours, ref, tmp_path)
+    check_image_files(tmp_path, "seed_vs_ours", min_w=1000)
+    best_ax, _, gap_ax = fig.axes[:3]
+    heights = [p.get_height() for p in best_ax.patches]
+    assert heights == pytest.approx([6.15, 4.04, 5.9, 3.8])  # seed bars, then ours, for phase0 and phase4
+    assert [t.get_text() for t in best_ax.get_xticklabels()] == ["phase0", "phase4"]
+    assert [p.get_height() for p in gap_ax.patches][:2] == pytest.approx([6.90, 3.14])
+    with pytest.raises(ValueError, match="no phase in common"):
+        study_plots_mod.seed_vs_ours(ours.assign(phase=["x", "y", "z"]), ref, tmp_path)
+
+
+def grid_table() -> pd.DataFrame:
+    rows = []
+    for model, n in (("4L-128d", 800_000), ("1L-32d", 12_000)):  # deliberately not in size order
+        for d in (8000, 2000):
+            rows.append({"phase": f"d{d}_{model}", "state": "done", "model_size": model, "data_max_tokens": d,
+                         "params_non_embedding": n, "train_tokens": int(d * 0.9), "epochs": 1e5 / d,
+                         "best_val": round(3 + 1e4 / d + n / 1e6, 3), "final_val": 9.0,
+                         "final_gap": round(n / 1e5 / d * 1000, 3), "tokens_per_param": d * 0.9 / n})
+    return pd.DataFrame(rows)
+
+
+def test_grid_heatmaps(tmp_path):
+    t = grid_table()
+    assert is_grid(t) and not is_grid(t[t.model_size == "1L-32d"])
+    fig = study_plots_mod.grid_heatmaps(t, tmp_path)
+    check_image_files(tmp_path, "grid_heatmaps", min_w=900, min_h=200)
+    best_ax, gap_ax = fig.axes[:2]  # the colour bars come after the two heatmaps
+    # rows: models by size (small first); columns: data sizes ascending
+    assert np.allclose(best_ax.images[0].get_array(), [[3 + 5 + 0.012, 3 + 1.25 + 0.012], [3 + 5 + 0.8, 3 + 1.25 + 0.8]])
+    assert np.allclose(gap_ax.images[0].get_array(), [[0.06, 0.015], [4.0, 1.0]])
+    assert [t.get_text() for t in best_ax.get_xticklabels()] == ["2k", "8k"]
+    assert best_ax.get_yticklabels()[0].get_text().startswith("1L-32d")
+
+
+def test_loss_vs_epochs(tmp_path):
+    fig = study_plots_mod.loss_vs_epochs(small_table(), tmp_path)
+    check_image_files(tmp_path, "loss_vs_epochs")
+    ax = fig.axes[0]
+    assert any(np.allclose(line.get_xdata(), [4, 4]) for line in ax.lines)
+    assert any("Muennighoff et al. 2023" in t.get_text() for t in ax.texts)
+    first = ax.lines[0]  # 2L-32d best val, sorted by epochs
+    assert np.allclose(first.get_xdata(), [1.25, 12.5]) and np.allclose(first.get_ydata(), [4.5, 6.15])
+
+
+def test_kaplan_fit_plot(tmp_path):
+    true = {"Nc": 3e6, "Dc": 2e5, "alpha_N": 0.35, "alpha_D": 0.45}
+    N, D = (a.ravel() for a in np.meshgrid([1e4, 1e5, 1e6], [1e4, 1e5, 1e6]))
+    L = kaplan_loss(N, D, **true)
+    hold = D == 1e6
+    fit = fit_kaplan(N, D, L, holdout_mask=hold)
+    fig = study_plots_mod.kaplan_fit_plot(fit, N, D, L, tmp_path)
+    check_image_files(tmp_path, "kaplan_fit", min_w=1000)
+    ax = fig.axes[0]
+    assert np.allclose(ax.collections[0].get_offsets(), np.c_[L[~hold], L[~hold]], atol=1e-6)  # on the diagonal
+    assert len(ax.collections[1].get_offsets()) == 3  # held-out points
+    assert any("Kaplan et al. 2020" in ax_.get_title() for ax_ in fig.axes)
+
+
+# --------------------------------------------------------------------------- 05_compare pieces
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One fabricated study (2 done, 1 failed, 1 missing) with its comparison figures drawn once."""
+    sdir = tmp_path_factory.mktemp("studies") / "demo"
+    phases = make_study(sdir)
+    table = journey_table(sdir, phases)
+    return sdir, phases, table, compare_figures(sdir, table, phases, study="demo")
+
+
+def test_compare_figures_and_notes(demo):
+    sdir, phases, table, paths = demo
+    assert {p.name for p in paths} == {f"{n}.{ext}" for n in ("compare_val_curves", "gap_vs_tokens_per_param",
+                                                               "best_val_vs_train_tokens", "loss_vs_epochs")
+                                       for ext in ("png", "svg")}
+    assert all(p.exists() and p.parent == sdir / "figures" for p in paths)
+    notes = compare_notes(sdir, table, study="demo")
+    assert notes[0] == "Lowest val loss: big with 4.045 nats (perplexity 57.1) at iter 2000."
+    assert any(n.startswith("big: val loss stopped improving after iter 2000") and "0.155 nats" in n for n in notes)
+    assert any("Hoffmann et al. 2022" in n and "797k non-embedding" in n for n in notes)
+    assert not any("Seed 003" in n for n in notes)
+
+
+def test_compare_figures_picks_seed_grid_and_kaplan_figures(tmp_path, monkeypatch):
+    drawn: list[str] = []
+    for name in ("compare_val_curves", "gap_vs_tokens_per_param", "best_val_vs_train_tokens", "loss_vs_epochs",
+                 "seed_vs_ours", "grid_heatmaps", "kaplan_fit_plot"):
+        monkeypatch.setattr(study_plots_mod, name, lambda *a, _n=name, **k: drawn.append(_n))
+    # the seed study: seed 003's phase names
+    sdir = tmp_path / "seed_study"
+    h4, h0 = seed4(), make_history(SEED0_ITERS, SEED0_TRAIN, SEED0_VAL)
+    write_phase(sdir, "phase0", h0, metrics_for(h0))
+    write_phase(sdir, "phase4", h4, metrics_for(h4, train_tokens=20_700))
+    table = journey_table(sdir, ["phase0", "phase4"])
+    assert is_seed_study(table, "seed_study")
+    names = {p.stem for p in compare_figures(sdir, table, ["phase0", "phase4"], study="seed_study")}
+    assert "seed_vs_ours" in names and "seed_vs_ours" in drawn and "grid_heatmaps" not in drawn
+    notes = compare_notes(sdir, table, study="seed_study")
+    assert any("Seed 003, phase2" in n and "-0.17" in n for n in notes)
+    findings = [n for n in notes if n.startswith("Seed finding")]
+    assert len(findings) == 3
+    assert "phase 0's val loss rises" in findings[0] and ": reproduced." in findings[0]
+    assert "smallest train/val gap" in findings[1] and "not checked" in findings[1]  # phase2 did not run here
+    assert "phase 4's val loss degrades" in findings[2] and ": reproduced." in findings[2]
+    # a 2 x 2 grid is a grid but too small for a 4-constant fit (6 phases needed)
+    drawn.clear()
+    grid = grid_table()
+    names = {p.stem for p in compare_figures(tmp_path, grid, list(grid.phase), study="grid")}
+    assert "grid_heatmaps" in names and "kaplan_fit" not in names and "seed_vs_ours" not in names
+    # a 3 x 3 grid gets the Kaplan fit too
+    drawn.clear()
+    rows = [{"phase": f"p{n}_{d}", "state": "done", "model_size": f"m{n}", "data_max_tokens": d,
+             "params_non_embedding": n, "train_tokens": d, "epochs": 1.0, "tokens_per_param": d / n,
+             "best_val": kaplan_loss(n, d, 3e6, 2e5, 0.35, 0.45), "final_val": 5.0, "final_gap": 0.1}
+            for n in (1e4, 1e5, 1e6) for d in (1e4, 1e5, 1e6)]
+    names = {p.stem for p in compare_figures(tmp_path, pd.DataFrame(rows), [], study="big_grid")}
+    assert {"grid_heatmaps", "kaplan_fit"} <= names and "kaplan_fit_plot" in drawn
+
+
+def test_compare_with_nothing_finished(tmp_path):
+    table = journey_table(tmp_path, ["ghost"])
+    assert compare_figures(tmp_path, table, ["ghost"]) == []
+    assert compare_notes(tmp_path, table) == ["No phase finished, so there is nothing to compare yet."]
+
+
+# --------------------------------------------------------------------------- report.html
+@pytest.mark.parametrize("value,text", [
+    (1234567, "1,234,567"), (0.0225, "0.0225"), (4.04490, "4.045"), (12345.6, "12,346"), (3899.0, "3,899"),
+    (float("nan"), "—"), (pd.NA, "—"), (None, "—"), (True, "true"), ("a<b", "a<b"), (np.int64(20700), "20,700"),
+])
+def test_format_cell(value, text):
+    assert format_cell(value) == text
+
+
+def test_build_report(demo):
+    sdir, phases, table, figs = demo
+    failed = {"broken": "FileNotFoundError: <iter_999.pt> is missing & more"}
+    out = build_report(sdir, table, figs, title="gaplab study: demo <1>",
+                              description="First paragraph.\n\nSecond <b>para</b>.", failed=failed,
+                              notes=["note with <script>alert(1)</script>"])
+    assert out == sdir / "report.html"
+    html = out.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    # one table row per phase, in order, with formatted numbers
+    rows = re.findall(r"<tr class=\"[a-z]*\">(.*?)</tr>", html)
+    assert [re.search(r"<td[^>]*>(.*?)</td>", r).group(1) for r in rows] == phases
+    big = rows[1]
+    assert "7,242,624" in big and "4.045" in big and "overfitting" in big and "20,700" in big
+    assert 'class="failed"' in html and "missing" in rows[3]
+    # failed phases, escaped
+    assert "<h2>Failed phases</h2>" in html
+    assert "<strong>broken</strong>: FileNotFoundError: &lt;iter_999.pt&gt; is missing &amp; more" in html
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<title>gaplab study: demo &lt;1&gt;</title>" in html
+    assert "<p>Second &lt;b&gt;para&lt;/b&gt;.</p>" in html
+    # figures embedded as PNG, SVGs linked relative to the study folder
+    uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(uris) == 4
+    assert all(base64.b64decode(u)[:8] == b"\x89PNG\r\n\x1a\n" for u in uris)
+    assert 'href="figures/compare_val_curves.svg"' in html
+    # sources
+    sources = html.split("<h2>Sources</h2>")[1]
+    for cite in ("Kaplan et al. 2020", "Hoffmann et al. 2022", "Muennighoff et al. 2023", "Seed 003"):
+        assert cite in sources
+    assert not list(sdir.glob(".report.html.*"))  # no temp file left behind
+
+
+def test_build_report_without_figures_or_failures(tmp_path):
+    table = journey_table(tmp_path, ["ghost"])
+    html = build_report(tmp_path, table, [], title="t").read_text()
+    assert "Failed phases" not in html and "<p>No figures.</p>" in html and "ghost" in html
+    with pytest.raises(TypeError, match="journey table"):
+        build_report(tmp_path, [], [], title="t")
+
+
+def test_compare_notes_warn_when_vocabularies_differ(tmp_path):
+    import pandas as pd
+
+    base = {"state": "done", "best_iter": 10, "onset_iter": None, "final_val": 3.0, "params_non_embedding": 1000,
+            "train_tokens": 5000}
+    table = pd.DataFrame([{**base, "phase": "a", "best_val": 2.0, "vocab_size": 400},
+                          {**base, "phase": "b", "best_val": 3.0, "vocab_size": 7000}])
+    notes = compare_notes(tmp_path, table)
+    assert any("not directly comparable" in n and "400" in n for n in notes)
+    same = table.assign(vocab_size=400)
+    assert not any("not directly comparable" in n for n in compare_notes(tmp_path, same))
