@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 from .errors import StudyError, UsageError
 from .pipeline.config import load_study
+from .measure.references import CHINCHILLA_TOKENS_PER_PARAM, SOURCES
 from .schema import planned_iters
 
 def _fmt_int(n: float) -> str:
@@ -45,8 +46,8 @@ def check_rows(study, phases: Optional[list[str]] = None) -> list[dict]:
             "vocab": prep.vocab_size,
             "train_tokens": n_train,
             "val_tokens": len(prep.val),
-            "tokens_per_param": n_train / max(1, counts["non_embedding"]),
-            "tokens_per_total_param": n_train / max(1, counts["total"]),
+            "tokens_per_param_total": n_train / max(1, counts["total"]),
+            "tokens_per_param_non_emb": n_train / max(1, counts["non_embedding"]),
             "iters": iters,
             "epochs": tokens_seen / max(1, n_train),
         })
@@ -59,8 +60,8 @@ def format_check_table(rows: list[dict]) -> str:
     cols = [("phase", "phase", str), ("params_total", "params", _fmt_int),
             ("params_embedding", "embedding", _fmt_int), ("params_non_embedding", "non-emb", _fmt_int),
             ("vocab", "vocab", _fmt_int), ("train_tokens", "train tok", _fmt_int),
-            ("val_tokens", "val tok", _fmt_int), ("tokens_per_param", "tok/non-emb", lambda v: f"{v:.4g}"),
-            ("tokens_per_total_param", "tok/total", lambda v: f"{v:.4g}"),
+            ("val_tokens", "val tok", _fmt_int), ("tokens_per_param_total", "tok/param", lambda v: f"{v:.4g}"),
+            ("tokens_per_param_non_emb", "tok/non-emb", lambda v: f"{v:.4g}"),
             ("iters", "iters", _fmt_int), ("epochs", "epochs", lambda v: f"{v:.1f}")]
     table = [[h for _, h, _ in cols]] + [[f(r[k]) for k, _, f in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
@@ -68,8 +69,9 @@ def format_check_table(rows: list[dict]) -> str:
              for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append("tok/non-emb: train tokens per non-embedding parameter (Kaplan et al. 2020's N); tok/total: per "
-                 "parameter, embeddings included, as in Chinchilla's compute-optimal ~20 (Hoffmann et al. 2022).")
+    lines.append(f"tok/param: train tokens per parameter, embeddings included, the convention of Chinchilla's "
+                 f"compute-optimal ~{CHINCHILLA_TOKENS_PER_PARAM:g} ({SOURCES['chinchilla'].authors}); tok/non-emb: per "
+                 f"non-embedding parameter, the N of {SOURCES['kaplan'].authors}.")
     lines.append("epochs: iters x batch_size x grad_accum x block_size / train tokens.")
     return "\n".join(lines)
 

@@ -79,7 +79,7 @@ def metrics_for(history: pd.DataFrame, **extra) -> dict:
          "final_train_loss": float(tr.iloc[-1]), "final_val_loss": float(va.iloc[-1]),
          "final_gap": float(va.iloc[-1] - tr.iloc[-1]),
          "params": {"total": 120_000, "embedding": 80_000, "non_embedding": 40_000},
-         "train_tokens": 900, "val_tokens": 100, "tokens_per_param": 900 / 40_000, "epochs": 12.5,
+         "train_tokens": 900, "val_tokens": 100, "tokens_per_param_non_emb": 900 / 40_000, "epochs": 12.5,
          "iters": int(history["iter"].iloc[-1]), "max_iters": 3000, "wall_time_s": 12.0, "tokens_per_s": 5000.0,
          "stop_reason": "max_iters", "vocab_size": 1000}
     m.update(extra)
@@ -270,7 +270,7 @@ def make_study(sdir: Path) -> list[str]:
     write_phase(sdir, "tiny", h1, m1)
     h2 = seed4()
     m2 = metrics_for(h2, params={"total": 7_242_624, "embedding": 6_445_952, "non_embedding": 796_672},
-                     train_tokens=20_700, tokens_per_param=20_700 / 796_672, epochs=98.9, wall_time_s=3899.0)
+                     train_tokens=20_700, tokens_per_param_non_emb=20_700 / 796_672, epochs=98.9, wall_time_s=3899.0)
     write_phase(sdir, "big", h2, m2, model={"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128})
     write_phase(sdir, "broken", h1, metrics_for(h1), state="failed", error="FileNotFoundError: iter_999.pt is missing",
                 where="_failed")
@@ -285,10 +285,11 @@ def make_study(sdir: Path) -> list[str]:
 def test_journey_table(tmp_path):
     phases = make_study(tmp_path)
     t = journey_table(tmp_path, phases)
-    assert list(t.columns[:17]) == ["phase", "state", "params_total", "params_non_embedding", "train_tokens",
-                                    "tokens_per_param", "epochs", "best_val", "best_iter", "final_train",
-                                    "final_val", "final_gap", "onset_iter", "wall_time_s", "tokens_per_s",
-                                    "verdict", "stop_reason"]
+    assert list(t.columns[:20]) == ["phase", "state", "params_total", "params_non_embedding", "train_tokens",
+                                    "tokens_per_param_total", "tokens_per_param_non_emb", "epochs", "best_val",
+                                    "best_iter", "final_train", "final_val", "final_gap", "best_val_bpb",
+                                    "final_val_bpb", "onset_iter", "wall_time_s", "tokens_per_s", "verdict",
+                                    "stop_reason"]
     assert t["phase"].tolist() == phases
     assert t["state"].tolist() == ["done", "done", "failed", "missing"]
     row = t.set_index("phase")

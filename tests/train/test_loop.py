@@ -27,7 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ARCH_METRIC_KEYS = {
     "best_val_loss", "best_iter", "final_train_loss", "final_val_loss", "final_gap", "best_val_perplexity",
-    "final_val_perplexity", "params", "train_tokens", "val_tokens", "tokens_per_param", "epochs", "iters",
+    "final_val_perplexity", "params", "train_tokens", "val_tokens", "tokens_per_param_total",
+    "tokens_per_param_non_emb", "epochs", "iters", "best_val_bpb", "final_val_bpb", "val_fingerprint",
     "wall_time_s", "tokens_per_s", "device", "dtype", "stop_reason", "corpus_fingerprint", "vocab_size",
     "vocab_size_original", "versions",
 }
@@ -90,9 +91,9 @@ def test_batches_are_shifted_windows_and_eval_windows_are_fixed():
     b = Batches(stream[:800], stream[800:], block=8, batch=3, seed=5, eval_iters=2)
     x, y = b.next_train()
     assert x.shape == (3, 8) and torch.equal(y, x + 1)  # arange: the target is the next id
-    first = [x.clone() for x, _ in b.eval_batches("val")]
+    first = [x.clone() for x, _, _ in b.eval_batches("val")]
     b.next_train()
-    again = [x.clone() for x, _ in b.eval_batches("val")]
+    again = [x.clone() for x, _, _ in b.eval_batches("val")]
     assert len(first) == 2 and all(torch.equal(a, c) for a, c in zip(first, again))
     assert int(torch.cat(first).min()) >= 800  # val windows come from the val stream
     other = Batches(stream[:800], stream[800:], block=8, batch=3, seed=5, eval_iters=2)
@@ -132,7 +133,8 @@ def test_loss_falls_on_a_repeated_pattern_and_files_are_consistent(tmp_path):
     assert m["best_val_perplexity"] == pytest.approx(math.exp(m["best_val_loss"]))
     assert m["params"] == {"total": 4080, "embedding": 32 * 16 + 16 * 16, "non_embedding": 12 * 16**2 + 13 * 16 + 2 * 16}
     assert m["train_tokens"] == 3000 and m["val_tokens"] == 1000
-    assert m["tokens_per_param"] == pytest.approx(3000 / 3312)
+    assert m["tokens_per_param_non_emb"] == pytest.approx(3000 / 3312)
+    assert m["tokens_per_param_total"] == pytest.approx(3000 / m["params"]["total"])
     assert m["epochs"] == pytest.approx(60 * 64 / 3000)
     assert m["corpus_fingerprint"] == "fp-test" and m["vocab_size"] == 32 and m["vocab_size_original"] == 50257
     assert set(m["versions"]) == {"gaplab", "torch", "python"}
@@ -176,7 +178,8 @@ def test_resume_after_a_stop_gives_the_identical_history(tmp_path, dropout):
 
     cols = [c for c in HISTORY_COLUMNS if c != "elapsed_s"]
     ha, hb = _read_history(tmp_path / "a"), _read_history(tmp_path / "b")
-    assert [[r[c] for c in cols] for r in ha] == [[r[c] for c in cols] for r in hb]  # exact floats
+    assert np.array_equal([[r[c] for c in cols] for r in ha], [[r[c] for c in cols] for r in hb],
+                          equal_nan=True)  # exact floats
     sa = load_checkpoint(tmp_path / "a" / "ckpt" / "last.pt")["model"]
     sb = load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -258,7 +261,7 @@ def test_a_stop_between_evals_adds_no_row_to_the_resumed_history(tmp_path):
     train_phase(params, data, tmp_path / "b", progress=False, resume=True)
     ha, hb = _read_history(tmp_path / "a"), _read_history(tmp_path / "b")
     cols = [c for c in HISTORY_COLUMNS if c != "elapsed_s"]
-    assert [[r[c] for c in cols] for r in hb] == [[r[c] for c in cols] for r in ha]
+    assert np.array_equal([[r[c] for c in cols] for r in hb], [[r[c] for c in cols] for r in ha], equal_nan=True)
 
 
 def test_last_checkpoint_is_written_at_every_eval(tmp_path, monkeypatch):
@@ -434,9 +437,9 @@ def test_auto_trains_wide_models_in_bf16_and_still_evaluates_in_fp32(tmp_path):
 def test_a_small_split_is_evaluated_on_every_window_exactly_once():
     stream = np.arange(1000)
     b = Batches(stream[:800], stream[800:815], block=8, batch=3, seed=5, eval_iters=4)  # val: 7 windows < 12
-    starts = sorted(int(x[i, 0]) for x, _ in b.eval_batches("val") for i in range(x.shape[0]))
+    starts = sorted(int(x[i, 0]) for x, _, _ in b.eval_batches("val") for i in range(x.shape[0]))
     assert starts == list(range(800, 807))  # each of the 7 windows once
-    assert sum(x.shape[0] for x, _ in b.eval_batches("train")) == 12  # a big split still gets eval_iters x batch
+    assert sum(x.shape[0] for x, _, _ in b.eval_batches("train")) == 12  # a big split still gets eval_iters x batch
     # the big split's windows do not move because the other split became exact
     same = Batches(stream[:800], stream[800:], block=8, batch=3, seed=5, eval_iters=4)
     assert torch.equal(b.eval_offsets["train"], same.eval_offsets["train"])

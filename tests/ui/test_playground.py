@@ -39,12 +39,14 @@ def test_seed_phase1_readout_by_hand():
     assert r["embedding_share"] == pytest.approx(1_608_736 / 1_634_208)
     assert round(r["embedding_share"], 2) == 0.98  # the seed's "98% of model!"
     assert (r["train_tokens"], r["val_tokens"]) == (900, 100)
-    assert r["tokens_per_param"] == pytest.approx(900 / 25_472)  # 0.0353
+    assert r["tokens_per_param"] == pytest.approx(900 / 1_634_208)  # all parameters, as Chinchilla counts them
+    assert r["tokens_per_param_non_emb"] == pytest.approx(900 / 25_472)  # 0.0353, Kaplan's N
     assert r["tokens_per_iter"] == 64 and r["tokens_seen"] == 32_000
     assert r["epochs"] == pytest.approx(32_000 / 900)  # 35.6
-    assert r["chinchilla_tokens"] == 20 * 25_472
+    assert r["chinchilla_tokens"] == 20 * 1_634_208
+    assert r["kaplan_tokens"] == pytest.approx(5e3 * 25_472 ** 0.74)
     assert r["risk"] == "overfitting-high"
-    assert "0.0353 tokens/param" in r["prediction"] and "35.6 epochs" in r["prediction"]
+    assert "0.000551 tokens per parameter (all counted" in r["prediction"] and "35.6 epochs" in r["prediction"]
     assert "98%" in r["embedding_note"] and "Only 300 of GPT-2's 50,257 tokens" in r["embedding_note"]
     assert r["problems"] == []
 
@@ -116,8 +118,8 @@ def test_predict_risk_categories(tpp, epochs, iters, category):
 
 
 def test_predict_risk_text_names_its_numbers():
-    assert predict_risk(0.01, 40, 500).text.startswith("High risk of overfitting: 0.01 tokens/param (Chinchilla ~20) "
-                                                       "and 40 epochs.")
+    assert predict_risk(0.01, 40, 500).text.startswith("High risk of overfitting: 0.01 tokens per parameter (all "
+                                                       "counted; Chinchilla ~20) and 40 epochs.")
     assert "only 50% of the training tokens" in predict_risk(50, 0.5, 5000).text
     assert "only 75 optimizer steps" in predict_risk(4.2, 1.42, 75).text
 

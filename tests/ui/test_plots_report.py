@@ -103,7 +103,7 @@ def small_table() -> pd.DataFrame:
     return pd.DataFrame({
         "phase": ["a", "b", "c", "gone"], "state": ["done", "done", "done", "failed"],
         "params_non_embedding": [40_000, 40_000, 800_000, None], "train_tokens": [900, 9000, 20_700, None],
-        "tokens_per_param": [0.0225, 0.225, 0.0259, None], "epochs": [12.5, 1.25, 98.9, None],
+        "tokens_per_param_total": [0.0225, 0.225, 0.0259, None], "epochs": [12.5, 1.25, 98.9, None],
         "best_val": [6.15, 4.5, 4.04, None], "final_val": [7.07, 4.6, 4.20, None],
         "final_gap": [6.90, 0.3, 3.14, None], "best_iter": [100, 900, 2000, None],
         "verdict": ["memorizing", "healthy", "overfitting", None],
@@ -167,7 +167,7 @@ def grid_table() -> pd.DataFrame:
             rows.append({"phase": f"d{d}_{model}", "state": "done", "model_size": model, "data_max_tokens": d,
                          "params_non_embedding": n, "train_tokens": int(d * 0.9), "epochs": 1e5 / d,
                          "best_val": round(3 + 1e4 / d + n / 1e6, 3), "final_val": 9.0,
-                         "final_gap": round(n / 1e5 / d * 1000, 3), "tokens_per_param": d * 0.9 / n})
+                         "final_gap": round(n / 1e5 / d * 1000, 3), "tokens_per_param_total": d * 0.9 / n})
     return pd.DataFrame(rows)
 
 
@@ -225,7 +225,9 @@ def test_compare_figures_and_notes(demo):
                                        for ext in ("png", "svg")}
     assert all(p.exists() and p.parent == sdir / "figures" for p in paths)
     notes = compare_notes(sdir, table, study="demo")
-    assert notes[0] == "Lowest val loss: big with 4.045 nats (perplexity 57.1) at iter 2000."
+    # histories from before val fingerprints: ranked, but with the warning that the val sets are not known
+    assert notes[0].startswith("Lowest val loss: big with 4.045 nats per token (perplexity 57.1) at iter 2000; ")
+    assert "no validation-set fingerprint" in notes[0]
     assert any(n.startswith("big: val loss stopped improving after iter 2000") and "0.155 nats" in n for n in notes)
     assert any("Hoffmann et al. 2022" in n and "797k non-embedding" in n for n in notes)
     assert not any("Seed 003" in n for n in notes)
@@ -260,7 +262,7 @@ def test_compare_figures_picks_seed_grid_and_kaplan_figures(tmp_path, monkeypatc
     # a 3 x 3 grid gets the Kaplan fit too
     drawn.clear()
     rows = [{"phase": f"p{n}_{d}", "state": "done", "model_size": f"m{n}", "data_max_tokens": d,
-             "params_non_embedding": n, "train_tokens": d, "epochs": 1.0, "tokens_per_param": d / n,
+             "params_non_embedding": n, "train_tokens": d, "epochs": 1.0, "tokens_per_param_total": d / n,
              "best_val": kaplan_loss(n, d, 3e6, 2e5, 0.35, 0.45), "final_val": 5.0, "final_gap": 0.1}
             for n in (1e4, 1e5, 1e6) for d in (1e4, 1e5, 1e6)]
     names = {p.stem for p in compare_figures(tmp_path, pd.DataFrame(rows), [], study="big_grid")}
@@ -323,14 +325,48 @@ def test_build_report_without_figures_or_failures(tmp_path):
         build_report(tmp_path, [], [], title="t")
 
 
-def test_compare_notes_warn_when_vocabularies_differ(tmp_path):
+def test_compare_notes_never_rank_nats_across_validation_sets(tmp_path):
     import pandas as pd
 
     base = {"state": "done", "best_iter": 10, "onset_iter": None, "final_val": 3.0, "params_non_embedding": 1000,
-            "train_tokens": 5000}
-    table = pd.DataFrame([{**base, "phase": "a", "best_val": 2.0, "vocab_size": 400},
-                          {**base, "phase": "b", "best_val": 3.0, "vocab_size": 7000}])
+            "params_total": 3000, "train_tokens": 5000, "val_tokens": 800}
+    # two compact vocabularies over one val text (a study mixing vocabularies): nats per token favour the
+    # small vocabulary (b), bits per byte say a is better
+    table = pd.DataFrame([
+        {**base, "phase": "a", "best_val": 2.9, "best_val_bpb": 1.10, "vocab_size": 7000, "val_fingerprint": "v1",
+         "val_text_fingerprint": "t"},
+        {**base, "phase": "b", "best_val": 2.0, "best_val_bpb": 1.25, "vocab_size": 400, "val_fingerprint": "v2",
+         "val_text_fingerprint": "t"}])
     notes = compare_notes(tmp_path, table)
-    assert any("not directly comparable" in n and "400" in n for n in notes)
-    same = table.assign(vocab_size=400)
-    assert not any("not directly comparable" in n for n in compare_notes(tmp_path, same))
+    assert not any("Lowest val loss" in n for n in notes)
+    assert any("2 different validation sets" in n and "not compared across sets" in n for n in notes)
+    across = next(n for n in notes if n.startswith("Across validation sets, in bits per byte"))
+    assert "same validation text over different vocabularies" in across and "a 1.100, b 1.250" in across
+    assert across.endswith("lowest a.")
+    # different val texts: ranked in bits per byte with the caveat that the held-out texts differ
+    other = table.assign(val_text_fingerprint=["t1", "t2"])
+    across = next(n for n in compare_notes(tmp_path, other) if n.startswith("Across validation sets"))
+    assert "how hard the held-out text is" in across
+    # one val set: nats per token compare, and the note says which set
+    same = table.assign(val_fingerprint="v1", vocab_size=7000)
+    first = compare_notes(tmp_path, same)[0]
+    assert first.startswith("All 2 phases are scored on one validation set (800 tokens, fingerprint v1)")
+    assert "Lowest val loss: b with 2.000 nats per token (1.250 bits/byte" in first
+    # old results without fingerprints over different vocabularies: not ranked at all
+    old = table.drop(columns=["val_fingerprint", "val_text_fingerprint", "best_val_bpb"])
+    assert any("not ranked" in n for n in compare_notes(tmp_path, old))
+
+
+
+
+def test_comparison_figures_pick_the_unit_in_which_losses_compare():
+    from gaplab.ui.study_plots import comparable_unit
+
+    base = {"state": "done", "best_val": 3.0, "best_val_bpb": 1.2}
+    one = pd.DataFrame([{**base, "phase": "a", "val_fingerprint": "v"}, {**base, "phase": "b", "val_fingerprint": "v"}])
+    assert comparable_unit(one)[0] == "nats"
+    two = one.assign(val_fingerprint=["v1", "v2"], val_text_fingerprint="t")
+    unit, why = comparable_unit(two)
+    assert unit == "bpb" and "one val text over different vocabularies" in why
+    unit, why = comparable_unit(two.assign(best_val_bpb=[1.2, None]))
+    assert unit == "nats" and why.startswith("CAUTION")

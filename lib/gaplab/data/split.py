@@ -25,11 +25,21 @@ differ only in ``max_train_tokens`` are scored on the same val set, and a
 smaller training set is a subset of every larger one, spread over the whole
 corpus rather than its first documents.  (``max_tokens`` instead cuts the
 corpus before the split: each size gets its own, narrower val set.)
+
+What the evaluation needs to report losses that compare (:class:`Prepared`):
+the UTF-8 bytes of every token (bits per byte divides a text's total loss by
+them, a unit no tokenizer changes), which validation tokens never occur in the
+training split (with a compact vocabulary from train they all become one
+unknown id that is never a training target), and two fingerprints of the
+validation set: ``val_fingerprint`` (its text AND the vocabulary it is scored
+over: equal fingerprints, comparable nats per token) and
+``val_text_fingerprint`` (its text alone: comparable bits per byte).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -54,6 +64,22 @@ class Prepared:
     composition: dict[str, Any]
     vocab_size: int
     vocab_size_original: int
+    train_bytes: np.ndarray = field(default=None)  # UTF-8 bytes of each train token (int64, aligned with train)
+    val_bytes: np.ndarray = field(default=None)
+    val_seen: np.ndarray = field(default=None)  # per val token: its base id occurs in the training split
+    val_fingerprint: str = ""  # the val text and the vocabulary it is scored over
+    val_text_fingerprint: str = ""  # the val text alone
+
+    @property
+    def val_unseen_token_share(self) -> float:
+        """Share of val tokens whose id never occurs in the training split."""
+        return float(1.0 - self.val_seen.mean()) if len(self.val_seen) else 0.0
+
+    @property
+    def val_unseen_byte_share(self) -> float:
+        """Share of val bytes in tokens whose id never occurs in the training split."""
+        total = int(self.val_bytes.sum())
+        return float(self.val_bytes[~self.val_seen].sum() / total) if total else 0.0
 
     @property
     def total_tokens(self) -> int:
@@ -196,9 +222,22 @@ def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)") -
         train, val = model_tok.to_compact(train_base), model_tok.to_compact(val_base)
     else:
         model_tok, train, val = base, train_base, val_base
+    nbytes = base.byte_lengths()
+    val_text = base.decode(val_base.tolist()).encode("utf-8", "surrogatepass")
     return Prepared(
         corpus=corpus, documents=documents, doc_tokens=kept_tokens, base_tokenizer=base, tokenizer=model_tok,
         train_base=train_base, val_base=val_base, train=train, val=val, doc_split=doc_split,
         composition=composition(documents, owners, mask), vocab_size=model_tok.vocab_size,
         vocab_size_original=base.vocab_size,
+        train_bytes=nbytes[train_base], val_bytes=nbytes[val_base], val_seen=np.isin(val_base, train_base),
+        val_fingerprint=_fingerprint(model_tok.identity().encode(), val_base.astype("<i8").tobytes()),
+        val_text_fingerprint=_fingerprint(val_text),
     )
+
+
+def _fingerprint(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+        h.update(b"\0")
+    return h.hexdigest()[:16]

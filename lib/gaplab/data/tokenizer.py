@@ -104,6 +104,17 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         raise NotImplementedError
 
+    def byte_lengths(self) -> np.ndarray:
+        """UTF-8 bytes of each id's text (an int64 array over the vocabulary): what bits per byte divides by.
+
+        A text's bytes are the sum over its tokens, for byte-level BPE and characters alike.
+        """
+        raise NotImplementedError
+
+    def identity(self) -> str:
+        """What makes two tokenizers' ids mean the same thing: name and vocabulary (for the val fingerprint)."""
+        return f"{self.name}:{self.vocab_size}"
+
 
 class TiktokenTokenizer(Tokenizer):
     def __init__(self, encoding, name: str):
@@ -119,6 +130,12 @@ class TiktokenTokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.enc.decode([int(i) for i in ids])
+
+    def byte_lengths(self) -> np.ndarray:
+        if getattr(self, "_byte_lengths", None) is None:
+            self._byte_lengths = np.array([len(self.enc.decode_single_token_bytes(i)) for i in range(self.vocab_size)],
+                                          dtype=np.int64)
+        return self._byte_lengths
 
 
 _GPT2 = None
@@ -162,6 +179,12 @@ class CharTokenizer(Tokenizer):
         chars = self.chars
         return "".join(chars[i] if 0 <= i < len(chars) else "\ufffd" for i in ids)
 
+    def byte_lengths(self) -> np.ndarray:
+        return np.array([len(c.encode("utf-8", "surrogatepass")) for c in self.chars] + [3], dtype=np.int64)
+
+    def identity(self) -> str:
+        return "char:" + hashlib.sha256("".join(self.chars).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
 
 class CompactTokenizer(Tokenizer):
     """A base tokenizer whose ids are remapped to a kept set: those of the training split, or of the whole corpus.
@@ -179,6 +202,14 @@ class CompactTokenizer(Tokenizer):
         self.name = f"{base.name}+compact"
         self._lut = np.full(base.vocab_size, self.unk, dtype=np.int64)
         self._lut[self.kept] = np.arange(len(self.kept))
+
+    def identity(self) -> str:
+        kept = hashlib.sha256(self.kept.astype("<i8").tobytes()).hexdigest()[:16]
+        return f"{self.base.identity()}+compact:{kept}"
+
+    def byte_lengths(self) -> np.ndarray:
+        """Bytes per compact id; the unknown id has no single text (measure bytes on base ids instead)."""
+        return np.append(self.base.byte_lengths()[self.kept], 0)
 
     def to_compact(self, ids) -> np.ndarray:
         return self._lut[np.asarray(ids, dtype=np.int64)]

@@ -133,3 +133,22 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
         raise ValueError(f"targets hold {flat_t.shape[0]} ids for {flat_h.shape[0]} positions")
     with torch.autocast(device_type=device_type, enabled=False):
         return _TiedHeadCrossEntropy.apply(flat_h, weight, flat_t, chunk, matmul_dtype, need_grad)
+
+
+@torch.no_grad()
+def token_losses(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                 chunk: Optional[int] = None) -> torch.Tensor:
+    """Per-token cross-entropy (nats, fp32) of the tied head ``hidden @ weight.T``, ``chunk`` rows at a time.
+
+    The evaluation's loss: the same numbers as ``F.cross_entropy(..., reduction="none")``, shaped like
+    ``targets``, with at most one chunk of logits alive.
+    """
+    flat_h = hidden.reshape(-1, hidden.shape[-1])
+    flat_t = targets.reshape(-1)
+    rows = max(1, int(chunk or default_chunk(weight.shape[0])))
+    w = weight.float()
+    out = torch.empty(flat_t.shape[0], dtype=torch.float32, device=hidden.device)
+    for s in range(0, flat_h.shape[0], rows):
+        logits = flat_h[s:s + rows].float() @ w.t()
+        out[s:s + rows] = torch.logsumexp(logits, dim=1) - logits.gather(1, flat_t[s:s + rows, None]).squeeze(1)
+    return out.view(targets.shape)

@@ -123,11 +123,15 @@ def loss_gap(params: dict[str, Any]) -> dict[str, Any]:
     from ..train.history import load_history
     from ..ui.plots import loss_curves
 
+    from ..measure.unseen import seen_unseen_summary
+
     run_dir = run_dir_of(params)
     require(run_dir, "history.csv", "02_train")
     analysis = analyze_run(run_dir)
-    update_json(run_dir / "metrics.json", {"analysis": analysis})
-    loss_curves(load_history(run_dir), analysis, run_dir / "figures")
+    history = load_history(run_dir)
+    unseen = seen_unseen_summary(history, read_json(run_dir / "metrics.json", {}) or {})
+    update_json(run_dir / "metrics.json", {"analysis": analysis, "val_seen_unseen": unseen})
+    loss_curves(history, analysis, run_dir / "figures")
     return analysis
 
 

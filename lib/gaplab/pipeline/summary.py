@@ -20,9 +20,11 @@ from ..measure.curves import analyze_run
 
 #: Columns of :func:`journey_table`, in order (sample metrics follow as ``sample_<name>``).
 JOURNEY_COLUMNS = (
-    "phase", "state", "params_total", "params_non_embedding", "train_tokens", "tokens_per_param", "epochs",
-    "best_val", "best_iter", "final_train", "final_val", "final_gap", "onset_iter", "wall_time_s",
-    "tokens_per_s", "verdict", "stop_reason",
+    "phase", "state", "params_total", "params_non_embedding", "train_tokens", "tokens_per_param_total",
+    "tokens_per_param_non_emb", "epochs", "best_val", "best_iter", "final_train", "final_val", "final_gap",
+    "best_val_bpb", "final_val_bpb", "onset_iter", "wall_time_s", "tokens_per_s", "verdict", "stop_reason",
+    # which losses compare: the val set (text + vocabulary), the val text alone, the tokenizer
+    "val_fingerprint", "val_text_fingerprint", "tokenizer", "val_unseen_token_share",
     # extras: what the phase was (for grids and the report) and why it failed
     "error", "val_tokens", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "data_max_tokens",
     "model_size", "max_iters", "learning_rate",
@@ -90,7 +92,11 @@ def _phase_row(name: str, state: str, folder: Optional[Path], error: str) -> dic
     p = m.get("params") or {}
     row.update(
         params_total=p.get("total"), params_non_embedding=p.get("non_embedding"),
-        train_tokens=m.get("train_tokens"), tokens_per_param=m.get("tokens_per_param"), epochs=m.get("epochs"),
+        train_tokens=m.get("train_tokens"), tokens_per_param_total=m.get("tokens_per_param_total"),
+        tokens_per_param_non_emb=m.get("tokens_per_param_non_emb"), epochs=m.get("epochs"),
+        best_val_bpb=m.get("best_val_bpb"), final_val_bpb=m.get("final_val_bpb"),
+        val_fingerprint=m.get("val_fingerprint"), val_text_fingerprint=m.get("val_text_fingerprint"),
+        tokenizer=m.get("tokenizer"), val_unseen_token_share=m.get("val_unseen_token_share"),
         best_val=m.get("best_val_loss"), best_iter=m.get("best_iter"), final_train=m.get("final_train_loss"),
         final_val=m.get("final_val_loss"), final_gap=m.get("final_gap"), wall_time_s=m.get("wall_time_s"),
         tokens_per_s=m.get("tokens_per_s"), stop_reason=m.get("stop_reason"), val_tokens=m.get("val_tokens"),
@@ -124,7 +130,7 @@ def journey_table(study_dir: PathLike, phase_names: list[str]) -> pd.DataFrame:
     """One row per phase (failed and missing ones too, with their ``state``): the study's journey.
 
     Columns: :data:`JOURNEY_COLUMNS` (``phase, state, params_total,
-    params_non_embedding, train_tokens, tokens_per_param, epochs, best_val,
+    params_non_embedding, train_tokens, tokens_per_param_total, tokens_per_param_non_emb, epochs, best_val,
     best_iter, final_train, final_val, final_gap, onset_iter, wall_time_s,
     tokens_per_s, verdict, stop_reason`` and extras describing the phase), then
     ``sample_<metric>`` for each scalar in ``metrics.json['samples']['aggregate']``.
@@ -139,7 +145,8 @@ def journey_table(study_dir: PathLike, phase_names: list[str]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(JOURNEY_COLUMNS) + sample_cols)
     for col in _INT_COLUMNS:
         table[col] = pd.to_numeric(table[col], errors="coerce").round().astype("Int64")
-    for col in ("tokens_per_param", "epochs", "best_val", "final_train", "final_val", "final_gap", "wall_time_s",
+    for col in ("tokens_per_param_total", "tokens_per_param_non_emb", "epochs", "best_val", "final_train",
+                "final_val", "final_gap", "best_val_bpb", "final_val_bpb", "val_unseen_token_share", "wall_time_s",
                 "tokens_per_s", "learning_rate"):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     return table

@@ -37,6 +37,9 @@ class Batches:
         for name, d in (("train", self.train), ("val", self.val)):
             drawn = torch.randint(len(d) - block, (n_eval,), generator=fixed)  # drawn always: same stream
             self.eval_offsets[name] = torch.arange(len(d) - block) if len(d) - block <= n_eval else drawn
+        #: per split: True when its evaluation covers every window once (no sampling noise)
+        self.exact = {name: len(self.eval_offsets[name]) == len(d) - block
+                      for name, d in (("train", self.train), ("val", self.val))}
         self._arange = torch.arange(block + 1, device=self.device)
 
     def _windows(self, data: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +51,11 @@ class Batches:
         return self._windows(self.train, offsets)
 
     def eval_batches(self, split: str):
+        """``(x, y, positions)`` batches of the fixed evaluation windows; ``positions`` (numpy, like ``y``) are
+        the indices of the target tokens in the split's stream, for looking up their bytes."""
         data = self.train if split == "train" else self.val
         offsets = self.eval_offsets[split]
         for s in range(0, len(offsets), self.batch):
-            yield self._windows(data, offsets[s:s + self.batch])
+            off = offsets[s:s + self.batch]
+            x, y = self._windows(data, off)
+            yield x, y, off.numpy()[:, None] + 1 + np.arange(self.block)

@@ -4,7 +4,10 @@ This module is the one definition of the file: its columns (:data:`HISTORY_COLUM
 writes it (:func:`history_csv`, full float precision, so it reads back exactly) and how readers load
 it (:func:`load_history`, :func:`finite_history`).  Losses are mean cross-entropy in nats per token;
 ``gap = val_loss - train_loss``; ``tokens_seen`` counts training tokens consumed up to ``iter``;
-``epochs = tokens_seen / train tokens``.
+``epochs = tokens_seen / train tokens``.  ``*_se`` is the standard error of the eval's mean over its
+windows (0 when the split was evaluated exactly, every window once), ``*_bpb`` the same loss in bits per
+UTF-8 byte, and ``val_loss_seen`` / ``val_loss_unseen`` the val loss over tokens whose id does / does not
+occur in the training split (see :func:`gaplab.train.loop.evaluate`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import pandas as pd
 
 PathLike = Union[str, Path]
 
-HISTORY_COLUMNS = ("iter", "train_loss", "val_loss", "gap", "lr", "tokens_seen", "epochs", "elapsed_s")
+HISTORY_COLUMNS = ("iter", "train_loss", "val_loss", "gap", "lr", "tokens_seen", "epochs", "elapsed_s",
+                   "train_loss_se", "val_loss_se", "train_bpb", "val_bpb", "val_loss_seen", "val_loss_unseen")
 #: the columns a history must have to be read at all (``gaplab analyze`` accepts any log with these)
 REQUIRED_COLUMNS = ("iter", "train_loss", "val_loss")
 

@@ -37,6 +37,7 @@ from ..files import atomic_write_text, update_json
 from ..measure.units import perplexity
 from ..model.device import (autocast_context, c_compiler_available, head_matmul_dtype, needs_grad_scaler,
                             resolve_device, resolve_dtype, set_threads)
+from ..model.fused_loss import token_losses
 from ..model.gpt import GPT, count_params
 from ..schema import PhaseParams, planned_iters
 from .batches import Batches
@@ -105,21 +106,51 @@ def eval_dtype_for(device: torch.device, dtype: torch.dtype) -> torch.dtype:
 
 
 @torch.no_grad()
-def evaluate(model: GPT, batches: Batches, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
-    """Mean loss over the fixed evaluation windows of each split: ``{"train": .., "val": ..}``."""
+def evaluate(model: GPT, batches: Batches, device: torch.device, dtype: torch.dtype,
+             token_bytes: Optional[dict] = None, val_seen: Optional[np.ndarray] = None) -> dict[str, float]:
+    """The losses over the fixed evaluation windows of each split, with their noise and in bits per byte.
+
+    Keys: ``train``, ``val`` (mean nats per token); ``train_se``, ``val_se`` (standard error of that mean
+    over the windows; 0 when the split is evaluated exactly, every window once); ``train_bpb``, ``val_bpb``
+    (the windows' summed loss / (ln 2 x their targets' UTF-8 bytes), NaN without ``token_bytes``); and with
+    ``val_seen`` (per val token: its id occurs in train) ``val_loss_seen``, ``val_loss_unseen`` (mean nats
+    over those val targets; NaN when there are none).  ``token_bytes`` maps split -> bytes per token.
+    """
     was_training = model.training
     model.eval()
-    out = {}
+    out: dict[str, float] = {}
     for split in ("train", "val"):
-        total, count = 0.0, 0
-        for x, y in batches.eval_batches(split):
+        means, loss_sum, byte_sum = [], 0.0, 0
+        seen = [0.0, 0, 0.0, 0]  # loss and count of seen targets, then of unseen ones
+        nbytes = (token_bytes or {}).get(split)
+        for x, y, pos in batches.eval_batches(split):
             with autocast_context(device, dtype):
-                _, loss = model(x, y)
-            total += float(loss) * x.shape[0]
-            count += x.shape[0]
-        out[split] = total / count
+                hidden = model.hidden(x)
+            losses = token_losses(hidden, model.wte.weight, y).double().cpu().numpy()
+            means.append(losses.mean(axis=1))
+            loss_sum += float(losses.sum())
+            if nbytes is not None:
+                byte_sum += int(nbytes[pos].sum())
+            if split == "val" and val_seen is not None:
+                mask = val_seen[pos]
+                seen[0] += float(losses[mask].sum())
+                seen[1] += int(mask.sum())
+                seen[2] += float(losses[~mask].sum())
+                seen[3] += int((~mask).sum())
+        window_means = np.concatenate(means)
+        out[split] = float(window_means.mean())
+        exact = batches.exact[split] or len(window_means) < 2
+        out[f"{split}_se"] = 0.0 if exact else float(window_means.std(ddof=1) / math.sqrt(len(window_means)))
+        out[f"{split}_bpb"] = loss_sum / (math.log(2) * byte_sum) if byte_sum else float("nan")
+    if val_seen is not None:
+        out["val_loss_seen"] = seen[0] / seen[1] if seen[1] else float("nan")
+        out["val_loss_unseen"] = seen[2] / seen[3] if seen[3] else float("nan")
     model.train(was_training)
     return out
+
+
+def _finite(x: Any) -> Optional[float]:
+    return float(x) if x is not None and math.isfinite(float(x)) else None
 
 
 def _progress_bar(total: int, initial: int):
@@ -169,6 +200,9 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
     tokens_per_iter = t.batch_size * t.grad_accum * m_cfg.block_size
     phase_dict = params.to_dict()
     data_fp = data_fingerprint(data.train, data.val)
+    train_bytes, val_bytes = getattr(data, "train_bytes", None), getattr(data, "val_bytes", None)
+    token_bytes = {"train": train_bytes, "val": val_bytes} if train_bytes is not None and val_bytes is not None else None
+    val_seen = getattr(data, "val_seen", None)
 
     random.seed(t.seed)
     np.random.seed(t.seed % 2**32)
@@ -183,6 +217,7 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
     history: list[dict] = []  # every row of history.csv
     scheduled: list[dict] = []  # the rows an uninterrupted run has: what a checkpoint keeps
     start_iter, best_val, best_iter, bad_evals, train_seconds = 0, float("inf"), -1, 0, 0.0
+    best_row: dict = {}
     if resume:
         if not last_path.exists():
             raise TrainingError(f"resume: {last_path} does not exist; train once without resume first")
@@ -205,8 +240,12 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
         start_iter = int(ck["iter"])
         best_val, best_iter, bad_evals = float(ck["best_val"]), int(ck["best_iter"]), int(ck["bad_evals"])
         train_seconds = float(ck["train_seconds"])
+        if any(len(row) != len(HISTORY_COLUMNS) for row in ck["history"]):
+            raise TrainingError(f"resume: {last_path} was written by a gaplab whose history.csv had other columns; "
+                                "train from scratch (no resume)")
         scheduled = [dict(zip(HISTORY_COLUMNS, row)) for row in ck["history"]]
         history = list(scheduled)
+        best_row = next((r for r in scheduled if r["iter"] == best_iter), {})
         if start_iter >= max_iters:
             raise TrainingError(f"resume: {last_path} is at iter {start_iter}, already at the planned "
                                 f"{max_iters} iterations; raise train.max_iters (or train.epochs) to train on")
@@ -233,12 +272,15 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
         user_stop = bool(should_stop()) if should_stop is not None else False
         on_schedule = it % t.eval_interval == 0 or it >= max_iters
         if (on_schedule or user_stop) and it != last_eval_iter:
-            losses = evaluate(model, batches, device, eval_dtype)
+            losses = evaluate(model, batches, device, eval_dtype, token_bytes, val_seen)
             tokens_seen = it * tokens_per_iter
             row = {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"],
                    "gap": losses["val"] - losses["train"], "lr": lr_at(min(it, max_iters - 1), t, max_iters),
                    "tokens_seen": tokens_seen, "epochs": tokens_seen / n_train,
-                   "elapsed_s": round(time.time() - t0, 3)}
+                   "elapsed_s": round(time.time() - t0, 3), "train_loss_se": losses["train_se"],
+                   "val_loss_se": losses["val_se"], "train_bpb": losses["train_bpb"], "val_bpb": losses["val_bpb"],
+                   "val_loss_seen": losses.get("val_loss_seen", math.nan),
+                   "val_loss_unseen": losses.get("val_loss_unseen", math.nan)}
             history.append(row)
             last_eval_iter = it
             atomic_write_text(run_dir / "history.csv", history_csv(history))
@@ -254,7 +296,7 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
             if on_schedule:
                 scheduled.append(row)
                 if row["val_loss"] < best_val - t.min_delta:
-                    best_val, best_iter, bad_evals = row["val_loss"], it, 0
+                    best_val, best_iter, bad_evals, best_row = row["val_loss"], it, 0, row
                     save_checkpoint(best_path, state(it))
                 else:
                     bad_evals += 1
@@ -291,10 +333,13 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
     metrics = {
         "best_val_loss": best_val if math.isfinite(best_val) else None, "best_iter": best_iter,
         "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"], "final_gap": last["gap"],
+        "best_val_bpb": _finite(best_row.get("val_bpb")), "final_val_bpb": _finite(last["val_bpb"]),
+        "final_train_bpb": _finite(last["train_bpb"]),
         "best_val_perplexity": perplexity(best_val), "final_val_perplexity": perplexity(last["val_loss"]),
         "final_train_perplexity": perplexity(last["train_loss"]),
         "params": counts, "train_tokens": n_train, "val_tokens": n_val,
-        "tokens_per_param": n_train / max(1, counts["non_embedding"]),
+        "tokens_per_param_total": n_train / max(1, counts["total"]),
+        "tokens_per_param_non_emb": n_train / max(1, counts["non_embedding"]),
         "epochs": tokens_trained / n_train, "iters": it, "max_iters": max_iters, "tokens_per_iter": tokens_per_iter,
         "wall_time_s": round(time.time() - t0, 3), "train_time_s": round(train_seconds, 3),
         "tokens_per_s": tokens_trained / train_seconds if train_seconds > 0 else None,
@@ -303,6 +348,11 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
         "threads": torch.get_num_threads(),
         "stop_reason": stop_reason,
         "corpus_fingerprint": data.corpus.fingerprint,
+        "val_fingerprint": getattr(data, "val_fingerprint", "") or None,
+        "val_text_fingerprint": getattr(data, "val_text_fingerprint", "") or None,
+        "val_unseen_token_share": getattr(data, "val_unseen_token_share", None),
+        "val_unseen_byte_share": getattr(data, "val_unseen_byte_share", None),
+        "tokenizer": getattr(getattr(data, "tokenizer", None), "name", None),
         "vocab_size": vocab_size, "vocab_size_original": int(data.vocab_size_original), "versions": versions(),
     }
     update_json(run_dir / "metrics.json", metrics)

@@ -25,7 +25,12 @@ PathLike = Union[str, Path]
 
 GLOSSARY = (
     ("params_non_embedding", "parameters outside the token/position embeddings (Kaplan's N)"),
-    ("tokens_per_param", "training tokens per non-embedding parameter"),
+    ("tokens_per_param_total", "training tokens per parameter, embeddings included (Chinchilla's convention)"),
+    ("tokens_per_param_non_emb", "training tokens per non-embedding parameter (Kaplan's N)"),
+    ("best_val_bpb / final_val_bpb", "val loss in bits per UTF-8 byte of the scored text: comparable across tokenizers"),
+    ("val_fingerprint", "which val set (its text and the vocabulary it is scored over): nats per token compare only "
+                        "between equal fingerprints"),
+    ("val_unseen_token_share", "share of val tokens whose id never occurs in the training split"),
     ("epochs", "passes over the training split"),
     ("best_val / best_iter", "lowest validation loss (nats/token) and the iteration it was measured at"),
     ("final_gap", "final validation loss minus final training loss (nats)"),

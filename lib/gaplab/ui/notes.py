@@ -4,11 +4,13 @@ including seed 003's three findings checked against the study's phases."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 
+from ..files import read_json
 from ..measure import scaling
 from ..measure.references import (CHINCHILLA_TOKENS_PER_PARAM, SOURCES, chinchilla_tokens, kaplan_overfit_min_tokens,
                                   load_seed_reference)
@@ -88,21 +90,128 @@ def seed_findings_sentences(findings: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _bpb(v: Any) -> str:
+    return f"{float(v):.3f} bits/byte" if pd.notna(v) else "no bits per byte recorded"
+
+
+def _lowest(rows: pd.DataFrame, col: str) -> Optional[pd.Series]:
+    vals = _num(rows[col]) if col in rows else np.full(len(rows), np.nan)
+    return rows.iloc[int(np.nanargmin(vals))] if np.isfinite(vals).any() else None
+
+
+def ranking_notes(done: pd.DataFrame) -> list[str]:
+    """Which phase is best, said only where the losses compare.
+
+    A loss in nats per token compares only between phases scored on the same validation text over the same
+    vocabulary (equal ``val_fingerprint``).  Across vocabularies on the same text, bits per byte compare
+    (equal ``val_text_fingerprint``).  Across different validation texts even bits per byte mix model
+    quality with the difficulty of the text held out, and the note says so.
+    """
+    if "val_fingerprint" not in done or done["val_fingerprint"].isna().all():
+        vocabs = sorted(set(_num(done["vocab_size"])[np.isfinite(_num(done["vocab_size"]))])) if "vocab_size" in done else []
+        if len(vocabs) > 1:
+            return [f"These phases predict over different vocabularies ({', '.join(_fmt_int(v) for v in vocabs)} ids) "
+                    "and record no validation-set fingerprint, so their losses are not ranked: a smaller vocabulary "
+                    "makes each guess easier. Re-run them with this gaplab to get bits per byte."]
+        best = _lowest(done, "best_val")
+        return [f"Lowest val loss: {best['phase']} with {best['best_val']:.3f} nats per token "
+                f"(perplexity {math.exp(min(best['best_val'], 700)):.1f}) at iter {best['best_iter']}; these phases "
+                "record no validation-set fingerprint, so check that they were scored on the same val set."]
+    groups = {fp: rows for fp, rows in done.groupby("val_fingerprint", sort=False, dropna=False)}
+    if len(groups) == 1:
+        best = _lowest(done, "best_val")
+        return [f"All {len(done)} phases are scored on one validation set ({done['val_tokens'].iloc[0]:,} tokens, "
+                f"fingerprint {str(done['val_fingerprint'].iloc[0])[:8]}), so their losses compare. Lowest val loss: "
+                f"{best['phase']} with {best['best_val']:.3f} nats per token ({_bpb(best.get('best_val_bpb'))}, "
+                f"perplexity {math.exp(min(best['best_val'], 700)):.1f}) at iter {best['best_iter']}."]
+    notes = [f"These {len(done)} phases are scored on {len(groups)} different validation sets (text or vocabulary "
+             "differ), so their losses in nats per token are not compared across sets."]
+    for fp, rows in groups.items():
+        if len(rows) > 1:
+            best = _lowest(rows, "best_val")
+            notes.append(f"Within one validation set ({', '.join(rows['phase'])}): lowest val loss {best['phase']} "
+                         f"with {best['best_val']:.3f} nats per token at iter {best['best_iter']}.")
+    best = _lowest(done, "best_val_bpb")
+    if best is None:
+        return notes + ["No bits per byte are recorded, so nothing is ranked across validation sets."]
+    same_text = "val_text_fingerprint" in done and done["val_text_fingerprint"].nunique(dropna=True) == 1
+    caveat = ("the same validation text over different vocabularies, so bits per byte compare directly" if same_text
+              else "different validation texts: bits per byte remove the tokenizer, but a difference still mixes "
+                   "the model with how hard the held-out text is")
+    ranked = done.assign(_b=_num(done["best_val_bpb"])).sort_values("_b")
+    order = ", ".join(f"{r['phase']} {r['_b']:.3f}" for _, r in ranked.iterrows() if np.isfinite(r["_b"]))
+    notes.append(f"Across validation sets, in bits per byte ({caveat}): {order}; lowest {best['phase']}.")
+    return notes
+
+
+#: a val split whose source mix differs from train's by this share of tokens (or more) is called shifted
+SHIFT_SHARE = 0.25
+#: a val split with this share (or more) of tokens never seen in training is called shifted
+UNSEEN_SHARE = 0.10
+
+
+def shift_note(phase: str, report: Mapping[str, Any], unseen: Optional[float]) -> Optional[str]:
+    """A sentence when a phase's val split is not drawn from its training distribution, else None.
+
+    ``report`` is the phase's data_report.json (its ``split.sources``: tokens per source in train and val);
+    ``unseen`` the share of val tokens whose id never occurs in training.
+    """
+    sources = ((report or {}).get("split") or {}).get("sources") or []
+    train_total = sum(int(s.get("train_tokens", 0)) for s in sources)
+    val_total = sum(int(s.get("val_tokens", 0)) for s in sources)
+    parts, shifted = [], False
+    if train_total and val_total and len(sources) > 1:
+        mix = [(s["source"], s["train_tokens"] / train_total, s["val_tokens"] / val_total) for s in sources]
+        if max(abs(v - tr) for _, tr, v in mix) >= SHIFT_SHARE:
+            shifted = True
+            def share(i):
+                return ", ".join(f"{m[i]:.0%} {m[0]}" for m in sorted(mix, key=lambda m: -m[i]) if m[i] >= 0.005)
+            parts.append(f"val is {share(2)}, train {share(1)}")
+    if unseen is not None and unseen >= UNSEEN_SHARE:
+        shifted = True
+        parts.append(f"{unseen:.0%} of val tokens never occur in training")
+    if not shifted:
+        return None
+    return (f"{phase}: {'; '.join(parts)}. Its val loss measures that distribution shift as much as overfitting; "
+            "draw train and val from one distribution (data.split: chunks or documents) to measure overfitting alone.")
+
+
+def corpus_note(sdir: Path, done: pd.DataFrame) -> Optional[str]:
+    """Our corpus's statistics beside seed 003's (files, GPT-2 tokens, distinct tokens, functions), for a
+    standard-library study; None for other sources."""
+    import yaml
+
+    from ..data.corpus import stdlib_files
+    from ..data.slices import python_corpus_stats, stats_beside_seed
+    from ..data.tokenizer import TokenizerError, get_tokenizer
+
+    params_path = sdir / str(done["phase"].iloc[0]) / "params.yaml"
+    try:
+        data = (yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}).get("data") or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    if data.get("source") != "stdlib" or not data.get("packages"):
+        return None
+    try:
+        tok = get_tokenizer("gpt2")
+    except TokenizerError:
+        return None
+    texts = [p.read_text(encoding="utf-8", errors="replace") for _, p in stdlib_files(list(data["packages"]))]
+    return stats_beside_seed(python_corpus_stats(texts, tok), "+".join(data["packages"]))
+
+
 def compare_notes(study_dir: PathLike, table: pd.DataFrame, study: Optional[str] = None) -> list[str]:
     """Plain-language notes for the report: best phase, onsets, data needs (Chinchilla, Kaplan), fit, seed caveats."""
     notes: list[str] = []
     done = done_rows(table)
     if done.empty:
         return ["No phase finished, so there is nothing to compare yet."]
-    best = done.iloc[int(np.nanargmin(_num(done["best_val"])))]
-    notes.append(f"Lowest val loss: {best['phase']} with {best['best_val']:.3f} nats "
-                 f"(perplexity {math.exp(min(best['best_val'], 700)):.1f}) at iter {best['best_iter']}.")
-    vocabs = set(_num(done["vocab_size"])[np.isfinite(_num(done["vocab_size"]))]) if "vocab_size" in done else set()
-    if len(vocabs) > 1:
-        notes.append(f"Caution: these phases predict over different vocabularies ({', '.join(_fmt_int(v) for v in sorted(vocabs))} "
-                     "ids), so their losses are not directly comparable: a smaller vocabulary makes each guess "
-                     "easier, and with tokenizer.compact every val token unseen in train counts as one unknown id. "
-                     "Compare gaps and curve shapes across phases; compare loss values only between equal vocabularies.")
+    notes.extend(ranking_notes(done))
+    for _, r in done.iterrows():
+        note = shift_note(str(r["phase"]), read_json(Path(study_dir) / str(r["phase"]) / "data_report.json", {}) or {},
+                          finite_or_none(r.get("val_unseen_token_share")))
+        if note:
+            notes.append(note)
     for _, r in done.iterrows():
         fv, bv = r.get("final_val"), r.get("best_val")
         if pd.notna(r.get("onset_iter")):
@@ -135,6 +244,9 @@ def compare_notes(study_dir: PathLike, table: pd.DataFrame, study: Optional[str]
         ref = load_seed_reference()
         notes.append("Seed 003's figures are its own, reported on its ChromaDB code corpus; this study reproduces its "
                      "settings on a different corpus, so compare the shape of the journey, not the digits.")
+        corpus = corpus_note(Path(study_dir), done)
+        if corpus:
+            notes.append(corpus)
         notes.extend(seed_findings_sentences(seed_findings(table)))
         for _, r in ref[ref["note"] != ""].iterrows():
             notes.append(f"Seed 003, {r['phase']}: {r['note']}.")

@@ -29,7 +29,8 @@ from ..data.split import val_token_count
 from ..schema import ModelConfig
 from ..errors import Problem, StudyError
 from ..files import atomic_write_text
-from ..measure.references import CHINCHILLA_TOKENS_PER_PARAM, REPEAT_EXHAUSTED_EPOCHS, REPEAT_SAFE_EPOCHS
+from ..measure.references import (CHINCHILLA_TOKENS_PER_PARAM, REPEAT_EXHAUSTED_EPOCHS, REPEAT_SAFE_EPOCHS, SOURCES,
+                                  chinchilla_tokens, kaplan_overfit_min_tokens)
 
 #: Corpus choices: stdlib packages read in this order (see :mod:`gaplab.data.corpus`).
 CORPORA: dict[str, list[str]] = {
@@ -226,9 +227,10 @@ class Risk:
 def predict_risk(tokens_per_param: float, epochs: float, iters: int) -> Risk:
     """A one-line prediction of the run's regime from three numbers known before training.
 
-    ``tokens_per_param`` is training tokens per non-embedding parameter,
-    ``epochs`` the passes the run makes over the training split, ``iters`` its
-    optimizer steps.  The first rule that holds wins:
+    ``tokens_per_param`` is training tokens per parameter, all parameters
+    counted (embeddings included), as Hoffmann et al. 2022 count them for
+    their ~20; ``epochs`` the passes the run makes over the training split,
+    ``iters`` its optimizer steps.  The first rule that holds wins:
 
     1. **overfitting-high**: at least 16 epochs and fewer than 20 tokens per
        parameter.  The model sees the same tokens so often that repeating
@@ -247,7 +249,7 @@ def predict_risk(tokens_per_param: float, epochs: float, iters: int) -> Risk:
     and the data itself move the real curves.  Every number used is in the text.
     """
     tpp, ep = float(tokens_per_param), float(epochs)
-    nums = f"{_num(tpp)} tokens/param (Chinchilla ~20) and {_num(ep)} epochs"
+    nums = f"{_num(tpp)} tokens per parameter (all counted; Chinchilla ~{CHINCHILLA_TOKENS_PER_PARAM:g}) and {_num(ep)} epochs"
     if ep >= REPEAT_EXHAUSTED_EPOCHS and tpp < CHINCHILLA_TOKENS_PER_PARAM:
         return Risk("overfitting-high", f"High risk of overfitting: {nums}. The model sees each training token "
                                         f"{_num(ep)} times with parameters to spare; expect train loss to keep "
@@ -271,8 +273,10 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
     (:func:`gaplab.model.gpt.count_params`; embedding = token + position
     embeddings, Kaplan et al. 2020), ``embedding_share``, ``vocab_size``,
     ``corpus_tokens``, ``train_tokens``, ``val_tokens``, ``tokens_per_param``
-    (train tokens per non-embedding parameter), ``chinchilla_tokens`` (20 x
-    non-embedding parameters, Hoffmann et al. 2022), ``tokens_per_iter``
+    (train tokens per parameter, all counted: Hoffmann et al. 2022's convention),
+    ``tokens_per_param_non_emb`` (per non-embedding parameter: Kaplan et al. 2020's N),
+    ``chinchilla_tokens`` (20 x all parameters), ``kaplan_tokens`` (Kaplan's bound
+    for the non-embedding parameters), ``tokens_per_iter``
     (batch x block), ``iters``, ``tokens_seen``, ``epochs`` (iters x batch x
     block / train tokens), ``risk`` and ``prediction`` (:func:`predict_risk`),
     ``embedding_note`` and ``problems`` (what the config's cross-checks or
@@ -296,7 +300,7 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
     share = counts["embedding"] / counts["total"]
     tokens_per_iter = s.batch_size * s.block_size
     tokens_seen = s.max_iters * tokens_per_iter
-    tpp = n_train / max(1, non_emb)
+    tpp = n_train / max(1, counts["total"])
     epochs = tokens_seen / max(1, n_train)
     risk = predict_risk(tpp, epochs, s.max_iters)
 
@@ -308,8 +312,9 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
     note = ""
     if share >= EMBEDDING_NOTE_SHARE:
         note = (f"{share:.0%} of the parameters are embeddings ({vocab:,} vocabulary rows x {s.n_embd} + "
-                f"{s.block_size} positions x {s.n_embd}); the tokens/param rule counts only the "
-                f"{non_emb:,} non-embedding parameters.")
+                f"{s.block_size} positions x {s.n_embd}). Chinchilla's ~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens per "
+                f"parameter counts them all; Kaplan's data bound counts only the {non_emb:,} non-embedding "
+                f"parameters, the ones that model the text.")
         if s.tokenizer == "gpt2" and not s.compact:
             used = stats.compact_vocab(n_train) - 1
             note += (f" Only {used:,} of GPT-2's {vocab:,} tokens occur in the training split; "
@@ -318,7 +323,9 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
         "params_total": counts["total"], "params_embedding": counts["embedding"], "params_non_embedding": non_emb,
         "embedding_share": share, "vocab_size": vocab, "corpus": s.corpus, "corpus_tokens": stats.tokens,
         "train_tokens": n_train, "val_tokens": n_val, "tokens_per_param": tpp,
-        "chinchilla_tokens": CHINCHILLA_TOKENS_PER_PARAM * non_emb, "tokens_per_iter": tokens_per_iter,
+        "tokens_per_param_non_emb": n_train / max(1, non_emb),
+        "chinchilla_tokens": chinchilla_tokens(counts["total"]), "kaplan_tokens": kaplan_overfit_min_tokens(max(1, non_emb)),
+        "tokens_per_iter": tokens_per_iter,
         "iters": s.max_iters, "tokens_seen": tokens_seen, "epochs": epochs, "risk": risk.category,
         "prediction": risk.text, "embedding_note": note, "problems": problems,
     }
@@ -348,8 +355,11 @@ def readout_html(r: dict[str, Any]) -> str:
         ("vocabulary", f"{r['vocab_size']:,} ids"),
         ("data", f"{r['train_tokens']:,} train + {r['val_tokens']:,} val tokens "
                  f"(corpus {escape(r['corpus'])}: {r['corpus_tokens']:,} tokens)"),
-        ("tokens / param", f"{_num(r['tokens_per_param'])} train tokens per non-embedding parameter "
-                           f"(Chinchilla ~20, Hoffmann et al. 2022: {r['chinchilla_tokens']:,.0f} tokens)"),
+        ("tokens / param", f"{_num(r['tokens_per_param'])} train tokens per parameter, all counted "
+                           f"(Chinchilla ~{CHINCHILLA_TOKENS_PER_PARAM:g}, {SOURCES['chinchilla'].authors}: "
+                           f"{r['chinchilla_tokens']:,.0f} tokens); {_num(r['tokens_per_param_non_emb'])} per "
+                           f"non-embedding parameter ({SOURCES['kaplan'].authors}'s bound asks for "
+                           f"{r['kaplan_tokens']:,.0f} tokens)"),
         ("epochs", f"{_num(r['epochs'])} = {r['iters']:,} iters x {r['tokens_per_iter']:,} tokens / "
                    f"{r['train_tokens']:,} train tokens"),
     ]

@@ -159,6 +159,13 @@ def loss_curves(history: pd.DataFrame, analysis: Optional[Mapping[str, Any]], ou
         keep = it > 0 if logx else np.ones_like(it, dtype=bool)
         axis.plot(it[keep], tr[keep], color="C0", marker=".", label="train loss")
         axis.plot(it[keep], va[keep], color="C1", marker=".", label="val loss")
+        if "val_se" not in a and "val_loss_se" in h.columns and np.nanmax(_num(h["val_loss_se"])) > 0:
+            se = _num(h["val_loss_se"])[keep]
+            axis.fill_between(it[keep], va[keep] - 2 * se, va[keep] + 2 * se, color="C1", alpha=0.15, lw=0,
+                              label="val ± 2 standard errors of the eval")
+        if "val_loss_unseen" in h.columns and np.isfinite(_num(h["val_loss_unseen"])).any():
+            axis.plot(it[keep], _num(h["val_loss_seen"])[keep], color="C1", ls="--", lw=1,
+                      label="val, only tokens seen in training")
         if best_iter is not None and best_val is not None and (not logx or best_iter > 0):
             axis.plot([best_iter], [best_val], marker="*", ms=14, color="C3", ls="none",
                       label=f"best val {best_val:.3f} @ iter {best_iter}")

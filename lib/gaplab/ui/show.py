@@ -167,10 +167,15 @@ def training_summary(run_dir) -> pd.DataFrame:
         "vocabulary (model / tokenizer)": f"{m.get('vocab_size')} / {m.get('vocab_size_original')}",
         "train tokens": m.get("train_tokens"),
         "val tokens": m.get("val_tokens"),
-        "tokens per non-embedding parameter": m.get("tokens_per_param"),
+        "tokens per parameter (all counted, as Chinchilla's ~20)": m.get("tokens_per_param_total"),
+        "tokens per non-embedding parameter (Kaplan's N)": m.get("tokens_per_param_non_emb"),
         "epochs over the train split": m.get("epochs"),
         "iterations": m.get("iters"),
-        "best val loss (iter)": f"{m.get('best_val_loss', float('nan')):.4f} ({m.get('best_iter')})",
+        "best val loss (iter)": f"{m.get('best_val_loss', float('nan')):.4f} nats/token ({m.get('best_iter')})",
+        "best val loss in bits per byte": m.get("best_val_bpb"),
+        "val tokens never seen in training": (f"{m['val_unseen_token_share']:.1%}"
+                                              if m.get("val_unseen_token_share") is not None else None),
+        "val set (fingerprint of its text and vocabulary)": m.get("val_fingerprint"),
         "final train / val loss": f"{m.get('final_train_loss', float('nan')):.4f} / {m.get('final_val_loss', float('nan')):.4f}",
         "final gap (val - train)": m.get("final_gap"),
         "wall time (s)": m.get("wall_time_s"),
@@ -187,6 +192,13 @@ def training_summary(run_dir) -> pd.DataFrame:
 def analysis(a: dict[str, Any]) -> None:
     _md(f"**Verdict: {a.get('verdict', '?')}.** {a.get('reason', '')}")
     _kv(a, "analysis")
+
+
+def seen_unseen(run_dir) -> None:
+    """The val loss on tokens seen in training and on tokens never seen (``metrics.json['val_seen_unseen']``)."""
+    s = (read_json(Path(run_dir) / "metrics.json", {}) or {}).get("val_seen_unseen")
+    if s:
+        _md(f"**Val tokens never seen in training.** {s['summary']}")
 
 
 def loss_figure(run_dir) -> None:

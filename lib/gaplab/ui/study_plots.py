@@ -20,40 +20,80 @@ from ..measure import scaling
 from ..measure.references import CHINCHILLA_NOTE, CHINCHILLA_TOKENS_PER_PARAM, KAPLAN_NOTE, MUENNIGHOFF_NOTE, REPEAT_SAFE_EPOCHS
 from .plots import PathLike, VERDICT_COLORS, _done, _figure, _fmt_int, _label_points, _need_columns, _num, _reference_line_log_x, _save
 
+# --------------------------------------------------------------------------- units
+#: per unit: the history columns (val, train), the table columns (best, final) and the axis label
+UNITS = {
+    "nats": ("val_loss", "train_loss", "best_val", "final_val", "loss (nats per token)"),
+    "bpb": ("val_bpb", "train_bpb", "best_val_bpb", "final_val_bpb", "loss (bits per byte)"),
+}
+
+
+def comparable_unit(table: pd.DataFrame) -> tuple[str, str]:
+    """The unit in which a study's losses compare, and a line saying why (drawn on the figure).
+
+    Nats per token when every finished phase is scored on one validation set (same text, same
+    vocabulary); else bits per byte, which no tokenizer changes, when the phases recorded it.
+    """
+    done = done_rows(table)
+    fps = done["val_fingerprint"].dropna() if "val_fingerprint" in done else pd.Series(dtype=object)
+    if fps.nunique() <= 1 and len(fps) == len(done):
+        return "nats", "all phases scored on one validation set: nats per token compare"
+    if "best_val_bpb" in done and np.isfinite(_num(done["best_val_bpb"])).all():
+        same = "val_text_fingerprint" in done and done["val_text_fingerprint"].nunique(dropna=True) == 1
+        why = "one val text over different vocabularies" if same else "phases scored on different validation sets"
+        return "bpb", f"{why}: shown in bits per byte (nats per token would not compare)"
+    return "nats", "CAUTION: phases scored on different validation sets; these nats per token do not compare"
+
+
+def _unit_note(fig: Figure, text: str) -> None:
+    fig.text(0.01, 0.005, text, fontsize=8, color="0.35", ha="left", va="bottom")
+
+
 # --------------------------------------------------------------------------- a study
 def compare_val_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike,
-                       name: str = "compare_val_curves") -> Figure:
-    """Every phase's val loss (solid) and train loss (dotted) against iterations and against tokens seen."""
+                       name: str = "compare_val_curves", unit: str = "nats", note: str = "") -> Figure:
+    """Every phase's val loss (solid) and train loss (dotted) against iterations and against tokens seen.
+
+    ``unit``: ``nats`` or ``bpb`` (:func:`comparable_unit` picks the one in which the phases compare).
+    """
     if not histories:
         raise ValueError("compare_val_curves: no histories given (a dict phase -> history DataFrame)")
+    vcol, tcol, _, _, label = UNITS[unit]
     fig, (ax, tax) = _figure(1, 2, (14, 4.8))
     for i, (phase, hist) in enumerate(histories.items()):
         h = finite_history(hist)
+        if vcol not in h.columns:
+            continue
         color = f"C{i % 10}"
         it = _num(h["iter"])
-        ax.plot(it, _num(h["val_loss"]), color=color, lw=1.8, label=f"{phase} val")
-        ax.plot(it, _num(h["train_loss"]), color=color, lw=1, ls=":", alpha=0.8)
+        ax.plot(it, _num(h[vcol]), color=color, lw=1.8, label=f"{phase} val")
+        ax.plot(it, _num(h[tcol]), color=color, lw=1, ls=":", alpha=0.8)
         if "tokens_seen" in h.columns:
             seen = _num(h["tokens_seen"])
             pos = seen > 0
-            tax.plot(seen[pos], _num(h["val_loss"])[pos], color=color, lw=1.8, label=f"{phase} val")
-            tax.plot(seen[pos], _num(h["train_loss"])[pos], color=color, lw=1, ls=":", alpha=0.8)
+            tax.plot(seen[pos], _num(h[vcol])[pos], color=color, lw=1.8, label=f"{phase} val")
+            tax.plot(seen[pos], _num(h[tcol])[pos], color=color, lw=1, ls=":", alpha=0.8)
     ax.set_xlabel("iteration")
     tax.set_xscale("log")
     tax.set_xlabel("training tokens seen (log scale)")
     for axis in (ax, tax):
-        axis.set_ylabel("loss (nats/token); dotted = train")
+        axis.set_ylabel(f"{label}; dotted = train")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     ax.set_title("val loss by iteration")
     tax.set_title("val loss by tokens seen (compares runs with different batch sizes)")
+    if note:
+        _unit_note(fig, note)
     return _save(fig, out_dir, name)
 
 
 def gap_vs_tokens_per_param(table: pd.DataFrame, out_dir: PathLike, name: str = "gap_vs_tokens_per_param") -> Figure:
-    """Final gap against training tokens per non-embedding parameter (log-x), with Chinchilla's ~20 line."""
+    """Final gap against training tokens per parameter, all counted (log-x), with Chinchilla's ~20 line.
+
+    Hoffmann et al. 2022 count every parameter, embeddings included, for their ~20; so does the x-axis.
+    """
     done = _done(table, "gap_vs_tokens_per_param")
-    x, y = _num(done["tokens_per_param"]), _num(done["final_gap"])
+    x, y = _num(done["tokens_per_param_total"]), _num(done["final_gap"])
     verdicts = done["verdict"].tolist() if "verdict" in done else [None] * len(done)
     fig, (ax,) = _figure(1, 1, (8, 5))
     for v in dict.fromkeys(verdicts):
@@ -62,7 +102,7 @@ def gap_vs_tokens_per_param(table: pd.DataFrame, out_dir: PathLike, name: str = 
     _label_points(ax, x, y, done["phase"])
     _reference_line_log_x(ax, x, CHINCHILLA_TOKENS_PER_PARAM, CHINCHILLA_NOTE, top=True, pad=(3, 3))
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_xlabel("training tokens per non-embedding parameter (log scale)")
+    ax.set_xlabel("training tokens per parameter, embeddings included (log scale)")
     ax.set_ylabel("final gap = val − train (nats)")
     ax.set_title("more data per parameter → smaller gap")
     ax.grid(alpha=0.3, which="both")
@@ -70,10 +110,12 @@ def gap_vs_tokens_per_param(table: pd.DataFrame, out_dir: PathLike, name: str = 
     return _save(fig, out_dir, name)
 
 
-def best_val_vs_train_tokens(table: pd.DataFrame, out_dir: PathLike, name: str = "best_val_vs_train_tokens") -> Figure:
+def best_val_vs_train_tokens(table: pd.DataFrame, out_dir: PathLike, name: str = "best_val_vs_train_tokens",
+                             unit: str = "nats", note: str = "") -> Figure:
     """Best (filled) and final (hollow) val loss against the number of training tokens, log-x."""
     done = _done(table, "best_val_vs_train_tokens")
-    x, best, final = _num(done["train_tokens"]), _num(done["best_val"]), _num(done["final_val"])
+    _, _, bcol, fcol, label = UNITS[unit]
+    x, best, final = _num(done["train_tokens"]), _num(done[bcol]), _num(done[fcol])
     params = _num(done["params_non_embedding"]) if "params_non_embedding" in done else np.full(len(done), np.nan)
     fig, (ax,) = _figure(1, 1, (8, 5))
     sc = ax.scatter(x, best, c=np.log10(np.where(params > 0, params, np.nan)), cmap="viridis", s=60, zorder=3,
@@ -88,10 +130,12 @@ def best_val_vs_train_tokens(table: pd.DataFrame, out_dir: PathLike, name: str =
         cb.set_label("log10(non-embedding parameters)")
     ax.set_xscale("log")
     ax.set_xlabel("training tokens (log scale)")
-    ax.set_ylabel("val loss (nats/token)")
+    ax.set_ylabel(f"val {label}")
     ax.set_title("best val loss vs data; a grey bar = val loss lost after the best eval")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    if note:
+        _unit_note(fig, note)
     return _save(fig, out_dir, name)
 
 
@@ -280,11 +324,12 @@ def compare_figures(study_dir: PathLike, table: pd.DataFrame, phases: list[str],
     for phase in phases:
         if phase in set(done["phase"]) and (sdir / phase / "history.csv").exists():
             histories[phase] = load_history(sdir / phase)
+    unit, why = comparable_unit(table)
     if histories:
-        compare_val_curves(histories, out)
+        compare_val_curves(histories, out, unit=unit, note=why)
         made += _paths(out, "compare_val_curves")
     gap_vs_tokens_per_param(table, out)
-    best_val_vs_train_tokens(table, out)
+    best_val_vs_train_tokens(table, out, unit=unit, note=why)
     made += _paths(out, "gap_vs_tokens_per_param") + _paths(out, "best_val_vs_train_tokens")
     if np.isfinite(_num(done["epochs"])).any():
         loss_vs_epochs(table, out)
