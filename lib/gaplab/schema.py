@@ -15,6 +15,10 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 SECTIONS = ("data", "tokenizer", "model", "train", "sample")
+#: every top-level key of a phase: the sections and ``replicates``
+PHASE_KEYS = SECTIONS + ("replicates",)
+#: the most training seeds one phase may run
+MAX_REPLICATES = 16
 
 
 #: Names of the data checks that ``data.checks`` and ``data.fail_on`` may use.
@@ -146,6 +150,9 @@ class PhaseParams(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
+    #: train the phase with this many training seeds (train.seed, train.seed + 1, ...): the same data and
+    #: split, other initial weights and batch order; see gaplab.train.replicates
+    replicates: int = Field(1, ge=1, le=MAX_REPLICATES)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

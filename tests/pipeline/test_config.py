@@ -43,7 +43,8 @@ def test_phases_are_ordered_and_merged(tmp_path):
     b = study.phase("b").params
     assert b.model.n_embd == 64 and b.model.n_layer == 1 and b.data.max_tokens == 3000
     resolved = study.phase("a").resolved("t", "/x")
-    assert set(resolved) == {"study", "phase", "run_dir", "data", "tokenizer", "model", "train", "sample"}
+    assert set(resolved) == {"study", "phase", "run_dir", "data", "tokenizer", "model", "train", "sample", "replicates"}
+    assert resolved["replicates"] == 1
     assert resolved["train"]["batch_size"] == 8  # defaults filled in
 
 
@@ -88,6 +89,8 @@ BAD = [
     ("defaults:\n  data: {fail_on: [templatd]}\n", "data.fail_on", "templatd", "did you mean 'templated'"),
     ("defaults:\n  model: {size: huge}\n", "model.size", "huge", "unknown model size"),
     ("defaults:\n  train: {dtype: fp8}\n", "train.dtype", "fp8", "'auto', 'fp32', 'bf16' or 'fp16'"),
+    ("defaults:\n  replicates: 0\n", "replicates", "0", "greater than or equal to 1"),
+    ("defaults:\n  replicate: 3\n", "replicate", "3", "did you mean 'replicates'"),
     # a removed key says why it went and what to do
     ("defaults:\n  train: {max_iters: 10, restore_best: true}\n", "train.restore_best", "True", "ckpt/best.pt"),
 ]

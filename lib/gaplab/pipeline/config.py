@@ -20,7 +20,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from ..schema import CHECK_NAMES, NAMED_SIZES, PhaseParams, SECTIONS, TIKTOKEN_NAMES, SECTION_MODELS
+from ..schema import CHECK_NAMES, NAMED_SIZES, PHASE_KEYS, SECTION_MODELS, SECTIONS, TIKTOKEN_NAMES, PhaseParams
 from ..errors import MISSING, Problem, StudyError
 
 TOP_LEVEL_KEYS = ("study", "description", "extends", "defaults", "phases", "grid", "sizes")
@@ -195,7 +195,7 @@ def _pydantic_problems(err: ValidationError, raw: dict, file: str, phase: str) -
             if key in REMOVED_KEYS:
                 msg = REMOVED_KEYS[key]
             elif len(loc) == 1:
-                msg = "unknown section; allowed: " + ", ".join(SECTIONS) + _did_you_mean(loc[0], SECTIONS)
+                msg = "unknown section; allowed: " + ", ".join(PHASE_KEYS) + _did_you_mean(loc[0], PHASE_KEYS)
             elif model is not None and len(loc) == 2:
                 msg = (f"unknown key in {section}" + _did_you_mean(loc[-1], model.model_fields)
                        + f" (allowed keys: {', '.join(model.model_fields)})")
@@ -451,7 +451,7 @@ def load_study(path: Union[str, Path]) -> Study:
 
 def phase_from_dict(params: dict[str, Any]) -> PhaseParams:
     """Rebuild validated phase params from a resolved dict (e.g. papermill's injected variables)."""
-    raw = {k: params[k] for k in SECTIONS if k in params}
+    raw = {k: params[k] for k in PHASE_KEYS if k in params}
     parsed, problems = validate_phase(raw, params.get("run_dir", "(parameters)"), params.get("phase", "?"))
     if problems or parsed is None:
         raise StudyError(problems)

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from ..schema import SECTIONS
+from ..schema import PHASE_KEYS
 from .config import phase_from_dict
-from ..files import atomic_write_json, atomic_write_yaml, read_json, update_json
+from ..files import atomic_write_json, atomic_write_text, atomic_write_yaml, read_json, update_json
 
 STAGES = ("01_inspect_data", "02_train", "03_loss_gap", "04_samples")
 
@@ -38,7 +38,7 @@ def run_dir_of(params: dict[str, Any]) -> Path:
 
 def collect(namespace: dict[str, Any]) -> dict[str, Any]:
     """The phase parameters from a notebook's globals (``study, phase, run_dir`` and the sections)."""
-    keys = ("study", "phase", "run_dir") + SECTIONS
+    keys = ("study", "phase", "run_dir") + PHASE_KEYS
     return {k: namespace[k] for k in keys if k in namespace}
 
 
@@ -96,9 +96,10 @@ def enforce_data_checks(report: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- 02
 def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_stop=None, resume: bool = False):
-    """Train the phase into ``run_dir`` (history.csv, metrics.json, ckpt/)."""
+    """Train the phase into ``run_dir`` (history.csv, metrics.json, ckpt/), and each further replicate into
+    ``run_dir/replicates/seed-<seed>/``; return replicate 0's metrics."""
     from ..data.split import prepare_data
-    from ..train.loop import train_phase
+    from ..train.replicates import train_replicates
 
     p = phase_params(params)
     _threads(p)
@@ -108,7 +109,9 @@ def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_st
     if report:  # 01_inspect_data ran here: training must not start on data that failed its fail_on checks
         enforce_data_checks(report)
     prep = prepare_data(p, params.get("phase", "?"), str(run_dir))
-    return train_phase(p, prep, run_dir, progress=progress, resume=resume, on_eval=on_eval, should_stop=should_stop)
+    runs = train_replicates(p, prep, run_dir, progress=progress, resume=resume, on_eval=on_eval,
+                            should_stop=should_stop)
+    return runs[0]
 
 
 def in_papermill() -> bool:
@@ -118,20 +121,39 @@ def in_papermill() -> bool:
 
 # --------------------------------------------------------------------------- 03
 def loss_gap(params: dict[str, Any]) -> dict[str, Any]:
-    """Analyse the curves: onset, verdict, perplexity; figures; ``metrics.json['analysis']``."""
-    from ..measure.curves import analyze_run
-    from ..train.history import load_history
-    from ..ui.plots import loss_curves
+    """Analyse the curves: onset, verdict, perplexity; figures; ``metrics.json['analysis']``.
 
+    With replicates, every replicate's own analysis goes into its ``metrics.json``; the phase's verdict is
+    that of the mean curve (``replicates/mean/history.csv``, whose noise is the spread over the seeds), and
+    ``metrics.json['replicates']`` holds each number's values, mean and std over the seeds.
+    """
+    from ..measure.curves import analyze_run
+    from ..measure.replicates import aggregate_histories, aggregate_metrics, replicate_folders
     from ..measure.unseen import seen_unseen_summary
+    from ..train.history import history_csv_frame, load_history
+    from ..ui.plots import loss_curves
 
     run_dir = run_dir_of(params)
     require(run_dir, "history.csv", "02_train")
-    analysis = analyze_run(run_dir)
+    folders = replicate_folders(run_dir)
+    runs = []
+    for folder in folders:
+        update_json(folder / "metrics.json", {"analysis": analyze_run(folder)})
+        runs.append(read_json(folder / "metrics.json", {}) or {})
     history = load_history(run_dir)
-    unseen = seen_unseen_summary(history, read_json(run_dir / "metrics.json", {}) or {})
-    update_json(run_dir / "metrics.json", {"analysis": analysis, "val_seen_unseen": unseen})
-    loss_curves(history, analysis, run_dir / "figures")
+    curve = history
+    if len(folders) > 1:
+        curve = aggregate_histories([load_history(f) for f in folders])
+        mean_dir = run_dir / "replicates" / "mean"
+        atomic_write_text(mean_dir / "history.csv", history_csv_frame(curve))
+        atomic_write_json(mean_dir / "metrics.json", {k: runs[0].get(k) for k in ("vocab_size", "stop_reason")})
+        analysis = dict(analyze_run(mean_dir), replicates=len(folders))
+    else:
+        analysis = runs[0]["analysis"]
+    unseen = seen_unseen_summary(history, runs[0])
+    update_json(run_dir / "metrics.json", {"analysis": analysis, "val_seen_unseen": unseen,
+                                           "replicates": aggregate_metrics(runs)})
+    loss_curves(curve, analysis, run_dir / "figures")
     return analysis
 
 

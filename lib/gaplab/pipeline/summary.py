@@ -23,6 +23,10 @@ JOURNEY_COLUMNS = (
     "phase", "state", "params_total", "params_non_embedding", "train_tokens", "tokens_per_param_total",
     "tokens_per_param_non_emb", "epochs", "best_val", "best_iter", "final_train", "final_val", "final_gap",
     "best_val_bpb", "final_val_bpb", "onset_iter", "wall_time_s", "tokens_per_s", "verdict", "stop_reason",
+    # replicates: the number of training seeds; with more than one, the numbers above are means over the
+    # seeds and these their spread (sample standard deviation) and the per-seed values
+    "replicates", "best_val_mean", "best_val_std", "final_gap_mean", "final_gap_std", "onset_iter_mean",
+    "onset_iter_std", "best_val_bpb_std", "best_val_values", "final_gap_values",
     # which losses compare: the val set (text + vocabulary), the val text alone, the tokenizer
     "val_fingerprint", "val_text_fingerprint", "tokenizer", "val_unseen_token_share",
     # extras: what the phase was (for grids and the report) and why it failed
@@ -31,7 +35,7 @@ JOURNEY_COLUMNS = (
 )
 
 
-_INT_COLUMNS = ("params_total", "params_non_embedding", "train_tokens", "best_iter", "onset_iter", "val_tokens",
+_INT_COLUMNS = ("replicates", "params_total", "params_non_embedding", "train_tokens", "best_iter", "onset_iter", "val_tokens",
                 "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "data_max_tokens", "max_iters")
 
 
@@ -118,12 +122,38 @@ def _phase_row(name: str, state: str, folder: Optional[Path], error: str) -> dic
     if isinstance(analysis, dict):
         row["onset_iter"] = analysis.get("onset_iter")
         row["verdict"] = analysis.get("verdict")
+    _replicate_columns(row, m.get("replicates"))
     samples = m.get("samples")
     if isinstance(samples, dict) and isinstance(samples.get("aggregate"), dict):
         for key, value in samples["aggregate"].items():
             if _scalar(value):
                 row[f"sample_{key}"] = value
     return row
+
+
+def _replicate_columns(row: dict[str, Any], agg: Any) -> None:
+    """Means and spreads over a phase's replicates (``metrics.json['replicates']``); one seed: its values."""
+    n = int(agg.get("n", 1)) if isinstance(agg, dict) else 1
+    row["replicates"] = n
+    pairs = (("best_val", "best_val_loss"), ("final_gap", "final_gap"), ("onset_iter", "onset_iter"),
+             ("best_val_bpb", "best_val_bpb"))
+    for col, key in pairs:
+        stats = (agg or {}).get(key) if isinstance(agg, dict) else None
+        if n > 1 and isinstance(stats, dict):
+            row[f"{col}_mean"] = stats.get("mean")
+            row[f"{col}_std"] = stats.get("std")
+            if col in ("best_val", "final_gap", "best_val_bpb") and stats.get("mean") is not None:
+                row[col] = stats["mean"]  # the phase's number is the mean over its seeds
+            if col in ("best_val", "final_gap"):
+                row[f"{col}_values"] = ";".join(f"{v:.6g}" for v in stats.get("values") or [] if v is not None)
+        elif col != "best_val_bpb":
+            row[f"{col}_mean"] = row.get(col)
+    if n > 1 and isinstance(agg, dict):
+        for col, key in (("final_train", "final_train_loss"), ("final_val", "final_val_loss"),
+                         ("final_val_bpb", "final_val_bpb")):
+            mean = (agg.get(key) or {}).get("mean")
+            if mean is not None:
+                row[col] = mean
 
 
 def journey_table(study_dir: PathLike, phase_names: list[str]) -> pd.DataFrame:
@@ -147,7 +177,8 @@ def journey_table(study_dir: PathLike, phase_names: list[str]) -> pd.DataFrame:
         table[col] = pd.to_numeric(table[col], errors="coerce").round().astype("Int64")
     for col in ("tokens_per_param_total", "tokens_per_param_non_emb", "epochs", "best_val", "final_train",
                 "final_val", "final_gap", "best_val_bpb", "final_val_bpb", "val_unseen_token_share", "wall_time_s",
-                "tokens_per_s", "learning_rate"):
+                "tokens_per_s", "learning_rate", "best_val_mean", "best_val_std", "final_gap_mean", "final_gap_std",
+                "onset_iter_mean", "onset_iter_std", "best_val_bpb_std"):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     return table
 

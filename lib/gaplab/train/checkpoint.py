@@ -70,7 +70,7 @@ class TrainState:
 #: iterations already trained did (``max_iters``/``epochs`` only with a constant learning rate, see
 #: :func:`resume_problems`)
 RESUMABLE_KEYS = ("train.max_iters", "train.epochs", "train.patience", "train.min_delta", "train.device",
-                  "train.threads", "train.compile", "train.save_every", "sample")
+                  "train.threads", "train.compile", "train.save_every", "sample", "replicates")
 
 
 def data_fingerprint(train: Any, val: Any) -> str:

@@ -38,6 +38,11 @@ def history_csv(history: list[dict]) -> str:
     return buf.getvalue()
 
 
+def history_csv_frame(frame: pd.DataFrame) -> str:
+    """CSV text of a history-like DataFrame (e.g. the replicates' aggregate), floats at full precision."""
+    return frame.to_csv(index=False, float_format="%.17g", lineterminator="\n")
+
+
 def load_history(run_dir: PathLike) -> pd.DataFrame:
     """Read ``run_dir/history.csv`` (one row per eval), sorted by ``iter``; ``gap`` filled in if absent."""
     path = Path(run_dir) / "history.csv"

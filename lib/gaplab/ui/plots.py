@@ -159,7 +159,12 @@ def loss_curves(history: pd.DataFrame, analysis: Optional[Mapping[str, Any]], ou
         keep = it > 0 if logx else np.ones_like(it, dtype=bool)
         axis.plot(it[keep], tr[keep], color="C0", marker=".", label="train loss")
         axis.plot(it[keep], va[keep], color="C1", marker=".", label="val loss")
-        if "val_se" not in a and "val_loss_se" in h.columns and np.nanmax(_num(h["val_loss_se"])) > 0:
+        n_seeds = int(_num(h["replicates"])[0]) if "replicates" in h.columns else 1
+        if n_seeds > 1 and "val_loss_min" in h.columns:  # the mean of the seeds, and their range
+            for col, color in (("train_loss", "C0"), ("val_loss", "C1")):
+                axis.fill_between(it[keep], _num(h[f"{col}_min"])[keep], _num(h[f"{col}_max"])[keep], color=color,
+                                  alpha=0.18, lw=0, label=f"{col.split('_')[0]}: range over {n_seeds} seeds")
+        elif "val_loss_se" in h.columns and np.nanmax(_num(h["val_loss_se"])) > 0:
             se = _num(h["val_loss_se"])[keep]
             axis.fill_between(it[keep], va[keep] - 2 * se, va[keep] + 2 * se, color="C1", alpha=0.15, lw=0,
                               label="val ± 2 standard errors of the eval")

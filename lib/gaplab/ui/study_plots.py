@@ -66,8 +66,12 @@ def compare_val_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike,
             continue
         color = f"C{i % 10}"
         it = _num(h["iter"])
-        ax.plot(it, _num(h[vcol]), color=color, lw=1.8, label=f"{phase} val")
+        seeds = int(_num(h["replicates"])[0]) if "replicates" in h.columns else 1
+        ax.plot(it, _num(h[vcol]), color=color, lw=1.8,
+                label=f"{phase} val" + (f" (mean of {seeds} seeds, band = their range)" if seeds > 1 else ""))
         ax.plot(it, _num(h[tcol]), color=color, lw=1, ls=":", alpha=0.8)
+        if seeds > 1 and f"{vcol}_min" in h.columns:
+            ax.fill_between(it, _num(h[f"{vcol}_min"]), _num(h[f"{vcol}_max"]), color=color, alpha=0.2, lw=0)
         if "tokens_seen" in h.columns:
             seen = _num(h["tokens_seen"])
             pos = seen > 0
@@ -322,7 +326,10 @@ def compare_figures(study_dir: PathLike, table: pd.DataFrame, phases: list[str],
         return made
     histories = {}
     for phase in phases:
-        if phase in set(done["phase"]) and (sdir / phase / "history.csv").exists():
+        mean = sdir / phase / "replicates" / "mean"
+        if phase in set(done["phase"]) and (mean / "history.csv").exists():
+            histories[phase] = load_history(mean)  # the replicates' mean curve, with their range
+        elif phase in set(done["phase"]) and (sdir / phase / "history.csv").exists():
             histories[phase] = load_history(sdir / phase)
     unit, why = comparable_unit(table)
     if histories:
