@@ -88,7 +88,7 @@ def cmd_train(args) -> int:
     from .files import atomic_write_yaml
     from .pipeline.runs import phase_dir
     from .data.split import prepare_data
-    from .train.loop import train_phase
+    from .train.replicates import train_replicates
 
     study = load_study(args.study)
     ph = study.phase(args.phase)
@@ -96,7 +96,7 @@ def cmd_train(args) -> int:
     run_dir = phase_dir(study.name, ph.name, args.outputs).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_yaml(run_dir / "params.yaml", ph.resolved(study.name, str(run_dir)))
-    metrics = train_phase(ph.params, prep, run_dir, progress=not args.quiet, resume=args.resume)
+    metrics = train_replicates(ph.params, prep, run_dir, progress=not args.quiet, resume=args.resume)[0]
     print(f"{ph.name}: best val {metrics['best_val_loss']:.4f} at iter {metrics['best_iter']}, "
           f"final gap {metrics['final_gap']:.3f}, stop: {metrics['stop_reason']} -> {run_dir}")
     return 0
