@@ -8,7 +8,7 @@ cover gaplab's runs and the seeds' (final val 1 to 6 nats, first eval 1.6 to 3 t
 
 - :func:`still_improving` — healthy: val still falling at the end (exponential or power-law decay),
   train keeping up, its gap steady or widening (train falling up to twice as fast as val);
-- :func:`plateau` — healthy: train and val both converged by mid-run, the gap steady;
+- :func:`plateau` — healthy: train and val both converged by 60 % of the run, the gap steady;
 - :func:`u_shaped` — val falls to a minimum at 35-60 % of the run, then rises to end 10 % above it,
   while train keeps falling; returns the index of the true minimum too;
 - :func:`flat` — val and train constant (pure noise).
@@ -48,10 +48,10 @@ def still_improving(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 def plateau(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     final = rng.uniform(1.0, 6.0)
     start = final * rng.uniform(1.6, 3.0)
-    tau = rng.uniform(0.04, 0.15)
+    tau = rng.uniform(0.04, 0.1)  # converged by 60 % of the run (within 0.5 %)
     val = final + (start - final) * np.exp(-_T / tau)
     train_final = final * (1 - rng.uniform(0.0, 0.15))
-    train = train_final + (start * rng.uniform(0.97, 1.03) - train_final) * np.exp(-_T / (tau * rng.uniform(0.7, 1.3)))
+    train = train_final + (start * rng.uniform(0.97, 1.03) - train_final) * np.exp(-_T / (tau * rng.uniform(0.8, 1.0)))
     return val, train
 
 

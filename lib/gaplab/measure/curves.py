@@ -39,8 +39,9 @@ END_EVALS = 3
 # evals is low by about 1.9 standard deviations by luck alone; compared with it, later evals look like a
 # rise on a flat curve (the old detector's 178/200 false onsets).  A mean of 5 has a fifth of the variance;
 # a window that grows with the run keeps long logs (hundreds of evals) as steady as short ones, and a tenth
-# of the run keeps the onset where the curve turns (it places seeded U-shaped minima within two evals 99 %
-# of the time, where 3 evals manage 97 %).
+# of the run keeps the onset near the turn: it places seeded U-shaped minima within two evals 99 % of the
+# time, where 3 evals manage 97 %.  The price: at a lopsided minimum (a steep fall, then a slow rise) a
+# mean is lowest on the slow side, so the onset can come an eval or two after the lowest eval.
 LEVEL_HALF_FRACTION = 0.1
 # "Comes back below the level" is judged on the mean of this many consecutive evals, so that one lucky eval
 # (seed 003 phase 1's 6.06 between 6.83 and 6.65) is not a recovery, but two evals that agree are.
@@ -58,6 +59,10 @@ Z_TRAIN_FELL = 2.0
 # what the allowed val improvement and the noise explain is "val stopped improving while train kept
 # falling".  With ~15 candidate evals in a 20-eval run, 4 keeps the chance of a pure-noise onset near zero.
 Z_GAP_GREW = 4.0
+# ... and by at least this fraction of val's level at the onset (5 %: 0.15 nats at a loss of 3).  Where the
+# noise is tiny (a smooth curve, a large eval set) a widening of 1-3 % of the loss can be measurable; it is
+# still too small to call overfitting: a flat val with train creeping down 3 % over the run stays below it.
+MIN_GAP_GROWTH = 0.05
 
 # --------------------------------------------------------------------------- the verdict's numbers
 # Val is "still improving" at the end when the mean of the last END_EVALS evals is below the mean of the
@@ -84,11 +89,11 @@ ONSET_RULE = (
     f"standard deviations of that comparison; train \"keeps falling\" when the mean of its last {END_EVALS} "
     f"evals is below its level at the onset by more than {Z_TRAIN_FELL:g} standard deviations; the gap \"grows "
     f"by far more than the noise\" when its change, from its level at the onset to the mean of the last "
-    f"{END_EVALS} evals, exceeds {Z_GAP_GREW:g} standard deviations. The noise is one eval's standard deviation "
+    f"{END_EVALS} evals, exceeds {Z_GAP_GREW:g} standard deviations and {MIN_GAP_GROWTH:.0%} of val's level there. The noise is one eval's standard deviation "
     "in nats: the larger of the standard error the trainer recorded for each eval (val_loss_se, "
     "train_loss_se) and the curve's own scatter from eval to eval (the robust spread of its second "
-    f"differences), and never below {NOISE_FLOOR_FRACTION:.1%} of the loss. Of the evals that qualify, the onset is the one with the lowest level. So a single high or "
-    "low eval, a dip followed by recovery, and a val that keeps improving while the gap widens are not onsets."
+    f"differences), and never below {NOISE_FLOOR_FRACTION:.1%} of the loss. Of the evals that qualify, the "
+    "onset is the one with the lowest level. So a single high or low eval, a dip followed by recovery, and a val that keeps improving while the gap widens are not onsets."
 )
 
 SEED_HEURISTIC = "seed 003's heuristic"
@@ -128,9 +133,9 @@ def level_half_width(n: int) -> int:
     return max(1, int(round(LEVEL_HALF_FRACTION * (n - 1))))
 
 
-def _levels(x: np.ndarray) -> np.ndarray:
-    """The mean of the evals within level_half_width(n) of each eval (fewer at the ends)."""
-    half = level_half_width(len(x))
+def _levels(x: np.ndarray, half: Optional[int] = None) -> np.ndarray:
+    """The mean of the evals within ``half`` (default level_half_width(n)) of each eval (fewer at the ends)."""
+    half = level_half_width(len(x)) if half is None else half
     c = np.concatenate([[0.0], np.cumsum(x)])
     idx = np.arange(len(x))
     lo, hi = np.maximum(0, idx - half), np.minimum(len(x), idx + half + 1)
@@ -202,7 +207,8 @@ def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
     came_back = lv[cand] - lowest_after > margin
     end_noise = np.sqrt(1 / END_EVALS + 1 / m[cand])
     train_fell = lt[cand] - end_t > Z_TRAIN_FELL * st * end_noise
-    gap_grew = (end_v - end_t) - (lv[cand] - lt[cand]) > Z_GAP_GREW * math.hypot(sv, st) * end_noise
+    growth = (end_v - end_t) - (lv[cand] - lt[cand])
+    gap_grew = (growth > Z_GAP_GREW * math.hypot(sv, st) * end_noise) & (growth >= MIN_GAP_GROWTH * lv[cand])
     ok = cand[~came_back & train_fell & gap_grew]
     out["candidate_iters"] = [int(it[i]) for i in ok]
     if ok.size == 0:
@@ -272,7 +278,8 @@ def _stopped_sentence(o: dict[str, Any], final_val: float) -> str:
     if o["worst_val_after_onset"] is not None and o["worst_val_after_onset"] > final_val:
         text += f" (worst {o['worst_val_after_onset']:.3f} at iter {o['worst_iter_after_onset']})"
     if o["best_iter"] is not None and o["best_iter"] != oi:
-        text += f", and its single lowest eval, {o['best_val']:.3f} at iter {o['best_iter']}, was a lone eval"
+        text += (f", and its single lowest eval, {o['best_val']:.3f} at iter {o['best_iter']}, "
+                 + ("did not last" if o["best_iter"] > oi else "came before it"))
     return (f"{text}, while train loss kept falling, from {o['onset_train_level']:.3f} around the onset to "
             f"{o['train_end']:.3f} over the last {k} evals, and the gap grew from {o['gap_at_onset']:.3f} to "
             f"{o['gap_end']:.3f} nats")

@@ -10,8 +10,8 @@ of one eval's loss.  It is the larger of
   median over the run's evals; it measures only which windows were read, and
 - the **curve's own scatter**: a robust spread of its second differences ``x[i+1] - 2 x[i] + x[i-1]``.  A second difference cancels any straight-line trend, so what is
   left is noise: for independent noise of standard deviation ``s`` it has standard deviation
-  ``s * sqrt(6)``.  The spread is the median absolute deviation from the median (``scipy.stats.
-  median_abs_deviation(scale="normal")``), so a steady bend of the curve (a constant second
+  ``s * sqrt(6)``.  The spread is the median absolute deviation from the median, scaled to a normal standard deviation
+  (what ``scipy.stats.median_abs_deviation(scale="normal")`` computes), so a steady bend of the curve (a constant second
   difference) adds nothing, and the sharp bends of the first plunge from ln(V), a turn at the minimum or
   a learning-rate step do not count as long as they are fewer than half of the second differences
   (the median's breakdown point: a run of 20 evals may have up to 9 such bends); it catches what the standard error cannot see, the scatter from one optimizer step to the next,
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
-from scipy.stats import median_abs_deviation
+from scipy.stats import norm
 
 # Below this fraction of the loss (0.2 %: 0.006 nats at a loss of 3) no difference is read as real: it keeps a
 # noise-free or rounded curve (a synthetic example, a table printed with two decimals) from turning rounding
@@ -36,6 +36,9 @@ from scipy.stats import median_abs_deviation
 NOISE_FLOOR_FRACTION = 0.002
 # A second difference of independent noise of standard deviation s has standard deviation s * sqrt(6).
 _SECOND_DIFFERENCE_SD = math.sqrt(6.0)
+# The median absolute deviation of normal noise is its standard deviation times the normal's upper quartile
+# (0.6745); dividing by it makes the MAD estimate a standard deviation (scipy's scale="normal").
+_MAD_TO_SD = 1.0 / float(norm.ppf(0.75))
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def scatter_sigma(values: np.ndarray) -> Optional[float]:
     if len(values) < 3:
         return None
     d2 = np.diff(np.asarray(values, dtype=float), 2)
-    return float(median_abs_deviation(d2, scale="normal")) / _SECOND_DIFFERENCE_SD
+    return float(np.median(np.abs(d2 - np.median(d2)))) * _MAD_TO_SD / _SECOND_DIFFERENCE_SD
 
 
 def estimate_noise(values, se=None, *, given: Optional[float] = None, se_name: str = "se") -> Noise:
