@@ -149,7 +149,8 @@ def read_training_log(path: str):
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; give a CSV training log with {need}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as a UTF-8 CSV file ({exc}); give a CSV training log with {need}") from None
+        raise DataError(f"{path}: cannot be read as a UTF-8 CSV file ({exc}); give a CSV training log with "
+                        f"{need}") from None
     header = [h.strip() for h in rows[0]] if rows else []
     missing = [c for c in _LOG_COLUMNS if c not in header]
     if missing:
@@ -171,7 +172,8 @@ def read_training_log(path: str):
                 raise DataError(f"{path}, line {line}, column {c!r}: {cell!r} is not allowed; give {allowed}")
             data[c].append(value)
     if not any(math.isfinite(t) and math.isfinite(v) for t, v in zip(data["train_loss"], data["val_loss"])):
-        raise DataError(f"{path}: no row has both a finite train_loss and a finite val_loss; a training log needs {need}")
+        raise DataError(f"{path}: no row has both a finite train_loss and a finite val_loss; a training log "
+                        f"needs {need}")
     return pd.DataFrame(data)
 
 

@@ -85,7 +85,8 @@ def test_seed_phase4_onset_and_val_lost_after_best():
     assert 1000 not in o["candidate_iters"] and 1200 not in o["candidate_iters"]
     assert o["onset_level"] == pytest.approx(np.mean(SEED4_VAL[8:13]))  # 1600-2400: a tenth of the run each side
     assert o["onset_level_evals"] == 5 and o["evals_after_onset"] == 5
-    assert o["val_end"] == pytest.approx(np.mean(SEED4_VAL[-3:])) and o["train_end"] == pytest.approx(np.mean(SEED4_TRAIN[-3:]))
+    assert o["val_end"] == pytest.approx(np.mean(SEED4_VAL[-3:]))
+    assert o["train_end"] == pytest.approx(np.mean(SEED4_TRAIN[-3:]))
     assert o["gap_end"] == pytest.approx(o["val_end"] - o["train_end"])
     assert o["final_val"] == pytest.approx(4.2001)
     assert round(o["val_lost_after_best"], 2) == 0.16  # seed: "4.04 -> 4.20"
@@ -134,6 +135,9 @@ def test_no_onset_when_train_rises_too():
     val = [5, 4, 3, 2.5, 2.4, 2.6, 2.9, 3.3, 3.8, 4.4, 5.0]
     train = [5, 3.9, 2.9, 2.4, 2.3, 2.5, 2.8, 3.2, 3.7, 4.3, 4.9]  # diverging, not overfitting
     assert detect_onset(make_history(it, train, val))["onset_iter"] is None
+    label, reason = curves_mod.verdict(make_history(it, train, val))
+    assert label == "underfitting" and "val loss rose at the end" in reason and "so did train loss" in reason
+    assert "levelled off" not in reason  # val went from 2.4 to 5.0
 
 
 def test_flat_val_while_train_falls_is_an_onset():

@@ -39,8 +39,8 @@ END_EVALS = 3
 # evals is low by about 1.9 standard deviations by luck alone; compared with it, later evals look like a
 # rise on a flat curve (the old detector's 178/200 false onsets).  A mean of 5 has a fifth of the variance;
 # a window that grows with the run keeps long logs (hundreds of evals) as steady as short ones, and a tenth
-# of the run keeps the onset near the turn: it places seeded U-shaped minima within two evals 99 % of the
-# time, where 3 evals manage 97 %.  The price: at a lopsided minimum (a steep fall, then a slow rise) a
+# of the run keeps the onset near the turn: it places seeded U-shaped minima within two evals 98.7 % of the
+# time, where 3 evals manage 96.3 %.  The price: at a lopsided minimum (a steep fall, then a slow rise) a
 # mean is lowest on the slow side, so the onset can come an eval or two after the lowest eval.
 LEVEL_HALF_FRACTION = 0.1
 # "Comes back below the level" is judged on the mean of this many consecutive evals, so that one lucky eval
@@ -89,11 +89,12 @@ ONSET_RULE = (
     f"standard deviations of that comparison; train \"keeps falling\" when the mean of its last {END_EVALS} "
     f"evals is below its level at the onset by more than {Z_TRAIN_FELL:g} standard deviations; the gap \"grows "
     f"by far more than the noise\" when its change, from its level at the onset to the mean of the last "
-    f"{END_EVALS} evals, exceeds {Z_GAP_GREW:g} standard deviations and {MIN_GAP_GROWTH:.0%} of val's level there. The noise is one eval's standard deviation "
-    "in nats: the larger of the standard error the trainer recorded for each eval (val_loss_se, "
-    "train_loss_se) and the curve's own scatter from eval to eval (the robust spread of its second "
+    f"{END_EVALS} evals, exceeds {Z_GAP_GREW:g} standard deviations and {MIN_GAP_GROWTH:.0%} of val's level "
+    "there. The noise is one eval's standard deviation in nats: the larger of the standard error the trainer "
+    "recorded for each eval (val_loss_se, train_loss_se) and the curve's own scatter from eval to eval (the robust spread of its second "
     f"differences), and never below {NOISE_FLOOR_FRACTION:.1%} of the loss. Of the evals that qualify, the "
-    "onset is the one with the lowest level. So a single high or low eval, a dip followed by recovery, and a val that keeps improving while the gap widens are not onsets."
+    "onset is the one with the lowest level. So a single high or low eval, a dip followed by recovery, and a "
+    "val that keeps visibly improving while the gap widens are not onsets."
 )
 
 SEED_HEURISTIC = "seed 003's heuristic"
@@ -130,12 +131,13 @@ def _curve_noise(h: pd.DataFrame, val_noise: Optional[float], train_noise: Optio
 
 
 def level_half_width(n: int) -> int:
+    """How many evals on either side of an eval its level averages, in a run of ``n`` evals."""
     return max(1, int(round(LEVEL_HALF_FRACTION * (n - 1))))
 
 
-def _levels(x: np.ndarray, half: Optional[int] = None) -> np.ndarray:
-    """The mean of the evals within ``half`` (default level_half_width(n)) of each eval (fewer at the ends)."""
-    half = level_half_width(len(x)) if half is None else half
+def _levels(x: np.ndarray) -> np.ndarray:
+    """The level of each eval: the mean of the evals within :func:`level_half_width` of it (fewer at the ends)."""
+    half = level_half_width(len(x))
     c = np.concatenate([[0.0], np.cumsum(x)])
     idx = np.arange(len(x))
     lo, hi = np.maximum(0, idx - half), np.minimum(len(x), idx + half + 1)
@@ -230,14 +232,15 @@ def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
 
 # --------------------------------------------------------------------------- verdict
 def _recent(h: pd.DataFrame, sv: float, st: float) -> dict[str, Any]:
-    """Is val still improving at the end, and did the gap widen over the second half?"""
+    """How the run ended: is val still falling or rising, is train rising, and did the gap widen?"""
     va = h["val_loss"].to_numpy(dtype=float)
     tr = h["train_loss"].to_numpy(dtype=float)
     it = h["iter"].to_numpy()
     n = len(h)
-    k = max(1, min(END_EVALS, n // 2))
-    last, before = va[-k:].mean(), va[-2 * k:-k].mean()
-    improving = before - last > Z_IMPROVING * sv * math.sqrt(2 / k)
+    k = max(1, min(END_EVALS, n // 2))  # the last k evals against the k before them
+    last, before = float(va[-k:].mean()), float(va[-2 * k:-k].mean())
+    t_last, t_before = float(tr[-k:].mean()), float(tr[-2 * k:-k].mean())
+    z = math.sqrt(2 / k)
     gap = va - tr
     mid = (n - 1) // 2
     half = level_half_width(n)
@@ -258,9 +261,11 @@ def _recent(h: pd.DataFrame, sv: float, st: float) -> dict[str, Any]:
         phrase = f"the gap narrowed, {span}"
     else:
         phrase = f"the gap stayed within the noise, {span}"
-    return {"gap_phrase": phrase,"improving": bool(improving), "val_before": float(before), "val_last": float(last), "k": k,
-            "iter_before": int(it[-2 * k]), "widening": bool(widening), "gap_mid": gap_mid,
-            "gap_last": gap_last, "iter_mid": int(it[mid])}
+    return {"k": k, "val_before": before, "val_last": last, "train_before": t_before, "train_last": t_last,
+            "iter_before": int(it[-2 * k]),
+            "improving": before - last > Z_IMPROVING * sv * z, "rising": last - before > Z_IMPROVING * sv * z,
+            "train_rising": t_last - t_before > Z_IMPROVING * st * z,
+            "widening": bool(widening), "gap_phrase": phrase}
 
 
 def _evals(count: int) -> str:
@@ -332,22 +337,31 @@ def verdict(history: pd.DataFrame, vocab_size: Optional[int] = None, *,
         return "underfitting", (
             f"Best val loss {bv:.3f} is still at least {UNIFORM_FRACTION:.0%} of {uniform:.3f} = ln({vocab_size}), "
             f"the loss of a uniform guess over the vocabulary: the model has learned little so far.")
-    k = r["k"]
-    means = "single evals" if k == 1 else f"means of {k} evals"
-    fall = (f"val loss was still falling at the end, from {r['val_before']:.3f} to {r['val_last']:.3f} "
-            f"({means}, from iter {r['iter_before']}; noise {noise})")
+    means = "single evals" if r["k"] == 1 else f"means of {r['k']} evals"
+    end = (f"from {r['val_before']:.3f} to {r['val_last']:.3f} ({means}, from iter {r['iter_before']}; noise "
+           f"{noise})")
+    train = f"train went from {r['train_before']:.3f} to {r['train_last']:.3f}"
     gap = r["gap_phrase"]
+    if r["rising"] and r["train_rising"]:
+        return "underfitting", (
+            f"No overfitting onset: val loss rose at the end, {end}, but so did train loss ({train}): the model is "
+            f"getting worse at its own training text too, so training became unstable (often a learning rate "
+            f"too high); this is not overfitting.")
+    if r["rising"]:
+        return "healthy", (
+            f"No overfitting onset: val loss rose at the end, {end}, while train loss did not keep falling "
+            f"({train}), and {gap}: not the overfitting pattern, but watch the next evals.")
     if r["improving"] and not r["widening"]:
         return "underfitting", (
-            f"No overfitting onset, and {fall}, while {gap}: both losses are still falling together, so more "
-            f"training, or a larger model, would likely still help.")
+            f"No overfitting onset, and val loss was still falling at the end, {end}, while {gap}: both losses "
+            f"are still falling together, so more training, or a larger model, would likely still help.")
     if r["improving"]:
         return "healthy", (
-            f"No overfitting onset: {fall}, but {gap}: train loss is improving faster than val loss, so watch "
-            f"for val to stop improving.")
+            f"No overfitting onset: val loss was still falling at the end, {end}, but {gap}: train loss is "
+            f"improving faster than val loss, so watch for val to stop improving.")
     return "healthy", (
         f"No overfitting onset: val loss has levelled off (best {bv:.3f} at iter {bi}, final {fv:.3f}; its last "
-        f"evals are not below the ones before by more than the noise, {noise}), and {gap}.")
+        f"evals are within the noise, {noise}, of the ones before), and {gap}.")
 
 
 def judge(history: pd.DataFrame, vocab_size: Optional[int] = None, *, val_noise: Optional[float] = None,

@@ -3,22 +3,25 @@
 An eval's loss is a mean over a finite set of windows, and the weights it measures move with every
 optimizer step, so two evals of an unchanged model would still differ.  :func:`estimate_noise` puts one
 number on that: **sigma**, the typical size (one standard deviation, in nats per token) of the random part
-of one eval's loss.  It is the larger of
+of one eval's loss.  It is the largest of
 
 - the standard error the trainer wrote for each eval (``val_loss_se`` / ``train_loss_se`` in
   ``history.csv``: the standard deviation of the per-window losses over the square root of their count),
-  median over the run's evals; it measures only which windows were read, and
-- the **curve's own scatter**: a robust spread of its second differences ``x[i+1] - 2 x[i] + x[i-1]``.  A second difference cancels any straight-line trend, so what is
-  left is noise: for independent noise of standard deviation ``s`` it has standard deviation
-  ``s * sqrt(6)``.  The spread is the median absolute deviation from the median, scaled to a normal standard deviation
-  (what ``scipy.stats.median_abs_deviation(scale="normal")`` computes), so a steady bend of the curve (a constant second
-  difference) adds nothing, and the sharp bends of the first plunge from ln(V), a turn at the minimum or
-  a learning-rate step do not count as long as they are fewer than half of the second differences
-  (the median's breakdown point: a run of 20 evals may have up to 9 such bends); it catches what the standard error cannot see, the scatter from one optimizer step to the next,
+  median over the run's evals; it measures only which windows were read;
+- the **curve's own scatter**: a robust spread of its second differences ``x[i+1] - 2 x[i] + x[i-1]``.
+  A second difference cancels any straight-line trend, so what is left is noise: for independent noise of
+  standard deviation ``s`` it has standard deviation ``s * sqrt(6)``.  The spread is the median absolute
+  deviation from the median, scaled to a normal standard deviation (what
+  ``scipy.stats.median_abs_deviation(scale="normal")`` computes), so a steady bend of the curve (a
+  constant second difference) adds nothing, and the sharp bends of the first plunge from ln(V), a turn at
+  the minimum or a learning-rate step do not count as long as they are fewer than half of the second
+  differences (the median's breakdown point: a run of 20 evals may have up to 9 such bends).  It catches
+  what the standard error cannot see: the scatter from one optimizer step to the next;
+- a floor, :data:`NOISE_FLOOR_FRACTION` of the loss.
 
-and never below :data:`NOISE_FLOOR_FRACTION` of the loss.  Either part can be missing: a history
-without ``*_se`` columns (a CSV made from printed logs), or with zeros there (an exact evaluation of a
-tiny split), uses the scatter; a run too short for a scatter uses the standard error or the floor.
+Either of the first two can be missing: a history without ``*_se`` columns (a CSV made from printed logs),
+or with zeros there (an exact evaluation of a tiny split), uses the scatter; a run too short for a scatter
+(fewer than 3 evals) uses the standard error or the floor.
 """
 
 from __future__ import annotations
