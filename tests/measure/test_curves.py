@@ -110,6 +110,18 @@ def test_u_shaped_val_onset_at_the_minimum():
     assert o["val_noise_source"] == "floor" and o["val_noise_scatter"] == pytest.approx(0, abs=1e-12)
 
 
+def test_long_log_onset_stays_at_the_turn():
+    # 1,000 evals (a log evaluated every few steps): comparing levels with levels, not with the luckiest of a
+    # thousand pairs of evals, keeps the onset at the minimum
+    rng = np.random.default_rng(3)
+    t = np.linspace(0, 1, 1000)
+    val = np.where(t < 0.5, 3 + 8 * (0.5 - t) ** 2, 3 * (1 + 0.2 * (t - 0.5))) * (1 + 0.01 * rng.standard_normal(1000))
+    train = (3.5 - 1.5 * t) * (1 + 0.01 * rng.standard_normal(1000))
+    o = detect_onset(make_history(np.arange(1000) * 10, train, val))
+    assert o["onset_iter"] is not None and abs(o["onset_iter"] - 4995) <= 200  # within 2 % of the run
+    assert o["onset_level_evals"] == 201 and o["comeback_evals"] == 201
+
+
 def test_single_spike_is_not_an_onset():
     it = np.arange(0, 1001, 100)
     val = np.linspace(5, 3, len(it))

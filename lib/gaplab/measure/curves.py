@@ -43,9 +43,10 @@ END_EVALS = 3
 # time, where 3 evals manage 96.3 %.  The price: at a lopsided minimum (a steep fall, then a slow rise) a
 # mean is lowest on the slow side, so the onset can come an eval or two after the lowest eval.
 LEVEL_HALF_FRACTION = 0.1
-# "Comes back below the level" is judged on the mean of this many consecutive evals, so that one lucky eval
-# (seed 003 phase 1's 6.06 between 6.83 and 6.65) is not a recovery, but two evals that agree are.
-COMEBACK_EVALS = 2
+# "Comes back below the level" is judged on means of as many consecutive evals as a level averages (all the
+# evals left, if fewer), so that one lucky eval (seed 003 phase 1's 6.06 between 6.83 and 6.65) is not a
+# recovery, levels are compared with levels of the same noise, and a long log's thousands of short windows
+# (one of which is low by luck) do not hide its onset.
 # ... and needs to be lower than the level by more than this many standard deviations of that comparison:
 # about 2.3 % of pure-noise comparisons cross it by chance, so a real recovery (val improving again, as in
 # seed 003 phase 4 from its 1,000-1,400 plateau down to 4.04) is seen, and noise rarely hides an onset.
@@ -85,7 +86,8 @@ ONSET_RULE = (
     "stopped improving, whether it then rises or only stays flat, while the model keeps fitting its training "
     "text. The level at an eval is the mean of the evals within a tenth of the run on either side of it (at "
     "least its two neighbours), not the single lowest eval, which is low partly by luck. \"Comes back below\" "
-    f"means {COMEBACK_EVALS} evals in a row whose mean is lower than the level by more than {Z_COMEBACK:g} "
+    "means as many evals in a row as a level averages (or all those left) whose mean is lower than the level by "
+    f"more than {Z_COMEBACK:g} "
     f"standard deviations of that comparison; train \"keeps falling\" when the mean of its last {END_EVALS} "
     f"evals is below its level at the onset by more than {Z_TRAIN_FELL:g} standard deviations; the gap \"grows "
     f"by far more than the noise\" when its change, from its level at the onset to the mean of the last "
@@ -144,6 +146,11 @@ def _levels(x: np.ndarray) -> np.ndarray:
     return (c[hi] - c[lo]) / (hi - lo)
 
 
+def comeback_evals(n: int) -> int:
+    """How many consecutive evals a "comes back below" mean averages, in a run of ``n`` evals."""
+    return 2 * level_half_width(n) + 1
+
+
 def _window_counts(n: int) -> np.ndarray:
     half = level_half_width(n)
     idx = np.arange(n)
@@ -158,15 +165,18 @@ def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
     ``val_noise`` / ``train_noise``: a noise (nats per eval) measured elsewhere, e.g. the spread of
     replicate runs; it replaces the ``*_se`` columns (the curve's scatter and the floor still apply).
 
-    Returns a plain-JSON dict: ``onset_iter`` (None when no eval qualifies), ``onset_val`` and
-    ``onset_train`` (the losses at that eval), ``onset_level`` (val's level there: the mean of the evals
-    centred on it), ``evals_after_onset``, ``worst_val_after_onset`` / ``worst_iter_after_onset`` (the
-    highest val after the onset), ``gap_at_onset`` (val level minus train level at the onset) and
-    ``gap_end`` (mean gap of the last evals) — all None without an onset; ``best_iter`` / ``best_val``
-    (the lowest single val eval), ``train_at_best``, ``final_val``, ``val_lost_after_best`` (``final_val
-    - best_val``), ``worst_val_after_best`` / ``worst_iter_after_best`` (None when the best is the last
-    eval); the noise used: ``val_noise``, ``val_noise_source``, ``val_noise_se``, ``val_noise_scatter``
-    and the same for ``train_``; ``candidate_iters`` (every eval that qualified).
+    Returns a plain-JSON dict (losses in nats).  About the onset, all None without one: ``onset_iter``,
+    ``onset_val`` and ``onset_train`` (the losses at that eval), ``onset_level`` and ``onset_train_level``
+    (their levels there), ``onset_level_evals`` (how many evals the level averages), ``comeback_margin``
+    and ``comeback_evals`` (the "comes back below" test: how far below the level, over how many evals in a
+    row), ``evals_after_onset``, ``worst_val_after_onset`` / ``worst_iter_after_onset``, ``gap_at_onset``
+    (val level minus train level there), ``val_end``, ``train_end``, ``gap_end`` (means of the last
+    :data:`END_EVALS` evals).  About the run: ``best_iter`` / ``best_val`` (the lowest single val eval),
+    ``train_at_best``, ``final_val``, ``val_lost_after_best`` (``final_val - best_val``),
+    ``worst_val_after_best`` / ``worst_iter_after_best`` (None when the best is the last eval).  The noise
+    used: ``val_noise`` (nats per eval), ``val_noise_source`` (``"val_loss_se"``, ``"given"``,
+    ``"scatter"`` or ``"floor"``), ``val_noise_se``, ``val_noise_scatter``, and the same for ``train_``.
+    ``candidate_iters``: every eval that qualified (the onset is the one with the lowest level).
     """
     h = finite_history(history)
     it = h["iter"].to_numpy()
@@ -181,7 +191,7 @@ def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
     w = b + 1 + int(np.argmax(after)) if after.size else None
     out: dict[str, Any] = {
         "onset_iter": None, "onset_val": None, "onset_train": None, "onset_level": None,
-        "onset_train_level": None, "onset_level_evals": None, "comeback_margin": None,
+        "onset_train_level": None, "onset_level_evals": None, "comeback_margin": None, "comeback_evals": None,
         "evals_after_onset": None, "worst_val_after_onset": None, "worst_iter_after_onset": None,
         "gap_at_onset": None, "val_end": None, "train_end": None, "gap_end": None,
         "best_iter": int_or_none(it[b]), "best_val": finite_or_none(va[b]),
@@ -194,18 +204,22 @@ def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
     out.update(nt.as_dict("train"))
     out["candidate_iters"] = []
     last_candidate = n - 1 - END_EVALS  # an onset needs END_EVALS evals after it
-    if last_candidate < 0 or n < END_EVALS + COMEBACK_EVALS:
+    if last_candidate < 0:
         return out
 
     lv, lt, m = _levels(va), _levels(tr), _window_counts(n)
     end_v, end_t = float(va[-END_EVALS:].mean()), float(tr[-END_EVALS:].mean())
-    # mean of each COMEBACK_EVALS consecutive evals, and for each eval the lowest such mean wholly after it
-    c = np.concatenate([[0.0], np.cumsum(va)])
-    pair = (c[COMEBACK_EVALS:] - c[:-COMEBACK_EVALS]) / COMEBACK_EVALS  # pair[j] = mean of va[j : j+COMEBACK]
-    suffix_min = np.minimum.accumulate(pair[::-1])[::-1]
     cand = np.arange(last_candidate + 1)
-    lowest_after = suffix_min[cand + 1]
-    margin = Z_COMEBACK * sv * np.sqrt(1 / COMEBACK_EVALS + 1 / m[cand])
+    # "comes back": the mean of w consecutive evals wholly after the candidate (w = a full level window, or
+    # all the evals left when fewer remain) below its level by more than the margin
+    w = comeback_evals(n)
+    c = np.concatenate([[0.0], np.cumsum(va)])
+    run = (c[w:] - c[:-w]) / w  # run[j] = mean of va[j : j + w]
+    suffix_min = np.concatenate([np.minimum.accumulate(run[::-1])[::-1], [np.inf] * w])
+    tail = n - 1 - cand  # evals after each candidate
+    size = np.minimum(w, tail)
+    lowest_after = np.where(tail >= w, suffix_min[cand + 1], (c[n] - c[cand + 1]) / np.maximum(tail, 1))
+    margin = Z_COMEBACK * sv * np.sqrt(1 / size + 1 / m[cand])
     came_back = lv[cand] - lowest_after > margin
     end_noise = np.sqrt(1 / END_EVALS + 1 / m[cand])
     train_fell = lt[cand] - end_t > Z_TRAIN_FELL * st * end_noise
@@ -222,7 +236,8 @@ def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
         "onset_iter": int_or_none(it[o]), "onset_val": finite_or_none(va[o]),
         "onset_train": finite_or_none(tr[o]), "onset_level": finite_or_none(lv[o]),
         "onset_train_level": finite_or_none(lt[o]), "onset_level_evals": int(m[o]),
-        "comeback_margin": finite_or_none(margin[o]), "evals_after_onset": int(n - 1 - o),
+        "comeback_margin": finite_or_none(margin[o]), "comeback_evals": int(size[o]),
+        "evals_after_onset": int(n - 1 - o),
         "worst_val_after_onset": finite_or_none(va[wo]), "worst_iter_after_onset": int_or_none(it[wo]),
         "gap_at_onset": finite_or_none(lv[o] - lt[o]), "val_end": finite_or_none(end_v),
         "train_end": finite_or_none(end_t), "gap_end": finite_or_none(end_v - end_t),
@@ -277,7 +292,7 @@ def _stopped_sentence(o: dict[str, Any], final_val: float) -> str:
     oi, k = o["onset_iter"], END_EVALS
     text = (f"val loss stopped improving at iter {oi}: its level there is {o['onset_level']:.3f} nats (the mean "
             f"of the {o['onset_level_evals']} evals around it; that eval alone {o['onset_val']:.3f}), and in the "
-            f"{_evals(o['evals_after_onset'])} after it no {COMEBACK_EVALS} in a row came back below that level by "
+            f"{_evals(o['evals_after_onset'])} after it no {o['comeback_evals']} in a row came back below that level by "
             f"more than {o['comeback_margin']:.3f} nats (noise ±{o['val_noise']:.3f} nats per eval); it ended at "
             f"{final_val:.3f}")
     if o["worst_val_after_onset"] is not None and o["worst_val_after_onset"] > final_val:
