@@ -188,7 +188,7 @@ def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
 
     b = int(np.argmin(va))  # first occurrence of the lowest val loss
     after = va[b + 1:]
-    w = b + 1 + int(np.argmax(after)) if after.size else None
+    worst = b + 1 + int(np.argmax(after)) if after.size else None
     out: dict[str, Any] = {
         "onset_iter": None, "onset_val": None, "onset_train": None, "onset_level": None,
         "onset_train_level": None, "onset_level_evals": None, "comeback_margin": None, "comeback_evals": None,
@@ -197,8 +197,8 @@ def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
         "best_iter": int_or_none(it[b]), "best_val": finite_or_none(va[b]),
         "train_at_best": finite_or_none(tr[b]), "final_val": finite_or_none(va[-1]),
         "val_lost_after_best": finite_or_none(va[-1] - va[b]),
-        "worst_val_after_best": finite_or_none(va[w]) if w is not None else None,
-        "worst_iter_after_best": int_or_none(it[w]) if w is not None else None,
+        "worst_val_after_best": finite_or_none(va[worst]) if worst is not None else None,
+        "worst_iter_after_best": int_or_none(it[worst]) if worst is not None else None,
     }
     out.update(nv.as_dict("val"))
     out.update(nt.as_dict("train"))
