@@ -1,4 +1,4 @@
-"""The ``gaplab`` command: check, run, train, inspect, tokenizer fetch.
+"""The ``gaplab`` command: check, run, train, inspect, analyze, tokenizer fetch.
 
 Bad input (a study file, a data file, a checkpoint, a missing tokenizer:
 any :class:`gaplab.errors.UsageError`) is answered with a message that names
@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from .errors import StudyError, UsageError
+from .errors import DataError, StudyError, UsageError
 from .pipeline.config import load_study
 from .measure.references import CHINCHILLA_TOKENS_PER_PARAM, SOURCES
 from .schema import planned_iters
@@ -132,6 +132,71 @@ def cmd_tokenizer(args) -> int:
     return 0
 
 
+_LOG_COLUMNS = ("iter", "train_loss", "val_loss")
+_LOG_OPTIONAL = ("val_loss_se", "train_loss_se", "tokens_seen")
+
+
+def read_training_log(path: str):
+    """A training log CSV (header ``iter,train_loss,val_loss``, optional ``*_se``, ``tokens_seen``; other
+    columns ignored) as a DataFrame; a bad file is a :class:`DataError` naming the file, line and column."""
+    import csv
+    import math
+
+    import pandas as pd
+
+    need = f"columns {', '.join(_LOG_COLUMNS)} (optional: {', '.join(_LOG_OPTIONAL)})"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; give a CSV training log with {need}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as a UTF-8 CSV file ({exc}); give a CSV training log with "
+                        f"{need}") from None
+    header = [h.strip() for h in rows[0]] if rows else []
+    missing = [c for c in _LOG_COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"{path}, line 1 (the header): missing column {', '.join(map(repr, missing))}; found "
+                        f"{', '.join(map(repr, header)) or 'nothing'}; a training log needs {need}")
+    cols = [c for c in _LOG_COLUMNS + _LOG_OPTIONAL if c in header]
+    data: dict[str, list[float]] = {c: [] for c in cols}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue  # a blank line
+        for c in cols:
+            cell = row[header.index(c)].strip() if header.index(c) < len(row) else ""
+            try:
+                value = float(cell) if cell else math.nan
+            except ValueError:
+                value = None
+            if value is None or (c == "iter" and not math.isfinite(value)):
+                allowed = "a finite number" if c == "iter" else "a number (nan or an empty cell for a missing value)"
+                raise DataError(f"{path}, line {line}, column {c!r}: {cell!r} is not allowed; give {allowed}")
+            data[c].append(value)
+    if not any(math.isfinite(t) and math.isfinite(v) for t, v in zip(data["train_loss"], data["val_loss"])):
+        raise DataError(f"{path}: no row has both a finite train_loss and a finite val_loss; a training log "
+                        f"needs {need}")
+    return pd.DataFrame(data)
+
+
+def cmd_analyze(args) -> int:
+    import json
+
+    from .measure.curves import judge
+
+    j = judge(read_training_log(args.history), args.vocab_size)
+    if args.json:
+        print(json.dumps(dict(j, file=args.history), allow_nan=False))
+        return 0
+    onset = (f"iter {j['onset_iter']} (val {j['onset_val']:.3f} nats there, level {j['onset_level']:.3f})"
+             if j["onset_iter"] is not None else "none")
+    print(f"{args.history}: {j['n_evals']} evals\nverdict: {j['verdict']}\nonset: {onset}\n"
+          f"best val: {j['best_val']:.3f} nats at iter {j['best_iter']}\n"
+          f"noise: val ±{j['val_noise']:.3f} nats per eval ({j['val_noise_source']}), "
+          f"train ±{j['train_noise']:.3f} ({j['train_noise_source']})\nreason: {j['reason']}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         n = int(text)
@@ -184,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("study")
     i.add_argument("--phase", required=True)
     i.set_defaults(fn=cmd_inspect)
+
+    a = sub.add_parser("analyze", help="the verdict (onset, noise, reason) for a training log CSV")
+    a.add_argument("history", help="CSV with columns iter, train_loss, val_loss (optional *_se, tokens_seen)")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.add_argument("--vocab-size", type=_positive_int, default=None,
+                   help="vocabulary size: a best val near ln(V), a uniform guess, reads as underfitting")
+    a.set_defaults(fn=cmd_analyze)
 
     k = sub.add_parser("tokenizer", help="tokenizer set-up")
     ksub = k.add_subparsers(dest="action", required=True)
