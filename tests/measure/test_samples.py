@@ -286,6 +286,48 @@ def test_ngram_shares_train_val_novel_and_decoded_span():
     assert short["train_ngram_share"] is None and short["mem_longest_tokens"] == 2
 
 
+def test_whitespace_runs_are_not_memorization():
+    """quickstart's balanced phase 'copied' 48 spaces of indentation: that is not memorization."""
+    tok = CharTok(" \n=abcdefghijklmnopqrstuvwxyz():")
+    train = tok.encode("def f():\n" + " " * 48 + "return x\n" + "=" * 30 + "\n")
+    index = MemorizationIndex(train, n=8, tokenizer=tok)
+    sample = tok.encode(" " * 48 + "qzvk wyq")  # indentation copied, then nothing from train
+    m = index.measure(sample)
+    assert m["mem_longest_any_tokens"] == 48  # what the old metric reported as the longest copy
+    assert m["mem_longest_tokens"] == 0 and m["mem_longest_text"] is None
+    # the 41 all-space 8-grams are not counted; of the content 8-grams none is in train
+    assert m["content_ngrams"] == 5  # the windows starting at 44..48 hold >= 4 of "qzvk wyq"'s letters
+    assert m["train_ngram_share"] == 0.0
+    ruler = index.measure(tok.encode("=" * 30))
+    assert ruler["mem_longest_tokens"] == 0 and ruler["train_ngram_share"] is None
+
+
+def test_longest_copied_span_is_trimmed_and_needs_content():
+    tok = CharTok(" \n=.abcdefghijklmnopqrstuvwxyz():")
+    train = tok.encode("        return self.total\n        ")
+    index = MemorizationIndex(train, n=8, tokenizer=tok, min_content=4)
+    m = index.measure(tok.encode("x     return self.total\n   qq"))
+    # the copied span is "     return self.total\n   " (26 chars); trimmed to its content
+    assert m["mem_longest_any_tokens"] == 26
+    assert m["mem_longest_text"] == "return self.total"
+    assert m["mem_longest_tokens"] == len("return self.total")
+    assert m["mem_longest_content_tokens"] == len("returnselftotal")
+    assert m["mem_longest_start"] == 6
+    assert train[m["mem_train_position"]:m["mem_train_position"] + 17] == tok.encode("return self.total")
+    # three letters are not a copy with min_content 4
+    assert index.measure(tok.encode("  ret  "))["mem_longest_tokens"] == 0
+
+
+def test_repetition_ignores_indentation_and_rulers():
+    code = "def f():\n        x = 1\n        \n        \n        y = 2\n# ==========\n# ==========\n"
+    assert len(longest_repeated_substring(code)) >= 17  # the raw repeat is indentation and the ruler
+    m = repetition_metrics(code)
+    assert m["longest_repeat"] == "" or "\n" not in m["longest_repeat"]
+    assert m["longest_repeat_chars"] < 8
+    assert text_quality_mod.squeeze_trivial_runs("a    b\n\n=====c") == "a b =c"
+    assert text_quality_mod.longest_content_repeat("return x\n    return x") == "return x"
+
+
 def test_memorization_index_rejects_non_integer_ids():
     with pytest.raises(ValueError, match="train_tokens must be integer"):
         MemorizationIndex(np.array([0.5, 1.5]))

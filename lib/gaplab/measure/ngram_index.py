@@ -9,6 +9,7 @@ n-token window of a stream for fast set membership over millions of windows.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -259,27 +260,37 @@ class SuffixIndex:
 _SuffixIndex = SuffixIndex
 
 
+_CONTENT = re.compile(r"\w")
+
+
 class MemorizationIndex:
     """An index of the training (and validation) token streams, built once, for copy detection.
 
-    Built once on suffix arrays (about a second for a million tokens), so lengths
-    are exact, with no hash collisions and no cap on span length: for each
-    position of a sample it finds the longest span starting there that occurs
-    verbatim in train (and in val).  A sample n-gram is "in train" when that
-    span is at least ``n`` tokens long.  Token ids must be in the model's id
-    space (``Prepared.train`` / ``.val``); ``tokenizer`` (optional) decodes the
-    copied span.
+    Built once on suffix arrays (:class:`SuffixIndex`; about a second for a million tokens), so lengths
+    are exact, with no hash collisions and no cap on span length: for each position of a sample it
+    finds the longest span starting there that occurs verbatim in train (and in val).  Token ids must
+    be in the model's id space (``Prepared.train`` / ``.val``); ``tokenizer`` (optional) decodes them.
+
+    Whitespace, indentation and punctuation are not copying: a token is a *content* token when its text
+    holds a letter or a digit (a ``\\w`` character).  Copied spans and n-grams count only with at least
+    ``min_content`` content tokens (default: half of ``n``, rounded up); a span is trimmed of the
+    trivial tokens at its ends.  Without a tokenizer every token counts as content.
     """
 
-    def __init__(self, train_tokens, val_tokens=None, n: int = 8, tokenizer=None):
+    def __init__(self, train_tokens, val_tokens=None, n: int = 8, tokenizer=None,
+                 min_content: Optional[int] = None):
         if n <= 0:
             raise ValueError(f"sample.ngram = {n!r}: allowed: > 0")
         self.n = int(n)
+        self.min_content = max(1, -(-self.n // 2)) if min_content is None else int(min_content)
+        if self.min_content < 1:
+            raise ValueError(f"min_content = {min_content!r}: allowed: ≥ 1")
         self.tokenizer = tokenizer
         self.train = self._as_ids(train_tokens, "train_tokens")
         self.val = None if val_tokens is None else self._as_ids(val_tokens, "val_tokens")
-        self._train = _SuffixIndex(self.train)
-        self._val = None if self.val is None else _SuffixIndex(self.val)
+        self._train = SuffixIndex(self.train)
+        self._val = None if self.val is None else SuffixIndex(self.val)
+        self._content: dict[tuple[int, int], bool] = {}
 
     @staticmethod
     def _as_ids(tokens, name: str) -> np.ndarray:
@@ -296,45 +307,77 @@ class MemorizationIndex:
         """Per position i of the sample: the longest span starting at i found in train (or val), and where."""
         index = self._train if which == "train" else self._val
         q = self._as_ids(list(token_ids), "token_ids")
-        lengths = np.zeros(len(q), dtype=np.int64)
-        where = np.full(len(q), -1, dtype=np.int64)
         if index is None:
-            return lengths, where
-        qb = q.astype(">u4").tobytes()
-        for i in range(len(q)):
-            lengths[i], where[i] = index.longest_prefix(q[i:], qb[4 * i:])
-        return lengths, where
+            return np.zeros(len(q), dtype=np.int64), np.full(len(q), -1, dtype=np.int64)
+        return index.matching_lengths(q)
+
+    def content_mask(self, token_ids: Sequence[int], tokenizer=None) -> np.ndarray:
+        """True for each token whose text holds a letter or digit (all True without a tokenizer)."""
+        tokenizer = tokenizer if tokenizer is not None else self.tokenizer
+        ids = [int(t) for t in token_ids]
+        if tokenizer is None:
+            return np.ones(len(ids), dtype=bool)
+        out = np.zeros(len(ids), dtype=bool)
+        for k, i in enumerate(ids):
+            key = (id(tokenizer), i)
+            if key not in self._content:
+                try:
+                    self._content[key] = bool(_CONTENT.search(tokenizer.decode([i])))
+                except Exception:  # an id that does not decode alone: not trivial
+                    self._content[key] = True
+            out[k] = self._content[key]
+        return out
 
     def measure(self, token_ids: Sequence[int], tokenizer=None) -> dict[str, Any]:
         """Memorisation metrics of one sample's generated ids.
 
-        ``mem_longest_tokens`` (longest verbatim span from train), its
-        ``mem_longest_chars`` and ``mem_longest_text`` (when a tokenizer is
-        known), ``mem_train_position``; ``train_ngram_share`` (share of the
-        sample's n-grams that occur in train), ``val_only_ngram_share`` (in val
-        but not in train) and ``novel_ngram_share`` (in neither).  Shares are
-        ``None`` when the sample is shorter than ``n`` tokens.
+        ``mem_longest_tokens``: the longest span copied verbatim from train that holds at least
+        ``min_content`` content tokens, trimmed of whitespace/punctuation tokens at its ends (0 when
+        none), with ``mem_longest_content_tokens``, ``mem_longest_start``, ``mem_train_position`` and,
+        with a tokenizer, ``mem_longest_chars`` and ``mem_longest_text``; ``mem_longest_any_tokens`` is
+        the longest copied span of any tokens (indentation runs included), for comparison.
+        ``train_ngram_share`` (share of the sample's content n-grams — n-grams with at least
+        ``min_content`` content tokens — found in train), ``val_only_ngram_share`` (in val but not
+        in train) and ``novel_ngram_share`` (in neither); ``content_ngrams`` counts them.  Shares are
+        ``None`` when the sample has no content n-gram.
         """
         tokenizer = tokenizer if tokenizer is not None else self.tokenizer
         ids = [int(t) for t in token_ids]
         train_len, train_pos = self.matching_lengths(ids, "train")
-        out: dict[str, Any] = {"mem_longest_tokens": 0, "mem_longest_start": None, "mem_train_position": None,
-                               "mem_longest_chars": None, "mem_longest_text": None}
-        if len(ids) and train_len.max() > 0:
-            i = int(np.argmax(train_len))
-            length = int(train_len[i])
-            out.update(mem_longest_tokens=length, mem_longest_start=i, mem_train_position=int(train_pos[i]))
+        content = self.content_mask(ids, tokenizer)
+        csum = np.concatenate([[0], np.cumsum(content)])
+        out: dict[str, Any] = {"mem_longest_tokens": 0, "mem_longest_content_tokens": 0, "mem_longest_start": None,
+                               "mem_train_position": None, "mem_longest_chars": None, "mem_longest_text": None,
+                               "mem_longest_any_tokens": int(train_len.max()) if len(ids) else 0,
+                               "mem_min_content_tokens": self.min_content}
+        best = (0, -1, -1, -1)  # trimmed length, start, end, start of the match it was trimmed from
+        for i in np.flatnonzero(train_len > 0).tolist():
+            j = i + int(train_len[i])
+            if csum[j] - csum[i] < self.min_content:
+                continue
+            lo = i + int(np.argmax(content[i:j]))
+            hi = j - int(np.argmax(content[i:j][::-1]))
+            if hi - lo > best[0]:
+                best = (hi - lo, lo, hi, i)
+        if best[0] > 0:
+            length, lo, hi, i = best
+            out.update(mem_longest_tokens=length, mem_longest_content_tokens=int(csum[hi] - csum[lo]),
+                       mem_longest_start=lo, mem_train_position=int(train_pos[i]) + (lo - i))
             if tokenizer is not None:
-                span = tokenizer.decode(ids[i:i + length])
+                span = tokenizer.decode(ids[lo:hi])
                 out.update(mem_longest_chars=len(span), mem_longest_text=span)
         windows = len(ids) - self.n + 1
-        if windows <= 0:
+        counted = np.zeros(max(windows, 0), dtype=bool)
+        if windows > 0:
+            counted = (csum[self.n:self.n + windows] - csum[:windows]) >= min(self.min_content, self.n)
+        out["content_ngrams"] = int(counted.sum())
+        if not counted.any():
             out.update(train_ngram_share=None, val_only_ngram_share=None, novel_ngram_share=None)
             return out
-        in_train = train_len[:windows] >= self.n
+        in_train = (train_len[:windows] >= self.n)[counted]
         if self._val is not None:
             val_len, _ = self.matching_lengths(ids, "val")
-            in_val = val_len[:windows] >= self.n
+            in_val = (val_len[:windows] >= self.n)[counted]
             val_only = float(np.mean(in_val & ~in_train))
             novel = float(np.mean(~in_val & ~in_train))
         else:
