@@ -39,7 +39,7 @@ CHECK_MEANING: dict[str, str] = {
     "cross_split_duplicates": "share of val documents that also appear verbatim in train",
     "truncated": "share of documents longer than block_size",
     "validators": "share of validated documents that fail a validator",
-    "near_duplicates": "share of documents with a near-twin (estimated Jaccard similarity of word shingles)",
+    "near_duplicates": "share of documents with a near-twin (Jaccard similarity of their sets of word shingles)",
     "cross_split_near_duplicates": "share of val documents with a near-twin in train",
     "unseen_val_tokens": "share of val tokens whose token id never occurs in the training split",
 }

