@@ -17,15 +17,12 @@ a *natural phrase*, listed apart so the learner sees what was set aside and why.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .detectors import share_of, skeleton_groups
+from .detectors import share_of, skeleton_groups, word_ids
 from ..measure.ngram_index import sorted_unique, window_hashes
-
-_WORD = re.compile(r"\w+")
 
 #: a phrase run "sits at the start / end" when it begins (ends) within this share of the document's words
 #: from its start (end), or within 2 n-grams' worth of words, whichever is more
@@ -64,7 +61,8 @@ def _group_reduce(keys: np.ndarray, values: np.ndarray, how: str) -> tuple[np.nd
 
 def boilerplate(texts: Sequence[str], names: Sequence[str], n: int = 6, min_share: float = 0.10,
                 min_documents: int = 3, groups: Optional[np.ndarray] = None, top: int = 10,
-                min_coverage: float = MIN_COVERAGE) -> dict[str, Any]:
+                min_coverage: float = MIN_COVERAGE,
+                words: Optional[tuple[list[np.ndarray], list[str]]] = None) -> dict[str, Any]:
     """Word ``n``-grams (lower-cased ``\\w+`` words) repeated across documents that are boilerplate.
 
     A candidate occurs in at least ``min_share`` of the documents (and in at least ``min_documents``).
@@ -77,24 +75,22 @@ def boilerplate(texts: Sequence[str], names: Sequence[str], n: int = 6, min_shar
     much of them it is: per document, the share of its words inside boilerplate n-grams.  ``phrases``
     are the boilerplate phrases (``where``: ``start``, ``end`` or ``throughout``; ``coverage``: the
     median share of a holding document's words in the phrase's run); ``natural_phrases`` the candidates
-    set aside as phrases of the language.
+    set aside as phrases of the language.  ``words`` is :func:`gaplab.datareport.detectors.word_ids`
+    of ``texts`` when the caller has it already.
     """
     groups = skeleton_groups(texts) if groups is None else np.asarray(groups)
-    vocab: dict[str, int] = {}
+    per_doc, vocab_list = word_ids(texts) if words is None else words
     pieces, owners, offsets = [], [], []
     lengths = np.zeros(len(texts), dtype=np.int64)
-    for i, t in enumerate(texts):
+    for i, doc_ids in enumerate(per_doc):
         if groups[i] < 0:
             continue
-        words = _WORD.findall(t.lower())
-        lengths[i] = len(words)
-        if len(words) < n:
+        lengths[i] = len(doc_ids)
+        if len(doc_ids) < n:
             continue
-        for w in set(words).difference(vocab):
-            vocab[w] = len(vocab)
-        pieces.append(np.array(list(map(vocab.__getitem__, words)), dtype=np.int64))
-        owners.append(np.full(len(words), i, dtype=np.int64))
-        offsets.append(np.arange(len(words), dtype=np.int64))
+        pieces.append(doc_ids)
+        owners.append(np.full(len(doc_ids), i, dtype=np.int64))
+        offsets.append(np.arange(len(doc_ids), dtype=np.int64))
     n_units = int(sorted_unique(groups[groups >= 0]).size)
     need = max(int(min_documents), math.ceil(min_share * n_units - 1e-9))
     result: dict[str, Any] = {
@@ -168,7 +164,7 @@ def boilerplate(texts: Sequence[str], names: Sequence[str], n: int = 6, min_shar
             "top": [{"name": names[int(d)], "coverage": float(per_doc[d]), "words": int(lengths[d])}
                     for d in top_docs],
         }
-    inverse = {v: k for k, v in vocab.items()}
+    inverse = vocab_list
     info = {int(x): (int(c), float(p), float(m), int(s_), int(e_))
             for x, c, p, m, s_, e_ in zip(uh, docs_with, place, med_cover, n_start, n_end)}
     result["phrases"] = _phrases(h, hit, ids, doc, n, boiler_hashes, info, inverse, names, len(texts), top)

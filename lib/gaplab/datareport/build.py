@@ -15,7 +15,7 @@ import numpy as np
 
 from .boilerplate import boilerplate
 from .detectors import (preview, exact_duplicates, length_stats, model_vs_data, skeleton_groups, split_balance,
-                        templated, unseen_val_tokens, vocab_usage)
+                        templated, unseen_val_tokens, vocab_usage, word_ids)
 from .leakage import cross_split_duplicates, ngram_leakage
 from .near_duplicates import cross_split_near_duplicates, near_duplicates
 from .checks import evaluate_checks, failed_checks
@@ -79,10 +79,12 @@ def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str,
     groups = skeleton_groups(texts)
     dups = {"exact": exact_duplicates(texts, names), "templated": templated(texts, names, groups)}
     lap("duplicates")
-    near = near_duplicates(texts, names, threshold=data.near_duplicate_threshold, shingle=data.near_duplicate_shingle)
+    words = word_ids(texts)  # read once for near-twins and boilerplate
+    near = near_duplicates(texts, names, threshold=data.near_duplicate_threshold, shingle=data.near_duplicate_shingle,
+                           words=words)
     dups["near"] = {k: v for k, v in near.items() if not k.startswith("_")}
     lap("near_duplicates")
-    boiler = boilerplate(texts, names, groups=groups)
+    boiler = boilerplate(texts, names, groups=groups, words=words)
     lap("boilerplate")
     split = split_balance(prepared.composition)
     split["strategy"] = data.split

@@ -65,6 +65,25 @@ def _count_distinct_ids(ids: np.ndarray) -> int:
     return int(sorted_unique(ids).size)
 
 
+_WORDS = re.compile(r"\w+")
+
+
+def word_ids(texts: Sequence[str]) -> tuple[list[np.ndarray], list[str]]:
+    """Each document's lower-cased ``\\w+`` words as ids into one vocabulary (ids in first-occurrence
+    order, so the same on every run), and the vocabulary: read once, shared by the boilerplate and
+    near-duplicate detectors."""
+    vocab: dict[str, int] = {}
+    out = []
+    for t in texts:
+        words = _WORDS.findall(t.lower())
+        for w in dict.fromkeys(words):
+            if w not in vocab:
+                vocab[w] = len(vocab)
+        out.append(np.array(list(map(vocab.__getitem__, words)), dtype=np.int64) if words
+                   else np.zeros(0, dtype=np.int64))
+    return out, list(vocab)
+
+
 # --------------------------------------------------------------------------- size and vocabulary
 def vocab_usage(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size_original: int, vocab_size_model: int,
                 n_embd: int, train_model_ids: Optional[np.ndarray] = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .detectors import MAX_EXAMPLES, preview, share_of
-from ..measure.ngram_index import exact_spans, sorted_unique, window_hashes
+from ..measure.ngram_index import exact_spans, index_in, sorted_unique, window_hashes
 
 #: a val document is *leaked* when at least this share of its n-grams occur in train
 LEAKED_DOCUMENT_SHARE = 0.5
@@ -70,11 +70,15 @@ def longest_spans(train_ids: np.ndarray, val_ids: np.ndarray, n: int, train_hash
         return []
     bar = max(n, int(run_tokens[min(top, len(run_tokens)) - 1]))
     top_id = int(max(train_ids.max(), val_ids.max()))
+    shared = sorted_unique(val_hashes[hit])
+    t_idx = index_in(train_hashes, shared)  # each train window's shared hash (or -1), found once
+    v_idx = index_in(val_hashes, shared)
     while True:
         val_mask = _runs(hit, n, bar)
-        wanted = sorted_unique(val_hashes[val_mask[: len(hit)] & hit])
-        where = np.minimum(np.searchsorted(wanted, train_hashes), wanted.size - 1)
-        train_mask = _runs(wanted[where] == train_hashes, n, bar)
+        wanted = np.zeros(shared.size + 1, dtype=bool)  # the last slot stands for -1: not shared
+        wanted[v_idx[val_mask[: len(hit)] & hit]] = True
+        wanted[-1] = False
+        train_mask = _runs(wanted[t_idx], n, bar)
         text, t_origin = _segments(train_ids, train_mask, top_id + 1)
         query, q_origin = _segments(val_ids, val_mask, top_id + 2)
         spans = exact_spans(text, query, min_tokens=bar, top=top)
@@ -141,10 +145,9 @@ def ngram_leakage(train_ids: np.ndarray, val_ids: np.ndarray, n: int = 8, max_sp
     if vh.size == 0 or th.size == 0:
         return {"n": n, "val_ngrams": int(vh.size), "in_train": 0, "share": None, "distinct_share": None,
                 "longest_span_tokens": 0, "spans": [], "documents": None}
-    pos = np.minimum(np.searchsorted(th, vh), th.size - 1)
-    hit = th[pos] == vh
     uv = sorted_unique(vh)
     upos = np.minimum(np.searchsorted(th, uv), th.size - 1)
+    hit = index_in(vh, uv[th[upos] == uv]) >= 0  # a val window is shared when its hash is in train
     spans = longest_spans(train_ids, val_ids, n, th_all, vh, hit, top=max_spans)
     documents = None
     if val_owners is not None and names is not None:

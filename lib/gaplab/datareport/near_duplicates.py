@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .detectors import MAX_EXAMPLES, preview, share_of
+from .detectors import MAX_EXAMPLES, preview, share_of, word_ids
 from ..measure.ngram_index import window_hashes
 
 #: defaults (``data.near_duplicate_threshold`` / ``data.near_duplicate_shingle``): measured on the plays
@@ -54,7 +54,7 @@ _FOLD = str.maketrans({"v": "u", "j": "i", "y": "i"})
 _MARKS = re.compile(r"[\u0300-\u036f]+")
 _INNER_VOWEL = re.compile(r"(?<=[^\W\d_])[aeiou]")
 _DOUBLE = re.compile(r"([^\W\d_])\1+")
-_LETTERS = re.compile(r"[^\W_]+")
+_WORDS = re.compile(r"\w+")
 
 
 def _skeleton(word: str) -> str:
@@ -71,28 +71,25 @@ def normalize_words(text: str) -> list[str]:
     >>> normalize_words("Giue you good night, Heere's vpon the Dane!")
     ['g', 'i', 'gd', 'nght', 'hr', 's', 'upn', 'th', 'dn']
     """
-    return [w for w in (_skeleton(w) for w in _LETTERS.findall(text.lower())) if w]
+    return [w for w in (_skeleton(w) for w in _WORDS.findall(text.lower())) if w]
 
 
-def shingle_sets(texts: Sequence[str], shingle: int = DEFAULT_SHINGLE) -> list[np.ndarray]:
+def shingle_sets(texts: Sequence[str], shingle: int = DEFAULT_SHINGLE,
+                 words: Optional[tuple[list[np.ndarray], list[str]]] = None) -> list[np.ndarray]:
     """Per document: the distinct 32-bit hashes of its runs of ``shingle`` normalized words.
 
     A document with fewer words than ``shingle`` (but at least one) is one shingle of all its words; one
-    with none is an empty set (it cannot be a near-twin).  Word ids come from dictionaries filled in
-    document order (each distinct word is normalized once), so the hashes are the same on every run
-    (Python's own ``hash`` of a string is not).
+    with none is an empty set (it cannot be a near-twin).  The words are
+    :func:`gaplab.datareport.detectors.word_ids` (``words``, when the caller has them), each distinct word
+    normalized once; ids are in first-occurrence order, so the hashes are the same on every run.
     """
-    ids_of: dict[str, int] = {}  # raw lower-case word -> id of its skeleton
+    per_doc, vocab = word_ids(texts) if words is None else words
     skeletons: dict[str, int] = {}
+    table = np.array([skeletons.setdefault(sk, len(skeletons)) if sk else -1
+                      for sk in map(_skeleton, vocab)] + [-1], dtype=np.int64)
     out = []
-    for text in texts:
-        raw = _LETTERS.findall(text.lower())
-        for w in dict.fromkeys(raw):  # first-occurrence order: the same ids in every process
-            if w in ids_of:
-                continue
-            sk = _skeleton(w)
-            ids_of[w] = skeletons.setdefault(sk, len(skeletons)) if sk else -1
-        ids = np.array(list(map(ids_of.__getitem__, raw)), dtype=np.int64)
+    for raw in per_doc:
+        ids = table[raw]
         ids = ids[ids >= 0]
         if not len(ids):
             out.append(np.zeros(0, dtype=np.uint32))
@@ -145,7 +142,8 @@ def _families(n: int, pairs: np.ndarray) -> np.ndarray:
 
 def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float = DEFAULT_THRESHOLD,
                     shingle: int = DEFAULT_SHINGLE, num_perm: int = NUM_PERM, seed: int = 1,
-                    top: int = MAX_EXAMPLES) -> dict[str, Any]:
+                    top: int = MAX_EXAMPLES, words: Optional[tuple[list[np.ndarray], list[str]]] = None
+                    ) -> dict[str, Any]:
     """Pairs of documents whose Jaccard similarity of shingle sets is at least ``threshold`` (module docstring).
 
     Returns ``documents`` (how many have a near-twin) and ``share`` (of all documents), ``pairs`` (how
@@ -161,7 +159,7 @@ def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float
     result: dict[str, Any] = {
         "threshold": threshold, "shingle": shingle, "num_perm": num_perm, "documents": 0, "share": 0.0,
         "pairs": 0, "families": 0, "examples": [], "family_examples": [], "candidates_capped": 0,
-        "rule": (f"runs of {shingle} normalized words (lower case, letters and digits only, v/u j/i y/i folded, "
+        "rule": (f"runs of {shingle} normalized words (lower case, punctuation dropped, v/u j/i y/i folded, "
                  f"inner vowels and doubled letters dropped) as sets; a near-twin shares ≥ {threshold:g} of them "
                  f"(Jaccard similarity, checked exactly on the candidates that MinHash with {num_perm} "
                  f"permutations + LSH proposes)"),
@@ -169,7 +167,7 @@ def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float
     }
     if n < 2:
         return result
-    sets = shingle_sets(texts, shingle)
+    sets = shingle_sets(texts, shingle, words)
     sketches, rows = minhash_signatures(sets, num_perm, seed)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
     with lsh.insertion_session() as session:

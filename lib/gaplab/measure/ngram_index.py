@@ -422,3 +422,25 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(s[1:], s[:-1], out=keep[1:])
     return s[keep]
+
+
+def index_in(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """For each of ``values`` (uint64 hashes): its index in ``sorted_set`` (sorted, distinct), or -1.
+
+    A bitmap of the set's low bits (about 16 bits per member) rules most values out with one gather, so
+    only the few that might be members are binary-searched: for 5 M train windows looked up in a few
+    hundred thousand shared hashes that is several times faster than ``np.searchsorted`` on all of them.
+    """
+    values = np.asarray(values)
+    out = np.full(values.size, -1, dtype=np.int64)
+    if not sorted_set.size or not values.size:
+        return out
+    bits = 1 << min(25, max(16, int(sorted_set.size * 16 - 1).bit_length()))
+    mask = np.uint64(bits - 1)
+    table = np.zeros(bits, dtype=bool)
+    table[(sorted_set & mask).astype(np.int64)] = True
+    maybe = np.flatnonzero(table[(values & mask).astype(np.int64)])
+    pos = np.minimum(np.searchsorted(sorted_set, values[maybe]), sorted_set.size - 1)
+    found = sorted_set[pos] == values[maybe]
+    out[maybe[found]] = pos[found]
+    return out
