@@ -2,7 +2,9 @@
 
 :func:`prepare_data` reads the corpus, tokenizes every document, keeps the
 first ``data.max_tokens`` tokens in document order (the seed's
-``dataset_size``), splits them and, with ``tokenizer.compact``, remaps ids to
+``dataset_size``; reading and tokenizing stop there, and a long last document
+is tokenized only as far as needed, unless the vocabulary must see the whole
+corpus: ``compact_from: corpus`` or the ``char`` tokenizer), splits them and, with ``tokenizer.compact``, remaps ids to
 those present in the training split (``compact_from: train``) or in the
 whole corpus (``compact_from: corpus``).  It also reports the split's
 composition: tokens and documents per source label in train and in val (seed
