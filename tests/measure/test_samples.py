@@ -256,6 +256,28 @@ def test_suffix_array_matches_naive_sort():
         assert suffix_array(t).tolist() == sorted(range(n), key=lambda i: tuple(t[i:]))
 
 
+def test_matching_statistics_agree_with_brute_force_and_the_binary_search_index():
+    """One suffix-array index for samples (binary search) and leakage (one suffix array over both streams)."""
+    from gaplab.measure.ngram_index import SuffixIndex, exact_spans, index_in, matching_statistics
+
+    rng = np.random.default_rng(3)
+    for _ in range(150):
+        text, query = rng.integers(0, 3, int(rng.integers(1, 50))), rng.integers(0, 3, int(rng.integers(1, 30)))
+        lengths, where = matching_statistics(text, query)
+        for i in range(len(query)):
+            best = max(next((m for m in range(min(len(query) - i, len(text) - j)) if query[i + m] != text[j + m]),
+                            min(len(query) - i, len(text) - j)) for j in range(len(text)))
+            assert lengths[i] == best
+            assert list(text[where[i]:where[i] + best]) == list(query[i:i + best])
+        assert SuffixIndex(text).matching_lengths(query)[0].tolist() == lengths.tolist()
+    spans = exact_spans([1, 2, 9, 2, 3, 9, 3, 4, 9, 4, 5], [1, 2, 3, 4, 5], min_tokens=2)
+    assert [s["tokens"] for s in spans] == [2, 2, 2]
+    values = rng.integers(0, 2 ** 63, 5000, dtype=np.uint64)
+    members = np.unique(values[::7])
+    got = index_in(values, members)
+    assert np.array_equal(got >= 0, np.isin(values, members)) and np.array_equal(members[got[got >= 0]], values[got >= 0])
+
+
 def test_planted_training_span_is_found_with_exact_length():
     rng = np.random.default_rng(1)
     train = rng.integers(0, 1000, 20_000)
