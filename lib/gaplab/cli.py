@@ -23,6 +23,7 @@ def _fmt_int(n: float) -> str:
 def check_rows(study, phases: Optional[list[str]] = None) -> list[dict]:
     """Per phase: parameter breakdown, split sizes, tokens per parameter and epochs, without training."""
     from .model.gpt import count_params
+    from .data.corpus import skipped_summary
     from .data.split import prepare_data
 
     rows = []
@@ -50,6 +51,7 @@ def check_rows(study, phases: Optional[list[str]] = None) -> list[dict]:
             "tokens_per_param_non_emb": n_train / max(1, counts["non_embedding"]),
             "iters": iters,
             "epochs": tokens_seen / max(1, n_train),
+            "skipped": skipped_summary(prep.corpus),
         })
     if problems:
         raise StudyError(problems)
@@ -81,6 +83,9 @@ def cmd_check(args) -> int:
     rows = check_rows(study, _phase_list(args.phases))
     print(f"study {study.name}: {study.description.splitlines()[0] if study.description else ''}")
     print(format_check_table(rows))
+    for r in rows:
+        if r.get("skipped"):
+            print(f"{r['phase']}: data: {r['skipped']}")
     return 0
 
 
@@ -116,6 +121,15 @@ def cmd_inspect(args) -> int:
     study = load_study(args.study)
     ph = study.phase(args.phase)
     report = inspect_phase(ph.resolved(study.name, ""), write=False, enforce=False)
+    if args.json:  # the whole report, exactly as data_report.json holds it
+        from .files import to_json
+
+        sys.stdout.write(to_json(report))
+        return 1 if report.get("failed") else 0
+    size = report.get("size", {})
+    if size.get("skipped"):
+        eg = "; ".join(f"{e['name']}: {e['reason']}" for e in size.get("skipped_examples", [])[:3])
+        print(f"data: {size['skipped']} skipped ({eg})")
     for check in report.get("checks", []):
         print(f"{check['status']:>4}  {check['name']}: {check['message']}")
     failed = report.get("failed") or []
@@ -248,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print a phase's data checks")
     i.add_argument("study")
     i.add_argument("--phase", required=True)
+    i.add_argument("--json", action="store_true", help="print the whole data report (data_report.json's content)")
     i.set_defaults(fn=cmd_inspect)
 
     a = sub.add_parser("analyze", help="the verdict (onset, noise, reason) for a training log CSV")

@@ -31,6 +31,9 @@ CHECK_NAMES = (
     "cross_split_duplicates",
     "truncated",
     "validators",
+    "near_duplicates",
+    "cross_split_near_duplicates",
+    "unseen_val_tokens",
 )
 
 
@@ -80,6 +83,13 @@ class DataConfig(_Strict):
     checks: dict[str, Threshold] = Field(default_factory=dict)
     fail_on: list[str] = Field(default_factory=list)
     ngram: int = Field(8, gt=0)
+    #: near-twins (gaplab.datareport.near_duplicates): estimated Jaccard similarity of runs of this many
+    #: normalized words at or above the threshold
+    near_duplicate_threshold: float = Field(0.3, gt=0, le=1)
+    near_duplicate_shingle: int = Field(5, gt=0)
+    #: a jsonl/csv record that is broken (not JSON, a missing field, a csv row with too many or too few
+    #: values): an error naming file:line, or skipped and counted
+    bad_records: Literal["error", "skip"] = "error"
 
 
 class TokenizerConfig(_Strict):

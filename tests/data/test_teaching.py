@@ -3,6 +3,7 @@ import collections
 import pytest
 
 from gaplab.datareport import detectors as detectors_mod
+from gaplab.datareport import boilerplate as boilerplate_mod
 from gaplab.datareport.detectors import exact_duplicates
 from gaplab.datareport.detectors import skeleton_groups
 from gaplab.data.teaching import BOILERPLATE, expected_shares, qa_defects
@@ -15,7 +16,7 @@ def _recovered(docs):
     groups = skeleton_groups(texts)
     return {
         "templated": detectors_mod.templated(texts, names, groups),
-        "boilerplate": detectors_mod.boilerplate(texts, names, groups=groups),
+        "boilerplate": boilerplate_mod.boilerplate(texts, names, groups=groups),
         "exact": exact_duplicates(texts, names),
         "validators": run_validators(docs, ["cart_arithmetic"])["validators"]["cart_arithmetic"],
     }

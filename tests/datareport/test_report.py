@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from gaplab.datareport import detectors as detectors_mod
+from gaplab.datareport import boilerplate as boilerplate_mod
 from gaplab.datareport import leakage as leakage_mod
 from gaplab.datareport.build import build_report
 from gaplab.datareport.checks import DEFAULT_CHECKS
@@ -85,7 +86,7 @@ def test_empty_documents_are_not_duplicates():
 def test_boilerplate_in_83_of_100():
     sign_off = "I hope this helps! Let me know if you have any other questions."
     texts = [distinct_doc(i) + ("\n" + sign_off if i < 83 else "") for i in range(100)]
-    out = detectors_mod.boilerplate(texts, [f"d{i}" for i in range(100)])
+    out = boilerplate_mod.boilerplate(texts, [f"d{i}" for i in range(100)])
     assert out["documents"] == 83
     assert out["share"] == 0.83
     assert len(out["phrases"]) == 1
@@ -99,11 +100,11 @@ def test_boilerplate_threshold_and_template_counted_once():
     phrase = "all rights reserved by the acme company"
     for k, expected in ((9, 0), (10, 10)):
         texts = [distinct_doc(i) + (" " + phrase if i < k else "") for i in range(100)]
-        assert detectors_mod.boilerplate(texts, [str(i) for i in range(100)])["documents"] == expected
+        assert boilerplate_mod.boilerplate(texts, [str(i) for i in range(100)])["documents"] == expected
     # 50 templated documents share their fixed words, but as one family they are not boilerplate
     texts = [f"Q: {n} has {i} cats in the big red barn today" for i, n in
              enumerate(["Alice", "Bruno", "Chen", "Dana", "Emeka"] * 10)] + [distinct_doc(i) for i in range(50)]
-    out = detectors_mod.boilerplate(texts, [str(i) for i in range(100)])
+    out = boilerplate_mod.boilerplate(texts, [str(i) for i in range(100)])
     assert out["documents"] == 0
 
 
@@ -174,7 +175,7 @@ def test_planted_leakage_share():
     assert out["val_ngrams"] == 193 and out["in_train"] == 93
     assert out["share"] == pytest.approx(93 / 193)
     assert out["longest_span_tokens"] == 100
-    assert out["spans"][0] == {"start": 0, "tokens": 100}
+    assert out["spans"][0] == {"start": 0, "tokens": 100, "train_position": 100}
 
 
 def test_no_leakage_and_too_short():

@@ -256,6 +256,28 @@ def test_suffix_array_matches_naive_sort():
         assert suffix_array(t).tolist() == sorted(range(n), key=lambda i: tuple(t[i:]))
 
 
+def test_matching_statistics_agree_with_brute_force_and_the_binary_search_index():
+    """One suffix-array index for samples (binary search) and leakage (one suffix array over both streams)."""
+    from gaplab.measure.ngram_index import SuffixIndex, exact_spans, index_in, matching_statistics
+
+    rng = np.random.default_rng(3)
+    for _ in range(150):
+        text, query = rng.integers(0, 3, int(rng.integers(1, 50))), rng.integers(0, 3, int(rng.integers(1, 30)))
+        lengths, where = matching_statistics(text, query)
+        for i in range(len(query)):
+            best = max(next((m for m in range(min(len(query) - i, len(text) - j)) if query[i + m] != text[j + m]),
+                            min(len(query) - i, len(text) - j)) for j in range(len(text)))
+            assert lengths[i] == best
+            assert list(text[where[i]:where[i] + best]) == list(query[i:i + best])
+        assert SuffixIndex(text).matching_lengths(query)[0].tolist() == lengths.tolist()
+    spans = exact_spans([1, 2, 9, 2, 3, 9, 3, 4, 9, 4, 5], [1, 2, 3, 4, 5], min_tokens=2)
+    assert [s["tokens"] for s in spans] == [2, 2, 2]
+    values = rng.integers(0, 2 ** 63, 5000, dtype=np.uint64)
+    members = np.unique(values[::7])
+    got = index_in(values, members)
+    assert np.array_equal(got >= 0, np.isin(values, members)) and np.array_equal(members[got[got >= 0]], values[got >= 0])
+
+
 def test_planted_training_span_is_found_with_exact_length():
     rng = np.random.default_rng(1)
     train = rng.integers(0, 1000, 20_000)
@@ -284,6 +306,48 @@ def test_ngram_shares_train_val_novel_and_decoded_span():
     assert (m["mem_longest_tokens"], m["mem_longest_text"], m["mem_longest_chars"]) == (4, "abcd", 4)
     short = index.measure(tok.encode("ab"))
     assert short["train_ngram_share"] is None and short["mem_longest_tokens"] == 2
+
+
+def test_whitespace_runs_are_not_memorization():
+    """quickstart's balanced phase 'copied' 48 spaces of indentation: that is not memorization."""
+    tok = CharTok(" \n=abcdefghijklmnopqrstuvwxyz():")
+    train = tok.encode("def f():\n" + " " * 48 + "return x\n" + "=" * 30 + "\n")
+    index = MemorizationIndex(train, n=8, tokenizer=tok)
+    sample = tok.encode(" " * 48 + "qzvk wyq")  # indentation copied, then nothing from train
+    m = index.measure(sample)
+    assert m["mem_longest_any_tokens"] == 48  # what the old metric reported as the longest copy
+    assert m["mem_longest_tokens"] == 0 and m["mem_longest_text"] is None
+    # the 41 all-space 8-grams are not counted; of the content 8-grams none is in train
+    assert m["content_ngrams"] == 5  # the windows starting at 44..48 hold >= 4 of "qzvk wyq"'s letters
+    assert m["train_ngram_share"] == 0.0
+    ruler = index.measure(tok.encode("=" * 30))
+    assert ruler["mem_longest_tokens"] == 0 and ruler["train_ngram_share"] is None
+
+
+def test_longest_copied_span_is_trimmed_and_needs_content():
+    tok = CharTok(" \n=.abcdefghijklmnopqrstuvwxyz():")
+    train = tok.encode("        return self.total\n        ")
+    index = MemorizationIndex(train, n=8, tokenizer=tok, min_content=4)
+    m = index.measure(tok.encode("x     return self.total\n   qq"))
+    # the copied span is "     return self.total\n   " (26 chars); trimmed to its content
+    assert m["mem_longest_any_tokens"] == 26
+    assert m["mem_longest_text"] == "return self.total"
+    assert m["mem_longest_tokens"] == len("return self.total")
+    assert m["mem_longest_content_tokens"] == len("returnselftotal")
+    assert m["mem_longest_start"] == 6
+    assert train[m["mem_train_position"]:m["mem_train_position"] + 17] == tok.encode("return self.total")
+    # three letters are not a copy with min_content 4
+    assert index.measure(tok.encode("  ret  "))["mem_longest_tokens"] == 0
+
+
+def test_repetition_ignores_indentation_and_rulers():
+    code = "def f():\n        x = 1\n        \n        \n        y = 2\n# ==========\n# ==========\n"
+    assert len(longest_repeated_substring(code)) >= 17  # the raw repeat is indentation and the ruler
+    m = repetition_metrics(code)
+    assert m["longest_repeat"] == "" or "\n" not in m["longest_repeat"]
+    assert m["longest_repeat_chars"] < 8
+    assert text_quality_mod.squeeze_trivial_runs("a    b\n\n=====c") == "a b =c"
+    assert text_quality_mod.longest_content_repeat("return x\n    return x") == "return x"
 
 
 def test_memorization_index_rejects_non_integer_ids():

@@ -12,9 +12,17 @@ Sources (``data.source``):
 - ``generated``: ``data.generator`` (``module:function``) called with
   ``data.generator_args``; it returns a list of :class:`Document`.
 
-Binary or undecodable files are skipped and counted, never a crash.  Broken
-records (a line that is not JSON, a missing field) are errors that name the
-file, the line and the field.
+Binary or undecodable files, and files reached through a symbolic link that
+points outside ``data.path``, are skipped and counted (``Corpus.skipped``),
+never a crash.  A UTF-8 byte-order mark at the start of a file is dropped, in
+every source.  Broken records (a line that is not JSON, a missing field, a csv
+row with more or fewer values than the header) are errors that name the file,
+the line and the field; with ``data.bad_records: skip`` such a record is
+skipped and counted instead.  csv fields may be of any length.
+
+``load_corpus(data, stop=...)`` stops reading as soon as ``stop(document)``
+says so (``gaplab.data.split.prepare_data`` stops once ``data.max_tokens`` is
+reached): the documents after it are never read.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import json
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 from ..errors import DataError
 
 TEST_DIRS = {"test", "tests", "idle_test", "__pycache__", "site-packages", "dist-packages"}
@@ -46,6 +54,7 @@ class Corpus:
     documents: list[Document]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
     fingerprint: str = ""
+    complete: bool = True  # False when reading stopped early (data.max_tokens reached)
 
     @property
     def characters(self) -> int:
@@ -71,7 +80,7 @@ def read_text_file(path: Path) -> tuple[Optional[str], Optional[str]]:
     if b"\0" in raw[:8192]:
         return None, "binary (NUL bytes)"
     try:
-        return raw.decode("utf-8"), None
+        return raw.decode("utf-8-sig"), None  # a leading byte-order mark is not text
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 (byte {exc.start})"
 
@@ -114,66 +123,133 @@ def stdlib_files(packages: list[str]) -> list[tuple[str, Path]]:
     return out
 
 
-def _files_documents(root: Path, items: list[tuple[str, Path]]) -> Corpus:
+Stop = Optional[Callable[[Document], bool]]
+
+
+def _files_documents(root: Path, items: list[tuple[str, Path]], stop: Stop = None) -> Corpus:
     docs, skipped = [], []
+    inside = root.resolve()
     for label, path in items:
-        text, reason = read_text_file(path)
         name = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        target = path.resolve()
+        if not target.is_relative_to(inside):
+            skipped.append((name, f"a symbolic link to {target}, outside {inside}"))
+            continue
+        text, reason = read_text_file(path)
         if text is None:
             skipped.append((name, reason))
         else:
             docs.append(Document(text=text, source=label, name=name))
+            if stop is not None and stop(docs[-1]):
+                return Corpus(docs, skipped, complete=False)
     return Corpus(docs, skipped)
+
+
+class _BadRecord(Exception):
+    """A record that is an error, or a counted skip with ``data.bad_records: skip``."""
 
 
 def _record_text(record: dict, fields: list[str], template: Optional[str], where: str) -> str:
     for f in fields:
         if f not in record:
-            raise DataError(f"{where}: missing field {f!r}; the record has fields {sorted(record)}")
+            raise _BadRecord(f"{where}: missing field {f!r}; the record has fields {sorted(record)}")
     values = {f: "" if record[f] is None else str(record[f]) for f in fields}
     if template:
-        return template.format(**values)
+        try:
+            return template.format(**values)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise DataError(f"data.template = {template!r} cannot be filled ({type(exc).__name__}: {exc}); "
+                            f"allowed: placeholders among data.fields {fields}, such as {{{fields[0] if fields else 'text'}}}") from None
     return "\n".join(values[f] for f in fields)
 
 
-def _records(path: Path, kind: str) -> Iterable[tuple[str, dict]]:
-    """``(where, record)`` for each record of a jsonl or csv file."""
+def _open_text(path: Path, kind: str):
     if not path.is_file():
         raise DataError(f"data.path: no such {kind} file: {path}")
+    return open(path, encoding="utf-8-sig", newline="" if kind == "csv" else None)
+
+
+def _csv_records(path: Path, handle) -> Iterator[tuple[str, Any]]:
+    """``(where, record or _BadRecord)`` for each csv row; a row must have as many values as the header."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(max(old, 2 ** 31 - 1))  # a long answer is data, not an error
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); allowed: a UTF-8 {kind} file") from None
-    if kind == "jsonl":
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        line = reader.line_num
+        for row in reader:
+            where, line = f"{path}:{line + 1}", reader.line_num
+            if not any(v.strip() for v in row):
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{i}: line is not JSON ({exc.msg} at column {exc.colno}): "
-                                f"{line[:60]!r}; allowed: one JSON object per line") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{i}: a JSON {type(rec).__name__} where a JSON object is required")
-            yield f"{path}:{i}", rec
-    else:
-        reader = csv.DictReader(text.splitlines())
-        for i, rec in enumerate(reader, start=2):  # line 1 is the header
-            yield f"{path}:{i}", rec
+            if len(row) != len(header):
+                yield where, _BadRecord(
+                    f"{where}: the row has {len(row)} value{'s' if len(row) != 1 else ''} but the header "
+                    f"has {len(header)} ({', '.join(header)}); allowed: one value per column (quote values "
+                    f"that contain commas or line breaks)")
+                continue
+            yield where, dict(zip(header, row))
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: not valid csv ({exc}); allowed: a csv file with a header "
+                        f"row") from None
+    finally:
+        csv.field_size_limit(old)
+
+
+def _records(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
+    """``(where, record)`` for each record of a jsonl or csv file, read as it goes (never whole);
+    a broken record is yielded as a :class:`_BadRecord`."""
+    with _open_text(path, kind) as handle:
+        try:
+            if kind == "csv":
+                yield from _csv_records(path, handle)
+                return
+            for i, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield f"{path}:{i}", _BadRecord(f"{path}:{i}: line is not JSON ({exc.msg} at column "
+                                                    f"{exc.colno}): {line[:60]!r}; allowed: one JSON object per line")
+                    continue
+                if not isinstance(rec, dict):
+                    yield f"{path}:{i}", _BadRecord(
+                        f"{path}:{i}: a JSON {type(rec).__name__} where a JSON object is required")
+                    continue
+                yield f"{path}:{i}", rec
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text (byte {exc.start} of a block); allowed: a UTF-8 {kind} "
+                            f"file") from None
 
 
 def _record_documents(path: Path, kind: str, fields: list[str], template: Optional[str],
-                      label_field: Optional[str]) -> Corpus:
-    docs = []
+                      label_field: Optional[str], bad_records: str = "error", stop: Stop = None) -> Corpus:
+    docs, skipped = [], []
     for where, rec in _records(path, kind):
-        label = path.stem
-        if label_field:
-            if label_field not in rec:
-                raise DataError(f"{where}: missing label field {label_field!r} (data.label_field); "
-                                f"the record has fields {sorted(rec)}")
-            label = str(rec[label_field])
-        docs.append(Document(_record_text(rec, fields, template, where), label, where.rsplit("/", 1)[-1]))
-    return Corpus(docs)
+        name = where.rsplit("/", 1)[-1]
+        try:
+            if isinstance(rec, _BadRecord):
+                raise rec
+            label = path.stem
+            if label_field:
+                if label_field not in rec:
+                    raise _BadRecord(f"{where}: missing label field {label_field!r} (data.label_field); "
+                                     f"the record has fields {sorted(rec)}")
+                label = str(rec[label_field])
+            text = _record_text(rec, fields, template, where)
+        except _BadRecord as exc:
+            if bad_records != "skip":
+                raise DataError(f"{exc} (data.bad_records: skip would skip such records and count "
+                                f"them)") from None
+            skipped.append((name, str(exc).replace(f"{where}: ", "", 1)))
+            continue
+        docs.append(Document(text, label, name))
+        if stop is not None and stop(docs[-1]):
+            return Corpus(docs, skipped, complete=False)
+    return Corpus(docs, skipped)
 
 
 def _import_callable(spec: str, key: str):
@@ -185,11 +261,15 @@ def _import_callable(spec: str, key: str):
         raise DataError(f"{key}: cannot import {spec!r} ({exc}); allowed: 'package.module:function'") from None
 
 
-def load_corpus(data: Any) -> Corpus:
-    """Read the documents a :class:`gaplab.schema.DataConfig` names, with a fingerprint."""
+def load_corpus(data: Any, stop: Stop = None) -> Corpus:
+    """Read the documents a :class:`gaplab.schema.DataConfig` names, with a fingerprint.
+
+    ``stop`` (optional) is called with each document read; when it returns True, reading stops there
+    (``Corpus.complete`` is then False and the fingerprint covers the documents read).
+    """
     src = data.source
     if src == "stdlib":
-        corpus = _files_documents(stdlib_dir(), stdlib_files(list(data.packages)))
+        corpus = _files_documents(stdlib_dir(), stdlib_files(list(data.packages)), stop)
     elif src == "files":
         root = Path(data.path)
         if not root.is_dir():
@@ -199,14 +279,15 @@ def load_corpus(data: Any) -> Corpus:
         if not items:
             raise DataError(f"data.glob: {data.glob!r} matches no files under {root}; "
                             f"allowed: a glob such as '**/*.py' or '*.txt'")
-        corpus = _files_documents(root, items)
+        corpus = _files_documents(root, items, stop)
     elif src == "text":
         path = Path(data.path)
         if not path.is_file():
             raise DataError(f"data.path: no such text file: {path}")
         corpus = _files_documents(path.parent, [(path.stem, path)])
     elif src in ("jsonl", "csv"):
-        corpus = _record_documents(Path(data.path), src, list(data.fields), data.template, data.label_field)
+        corpus = _record_documents(Path(data.path), src, list(data.fields), data.template, data.label_field,
+                                   getattr(data, "bad_records", "error"), stop)
     elif src == "generated":
         fn = _import_callable(data.generator, "data.generator")
         docs = fn(**dict(data.generator_args))
@@ -217,7 +298,16 @@ def load_corpus(data: Any) -> Corpus:
         raise DataError(f"data.source: unknown source {src!r}")
     if not corpus.documents:
         where = data.path or (", ".join(data.packages) if src == "stdlib" else src)
-        skipped = f" ({len(corpus.skipped)} files skipped: {corpus.skipped[:3]})" if corpus.skipped else ""
+        skipped = f" ({len(corpus.skipped)} skipped: {corpus.skipped[:3]})" if corpus.skipped else ""
         raise DataError(f"data.source {src!r}: the corpus from {where} is empty{skipped}")
     corpus.fingerprint = fingerprint(corpus.documents)
     return corpus
+
+
+def skipped_summary(corpus: Corpus, limit: int = 3) -> str:
+    """One line for a person: how many files or records were skipped and why (empty when none)."""
+    if not corpus.skipped:
+        return ""
+    eg = "; ".join(f"{name}: {reason}" for name, reason in corpus.skipped[:limit])
+    more = f"; and {len(corpus.skipped) - limit} more" if len(corpus.skipped) > limit else ""
+    return f"{len(corpus.skipped)} skipped ({eg}{more})"

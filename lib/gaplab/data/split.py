@@ -2,7 +2,9 @@
 
 :func:`prepare_data` reads the corpus, tokenizes every document, keeps the
 first ``data.max_tokens`` tokens in document order (the seed's
-``dataset_size``), splits them and, with ``tokenizer.compact``, remaps ids to
+``dataset_size``; reading and tokenizing stop there, and a long last document
+is tokenized only as far as needed, unless the vocabulary must see the whole
+corpus: ``compact_from: corpus`` or the ``char`` tokenizer), splits them and, with ``tokenizer.compact``, remaps ids to
 those present in the training split (``compact_from: train``) or in the
 whole corpus (``compact_from: corpus``).  It also reports the split's
 composition: tokens and documents per source label in train and in val (seed
@@ -69,6 +71,8 @@ class Prepared:
     val_seen: np.ndarray = field(default=None)  # per val token: its base id occurs in the training split
     val_fingerprint: str = ""  # the val text and the vocabulary it is scored over
     val_text_fingerprint: str = ""  # the val text alone
+    train_owners: Optional[np.ndarray] = None  # per train token: its document's index in ``documents``
+    val_owners: Optional[np.ndarray] = None
 
     @property
     def val_unseen_token_share(self) -> float:
@@ -171,13 +175,60 @@ def composition(documents: list[Document], owners: np.ndarray, val_mask: np.ndar
     return out
 
 
+def _encode_capped(tok: Tokenizer, text: str, need: int) -> np.ndarray:
+    """The first ``need`` tokens of ``text`` (or all of them), tokenizing a prefix when the text is long.
+
+    A 40 MB document cut to 3,000 tokens is not tokenized whole: prefixes of growing length are, until
+    two of them agree on the first ``need`` tokens (only the tokens at a prefix's cut can differ from
+    the whole text's).
+    """
+    size = 4 * need + 4096
+    if len(text) <= 2 * size:
+        return np.asarray(tok.encode(text), dtype=np.int64)[:need]
+    prev = None
+    while size < len(text):
+        ids = np.asarray(tok.encode(text[:size]), dtype=np.int64)
+        if prev is not None and len(prev) >= need and np.array_equal(prev[:need], ids[:need]):
+            return ids[:need]
+        prev, size = ids, 2 * size
+    return np.asarray(tok.encode(text), dtype=np.int64)[:need]
+
+
+def _tokenize(data, tok_cfg) -> tuple[Corpus, Tokenizer, list[np.ndarray]]:
+    """Read and tokenize the corpus; with ``data.max_tokens`` (and a vocabulary not taken from the whole
+    corpus) reading and tokenizing stop at the document that reaches it."""
+    if data.max_tokens is None or tok_cfg.compact_from == "corpus" or tok_cfg.name == "char":
+        # the char tokenizer's vocabulary, and compact_from: corpus, are every character / id of the corpus
+        corpus = load_corpus(data)
+        texts = [d.text for d in corpus.documents]
+        base = get_tokenizer(tok_cfg.name, texts + [data.separator])
+        return corpus, base, [np.asarray(t, dtype=np.int64) for t in base.encode_batch(texts)]
+    base = get_tokenizer(tok_cfg.name, [data.separator])
+    per_sep = len(base.encode(data.separator))
+    doc_tokens: list[np.ndarray] = []
+    total = 0
+
+    def enough(doc: Document) -> bool:
+        nonlocal total
+        ids = _encode_capped(base, doc.text, data.max_tokens - total)
+        doc_tokens.append(ids)
+        total += len(ids) + per_sep
+        return total >= data.max_tokens
+
+    corpus = load_corpus(data, stop=enough)
+    if len(doc_tokens) != len(corpus.documents):  # the generated source does not stream
+        doc_tokens = []
+        total = 0
+        for d in corpus.documents:
+            if enough(d):
+                break
+    return corpus, base, doc_tokens
+
+
 def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)") -> Prepared:
     """Corpus → tokens → max_tokens cut → split → (compact) ids, with a composition report."""
     data, tok_cfg = params.data, params.tokenizer
-    corpus = load_corpus(data)
-    texts = [d.text for d in corpus.documents]
-    base = get_tokenizer(tok_cfg.name, texts + [data.separator])
-    doc_tokens = [np.asarray(t, dtype=np.int64) for t in base.encode_batch(texts)]
+    corpus, base, doc_tokens = _tokenize(data, tok_cfg)
     sep = np.asarray(base.encode(data.separator), dtype=np.int64)
     stream, owners, kept = _stream(doc_tokens, sep, data.max_tokens)
     documents = corpus.documents[:kept]
@@ -228,7 +279,7 @@ def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)") -
         corpus=corpus, documents=documents, doc_tokens=kept_tokens, base_tokenizer=base, tokenizer=model_tok,
         train_base=train_base, val_base=val_base, train=train, val=val, doc_split=doc_split,
         composition=composition(documents, owners, mask), vocab_size=model_tok.vocab_size,
-        vocab_size_original=base.vocab_size,
+        vocab_size_original=base.vocab_size, train_owners=owners[~mask], val_owners=owners[mask],
         train_bytes=nbytes[train_base], val_bytes=nbytes[val_base], val_seen=np.isin(val_base, train_base),
         val_fingerprint=_fingerprint(model_tok.identity().encode(), val_base.astype("<i8").tobytes()),
         val_text_fingerprint=_fingerprint(val_text),

@@ -22,6 +22,9 @@ DEFAULT_CHECKS: dict[str, dict[str, Optional[float]]] = {
     "cross_split_duplicates": {"warn": 0.0, "fail": 0.05},
     "truncated": {"warn": 0.50, "fail": None},
     "validators": {"warn": 0.0, "fail": 0.01},
+    "near_duplicates": {"warn": 0.05, "fail": 0.25},
+    "cross_split_near_duplicates": {"warn": 0.0, "fail": 0.05},
+    "unseen_val_tokens": {"warn": 0.01, "fail": 0.10},
 }
 
 
@@ -29,12 +32,16 @@ DEFAULT_CHECKS: dict[str, dict[str, Optional[float]]] = {
 CHECK_MEANING: dict[str, str] = {
     "exact_duplicates": "share of documents that repeat an earlier document exactly",
     "templated": "share of documents that share a template skeleton with a different document",
-    "boilerplate": "share of documents that contain a boilerplate phrase",
+    "boilerplate": ("share of documents that contain a boilerplate phrase (repeated across documents and at "
+                    "their start or end, or covering a real share of them)"),
     "split_imbalance": "largest gap between a source's val share of tokens and the split's overall val share",
     "leakage": "share of val n-grams that also occur in train",
     "cross_split_duplicates": "share of val documents that also appear verbatim in train",
     "truncated": "share of documents longer than block_size",
     "validators": "share of validated documents that fail a validator",
+    "near_duplicates": "share of documents with a near-twin (Jaccard similarity of their sets of word shingles)",
+    "cross_split_near_duplicates": "share of val documents with a near-twin in train",
+    "unseen_val_tokens": "share of val tokens whose token id never occurs in the training split",
 }
 
 
@@ -84,6 +91,13 @@ def _check_value(report: Mapping[str, Any], name: str) -> Optional[float]:
         if name == "validators":
             v = report["validators"]
             return v["share"] if v.get("documents_checked") else None
+        if name == "near_duplicates":
+            return report["duplicates"]["near"]["share"]
+        if name == "cross_split_near_duplicates":
+            d = report["leakage"]["cross_split_near_duplicates"]
+            return d["share"] if d["val_documents"] else None
+        if name == "unseen_val_tokens":
+            return report["size"]["unseen_val_tokens"]["share"]
     except (KeyError, TypeError):
         return None
     return None
@@ -124,11 +138,19 @@ def _detail(report: Mapping[str, Any], name: str, warn: Optional[float]) -> str:
     if name == "boilerplate":
         d = report["boilerplate"]
         n = report["size"]["documents"]
-        text = (f"{d['documents']} of {n} documents contain a {d['ngram']}-word phrase found in "
-                f"≥ {d['min_documents']} different documents")
+        text = (f"{d['documents']} of {n} documents contain boilerplate: a {d['ngram']}-word phrase found in "
+                f"≥ {d['min_documents']} different documents, at their start or end or covering a real share")
         if d["phrases"]:
             p = d["phrases"][0]
-            text += f", e.g. {p['phrase'][:80]!r} ({p['documents']} documents)"
+            where = {"start": "at the start", "end": "at the end"}.get(p.get("where"), "throughout")
+            text += f", e.g. {p['phrase'][:80]!r} ({p['documents']} documents, {where})"
+            cov = d.get("coverage") or {}
+            if cov.get("mean_in_documents"):
+                text += f"; it is {_pct(cov['mean_in_documents'])} of those documents' words on average"
+        natural = d.get("natural_phrases") or []
+        if natural:
+            text += (f"; {len(natural)}{'+' if len(natural) >= 5 else ''} recurring phrase"
+                     f"{'s' if len(natural) != 1 else ''} of the language set aside, e.g. {natural[0]['phrase'][:60]!r}")
         return text
     if name == "split_imbalance":
         s = report["split"]
@@ -159,6 +181,37 @@ def _detail(report: Mapping[str, Any], name: str, warn: Optional[float]) -> str:
         d = report["lengths"]["truncated"]
         return (f"{d['documents']} of {report['lengths']['documents']} documents are longer than block_size = "
                 f"{d['block_size']} tokens: the model never sees them whole in one context")
+    if name == "near_duplicates":
+        d = report["duplicates"]["near"]
+        n = report["size"]["documents"]
+        text = (f"{d['documents']} of {n} documents have a near-twin (similarity ≥ {d['threshold']:g}), in "
+                f"{d['families']} famil{'y' if d['families'] == 1 else 'ies'}")
+        differ = [e for e in d["examples"] if not e["identical"]]
+        if differ:
+            e = differ[0]
+            text += f"; e.g. {e['a']!r} ~ {e['b']!r} ({e['similarity']:.2f})"
+        return text
+    if name == "cross_split_near_duplicates":
+        d = report["leakage"]["cross_split_near_duplicates"]
+        text = (f"{d['documents']} of {d['val_documents']} val documents have a near-twin in train "
+                f"(similarity ≥ {d['threshold']:g}): the model has seen another version of them")
+        if d["examples"]:
+            e = d["examples"][0]
+            text += f", e.g. {e['val']!r} ~ {e['train']!r} ({e['similarity']:.2f})"
+        return text
+    if name == "unseen_val_tokens":
+        d = report["size"]["unseen_val_tokens"]
+        text = f"{d['unseen_tokens']:,} of {d['val_tokens']:,} val tokens"
+        if d.get("byte_share") is not None:
+            text += f" ({_pct(d['byte_share'])} of their UTF-8 bytes)"
+        text += f" have an id ({d['distinct_unseen_ids']:,} distinct) that never occurs in train"
+        if d.get("compact") and d.get("compact_from") == "train":
+            text += ("; with tokenizer.compact (compact_from: train) each becomes the one unknown id, never a "
+                     "training target")
+        worst = [r for r in d["sources"] if r["unseen_tokens"]][:3]
+        if len(d["sources"]) > 1 and worst:
+            text += "; most in " + ", ".join(f"{r['source']!r} {_pct(r['share'])}" for r in worst)
+        return text
     if name == "validators":
         v = report["validators"]
         per = ", ".join(f"{k} {r['failing']}/{r['checked']}" for k, r in v["validators"].items())

@@ -11,9 +11,12 @@ tested on crafted data:
 - :func:`exact_duplicates`: documents whose text repeats an earlier document.
 - :func:`templated`: documents that share a *skeleton* with a different document once numbers and
   Capitalised words are blanked (see :func:`template_skeleton`).
-- :func:`boilerplate`: word n-grams present in many documents.
+- boilerplate (phrases repeated across documents that are not phrases of the language) is
+  :mod:`gaplab.datareport.boilerplate`; near-duplicate documents :mod:`gaplab.datareport.near_duplicates`.
 - :func:`split_balance`: each source label's share of tokens in validation against the overall share.
 - :func:`vocab_usage`: token ids used, embedding rows that never see data.
+- :func:`unseen_val_tokens`: val tokens whose id never occurs in train (one unknown id under a compact
+  vocabulary), overall and per source.
 - :func:`model_vs_data`: tokens per parameter, epochs, Kaplan et al.'s bound.
 
 Leakage between the splits is :mod:`gaplab.datareport.leakage`; thresholds and verdicts per check
@@ -22,7 +25,6 @@ Leakage between the splits is :mod:`gaplab.datareport.leakage`; thresholds and v
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from typing import Any, Mapping, Optional, Sequence
@@ -61,6 +63,25 @@ def _count_distinct_ids(ids: np.ndarray) -> int:
     if ids.dtype.kind in "iu" and ids.min() >= 0 and ids.max() < 50_000_000:
         return int(np.count_nonzero(np.bincount(ids)))
     return int(sorted_unique(ids).size)
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def word_ids(texts: Sequence[str]) -> tuple[list[np.ndarray], list[str]]:
+    """Each document's lower-cased ``\\w+`` words as ids into one vocabulary (ids in first-occurrence
+    order, so the same on every run), and the vocabulary: read once, shared by the boilerplate and
+    near-duplicate detectors."""
+    vocab: dict[str, int] = {}
+    out = []
+    for t in texts:
+        words = _WORDS.findall(t.lower())
+        for w in dict.fromkeys(words):
+            if w not in vocab:
+                vocab[w] = len(vocab)
+        out.append(np.array(list(map(vocab.__getitem__, words)), dtype=np.int64) if words
+                   else np.zeros(0, dtype=np.int64))
+    return out, list(vocab)
 
 
 # --------------------------------------------------------------------------- size and vocabulary
@@ -102,6 +123,84 @@ def vocab_usage(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size_original:
         "note": TIED_NOTE,
         "summary": summary,
     }
+
+
+def token_bytes(tokenizer: Any, ids: np.ndarray) -> np.ndarray:
+    """UTF-8 bytes of each token id in ``ids``: tiktoken's own bytes when it has them, else the length
+    of the decoded id (a byte-level BPE piece that is not whole UTF-8 would decode to U+FFFD)."""
+    enc = getattr(tokenizer, "enc", None)
+    single = getattr(enc, "decode_single_token_bytes", None)
+    out = np.zeros(len(ids), dtype=np.int64)
+    for k, i in enumerate(np.asarray(ids).tolist()):
+        try:
+            out[k] = len(single(int(i))) if single is not None else len(tokenizer.decode([int(i)]).encode("utf-8"))
+        except Exception:  # an id the tokenizer cannot decode alone: count it as one byte
+            out[k] = 1
+    return out
+
+
+def unseen_val_tokens(train_ids: np.ndarray, val_ids: np.ndarray, val_sources: np.ndarray,
+                      source_names: Sequence[str], tokenizer: Any = None, top: int = 10) -> dict[str, Any]:
+    """Validation tokens whose id never occurs in the training split, overall and per source label.
+
+    Ids are the base tokenizer's (``Prepared.train_base`` / ``val_base``), so the number means the same
+    with and without a compact vocabulary.  Such a token's embedding row never gets an input gradient,
+    and the model never learns to predict it; under ``tokenizer.compact: true, compact_from: train``
+    every one of them becomes the single unknown id, which is never a training target either.
+    ``val_sources`` holds, for every val token, the index of its source label in ``source_names``.  Byte shares weigh each token by its UTF-8
+    bytes (:func:`token_bytes`; ``None`` without a tokenizer).
+    """
+    train_ids, val_ids = np.asarray(train_ids, dtype=np.int64), np.asarray(val_ids, dtype=np.int64)
+    top_id = int(max(train_ids.max(initial=0), val_ids.max(initial=0))) + 1
+    seen = np.zeros(top_id, dtype=bool)
+    seen[train_ids] = True
+    unseen = ~seen[val_ids]
+    distinct = np.unique(val_ids)
+    nbytes = None
+    if tokenizer is not None and len(distinct):
+        per_id = np.zeros(top_id, dtype=np.int64)
+        per_id[distinct] = token_bytes(tokenizer, distinct)
+        nbytes = per_id[val_ids]
+    codes = np.asarray(val_sources, dtype=np.int64)
+    k = len(source_names)
+    tok_all = np.bincount(codes, minlength=k)
+    tok_unseen = np.bincount(codes[unseen], minlength=k)
+    if nbytes is not None:
+        b_all = np.bincount(codes, weights=nbytes, minlength=k)
+        b_unseen = np.bincount(codes[unseen], weights=nbytes[unseen], minlength=k)
+    rows = []
+    for c in np.flatnonzero(tok_all).tolist():
+        row = {"source": source_names[c], "val_tokens": int(tok_all[c]), "unseen_tokens": int(tok_unseen[c]),
+               "share": share_of(int(tok_unseen[c]), int(tok_all[c]))}
+        if nbytes is not None:
+            row.update(val_bytes=int(b_all[c]), unseen_bytes=int(b_unseen[c]),
+                       byte_share=share_of(float(b_unseen[c]), float(b_all[c])))
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["share"], r["source"]))
+    ids, counts = np.unique(val_ids[unseen], return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:top]
+    examples = []
+    for k in order:
+        text = None
+        if tokenizer is not None:
+            try:
+                text = tokenizer.decode([int(ids[k])])
+            except Exception:  # decoding is a convenience
+                text = None
+        examples.append({"id": int(ids[k]), "count": int(counts[k]), "text": text})
+    out = {
+        "val_tokens": int(val_ids.size),
+        "unseen_tokens": int(unseen.sum()),
+        "share": share_of(int(unseen.sum()), int(val_ids.size)),
+        "distinct_unseen_ids": int(ids.size),
+        "distinct_val_ids": int(distinct.size),
+        "sources": rows,
+        "examples": examples,
+    }
+    if nbytes is not None:
+        out.update(val_bytes=int(nbytes.sum()), unseen_bytes=int(nbytes[unseen].sum()),
+                   byte_share=share_of(int(nbytes[unseen].sum()), int(nbytes.sum())))
+    return out
 
 
 # --------------------------------------------------------------------------- lengths
@@ -234,96 +333,6 @@ def templated(texts: Sequence[str], names: Sequence[str], groups: Optional[np.nd
                       "examples": [{"name": names[i], "preview": preview(texts[i])} for i in d[:2]]}
                      for idx, d in families[:MAX_EXAMPLES]],
     }
-
-
-# --------------------------------------------------------------------------- boilerplate
-_WORD = re.compile(r"\w+")
-
-
-def boilerplate(texts: Sequence[str], names: Sequence[str], n: int = 6, min_share: float = 0.10,
-                min_documents: int = 3, groups: Optional[np.ndarray] = None, top: int = 10) -> dict[str, Any]:
-    """Word ``n``-grams (lower-cased ``\\w+`` words) present in many documents.
-
-    A phrase is boilerplate when it occurs in at least ``min_share`` of the
-    documents (and in at least ``min_documents``).  Documents count by
-    ``groups`` (template families and exact copies once each, see
-    :func:`skeleton_groups`), so a template's fixed words are reported as a
-    template, not again as boilerplate.  ``share`` is the share of *all*
-    documents that contain any boilerplate phrase.
-    """
-    groups = skeleton_groups(texts) if groups is None else np.asarray(groups)
-    vocab: dict[str, int] = {}
-    pieces, owners = [], []
-    for i, t in enumerate(texts):
-        if groups[i] < 0:
-            continue
-        words = _WORD.findall(t.lower())
-        if len(words) < n:
-            continue
-        pieces.append(np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int64,
-                                  count=len(words)))
-        owners.append(np.full(len(words), i, dtype=np.int64))
-    n_units = int(sorted_unique(groups[groups >= 0]).size)
-    need = max(int(min_documents), math.ceil(min_share * n_units - 1e-9))
-    result: dict[str, Any] = {"ngram": n, "min_share": min_share, "min_documents": need, "documents": 0,
-                              "share": 0.0, "phrases": []}
-    if not pieces:
-        return result
-    ids = np.concatenate(pieces)
-    doc = np.concatenate(owners)
-    h = window_hashes(ids, n)  # window i covers ids[i:i+n]
-    valid = doc[: h.size] == doc[n - 1:]  # windows inside one document
-    where = np.flatnonzero(valid)
-    # document frequency, counting each unit (template family / copies / document) once
-    hashes, df = _distinct_owner_counts(h[where], groups[doc[where]])
-    frequent = hashes[df >= need]
-    if frequent.size == 0:
-        return result
-    hit = where[np.isin(h[where], frequent)]
-    docs_with = sorted_unique(doc[hit])
-    result["documents"] = int(docs_with.size)
-    result["share"] = share_of(docs_with.size, len(texts))
-    # documents (not units) per frequent n-gram, and each window's count
-    ph, pcount = _distinct_owner_counts(h[hit], doc[hit])
-    count_at = np.zeros(h.size, dtype=np.int64)
-    count_at[hit] = pcount[np.searchsorted(ph, h[hit])]
-    _, first = np.unique(h[hit], return_index=True)  # first window of each frequent n-gram
-    order = sorted(range(ph.size), key=lambda k: (-int(pcount[k]), int(hit[first[k]])))
-    inverse = {v: k for k, v in vocab.items()}
-    covered: set[int] = set()
-    phrases = []
-    for k in order:
-        hv = int(ph[k])
-        if hv in covered:
-            continue
-        target = int(pcount[k])
-        lo = hi = int(hit[first[k]])
-        # grow over neighbouring frequent windows of (nearly) the same frequency: one phrase, not many n-grams
-        while lo > 0 and count_at[lo - 1] >= 0.9 * target and doc[lo - 1] == doc[lo]:
-            lo -= 1
-        while hi + 1 < h.size and count_at[hi + 1] >= 0.9 * target and doc[hi + 1] == doc[hi]:
-            hi += 1
-        covered.update(int(x) for x in h[lo: hi + 1])
-        words = " ".join(inverse[int(w)] for w in ids[lo: hi + n])
-        phrases.append({"phrase": words, "documents": target, "share": share_of(target, len(texts)),
-                        "example": names[int(doc[lo])]})
-        if len(phrases) >= top:
-            break
-    result["phrases"] = phrases
-    return result
-
-
-def _distinct_owner_counts(keys: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique ``keys`` and, for each, how many distinct ``owners`` have it."""
-    if keys.size == 0:
-        return keys, np.zeros(0, dtype=np.int64)
-    order = np.lexsort((owners, keys))
-    k, o = keys[order], owners[order]
-    new = np.ones(k.size, dtype=bool)
-    new[1:] = (k[1:] != k[:-1]) | (o[1:] != o[:-1])
-    k = k[new]  # sorted; one entry per (key, owner)
-    starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
-    return k[starts], np.diff(np.append(starts, k.size))
 
 
 # --------------------------------------------------------------------------- split composition

@@ -47,7 +47,9 @@ def evaluate_samples(samples: Sequence[Mapping[str, Any]], *, index: Optional[Me
     generated continuation (``text``) — the prompt is not the model's output;
     Python well-formedness on ``full_text`` (prompt + continuation), since
     ``def get_`` + continuation is the code; memorisation on the generated ids
-    (``token_ids``).  Aggregates are means over samples (``*_share`` of a
+    (``token_ids``): copied spans and n-grams count only when they hold enough content tokens
+    (:class:`gaplab.measure.ngram_index.MemorizationIndex`: indentation and punctuation runs are not
+    copying), and ``mem_longest_text`` shows the longest copy.  Aggregates are means over samples (``*_share`` of a
     yes/no metric is the share of samples where it holds; ``None`` when no
     sample has the metric), plus keyword scores per category and difficulty.
     """
@@ -107,6 +109,7 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, repeat_n: int = 3,
             "mem_longest_tokens_max": _max(col("mem_longest_tokens")),
             "mem_longest_chars_max": _max(col("mem_longest_chars")),
             "mem_longest_text": _clip(longest.get("mem_longest_text")),
+            "mem_longest_any_tokens_max": _max(col("mem_longest_any_tokens")),
             "train_ngram_share": _mean(col("train_ngram_share")),
             "val_only_ngram_share": _mean(col("val_only_ngram_share")),
             "novel_ngram_share": _mean(col("novel_ngram_share")),

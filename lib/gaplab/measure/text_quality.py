@@ -159,11 +159,29 @@ def find_stutters(text: str, *, min_unit: int = 2, max_unit: int = 6, min_repeat
     return out
 
 
+_SPACE_RUN = re.compile(r"\s+")
+_PUNCT_RUN = re.compile(r"([^\w\s])\1+")
+
+
+def squeeze_trivial_runs(text: str) -> str:
+    """``text`` with every run of whitespace (indentation, blank lines) made one space and every run of one
+    repeated punctuation mark (``=====``, ``----``) made one mark: what a repeat must not be made of."""
+    return _PUNCT_RUN.sub(r"\1", _SPACE_RUN.sub(" ", text))
+
+
+def longest_content_repeat(text: str) -> str:
+    """The longest repeated substring (:func:`longest_repeated_substring`) of :func:`squeeze_trivial_runs`
+    ``(text)``, or ``""`` when it holds no letter or digit: indentation and rulers are not repetition."""
+    lrs = longest_repeated_substring(squeeze_trivial_runs(text))
+    return lrs if re.search(r"\w", lrs) else ""
+
+
 def repetition_metrics(text: str, *, repeat_n: int = 3) -> dict[str, Any]:
     """Per-sample repetition metrics over :func:`words` (distinct-1/2/3, repeated n-gram share),
-    the longest repeated substring in characters, and stutters."""
+    the longest repeated substring in characters (:func:`longest_content_repeat`: whitespace and
+    punctuation runs squeezed first, so indentation is not a repeat), and stutters."""
     units = words(text)
-    lrs = longest_repeated_substring(text)
+    lrs = longest_content_repeat(text)
     stutters = find_stutters(text)
     return {
         "words": len(units),

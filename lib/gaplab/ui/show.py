@@ -57,9 +57,27 @@ def _figures(run_dir: Optional[Path], *names: str) -> None:
 
 def data_summary(report: dict[str, Any]) -> None:
     size, vocab = report["size"], report["size"].get("vocab", {})
-    _kv({k: fmt(v) for k, v in size.items() if k != "vocab"}, "size")
+    _kv({k: fmt(v) for k, v in size.items() if k not in ("vocab", "unseen_val_tokens", "skipped_examples")}, "size")
+    if size.get("skipped"):
+        eg = "; ".join(f"`{e['name']}`: {e['reason']}" for e in size.get("skipped_examples", []))
+        _md(f"**Skipped:** {size['skipped']:,} files or records were not read into the corpus ({eg}"
+            f"{'; …' if size['skipped'] > len(size.get('skipped_examples', [])) else ''}).")
+    if not size.get("read_whole_corpus", True):
+        _md(f"*Reading stopped at `data.max_tokens` = {report['settings'].get('max_tokens'):,}: "
+            f"{size.get('documents_read', 0):,} documents read, the rest of the corpus never was.*")
     if vocab.get("summary"):
         _md(f"**Vocabulary.** {vocab['summary']}")
+    unseen = size.get("unseen_val_tokens")
+    if unseen and unseen.get("val_tokens"):
+        compact = (" With `tokenizer.compact` (`compact_from: train`) each of them becomes the one unknown id, "
+                   "which is never a training target." if unseen.get("compact") and unseen.get("compact_from") == "train"
+                   else "")
+        bytes_ = f" ({unseen['byte_share']:.1%} of their UTF-8 bytes)" if unseen.get("byte_share") is not None else ""
+        _md(f"**Val tokens never seen in train:** {unseen['unseen_tokens']:,} of {unseen['val_tokens']:,} "
+            f"({unseen['share']:.1%}){bytes_}, {unseen['distinct_unseen_ids']:,} distinct token ids (base "
+            f"tokenizer ids, so the same with and without a compact vocabulary).{compact}")
+        if len(unseen.get("sources", [])) > 1:
+            _display(pd.DataFrame(unseen["sources"]))
 
 
 def data_quality(report: dict[str, Any], run_dir=None) -> None:
@@ -72,11 +90,25 @@ def data_quality(report: dict[str, Any], run_dir=None) -> None:
         f"{dup['templated']['families']} families ({dup['templated'].get('rule', '')}).")
     if dup["templated"].get("examples"):
         _display(pd.DataFrame(dup["templated"]["examples"]))
+    near = dup.get("near")
+    if near:
+        _md(f"**Near-twins:** {near['documents']:,} documents ({near['share']:.1%}) have a near-twin, in "
+            f"{near['families']:,} families ({near['pairs']:,} pairs). Rule: {near['rule']}.")
+        if near.get("examples"):
+            with pd.option_context("display.max_colwidth", 100):
+                _display(pd.DataFrame(near["examples"]))
     bp = report["boilerplate"]
-    _md(f"**Boilerplate:** {bp['documents']:,} documents ({bp['share']:.1%}) contain a {bp['ngram']}-word phrase "
-        f"found in at least {bp['min_share']:.0%} of documents.")
+    _md(f"**Boilerplate:** {bp['documents']:,} documents ({bp['share']:.1%}) contain boilerplate. Rule: "
+        f"{bp.get('rule', '')}.")
     if bp.get("phrases"):
+        cov = bp.get("coverage") or {}
+        _md(f"In those documents boilerplate is {cov.get('mean_in_documents', 0):.1%} of the words on average "
+            f"(at most {cov.get('max', 0):.1%}; {cov.get('of_all_words', 0):.2%} of all the corpus's words).")
         _display(pd.DataFrame(bp["phrases"]))
+    if bp.get("natural_phrases"):
+        _md("Recurring phrases set aside as phrases of the language (neither at the same place nor a real "
+            "share of their documents):")
+        _display(pd.DataFrame(bp["natural_phrases"]))
 
 
 def split_and_leakage(report: dict[str, Any], run_dir=None) -> None:
@@ -85,9 +117,26 @@ def split_and_leakage(report: dict[str, Any], run_dir=None) -> None:
     _figures(run_dir, "data_split_composition")
     leak = report["leakage"]
     ng, cs = leak["ngram"], leak["cross_split_duplicates"]
-    _md(f"**Leakage:** {ng['in_train']:,} of {ng['val_ngrams']:,} validation {ng['n']}-grams ({ng['share']:.1%}) also "
-        f"occur in train; the longest verbatim span is {ng['longest_span_tokens']} tokens. "
-        f"{cs['documents']} of {cs['val_documents']} validation documents appear verbatim in train.")
+    share = "n/a" if ng["share"] is None else f"{ng['share']:.1%}"
+    _md(f"**Leakage:** {ng['in_train']:,} of {ng['val_ngrams']:,} validation {ng['n']}-grams ({share}) also "
+        f"occur in train; the longest val span found verbatim in train is {ng['longest_span_tokens']} tokens "
+        f"(exact). {cs['documents']} of {cs['val_documents']} validation documents appear verbatim in train.")
+    if ng.get("spans"):
+        with pd.option_context("display.max_colwidth", 120):
+            _display(pd.DataFrame(ng["spans"]))
+    docs = ng.get("documents")
+    if docs and docs.get("documents"):
+        _md(f"**Per validation document:** {docs['leaked']} of {docs['documents']} have at least "
+            f"{docs['leaked_share_threshold']:.0%} of their {ng['n']}-grams in train; {docs['outliers']} leak far "
+            f"more than the rest (above Q3 + 3·IQR). The documents that leak most:")
+        _display(pd.DataFrame(docs["top"]))
+    near = leak.get("cross_split_near_duplicates")
+    if near:
+        _md(f"**Near-twins across the split:** {near['documents']} of {near['val_documents']} validation "
+            f"documents have a near-twin in train (another edition, a reformatted copy): the model has seen "
+            f"them in another form, so their val loss is not a test of generalisation.")
+        if near.get("examples"):
+            _display(pd.DataFrame(near["examples"]))
 
 
 def model_vs_data(report: dict[str, Any]) -> None:
