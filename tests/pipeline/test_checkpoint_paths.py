@@ -35,7 +35,7 @@ def test_resume_with_nothing_to_resume_is_one_sentence(tmp_path, capsys, root):
 
 
 @pytest.mark.parametrize("content", BAD)
-def test_samples_stage_names_the_bad_checkpoint(tmp_path, root, content):
+def test_samples_stage_names_the_bad_checkpoint(tmp_path, recwarn, root, content):
     from gaplab.pipeline.stages import samples
 
     study = load_study(root / "params" / "ci.yaml")
@@ -46,3 +46,4 @@ def test_samples_stage_names_the_bad_checkpoint(tmp_path, root, content):
         samples(params)
     msg = str(exc.value)
     assert str(tmp_path / "ckpt" / "best.pt") in msg and "weights_only" not in msg
+    assert not [w for w in recwarn if "weights_only" in str(w.message)]  # nor torch's warning about it
