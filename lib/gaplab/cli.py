@@ -13,14 +13,15 @@ import sys
 from typing import Optional, Sequence
 
 from .errors import UsageError
+from .pipeline.check import CHECK_TABLE_ROWS
 from .pipeline.config import load_study
 
-SKIP_MEMORY_HELP = "run phases whose estimated peak memory exceeds this machine's (for the brave)"
+SKIP_MEMORY_HELP = "accept phases whose estimated peak memory exceeds this machine's (for the brave)"
 WAIT_HELP = "if another gaplab command holds this study's folder, wait for it instead of stopping"
 
 
 def cmd_check(args) -> int:
-    from .pipeline.check import CHECK_TABLE_ROWS, check_report
+    from .pipeline.check import check_report
 
     study = load_study(args.study)
     print(check_report(study, _phase_list(args.phases), memory_check=not args.skip_memory_check,
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a study and print sizes, tokens/param and epochs per phase")
     c.add_argument("study")
     c.add_argument("--phases", help="comma-separated phase names")
-    c.add_argument("--all", action="store_true", help="show every phase (default: the first 100)")
+    c.add_argument("--all", action="store_true", help=f"show every phase (default: the first {CHECK_TABLE_ROWS})")
     c.add_argument("--skip-memory-check", action="store_true", help=SKIP_MEMORY_HELP)
     c.set_defaults(fn=cmd_check)
 
