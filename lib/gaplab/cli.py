@@ -3,106 +3,40 @@
 Bad input (a study file, a data file, a checkpoint, a missing tokenizer:
 any :class:`gaplab.errors.UsageError`) is answered with a message that names
 the file, the key and the value, and exit code 2, before anything is written.  A failed phase in ``gaplab run`` gives exit code 1.
+``check`` never calls a Python callable the study names; ``run`` and ``train`` hold the study folder's lock.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from typing import Optional, Sequence
 
-from .errors import DataError, StudyError, UsageError
+from .errors import DataError, UsageError
+from .pipeline.check import CHECK_TABLE_ROWS
 from .pipeline.config import load_study
-from .measure.references import CHINCHILLA_TOKENS_PER_PARAM, SOURCES
-from .schema import planned_iters
 
-def _fmt_int(n: float) -> str:
-    return f"{int(round(n)):,}"
-
-
-def check_rows(study, phases: Optional[list[str]] = None) -> list[dict]:
-    """Per phase: parameter breakdown, split sizes, tokens per parameter and epochs, without training."""
-    from .model.gpt import count_params
-    from .data.corpus import skipped_summary
-    from .data.split import prepare_data
-
-    rows = []
-    problems = []
-    for ph in study.select(phases):
-        p = ph.params
-        try:
-            prep = prepare_data(p, ph.name, str(study.path))
-        except StudyError as exc:
-            problems.extend(exc.problems)
-            continue
-        counts = count_params(p.model, prep.vocab_size)
-        n_train = len(prep.train)
-        iters = planned_iters(p.train, p.model.block_size, n_train)
-        tokens_seen = iters * p.train.batch_size * p.train.grad_accum * p.model.block_size
-        rows.append({
-            "phase": ph.name,
-            "params_total": counts["total"],
-            "params_embedding": counts["embedding"],
-            "params_non_embedding": counts["non_embedding"],
-            "vocab": prep.vocab_size,
-            "train_tokens": n_train,
-            "val_tokens": len(prep.val),
-            "tokens_per_param_total": n_train / max(1, counts["total"]),
-            "tokens_per_param_non_emb": n_train / max(1, counts["non_embedding"]),
-            "iters": iters,
-            "epochs": tokens_seen / max(1, n_train),
-            "skipped": skipped_summary(prep.corpus),
-        })
-    if problems:
-        raise StudyError(problems)
-    return rows
-
-
-def format_check_table(rows: list[dict]) -> str:
-    cols = [("phase", "phase", str), ("params_total", "params", _fmt_int),
-            ("params_embedding", "embedding", _fmt_int), ("params_non_embedding", "non-emb", _fmt_int),
-            ("vocab", "vocab", _fmt_int), ("train_tokens", "train tok", _fmt_int),
-            ("val_tokens", "val tok", _fmt_int), ("tokens_per_param_total", "tok/param", lambda v: f"{v:.4g}"),
-            ("tokens_per_param_non_emb", "tok/non-emb", lambda v: f"{v:.4g}"),
-            ("iters", "iters", _fmt_int), ("epochs", "epochs", lambda v: f"{v:.1f}")]
-    table = [[h for _, h, _ in cols]] + [[f(r[k]) for k, _, f in cols] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("")
-    lines.append(f"tok/param: train tokens per parameter, embeddings included, the convention of Chinchilla's "
-                 f"compute-optimal ~{CHINCHILLA_TOKENS_PER_PARAM:g} ({SOURCES['chinchilla'].authors}); tok/non-emb: per "
-                 f"non-embedding parameter, the N of {SOURCES['kaplan'].authors}.")
-    lines.append("epochs: iters x batch_size x grad_accum x block_size / train tokens.")
-    return "\n".join(lines)
+SKIP_MEMORY_HELP = "accept phases whose estimated peak memory exceeds this machine's (for the brave)"
+WAIT_HELP = "if another gaplab command holds this study's folder, wait for it instead of stopping"
 
 
 def cmd_check(args) -> int:
+    from .pipeline.check import check_report
+
     study = load_study(args.study)
-    rows = check_rows(study, _phase_list(args.phases))
-    print(f"study {study.name}: {study.description.splitlines()[0] if study.description else ''}")
-    print(format_check_table(rows))
-    for r in rows:
-        if r.get("skipped"):
-            print(f"{r['phase']}: data: {r['skipped']}")
+    print(check_report(study, _phase_list(args.phases), memory_check=not args.skip_memory_check,
+                       limit=None if args.all else CHECK_TABLE_ROWS))
     return 0
 
 
 def cmd_train(args) -> int:
-    from .files import atomic_write_yaml
-    from .pipeline.runs import phase_dir
-    from .data.split import prepare_data
-    from .train.replicates import train_replicates
+    from .pipeline.retrain import train_one
 
-    study = load_study(args.study)
-    ph = study.phase(args.phase)
-    prep = prepare_data(ph.params, ph.name, str(study.path))
-    run_dir = phase_dir(study.name, ph.name, args.outputs).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_yaml(run_dir / "params.yaml", ph.resolved(study.name, str(run_dir)))
-    metrics = train_replicates(ph.params, prep, run_dir, progress=not args.quiet, resume=args.resume)[0]
-    print(f"{ph.name}: best val {metrics['best_val_loss']:.4f} at iter {metrics['best_iter']}, "
+    metrics, run_dir = train_one(args.study, args.phase, outputs=args.outputs, resume=args.resume, wait=args.wait,
+                                 memory_check=not args.skip_memory_check, progress=not args.quiet)
+    print(f"{args.phase}: best val {metrics['best_val_loss']:.4f} at iter {metrics['best_iter']}, "
           f"final gap {metrics['final_gap']:.3f}, stop: {metrics['stop_reason']} -> {run_dir}")
     return 0
 
@@ -112,7 +46,8 @@ def cmd_run(args) -> int:
 
     return run_study(args.study, phases=_phase_list(args.phases), force=args.force, keep_going=args.keep_going,
                      workers=args.workers, timeout=args.timeout, dry_run=args.dry_run, outputs=args.outputs,
-                     executor=args.executor, scheduler=args.scheduler, threads=args.threads)
+                     executor=args.executor, scheduler=args.scheduler, threads=args.threads, wait=args.wait,
+                     memory_check=not args.skip_memory_check)
 
 
 def cmd_inspect(args) -> int:
@@ -232,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a study and print sizes, tokens/param and epochs per phase")
     c.add_argument("study")
     c.add_argument("--phases", help="comma-separated phase names")
+    c.add_argument("--all", action="store_true", help=f"show every phase (default: the first {CHECK_TABLE_ROWS})")
+    c.add_argument("--skip-memory-check", action="store_true", help=SKIP_MEMORY_HELP)
     c.set_defaults(fn=cmd_check)
 
     r = sub.add_parser("run", help="run a study's stage notebooks with papermill")
@@ -249,14 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--outputs", default=None, help="outputs folder (default: ./outputs or $GAPLAB_OUTPUTS)")
     r.add_argument("--executor", choices=["local", "dask"], default="local")
     r.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://host:8786")
+    r.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    r.add_argument("--skip-memory-check", action="store_true", help=SKIP_MEMORY_HELP)
     r.set_defaults(fn=cmd_run)
 
     t = sub.add_parser("train", help="train one phase through the library (no notebooks)")
     t.add_argument("study")
     t.add_argument("--phase", required=True)
-    t.add_argument("--resume", action="store_true", help="continue from ckpt/last.pt")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from ckpt/last.pt of an interrupted gaplab train, else of the phase folder")
     t.add_argument("--outputs", default=None)
     t.add_argument("--quiet", action="store_true")
+    t.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    t.add_argument("--skip-memory-check", action="store_true", help=SKIP_MEMORY_HELP)
     t.set_defaults(fn=cmd_train)
 
     i = sub.add_parser("inspect", help="print a phase's data checks")
@@ -280,16 +222,40 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``, a job scheduler's time limit): stop exactly as on Ctrl-C."""
+
+
+_TERMINATED = []
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: later ones must not cut the clean stop short
+    _TERMINATED.append(signum)
+    raise Terminated
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; bad input exits 2, Ctrl-C 130 and SIGTERM 143, both after the same clean stop
+    (workers and their kernels shut down, nothing half-written left where a result belongs)."""
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    else:  # pragma: no cover - signals can only be handled in the main thread
+        previous = None
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        return 143 if _TERMINATED else code
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print("terminated" if _TERMINATED else "interrupted", file=sys.stderr)
+        return 143 if _TERMINATED else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        _TERMINATED.clear()
 
 
 if __name__ == "__main__":  # pragma: no cover

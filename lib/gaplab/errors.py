@@ -8,6 +8,7 @@ agree on one list.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -60,14 +61,31 @@ class CheckpointError(UsageError):
     """A checkpoint file that cannot be read (empty, truncated, not a gaplab checkpoint)."""
 
 
+class CorruptFileError(UsageError):
+    """A file gaplab wrote (status.json, metrics.json, ...) that no longer reads; the message names it."""
+
+
+class StudyLocked(UsageError):
+    """Another gaplab command holds the study folder's lock; the message says who, since when, and ``--wait``."""
+
+
 MISSING = object()
 #: the longest value (as repr) a message prints whole; longer ones are cut, so a huge value never floods
 SHOW_LIMIT = 80
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxset = 3, 4, 6, 6, 6
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = SHOW_LIMIT, SHOW_LIMIT, 40
+
+
 def show_value(value: Any) -> str:
-    """A value for an error message: its repr, cut to :data:`SHOW_LIMIT` characters."""
+    """A value for an error message: its repr, cut to :data:`SHOW_LIMIT` characters.
+
+    Built with :mod:`reprlib` (a few levels and items of a container, never the whole), so a huge
+    value, or one that YAML aliases make exponentially large, costs no more than a small one.
+    """
     if value is MISSING:
         return "(missing)"
-    text = repr(value)
+    text = _SHORT.repr(value)
     return text if len(text) <= SHOW_LIMIT else text[: SHOW_LIMIT - 3] + "..."

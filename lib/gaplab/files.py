@@ -17,6 +17,8 @@ from typing import Any, Iterator, Union
 
 import yaml
 
+from .errors import CorruptFileError
+
 PathLike = Union[str, Path]
 
 
@@ -72,10 +74,16 @@ def atomic_write_yaml(path: PathLike, obj: Any) -> Path:
 
 
 def read_json(path: PathLike, default: Any = None) -> Any:
+    """The JSON at ``path`` (``default`` if there is no such file); a file that does not parse raises
+    :class:`gaplab.errors.CorruptFileError` naming it, never a bare ``JSONDecodeError``."""
     path = Path(path)
     if not path.exists():
         return default
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CorruptFileError(f"{path}: not valid JSON ({exc}); it was changed or damaged after gaplab wrote it: "
+                               "delete it, or run again the stage (or gaplab run) that writes it") from None
 
 
 def update_json(path: PathLike, updates: dict[str, Any]) -> dict[str, Any]:

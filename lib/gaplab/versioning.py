@@ -14,16 +14,30 @@ from pathlib import Path
 from . import __version__
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-#: the files whose content makes up gaplab's behaviour (code, notebooks, shipped reference data)
-CODE_SUFFIXES = (".py", ".ipynb", ".csv", ".yaml", ".json")
+#: the files whose content makes up gaplab's behaviour: code and notebooks anywhere in the package ...
+CODE_SUFFIXES = (".py", ".ipynb")
+#: ... and the shipped data files in these folders (seed 003's reference table, keyword sets)
+DATA_FOLDERS = {"reference": (".csv",), "keywords": (".yaml",)}
+#: never part of the code: caches, and run outputs (a notebook run by hand inside the package writes there)
+IGNORED_PARTS = {"__pycache__", "outputs", ".ipynb_checkpoints"}
+
+
+def _is_code(path: Path, package_dir: Path) -> bool:
+    rel = path.relative_to(package_dir)
+    if set(rel.parts) & IGNORED_PARTS or any(part.startswith(".") for part in rel.parts):
+        return False
+    if path.suffix in CODE_SUFFIXES:
+        return True
+    return len(rel.parts) == 2 and path.suffix in DATA_FOLDERS.get(rel.parts[0], ())
 
 
 @functools.lru_cache(maxsize=4)
 def code_fingerprint(package_dir: Path = PACKAGE_DIR) -> str:
-    """sha256 over the relative path and bytes of every code, notebook and data file of the package."""
+    """sha256 over the relative path and bytes of every code, notebook and shipped data file of the package
+    (run outputs and caches inside it are left out)."""
     h = hashlib.sha256()
-    files = sorted(p for p in Path(package_dir).rglob("*")
-                   if p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts)
+    package_dir = Path(package_dir)
+    files = sorted(p for p in package_dir.rglob("*") if p.is_file() and _is_code(p, package_dir))
     for p in files:
         h.update(p.relative_to(package_dir).as_posix().encode())
         h.update(b"\0")

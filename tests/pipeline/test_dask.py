@@ -153,6 +153,24 @@ def test_lost_status_wording():
     assert st["state"] == "failed" and st["error"].startswith("worker lost: KilledWorker")
     assert lost_status("a", ValueError("bad"))["error"] == "the phase task raised on its worker: ValueError: bad"
     assert "install the same gaplab" in lost_status("a", ModuleNotFoundError("No module named 'gaplab'"))["error"]
+    # where the phase was when its worker went: the stage it had started, the worker (or KilledWorker's last one)
+    assert st["worker"] == "tcp://127.0.0.1:4000"
+    st = lost_status("a", OSError("gone"), stage="02_train", worker="tcp://w:1")
+    assert st["stage"] == "02_train" and st["worker"] == "tcp://w:1"
+
+
+def test_a_failure_names_phase_stage_and_worker_never_none():
+    """The issue: Dask failures printed as "FAILED at None / executed notebook: None"."""
+    from gaplab.pipeline.runner import failure_message
+
+    lost = {"state": "failed", "stage": "02_train", "worker": "tcp://10.0.0.5:4000", "error": "worker lost: KilledWorker"}
+    msg = failure_message("p1", lost, "02_train", None)
+    assert msg.startswith("p1: FAILED at 02_train on worker tcp://10.0.0.5:4000: worker lost: KilledWorker")
+    assert "None" not in msg and "no executed notebook came back" in msg
+    early = failure_message("p2", {"state": "failed", "error": "worker tcp://w has gaplab 0.0"}, None, None)
+    assert early == "p2: FAILED before its first stage: worker tcp://w has gaplab 0.0"
+    local = failure_message("p3", {"error": "ValueError: boom"}, "03_loss_gap", "/o/s/_failed/p3/03_loss_gap.ipynb")
+    assert local == "p3: FAILED at 03_loss_gap: ValueError: boom\n  executed notebook: /o/s/_failed/p3/03_loss_gap.ipynb"
 
 
 # --------------------------------------------------------------------------- LocalCluster, stand-in notebooks
@@ -253,6 +271,8 @@ def test_lost_worker_is_a_failed_phase_and_the_rest_completes(tmp_path):
         rec = _run(DaskExecutor(workers=2, log=lambda m: None), tmp_path, jobs)
     assert rec.done["kill"]["state"] == "failed"
     assert rec.done["kill"]["error"].startswith("worker lost: KilledWorker")
+    assert rec.done["kill"]["stage"] == "02_train"  # where it was lost, from its progress events
+    assert rec.done["kill"]["worker"].startswith("tcp://")
     assert "run_dir" not in rec.done["kill"]
     assert rec.done["one"]["state"] == "done" and len(rec.done["one"]["files"]) == 4
 

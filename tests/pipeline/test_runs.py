@@ -76,3 +76,20 @@ def test_phase_fingerprint_changes_with_the_code(monkeypatch):
     assert runs.phase_fingerprint(dict(resolved, run_dir="/elsewhere"), "corpus-fp") == before
     monkeypatch.setattr(runs, "code_fingerprint", lambda: "other code")
     assert runs.phase_fingerprint(resolved, "corpus-fp") != before
+
+
+def test_run_outputs_inside_the_package_are_not_code(tmp_path):
+    """nbval runs the notebooks from inside the package; what they write there must not change the code."""
+    import shutil
+
+    from gaplab.versioning import PACKAGE_DIR, code_fingerprint
+
+    copy = tmp_path / "gaplab"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "outputs"))
+    before = code_fingerprint.__wrapped__(copy)
+    (copy / "outputs" / "notebook-defaults" / "tiny").mkdir(parents=True)
+    (copy / "outputs" / "notebook-defaults" / "tiny" / "metrics.json").write_text("{}")
+    (copy / "outputs" / "notebook-defaults" / "tiny" / "history.csv").write_text("iter\n")
+    assert code_fingerprint.__wrapped__(copy) == before
+    (copy / "reference" / "seed003.csv").write_text("phase\n")  # shipped data is part of the code
+    assert code_fingerprint.__wrapped__(copy) != before

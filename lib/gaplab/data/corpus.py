@@ -31,6 +31,8 @@ import csv
 import hashlib
 import importlib
 import json
+import re
+import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,13 +254,44 @@ def _record_documents(path: Path, kind: str, fields: list[str], template: Option
     return Corpus(docs, skipped)
 
 
+#: modules whose callables a study may never name: the interpreter's own (``os:system``,
+#: ``subprocess:run``, ``builtins:exec``, ...) and the script being run
+_NEVER_CALLED = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names) | {"builtins", "__main__"}
+
+
+def refused_module(module_name: Optional[str]) -> bool:
+    """True when ``module_name`` belongs to the standard library or the builtins (never called from a study)."""
+    return not module_name or module_name.split(".")[0] in _NEVER_CALLED
+
+
 def _import_callable(spec: str, key: str):
-    module_name, _, attr = spec.partition(":")
+    """The function a study names as ``'package.module:function'`` (a generator, a validator), imported, not called.
+
+    Standard-library and builtin callables are refused by the spec's module and again by the module that
+    defines the object (``jupyter_client.launcher:Popen`` is ``subprocess.Popen``), so a study file cannot
+    run a shell command, write or delete files through them.  Every other name runs as code when the data
+    is prepared; ``gaplab check`` lists them and imports them only to see that they exist.
+    """
+    allowed = "allowed: 'package.module:function' from your own code or gaplab (never the standard library)"
+    module_name, sep, attr = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if not sep or not module_name or not attr or not re.fullmatch(r"[A-Za-z_][\w.]*", module_name) \
+            or not attr.isidentifier():
+        raise DataError(f"{key}: {spec!r}: not a 'module:function' name; {allowed}")
+    if refused_module(module_name):
+        raise DataError(f"{key}: {spec!r}: names the standard library or a builtin ({module_name.split('.')[0]}), "
+                        f"whose functions a study may not call; {allowed}")
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        fn = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
-        raise DataError(f"{key}: cannot import {spec!r} ({exc}); allowed: 'package.module:function'") from None
+        raise DataError(f"{key}: cannot import {spec!r} ({exc}); {allowed}") from None
+    if not callable(fn):
+        raise DataError(f"{key}: {spec!r}: a {type(fn).__name__}, not a function; {allowed}")
+    defined_in = getattr(fn, "__module__", None)
+    if refused_module(defined_in if isinstance(defined_in, str) else None):
+        raise DataError(f"{key}: {spec!r}: it is {defined_in or 'a builtin'}'s {getattr(fn, '__name__', attr)}, "
+                        f"from the standard library, which a study may not call; {allowed}")
+    return fn
 
 
 def load_corpus(data: Any, stop: Stop = None) -> Corpus:

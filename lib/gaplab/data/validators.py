@@ -27,7 +27,7 @@ import json
 import re
 from typing import Any, Callable, Optional, Sequence, Union
 
-from .corpus import Document
+from .corpus import Document, refused_module
 from ..errors import ValidatorError
 
 #: A validator: problems for one document, or ``None`` when it does not apply.
@@ -202,7 +202,8 @@ BUILTINS: dict[str, Validator] = {"json_valid": json_valid, "cart_arithmetic": c
 def _allowed() -> str:
     names = ", ".join(BUILTINS)
     full = ", ".join(f"gaplab.data.validators:{n}" for n in BUILTINS)
-    return f"allowed: a built-in name ({names}; or {full}) or 'package.module:function' of an importable function"
+    return (f"allowed: a built-in name ({names}; or {full}) or 'package.module:function' of an importable function "
+            "(never the standard library's)")
 
 
 def load_validator(spec: Union[str, Callable]) -> Validator:
@@ -217,6 +218,9 @@ def load_validator(spec: Union[str, Callable]) -> Validator:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr or not re.fullmatch(r"[\w.]+", module_name + attr):
         raise ValidatorError(f"data.validators: {spec!r} is not 'module:function'; {_allowed()}")
+    if refused_module(module_name):
+        raise ValidatorError(f"data.validators: {spec!r}: names the standard library or a builtin "
+                             f"({module_name.split('.')[0]}), whose functions a study may not call; {_allowed()}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -228,6 +232,11 @@ def load_validator(spec: Union[str, Callable]) -> Validator:
                              f"{_allowed()}")
     if not callable(fn):
         raise ValidatorError(f"data.validators: {spec!r} is a {type(fn).__name__}, not a function; {_allowed()}")
+    defined_in = getattr(fn, "__module__", None)
+    if refused_module(defined_in if isinstance(defined_in, str) else None):
+        raise ValidatorError(f"data.validators: {spec!r}: it is {defined_in or 'a builtin'}'s "
+                             f"{getattr(fn, '__name__', attr)}, from the standard library, which a study may not "
+                             f"call; {_allowed()}")
     return fn
 
 

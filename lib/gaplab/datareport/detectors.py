@@ -33,7 +33,7 @@ import numpy as np
 
 from ..measure.references import (CHINCHILLA_TOKENS_PER_PARAM, KAPLAN_OVERFIT_TEXT, SOURCES, cite,
                                   kaplan_overfit_min_tokens)
-from ..measure.ngram_index import sorted_unique, window_hashes
+from ..measure.ngram_index import sorted_unique
 
 
 

@@ -14,14 +14,16 @@ import copy
 import difflib
 import itertools
 import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from ..schema import CHECK_NAMES, NAMED_SIZES, PHASE_KEYS, SECTION_MODELS, SECTIONS, TIKTOKEN_NAMES, PhaseParams
 from ..errors import MISSING, Problem, StudyError
+from .runs import STUDY_LEVEL_NAMES
+from .study_file import read_yaml as _read_yaml
 
 TOP_LEVEL_KEYS = ("study", "description", "extends", "defaults", "phases", "grid", "sizes")
 
@@ -33,7 +35,24 @@ REMOVED_KEYS = {
 }
 
 
-PHASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: a study or phase name: it names a folder, so letters, digits, ``_ - .`` and nothing after them (``\\Z``:
+#: ``$`` would let a trailing newline through)
+PHASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+#: the longest name a folder gets (file systems allow 255 bytes; staging adds a suffix)
+MAX_NAME = 200
+
+
+def name_problem(name: Any, what: str = "phase") -> Optional[str]:
+    """Why ``name`` cannot name a study or phase folder, or None when it can."""
+    allowed = f"allowed: letters, digits, '_', '-' or '.', starting with a letter or digit, at most {MAX_NAME} long"
+    if not isinstance(name, str) or not PHASE_NAME.match(name) or len(name) > MAX_NAME:
+        return f"{allowed} (it names a folder)"
+    if what == "phase" and name.casefold() in {n.casefold() for n in STUDY_LEVEL_NAMES}:
+        return (f"{name!r} is the name of a study-level file or folder in outputs/<study>/ "
+                f"({', '.join(STUDY_LEVEL_NAMES)}); allowed: any other name")
+    return None
 
 
 def _did_you_mean(word: str, choices) -> str:
@@ -221,6 +240,23 @@ def _lookup(raw: dict, loc: list[str]) -> Any:
     return node
 
 
+def template_problem(template: str, fields: list[str]) -> Optional[str]:
+    """Why ``template`` cannot join a record's fields (``str.format`` with the field names), or None."""
+    allowed = "allowed: text with {field} placeholders for data.fields, and {{ or }} for a literal brace"
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        bad = [n for n in names if not n.isidentifier()]
+        if bad:
+            return f"placeholder {{{bad[0]}}} is not a field name; {allowed}"
+        template.format(**{n: "" for n in names})
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        return f"not a valid template ({exc}); {allowed}"
+    missing = sorted(set(names) - set(fields))
+    if missing and fields:
+        return f"names {missing} that are not in data.fields {fields}"
+    return None
+
+
 def cross_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
     """Checks that relate several fields of one phase."""
     out = []
@@ -258,12 +294,19 @@ def cross_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
     if d.source == "generated" and not d.generator:
         out.append(Problem(file, phase, "data.generator", d.generator,
                            "data.source 'generated' needs a generator 'module:function', e.g. 'gaplab.data.teaching:qa_defects'"))
-    if d.template and d.fields:
-        named = set(re.findall(r"{(\w+)}", d.template))
-        missing = sorted(named - set(d.fields))
-        if missing:
-            out.append(Problem(file, phase, "data.template", d.template,
-                               f"names {missing} that are not in data.fields {d.fields}"))
+    if d.template is not None:
+        why = template_problem(d.template, list(d.fields))
+        if why:
+            out.append(Problem(file, phase, "data.template", d.template, why))
+    if d.generator:
+        from ..data.corpus import _import_callable
+        from ..errors import DataError
+
+        try:
+            _import_callable(d.generator, "data.generator")  # imported to see that it exists; never called here
+        except DataError as exc:
+            out.append(Problem(file, phase, "data.generator", d.generator,
+                               str(exc).removeprefix("data.generator: ").removeprefix(f"{d.generator!r}: ")))
     for name in d.fail_on:
         if name not in CHECK_NAMES:
             out.append(Problem(file, phase, "data.fail_on", name,
@@ -334,9 +377,9 @@ def parse_study(raw: Any, file: str, base_dir: Optional[Path] = None) -> Study:
                                     "unknown top-level key; allowed: " + ", ".join(TOP_LEVEL_KEYS)
                                     + _did_you_mean(key, TOP_LEVEL_KEYS)))
     name = raw.get("study", MISSING)
-    if not isinstance(name, str) or not PHASE_NAME.match(name):
-        problems.append(Problem(file, None, "study", name,
-                                "allowed: a name of letters, digits, '_', '-' or '.' (it names outputs/<study>/)"))
+    if name_problem(name, "study"):
+        problems.append(Problem(file, None, "study", name, name_problem(name, "study").replace(
+            "(it names a folder)", "(it names outputs/<study>/)")))
     description = raw.get("description", "")
     if not isinstance(description, str):
         problems.append(Problem(file, None, "description", description, "allowed: text"))
@@ -384,9 +427,9 @@ def parse_study(raw: Any, file: str, base_dir: Optional[Path] = None) -> Study:
     phases: list[Phase] = []
     seen: set[str] = set()
     for pname, overrides in entries:
-        if not PHASE_NAME.match(pname):
-            problems.append(Problem(file, pname, "(phase name)", pname,
-                                    "allowed: letters, digits, '_', '-' or '.' (it names a folder)"))
+        why = name_problem(pname)
+        if why:
+            problems.append(Problem(file, None, "(phase name)", pname, why))
             continue
         if pname in seen:
             problems.append(Problem(file, pname, "(phase name)", pname, "phase names must be unique"))
@@ -407,26 +450,33 @@ def parse_study(raw: Any, file: str, base_dir: Optional[Path] = None) -> Study:
     return Study(name=name, description=description.strip(), path=Path(file), phases=phases)
 
 
-def _read_yaml(path: Path, key: str = "(file)") -> Any:
-    file = str(path)
-    if not path.is_file():
-        raise StudyError([Problem(file, None, key, file, "no such study file")])
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise StudyError([Problem(file, None, key, path.name,
-                                  f"not valid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
-    except UnicodeDecodeError:
-        raise StudyError([Problem(file, None, key, path.name, "not UTF-8 text")]) from None
+def _phases_mapping(phases: Any, file: str) -> dict:
+    """A study's ``phases`` as a mapping (name -> overrides), whether the file wrote a mapping or a list."""
+    if phases is None:
+        return {}
+    if isinstance(phases, dict):
+        return dict(phases)
+    if isinstance(phases, list):
+        out: dict = {}
+        for i, item in enumerate(phases):
+            if not (isinstance(item, dict) and isinstance(item.get("name"), str)):
+                raise StudyError([Problem(file, None, f"phases[{i}]", item, "allowed: a mapping with a 'name' key")])
+            if item["name"] in out:
+                raise StudyError([Problem(file, item["name"], "(phase name)", item["name"],
+                                          "phase names must be unique")])
+            out[item["name"]] = {k: v for k, v in item.items() if k != "name"}
+        return out
+    raise StudyError([Problem(file, None, "phases", phases, "allowed: a mapping of phase name -> overrides, "
+                              "or a list of mappings with a 'name' key")])
 
 
 def _extend(raw: dict, path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """Apply ``extends: other.yaml``: the base study's defaults and phases, overridden by this file's."""
     if not isinstance(raw, dict) or "extends" not in raw:
         return raw
-    base_path = (path.parent / str(raw["extends"])).resolve()
+    if not isinstance(raw["extends"], str) or not raw["extends"].strip():
+        raise StudyError([Problem(str(path), None, "extends", raw["extends"], "allowed: the path of a study file")])
+    base_path = (path.parent / raw["extends"]).resolve()
     if base_path in seen:
         raise StudyError([Problem(str(path), None, "extends", raw["extends"], "studies extend each other in a loop")])
     base = _extend(_read_yaml(base_path, "extends"), base_path, seen + (base_path,))
@@ -434,10 +484,16 @@ def _extend(raw: dict, path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise StudyError([Problem(str(path), None, "extends", raw["extends"], "the base study is not a mapping")])
     out = {k: v for k, v in base.items() if k not in ("study", "description")}
     out.update({k: v for k, v in raw.items() if k not in ("extends", "defaults", "phases")})
-    out["defaults"] = deep_merge(base.get("defaults") or {}, raw.get("defaults") or {})
-    phases = dict(base.get("phases") or {})
-    for name, over in (raw.get("phases") or {}).items():
-        phases[name] = deep_merge(phases.get(name) or {}, over or {})
+    base_defaults, own_defaults = base.get("defaults") or {}, raw.get("defaults") or {}
+    for file, d in ((str(base_path), base_defaults), (str(path), own_defaults)):
+        if not isinstance(d, dict):
+            raise StudyError([Problem(file, None, "defaults", d, "allowed: a mapping of sections")])
+    out["defaults"] = deep_merge(base_defaults, own_defaults)
+    phases = _phases_mapping(base.get("phases"), str(base_path))
+    for name, over in _phases_mapping(raw.get("phases"), str(path)).items():
+        old = phases.get(name)
+        both = isinstance(old, dict) or old is None
+        phases[name] = deep_merge(old or {}, over or {}) if both and (isinstance(over, dict) or over is None) else over
     out["phases"] = phases
     return out
 

@@ -11,7 +11,15 @@ papermill (the executed notebooks are kept as the record of the run), then
   error cell is there to read.  Nothing half-written ever sits where a
   finished result is expected, and a finished result is never deleted.
 - **Cache**: a finished phase whose fingerprint (resolved params + corpus
-  fingerprint + the package's code) matches is skipped and reported as cached.
+  fingerprint + the package's code) matches, and whose artifacts still have
+  the sha256 its ``status.json`` recorded, is skipped and reported as cached;
+  any other is re-run, and the run says why (:func:`gaplab.pipeline.runs.reuse_problem`).
+- **Lock**: one ``gaplab run`` or ``gaplab train`` at a time per study folder
+  (:mod:`gaplab.pipeline.lock`); a second one stops with a sentence, or waits
+  with ``--wait``.  Each run stages in its own ``.staging/run-*`` folder; those
+  left by a killed run are removed by the next one.
+- **Memory**: with the local executor, a phase whose estimated peak memory
+  exceeds the machine's is refused before anything runs (:mod:`gaplab.pipeline.resources`).
 - **Failure isolation**: a failing stage marks its phase failed; other phases
   go on (``--keep-going``, the default); the exit code is 1 if any failed.
 - **Executors**: phases run one OS process each (papermill is not
@@ -24,17 +32,20 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Optional
 
 from .config import Phase, Study, load_study
 from ..errors import StudyError
-from ..files import atomic_write_json, read_json
+from ..files import atomic_write_json
 from .stages import COMPARE, STAGES
 from .executors.local import LocalExecutor
 from .execute import PhaseJob, PhaseResult, short_error, kernel_config, kernel_name, notebooks_dir
-from .runs import phase_fingerprint, place_phase, study_dir
+from .lock import study_lock
+from .resources import machine_memory, memory_problem
+from .runs import phase_fingerprint, place_phase, reuse_problem, study_dir
 
 def make_executor(kind: str, workers: int, scheduler: Optional[str]):
     if kind == "local":
@@ -47,25 +58,70 @@ def make_executor(kind: str, workers: int, scheduler: Optional[str]):
 
 
 # --------------------------------------------------------------------------- the study
-def plan(study: Study, phases: Optional[list[str]], outputs: Optional[str]) -> list[tuple[Phase, dict, str]]:
-    """Resolve each selected phase and compute its fingerprint; check the data before anything runs."""
+def plan(study: Study, phases: Optional[list[str]], outputs: Optional[str], prepare_generated: bool = True,
+         memory_check: bool = False) -> list[tuple[Phase, dict, Optional[str]]]:
+    """Resolve each selected phase and compute its fingerprint; check the data before anything runs.
+
+    Each distinct data configuration is prepared once.  With ``prepare_generated`` false (``--dry-run``)
+    a phase whose data comes from a ``data.generator`` is not prepared (the generator is never called)
+    and its fingerprint is None.  ``memory_check`` refuses phases whose estimated peak memory exceeds
+    this machine's (:func:`gaplab.pipeline.resources.memory_problem`).
+    """
     from ..data.split import prepare_data
 
     sdir = study_dir(study.name, outputs).resolve()
-    out, problems, seen = [], [], {}
+    out, problems, seen, limits = [], [], {}, {}
     for ph in study.select(phases):
         resolved = ph.resolved(study.name, str(sdir / ph.name))
+        if not prepare_generated and ph.params.data.source == "generated":
+            out.append((ph, resolved, None))
+            continue
         key = json.dumps([resolved["data"], resolved["tokenizer"], resolved["model"]["block_size"]], sort_keys=True)
         try:
             if key not in seen:
-                seen[key] = prepare_data(ph.params, ph.name, str(study.path)).corpus.fingerprint
+                prep = prepare_data(ph.params, ph.name, str(study.path))
+                seen[key] = (prep.corpus.fingerprint, int(prep.vocab_size))
         except StudyError as exc:
             problems.extend(exc.problems)
             continue
-        out.append((ph, resolved, phase_fingerprint(resolved, seen[key])))
+        corpus_fp, vocab = seen[key]
+        if memory_check:
+            device = ph.params.train.device
+            if device not in limits:
+                limits[device] = machine_memory(device)
+            too_big = memory_problem(ph.params, vocab, str(study.path), ph.name, limits[device])
+            if too_big is not None:
+                problems.append(too_big)
+        out.append((ph, resolved, phase_fingerprint(resolved, corpus_fp)))
     if problems:
         raise StudyError(problems)
     return out
+
+
+def clear_stale_staging(staging: Path) -> None:
+    """Remove what killed runs left in ``.staging/`` (never ``train-*``: ``gaplab train --resume`` continues those).
+
+    Called while holding the study's lock, so nothing there belongs to a live run.
+    """
+    if not staging.is_dir():
+        return
+    for child in staging.iterdir():
+        if child.name.startswith("train-"):
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def failure_message(name: str, status: dict, stage: Optional[str], notebook: Optional[str]) -> str:
+    """``<phase>: FAILED at <stage> on worker <addr>: <error>``, and where its executed notebook is."""
+    where = f"at {stage}" if stage else "before its first stage"
+    worker = f" on worker {status['worker']}" if status.get("worker") else ""
+    msg = f"{name}: FAILED {where}{worker}: {status.get('error') or 'no error was reported'}"
+    if notebook:
+        return msg + f"\n  executed notebook: {notebook}"
+    return msg + ("\n  no executed notebook came back (the worker was lost during the stage)" if stage else "")
 
 
 def _bar(total: int):
@@ -78,47 +134,67 @@ def _bar(total: int):
 def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool = False, keep_going: bool = True,
               workers: int = 1, timeout: Optional[float] = None, dry_run: bool = False,
               outputs: Optional[str] = None, executor: str = "local", scheduler: Optional[str] = None,
-              threads: Optional[int] = None) -> int:
+              threads: Optional[int] = None, wait: bool = False, memory_check: bool = True) -> int:
     study = load_study(study_path)
-    planned = plan(study, phases, outputs)
+    planned = plan(study, phases, outputs, prepare_generated=not dry_run,
+                   memory_check=memory_check and executor == "local")
     sdir = study_dir(study.name, outputs).resolve()
     nbdir = notebooks_dir()
     kern = kernel_name()
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // max(1, workers))
 
-    jobs, results = [], {}
-    for ph, resolved, fp in planned:
-        st = read_json(sdir / ph.name / "status.json", {}) or {}
-        if not force and st.get("state") == "done" and st.get("fingerprint") == fp:
-            results[ph.name] = PhaseResult(ph.name, "cached", st.get("seconds", 0.0))
-            continue
-        jobs.append(PhaseJob(study.name, ph.name, resolved, fp, str(sdir / ph.name), timeout, kern, str(nbdir),
-                             threads))
-
     if dry_run:
         print(f"study {study.name} -> {sdir}")
         for ph, _, fp in planned:
-            state = "cached" if ph.name in results else "would run"
-            print(f"  {ph.name:<24} {state:<10} fingerprint {fp[:12]}")
+            if fp is None:
+                print(f"  {ph.name:<24} {'unknown':<10} (its data comes from data.generator "
+                      f"{ph.params.data.generator!r}, which --dry-run does not call)")
+                continue
+            why = "--force" if force else reuse_problem(sdir / ph.name, fp)
+            state = "cached" if why is None else "would run"
+            print(f"  {ph.name:<24} {state:<10} fingerprint {fp[:12]}" + (f"  ({why})" if why else ""))
         print(f"  {COMPARE:<24} would run")
         return 0
 
-    sdir.mkdir(parents=True, exist_ok=True)
+    with study_lock(sdir, f"gaplab run {study.path}", wait=wait):
+        return _run_locked(study, planned, sdir, nbdir, kern, threads, force, keep_going, workers, timeout,
+                           executor, scheduler)
+
+
+def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threads: int, force: bool,
+                keep_going: bool, workers: int, timeout: Optional[float], executor: str,
+                scheduler: Optional[str]) -> int:
+    jobs, results, reasons = [], {}, {}
+    for ph, resolved, fp in planned:
+        why = "--force" if force else reuse_problem(sdir / ph.name, fp)
+        if why is None:
+            st = json.loads((sdir / ph.name / "status.json").read_text(encoding="utf-8"))
+            results[ph.name] = PhaseResult(ph.name, "cached", st.get("seconds", 0.0))
+            continue
+        reasons[ph.name] = why
+        jobs.append(PhaseJob(study.name, ph.name, resolved, fp, str(sdir / ph.name), timeout, kern, str(nbdir),
+                             threads))
+
     staging = sdir / ".staging"
-    if staging.exists():  # left by an interrupted run: never a finished result
-        shutil.rmtree(staging)
-    staging.mkdir()
+    clear_stale_staging(staging)
+    staging.mkdir(exist_ok=True)
+    run_root = Path(tempfile.mkdtemp(prefix="run-", dir=staging))
     order = [ph.name for ph, _, _ in planned]
     _write_study_status(sdir, study, order, results)
     for name, r in results.items():
         print(f"{name}: cached", file=sys.stderr)
+    for name, why in reasons.items():
+        if why not in ("not run yet", "--force"):
+            print(f"{name}: re-running: {why}", file=sys.stderr)
 
     bar = _bar(len(jobs) * len(STAGES) + 1)
     started: dict[str, int] = {}
+    last_stage: dict[str, str] = {}
 
     def on_stage(phase: str, stage: str) -> None:
         started[phase] = started.get(phase, 0) + 1
+        last_stage[phase] = stage
         if started[phase] > 1:
             bar.update(1)
         bar.set_description(f"{phase} / {stage}")
@@ -128,26 +204,32 @@ def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool =
         target = place_phase(staged, job.final_dir, job.name, job.params, status) if staged is not None and staged.exists() else None
         remaining = len(STAGES) - max(0, started.get(job.name, 1) - 1)
         bar.update(remaining)  # the stages this phase will not report any more
-        res = PhaseResult(job.name, status.get("state", "failed"), status.get("seconds", 0.0), status.get("stage"),
-                          status.get("error"),
-                          str(target / status["notebook"]) if target and status.get("notebook") else None)
+        stage = status.get("stage") or (last_stage.get(job.name) if status.get("state") != "done" else None)
+        notebook = str(target / status["notebook"]) if target and status.get("notebook") else None
+        res = PhaseResult(job.name, status.get("state", "failed"), status.get("seconds", 0.0), stage,
+                          status.get("error"), notebook)
         results[job.name] = res
-        msg = (f"{job.name}: done in {res.seconds:.1f}s" if res.state == "done"
-               else f"{job.name}: FAILED at {res.stage}: {res.error}\n  executed notebook: {res.notebook}")
-        bar.write(msg, file=sys.stderr)
+        if res.state == "done":
+            shutil.rmtree(staging / f"train-{job.name}", ignore_errors=True)  # superseded by this finished run
+        bar.write(f"{job.name}: done in {res.seconds:.1f}s" if res.state == "done"
+                  else failure_message(job.name, status, stage, notebook), file=sys.stderr)
         _write_study_status(sdir, study, order, results)
         return res.state == "done"
 
     interrupted = False
     try:
         if jobs:
-            make_executor(executor, workers, scheduler).run(jobs, staging, on_stage, on_done, keep_going)
+            make_executor(executor, workers, scheduler).run(jobs, run_root, on_stage, on_done, keep_going)
     except KeyboardInterrupt:
         interrupted = True
         bar.write("interrupted: finished phases are kept and will be reused; unfinished ones were discarded",
                   file=sys.stderr)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(run_root, ignore_errors=True)
+        try:
+            staging.rmdir()  # only when empty: an interrupted gaplab train's folder stays for --resume
+        except OSError:
+            pass
     if interrupted:
         bar.close()
         _write_study_status(sdir, study, order, results)
@@ -160,9 +242,13 @@ def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool =
     failed = [r for r in results.values() if r.state == "failed"]
     summary = ", ".join(f"{n}: {results[n].state}" for n in order if n in results)
     print(f"{study.name}: {summary}", file=sys.stderr)
+    report = sdir / "report.html"
     if compare_err:
         print(f"05_compare FAILED: {compare_err} (see {sdir / (COMPARE + '.ipynb')})", file=sys.stderr)
-    print(f"report: {sdir / 'report.html'}")
+        print("report: not rebuilt (05_compare failed)"
+              + (f"; {report} is from an earlier run and does not show this one" if report.exists() else ""))
+    else:
+        print(f"report: {report}")
     return 1 if failed or compare_err else 0
 
 

@@ -5,22 +5,40 @@ Layout (``outputs/`` or ``$GAPLAB_OUTPUTS``)::
     outputs/<study>/<phase>/        a finished phase (every stage ran): the files of docs/architecture.md
     outputs/<study>/_previous/<p>/  the finished copy that the latest finished run replaced
     outputs/<study>/_failed/<p>/    the latest failed run of a phase, with the notebook that shows the error
-    outputs/<study>/.staging/       phases while they run (never a finished result)
+    outputs/<study>/.staging/       phases while they run (never a finished result): ``run-*`` for
+                                    ``gaplab run``, ``train-<p>`` for ``gaplab train`` (kept after a
+                                    kill, so ``gaplab train --resume`` continues it)
+    outputs/<study>/.gaplab.lock    the study's lock (:mod:`gaplab.pipeline.lock`)
 
 A phase's **fingerprint** is what decides whether a finished phase can be reused: its resolved
 parameters, the corpus it read and the code that produced it (:func:`gaplab.versioning.code_fingerprint`, a
 hash of every file in the installed package), so a bug fix in gaplab re-runs old phases instead of reporting them cached.
+
+A placed phase's ``status.json`` also records the **sha256 of its artifacts** (every file but the executed
+notebooks and ``status.json`` itself): the cache reuses a phase only when every recorded file is there with
+its hash (:func:`reuse_problem`), so a truncated checkpoint or a row appended to ``history.csv`` re-runs
+the phase instead of feeding the report.  An unreadable ``status.json`` means "not done".
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..files import PathLike, atomic_write_json, atomic_write_yaml, stable_hash
 from ..versioning import code_fingerprint
+
+#: the files and folders of ``outputs/<study>/`` beside its phases: no phase may be named like one of them
+STUDY_LEVEL_NAMES = ("figures", "summary.csv", "report.html", "study_status.json", "05_compare.ipynb",
+                     "_previous", "_failed", ".staging", ".gaplab.lock", ".gaplab.lock.json")
+
+
+#: states of a placed phase folder: every stage ran (``gaplab run``), or only training (``gaplab train``)
+PLACED_STATES = ("done", "trained")
 
 def outputs_root() -> Path:
     """``$GAPLAB_OUTPUTS`` or ``./outputs``."""
@@ -42,20 +60,87 @@ def phase_fingerprint(resolved: dict[str, Any], corpus_fingerprint: str) -> str:
     return stable_hash({"params": params, "corpus": corpus_fingerprint, "code": code_fingerprint()})
 
 
+# --------------------------------------------------------------------------- artifacts and the cache
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _artifacts(folder: Path) -> list[Path]:
+    """The files of a phase folder the cache vouches for: all but ``status.json``, notebooks and dotfiles."""
+    out = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if (path.is_file() and not path.is_symlink() and rel.as_posix() != "status.json"
+                and path.suffix != ".ipynb" and not any(part.startswith(".") for part in rel.parts)):
+            out.append(path)
+    return out
+
+
+def artifact_hashes(folder: PathLike) -> dict[str, str]:
+    """``{relative path: sha256}`` of a phase folder's artifacts."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): _sha256(p) for p in _artifacts(folder)}
+
+
+def read_status(folder: PathLike) -> tuple[Optional[dict], Optional[str]]:
+    """``(status, None)``, or ``(None, why)`` when ``status.json`` is missing or does not read as a JSON object."""
+    path = Path(folder) / "status.json"
+    if not path.is_file():
+        return None, "status.json is missing"
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, f"{path} does not read as JSON ({type(exc).__name__}); treated as not done"
+    if not isinstance(status, dict):
+        return None, f"{path} holds a JSON {type(status).__name__}, not a status; treated as not done"
+    return status, None
+
+
+def reuse_problem(folder: PathLike, fingerprint: str) -> Optional[str]:
+    """Why the finished phase in ``folder`` cannot be reused for ``fingerprint``, or None when it can."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "not run yet"
+    status, why = read_status(folder)
+    if status is None:
+        return why
+    if status.get("state") == "trained":
+        return "it was trained by `gaplab train` alone (stages 01, 03 and 04 did not run there)"
+    if status.get("state") != "done":
+        return f"its last run is {status.get('state') or 'unfinished'!s}, not done"
+    if status.get("fingerprint") != fingerprint:
+        return "its settings, data or gaplab's code changed"
+    recorded = status.get("artifacts")
+    if not isinstance(recorded, dict) or not recorded:
+        return "status.json records no artifact hashes (written by an older gaplab)"
+    for rel, digest in recorded.items():
+        path = folder / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        if _sha256(path) != digest:
+            return f"{rel} does not match its recorded hash"
+    return None
+
+
 # --------------------------------------------------------------------------- placing a phase
 def place_phase(staged: Path, final_dir: PathLike, name: str, params: dict[str, Any], status: dict) -> Path:
-    """Move a staged phase folder into place (done) or into ``_failed/`` (failed), keeping old results.
+    """Move a staged phase folder into place (done/trained) or into ``_failed/`` (failed), keeping old results.
 
-    ``params.yaml`` and ``status.json`` are rewritten with the folder's final path first.  A finished
-    phase replaces the previous finished copy, which moves to ``_previous/<name>``; a failed one replaces
-    only an older failure.  Nothing finished is ever deleted.
+    ``params.yaml`` and ``status.json`` are rewritten with the folder's final path first, and the status
+    records the sha256 of every artifact (:func:`artifact_hashes`).  A placed phase replaces the previous
+    one, which moves to ``_previous/<name>``; a failed one replaces only an older failure.  Nothing
+    finished is ever deleted.
     """
     final_dir = Path(final_dir)
     sdir = final_dir.parent
-    done = status.get("state") == "done"
+    done = status.get("state") in PLACED_STATES
     target = final_dir if done else sdir / "_failed" / name
     atomic_write_yaml(staged / "params.yaml", dict(params, run_dir=str(target)))
-    atomic_write_json(staged / "status.json", dict(status, run_dir=str(target)))
+    atomic_write_json(staged / "status.json", dict(status, run_dir=str(target), artifacts=artifact_hashes(staged)))
     if target.exists():
         if done:
             keep = sdir / "_previous" / name

@@ -22,6 +22,7 @@ import io
 import pickle
 import platform
 import random
+import warnings
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -116,7 +117,9 @@ def load_checkpoint(path) -> dict:
     if size == 0:
         raise CheckpointError(f"{what} (the file is empty); {todo}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles before failing on them
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except _UNREADABLE as exc:
         raise CheckpointError(f"{what} ({size:,} bytes, truncated or not written by gaplab: "
                               f"{type(exc).__name__}); {todo}") from None

@@ -216,7 +216,7 @@ def run_phase_on_worker(job: dict[str, Any], notebooks: dict[str, bytes], thread
 
         def report(phase: str, stage: str) -> None:
             if worker is not None and topic:
-                worker.log_event(topic, [phase, stage])
+                worker.log_event(topic, [phase, stage, addr])
 
         status = execute_phase(pj, str(work), report)
         run_dir = Path(status["run_dir"])
@@ -269,8 +269,13 @@ def plan_threads(workers_info: dict[str, dict], cpus: dict[str, int], gpu: bool)
             for addr, w in workers_info.items() if addr in cpus}
 
 
-def lost_status(job_name: str, exc: BaseException) -> dict[str, Any]:
-    """The status for a phase whose task raised on the Dask side (worker died, scheduler gone, import error)."""
+def lost_status(job_name: str, exc: BaseException, stage: Optional[str] = None,
+                worker: Optional[str] = None) -> dict[str, Any]:
+    """The status for a phase whose task raised on the Dask side (worker died, scheduler gone, import error).
+
+    ``stage`` and ``worker``: the stage the phase had started and where, as its progress events said
+    (a ``KilledWorker`` names its last worker too), so the failure says where the phase was lost.
+    """
     from ..execute import short_error
 
     lost = {"KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError", "TimeoutError",
@@ -281,7 +286,11 @@ def lost_status(job_name: str, exc: BaseException) -> dict[str, Any]:
         error = f"worker lost: {short_error(exc)}"
     else:
         error = f"the phase task raised on its worker: {short_error(exc)}"
-    return {"phase": job_name, "state": "failed", "stage": None, "error": error, "seconds": 0.0}
+    last = getattr(getattr(exc, "last_worker", None), "address", None)
+    out = {"phase": job_name, "state": "failed", "stage": stage, "error": error, "seconds": 0.0}
+    if worker or last:
+        out["worker"] = worker or last
+    return out
 
 
 class DaskExecutor:
@@ -349,9 +358,9 @@ class DaskExecutor:
             if not workers_info:
                 self.log("dask: no workers yet; phases start when workers connect")
 
-            events: "queue.Queue[tuple[str, str]]" = queue.Queue()
+            events: "queue.Queue[tuple]" = queue.Queue()
             topic = f"gaplab-progress-{uuid.uuid4().hex}"
-            client.subscribe_topic(topic, lambda ev: events.put((ev[1][0], ev[1][1])))
+            client.subscribe_topic(topic, lambda ev: events.put(tuple(ev[1])))
 
             notebooks_cache: dict[str, dict[str, bytes]] = {}
             for job in jobs:
@@ -380,14 +389,16 @@ class DaskExecutor:
                  keep_going: bool) -> None:
         pending = set(futures)
         finished_phases: set[str] = set()
+        where: dict[str, tuple] = {}  # phase -> (stage, worker) of its latest progress event
 
         def drain() -> None:
             while True:
                 try:
-                    phase, stage = events.get_nowait()
+                    phase, stage, *addr = events.get_nowait()
                 except queue.Empty:
                     return
                 if phase not in finished_phases:  # a late event after the result would overrun the bar
+                    where[phase] = (stage, addr[0] if addr else None)
                     on_stage(phase, stage)
 
         while pending:
@@ -403,8 +414,9 @@ class DaskExecutor:
             for fut in done:
                 pending.discard(fut)
                 job = futures[fut]
-                status = (lost_status(job.name, SchedulerLost("the connection to the scheduler closed")) if gone
-                          else self._status_of(fut, job, work_root))
+                stage, addr = where.get(job.name, (None, None))
+                status = (lost_status(job.name, SchedulerLost("the connection to the scheduler closed"), stage, addr)
+                          if gone else self._status_of(fut, job, work_root, stage, addr))
                 finished_phases.add(job.name)
                 fut.release()
                 ok = on_done(job, status)
@@ -413,12 +425,15 @@ class DaskExecutor:
                     pending.clear()
         drain()
 
-    def _status_of(self, fut, job, work_root: Path) -> dict[str, Any]:
+    def _status_of(self, fut, job, work_root: Path, stage: Optional[str] = None,
+                   addr: Optional[str] = None) -> dict[str, Any]:
         try:
             result = fut.result()
         except Exception as exc:  # KilledWorker, CommClosedError, cancelled, unpickling errors
-            return lost_status(job.name, exc)
+            return lost_status(job.name, exc, stage, addr)
         status = dict(result["status"])
+        if result.get("worker"):
+            status.setdefault("worker", result["worker"])
         self.last_run[job.name] = {k: result.get(k) for k in ("worker", "hostname", "threads")}
         if result.get("archive") is not None:
             dest = Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=work_root))

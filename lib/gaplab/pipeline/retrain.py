@@ -1,0 +1,87 @@
+"""``gaplab train``: one phase through the library (no notebooks), staged so a finished result is never damaged.
+
+Training happens in ``outputs/<study>/.staging/train-<phase>/``, never in the phase folder itself.  Only
+a run that ends is put in place (:func:`gaplab.pipeline.runs.place_phase`, state ``trained``): the phase
+folder it replaces, finished by ``gaplab run`` or by an earlier ``gaplab train``, moves to
+``_previous/<phase>``.  A run killed or interrupted on the way leaves the phase folder as it was, and its
+staging folder with ``ckpt/last.pt`` (written at every scheduled eval), so ``gaplab train --resume``
+continues it; with nothing staged, ``--resume`` continues from the phase folder's own ``ckpt/last.pt``.
+A ``trained`` phase ran stage 02 alone, so ``gaplab run`` runs it again whole rather than call it cached.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import TrainingError
+from ..files import atomic_write_yaml
+from ..versioning import gaplab_version
+from .config import load_study
+from .lock import study_lock
+from .resources import memory_problem
+from .runs import phase_fingerprint, place_phase, study_dir
+
+
+def _resume_source(work: Path, final: Path) -> Optional[Path]:
+    """The folder whose ``ckpt/last.pt`` a resume continues: an interrupted ``gaplab train``, else the phase."""
+    for folder in (work, final):
+        if (folder / "ckpt" / "last.pt").is_file():
+            return folder
+    return None
+
+
+def train_one(study_path: str, phase: str, outputs: Optional[str] = None, resume: bool = False,
+              wait: bool = False, memory_check: bool = True, progress: bool = True) -> tuple[dict[str, Any], Path]:
+    """Train ``phase`` of the study into its staging folder, then put it in place; ``(metrics, phase folder)``."""
+    from ..data.split import prepare_data
+    from ..errors import StudyError
+    from ..train.replicates import train_replicates
+
+    study = load_study(study_path)
+    ph = study.phase(phase)
+    prep = prepare_data(ph.params, ph.name, str(study.path))
+    if memory_check:
+        too_big = memory_problem(ph.params, int(prep.vocab_size), str(study.path), ph.name)
+        if too_big is not None:
+            raise StudyError([too_big])
+    sdir = study_dir(study.name, outputs).resolve()
+    final = sdir / ph.name
+    resolved = ph.resolved(study.name, str(final))
+    with study_lock(sdir, f"gaplab train {study.path} --phase {ph.name}", wait=wait):
+        work = sdir / ".staging" / f"train-{ph.name}"
+        if resume:
+            source = _resume_source(work, final)
+            if source is None:
+                raise TrainingError(f"resume: nothing to resume for phase {ph.name!r}: neither {work} (an "
+                                    f"interrupted gaplab train) nor {final} holds ckpt/last.pt; train without "
+                                    "--resume first")
+            if source == final:  # continue the finished phase's run in a fresh staging folder
+                shutil.rmtree(work, ignore_errors=True)
+                (work / "ckpt").mkdir(parents=True)
+                for name in ("last.pt", "best.pt"):
+                    if (final / "ckpt" / name).is_file():
+                        shutil.copy2(final / "ckpt" / name, work / "ckpt" / name)
+        else:
+            if (work / "ckpt" / "last.pt").is_file():
+                print(f"note: starting afresh; the interrupted gaplab train in {work} is discarded "
+                      "(--resume continues one)", file=sys.stderr)
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+        atomic_write_yaml(work / "params.yaml", resolved)
+        start = time.time()
+        try:
+            metrics = train_replicates(ph.params, prep, work, progress=progress, resume=resume)[0]
+        except KeyboardInterrupt:
+            print(f"interrupted: {final} is as it was; continue with gaplab train {study.path} --phase {ph.name} "
+                  "--resume", file=sys.stderr)
+            raise
+        seconds = time.time() - start
+        status = {"phase": ph.name, "state": "trained", "by": "gaplab train",
+                  "fingerprint": phase_fingerprint(resolved, prep.corpus.fingerprint), "gaplab": gaplab_version(),
+                  "stages": {"02_train": round(seconds, 3)}, "seconds": seconds}
+        target = place_phase(work, final, ph.name, resolved, status)
+    return metrics, target
