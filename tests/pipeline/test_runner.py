@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from gaplab import cli
+from gaplab.train.history import HISTORY_COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,8 @@ def test_ci_study_runs_every_stage(ci_run):
             nb = pdir / f"{stage}.ipynb"
             assert nb.exists() and not _errors_in(nb), nb
         hist = pd.read_csv(pdir / "history.csv")
-        assert list(hist.columns) == ["iter", "train_loss", "val_loss", "gap", "lr", "tokens_seen", "epochs", "elapsed_s"]
+        assert tuple(hist.columns) == HISTORY_COLUMNS  # the one history schema (gaplab.train.history)
+        assert hist["val_bpb"].notna().all() and (hist["val_loss_se"] >= 0).all()
         assert hist.train_loss.iloc[-1] < hist.train_loss.iloc[0] - 0.5  # it learned
         assert (hist.gap - (hist.val_loss - hist.train_loss)).abs().max() < 1e-9
         metrics = json.loads((pdir / "metrics.json").read_text())
