@@ -229,8 +229,8 @@ def test_vocab_usage_seed_003_shape():
 def test_model_vs_data_numbers():
     counts = {"total": 3_300_000, "embedding": 3_300_000 - 1_000_000, "non_embedding": 1_000_000}
     out = detectors_mod.model_vs_data(counts, train_tokens=19_350, iters=500, tokens_per_iter=4 * 128)
-    assert out["tokens_per_param"] == pytest.approx(0.01935)
-    assert out["tokens_per_total_param"] == pytest.approx(19_350 / 3_300_000)
+    assert out["tokens_per_param_non_emb"] == pytest.approx(0.01935)
+    assert out["tokens_per_param_total"] == pytest.approx(19_350 / 3_300_000)
     assert out["chinchilla_tokens_per_param"] == 20
     assert out["epochs"] == pytest.approx(500 * 512 / 19_350)
     assert out["kaplan_min_tokens"] == pytest.approx(5e3 * 1e6 ** 0.74)
@@ -239,6 +239,9 @@ def test_model_vs_data_numbers():
     assert "Kaplan et al. 2020" in out["references"]["kaplan"]
     assert "Hoffmann et al. 2022" in out["references"]["chinchilla"]
     assert "make 13.2 epochs" in out["summary"] and "asks for 137,711,435 tokens: not met" in out["summary"]
+    # Chinchilla's ~20 is set against tokens per parameter counting every parameter, and the text says so
+    assert out["summary"].startswith("19,350 training tokens for 3,300,000 parameters, embeddings included: "
+                                     "0.00586 tokens per parameter, against the ~20")
     big = detectors_mod.model_vs_data({"total": 10, "embedding": 0, "non_embedding": 10}, 10**6, 1, 1)
     assert big["meets_kaplan"] is True
 
@@ -366,7 +369,7 @@ def test_build_report_on_the_teaching_corpus():
     # model against data: epochs from the configured iterations
     mvd = report["model_vs_data"]
     assert mvd["epochs"] == pytest.approx(100 * 4 * 64 / report["size"]["train_tokens"])
-    assert mvd["tokens_per_param"] == pytest.approx(report["size"]["train_tokens"] / 15_000)
+    assert mvd["tokens_per_param_non_emb"] == pytest.approx(report["size"]["train_tokens"] / 15_000)
     # vocabulary: the char tokenizer's vocabulary is the corpus's characters plus one unknown id
     vocab = report["size"]["vocab"]
     assert vocab["vocab_size_original"] == vocab["used_ids"] + 1

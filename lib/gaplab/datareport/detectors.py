@@ -391,17 +391,18 @@ def model_vs_data(param_counts: Mapping[str, int], train_tokens: int, iters: int
     seen = int(iters) * int(tokens_per_iter)
     tpp, tpt, epochs = share_of(train_tokens, ne), share_of(train_tokens, total), share_of(seen, train_tokens)
     meets = bool(train_tokens >= kaplan_min)
-    summary = (f"{int(train_tokens):,} training tokens for {ne:,} non-embedding parameters: {tpp:.3g} tokens per "
-               f"parameter ({tpt:.3g} per parameter counting all {total:,}; Hoffmann et al. 2022 found ~20 "
-               f"compute-optimal). The planned {int(iters):,} iterations make {epochs:.3g} epochs. Kaplan et al. "
+    summary = (f"{int(train_tokens):,} training tokens for {total:,} parameters, embeddings included: {tpt:.3g} "
+               f"tokens per parameter, against the ~{CHINCHILLA_TOKENS_PER_PARAM:g} that "
+               f"{SOURCES['chinchilla'].authors} found compute-optimal counting every parameter; {tpp:.3g} per "
+               f"non-embedding parameter ({ne:,}, Kaplan's N). The planned {int(iters):,} iterations make {epochs:.3g} epochs. Kaplan et al. "
                f"2020's bound D ≳ 5×10³·N^0.74 asks for {kaplan_min:,.0f} tokens: "
                + ("met." if meets else f"not met ({share_of(train_tokens, kaplan_min):.2g}× of it); expect overfitting."))
     return {
         "params": {"total": total, "embedding": emb, "non_embedding": ne},
         "embedding_share": share_of(emb, total),
         "train_tokens": int(train_tokens),
-        "tokens_per_param": tpp,
-        "tokens_per_total_param": tpt,
+        "tokens_per_param_total": tpt,
+        "tokens_per_param_non_emb": tpp,
         "chinchilla_tokens_per_param": CHINCHILLA_TOKENS_PER_PARAM,
         "chinchilla_tokens_for_total": CHINCHILLA_TOKENS_PER_PARAM * total,
         "iters": int(iters),
@@ -413,7 +414,8 @@ def model_vs_data(param_counts: Mapping[str, int], train_tokens: int, iters: int
         "meets_kaplan": meets,
         "references": {"chinchilla": f"{cite('chinchilla')}: {SOURCES['chinchilla'].what}",
                        "kaplan": f"{cite('kaplan')}: {KAPLAN_OVERFIT_TEXT}"},
-        "note": ("tokens_per_param divides by non-embedding parameters (Kaplan's N); Chinchilla's ~20 was "
-                 "measured with total parameters, so tokens_per_total_param is the like-for-like comparison"),
+        "note": ("tokens_per_param_total counts every parameter, as Hoffmann et al. 2022 do for their ~20; "
+                 "tokens_per_param_non_emb divides by the non-embedding parameters (Kaplan's N), which their "
+                 "overfitting bound uses"),
         "summary": summary,
     }
