@@ -163,7 +163,7 @@ def samples(params: dict[str, Any]):
     """Generate from the chosen checkpoints, measure the samples, write ``samples.jsonl``."""
     from ..measure.ngram_index import MemorizationIndex
     from ..measure.generate import collect_prompts, generate
-    from ..measure.samples import evaluate_samples, write_samples
+    from ..measure.samples import evaluate_samples, validate_samples, write_samples
     from ..measure.text_quality import is_python_corpus, load_keyword_set
     from ..data.split import prepare_data
     from ..train.checkpoint import load_model
@@ -191,6 +191,9 @@ def samples(params: dict[str, Any]):
             g["checkpoint"] = ck
         ck_rows, agg = evaluate_samples(gen, index=index, tokenizer=prep.tokenizer, python=python,
                                             format_patterns=s.format_patterns, keyword_set=keyword_set)
+        if s.validators:  # the data's validators on what the model wrote, one document per sample
+            ck_rows, checked = validate_samples(ck_rows, s.validators, separator=p.data.separator)
+            agg.update(checked)
         rows.extend(ck_rows)
         aggregates[ck] = agg
     write_samples(run_dir, rows)
