@@ -254,7 +254,8 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
         for old in ckpt_dir.glob("*.pt"):
             old.unlink()
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(run_dir, t.seed, resume_iter=start_iter if resume else None, params=phase_dict)  # TensorBoard
+    # TensorBoard: a resume drops what an interrupted run logged after its checkpoint's last eval
+    tracker = Tracker(run_dir, t.seed, purge_from=scheduled[-1]["iter"] + 1 if resume else None, params=phase_dict)
 
     def state(it: int) -> TrainState:
         return TrainState(

@@ -52,21 +52,22 @@ class Tracker:
     """One replicate's TensorBoard writer.
 
     A fresh run removes the event files an earlier run left in its folder (as the trainer removes old
-    checkpoints); a resumed run (``resume_iter``) tells TensorBoard to drop whatever an interrupted run
-    logged from that iteration on, so the resumed curve has one value per step.  Every eval is flushed to
+    checkpoints); a resumed run (``purge_from``: the iteration after its checkpoint's last eval) tells
+    TensorBoard to drop whatever the interrupted run logged from there on, so the curve has one value per
+    step, as ``history.csv`` has one row.  Every eval is flushed to
     disk at once, so a run that dies keeps its scalars up to its last eval.
     """
 
-    def __init__(self, run_dir: Path, seed: int, resume_iter: Optional[int] = None,
+    def __init__(self, run_dir: Path, seed: int, purge_from: Optional[int] = None,
                  params: Optional[Mapping[str, Any]] = None):
         from torch.utils.tensorboard import SummaryWriter
 
         self.dir = events_dir(run_dir, seed)
-        if resume_iter is None and self.dir.exists():
+        if purge_from is None and self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(log_dir=str(self.dir), purge_step=resume_iter, flush_secs=30)
-        if params and resume_iter is None:  # the phase's settings, in TensorBoard's Text tab (markdown)
+        self.writer = SummaryWriter(log_dir=str(self.dir), purge_step=purge_from, flush_secs=30)
+        if params and purge_from is None:  # the phase's settings, in TensorBoard's Text tab (markdown)
             import yaml
 
             text = yaml.safe_dump(dict(params), sort_keys=False)
