@@ -77,3 +77,18 @@ def test_several_validators_and_one_that_raises():
     assert by["json_valid"] == {"checked": 3, "passing": 2, "pass_share": pytest.approx(2 / 3)}
     assert by[CART] == {"checked": 2, "passing": 2, "pass_share": 1.0}
     assert validate_samples([], [CART])[1]["validators_checked_share"] is None
+
+
+def test_cart_total_near_tells_a_related_total_from_a_decorative_one():
+    """A total 3% off fails cart_arithmetic but passes cart_total_near; a random one fails both."""
+    near = _cart().replace('"total": 62.58', '"total": 64.4')
+    samples = [_sample(_cart()), _sample(near), _sample(_cart(total_ok=False)), _sample(PROMPT + "x")]
+    rows, agg = validate_samples(samples, [CART, "cart_total_near"])
+    by = agg["validators_by_name"]
+    assert by[CART] == {"checked": 3, "passing": 1, "pass_share": pytest.approx(1 / 3)}
+    assert by["cart_total_near"] == {"checked": 3, "passing": 2, "pass_share": pytest.approx(2 / 3)}
+    assert [r["validators_ok"] for r in rows] == [True, False, False, None]  # a sample passes when all pass
+    assert any("not within 5% of subtotal + tax + shipping = 62.58" in p for p in rows[2]["validator_problems"])
+    rows, _ = validate_samples([_sample(PROMPT + 'c", "items": [], "subtotal": "n/a", "total": 3}')],
+                               ["cart_total_near"])
+    assert rows[0]["validator_problems"] == ["'subtotal' is not a number ('n/a')"]
