@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 export MPLBACKEND ?= agg
 
-.PHONY: setup demo test test-fast lab seed-study bench clean-outputs
+.PHONY: setup demo test test-fast lab tensorboard seed-study bench clean-outputs
 
 # Environment: venv with the exact pins, gaplab installed editable, the GPT-2
 # ranks provisioned offline and the `gaplab` Jupyter kernel registered.
@@ -31,6 +31,13 @@ test-fast: setup
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=. notebooks/
+
+# TensorBoard over a study's runs (every phase and replicate writes tensorboard/seed-<seed>/ event files):
+# `make tensorboard STUDY=quickstart`; without STUDY, every study under the outputs folder.
+OUTPUTS ?= $(or $(GAPLAB_OUTPUTS),outputs)
+tensorboard: setup
+	@test -d "$(OUTPUTS)/$(STUDY)" || { echo "no study folder $(OUTPUTS)/$(STUDY): run 'gaplab run params/$(or $(STUDY),<study>).yaml' first"; exit 2; }
+	$(BIN)/tensorboard --logdir "$(OUTPUTS)/$(STUDY)" --port $(or $(PORT),6006)
 
 seed-study: setup
 	$(BIN)/gaplab run params/seed_study.yaml

@@ -47,6 +47,8 @@ NAMED_SIZES: dict[str, dict[str, int]] = {
 
 
 TIKTOKEN_NAMES = ("gpt2", "r50k_base", "p50k_base", "cl100k_base", "o200k_base")
+#: a byte-level BPE's base alphabet: the smallest ``tokenizer.vocab_size`` a ``bpe`` tokenizer may have
+BYTE_ALPHABET = 256
 
 
 class _Strict(BaseModel):
@@ -76,6 +78,9 @@ class DataConfig(_Strict):
     max_train_tokens: Optional[int] = Field(None, gt=0)
     separator: str = "\n\n"
     split: Literal["tail", "documents", "chunks"] = "tail"
+    #: what the split counts: the token stream (``tokens``), or the corpus text before tokenizing (``text``, in
+    #: characters): every tokenizer then gets the same val text, and a bpe tokenizer can be trained on train
+    split_on: Literal["tokens", "text"] = "tokens"
     val_fraction: float = Field(0.1, gt=0, le=0.5)
     chunk_size: int = Field(256, gt=0)
     seed: int = 1337
@@ -93,7 +98,10 @@ class DataConfig(_Strict):
 
 
 class TokenizerConfig(_Strict):
+    #: ``gpt2`` (and the other tiktoken names), ``char``, or ``bpe``: a byte-level BPE trained on the training
+    #: split (see gaplab.data.tokenizer.train_bpe), which needs ``data.split_on: text`` and ``vocab_size``
     name: str = "gpt2"
+    vocab_size: Optional[int] = Field(None, gt=0)
     compact: bool = False
     #: where a compact vocabulary's ids come from: the phase's training split (smallest head), or the whole
     #: corpus before data.max_tokens cuts it (one vocabulary for every phase on that corpus, so phases that
@@ -152,6 +160,9 @@ class SampleConfig(_Strict):
     format_patterns: list[str] = Field(default_factory=list)
     ngram: int = Field(8, gt=0)
     python: Literal["auto", "yes", "no"] = "auto"
+    #: ``module:function`` validators (as in ``data.validators``) run on each generated sample (prompt +
+    #: continuation); the share of samples they check that pass goes into ``metrics.json["samples"]``
+    validators: list[str] = Field(default_factory=list)
 
 
 class PhaseParams(_Strict):

@@ -20,6 +20,14 @@ Strategies (``data.split``):
 - ``chunks``: the stream is cut into ``chunk_size`` pieces and a seeded
   ``val_fraction`` of them goes to validation.
 
+With ``data.split_on: text`` the same strategies cut the corpus *text* before tokenizing, counting
+characters instead of tokens (``chunk_size`` is then in characters): the text of the documents and
+separators in order, its last ``val_fraction`` of characters (``tail``), whole documents until val holds
+``val_fraction`` of the characters (``documents``) or seeded character chunks (``chunks``).  Each piece
+of text is then tokenized on its own, so every tokenizer is scored on the same val text (equal
+``val_text_fingerprint``: bits per byte compare), and a ``bpe`` tokenizer is trained on the training
+pieces only, before any val text is tokenized (:func:`gaplab.data.tokenizer.phase_bpe`).
+
 ``data.max_train_tokens`` then keeps only part of the training side: its
 ``chunk_size`` pieces in a seeded order (``data.seed + 1``) until that many
 tokens, put back in stream order.  Validation is untouched, so phases that
@@ -49,7 +57,7 @@ import numpy as np
 from ..schema import PhaseParams
 from ..errors import Problem, StudyError
 from .corpus import Corpus, Document, load_corpus
-from .tokenizer import CompactTokenizer, Tokenizer, get_tokenizer
+from .tokenizer import BPEVocabTooLarge, CompactTokenizer, Tokenizer, get_tokenizer, phase_bpe
 
 @dataclass
 class Prepared:
@@ -225,19 +233,88 @@ def _tokenize(data, tok_cfg) -> tuple[Corpus, Tokenizer, list[np.ndarray]]:
     return corpus, base, doc_tokens
 
 
-def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)") -> Prepared:
-    """Corpus → tokens → max_tokens cut → split → (compact) ids, with a composition report."""
+def _text_pieces(texts: list[str], separator: str, data) -> list[tuple[str, int, bool, bool]]:
+    """The corpus text cut by the split (``data.split_on: text``): ``(text, document, is_val, is_separator)``.
+
+    The text is every document followed by the separator, as the token stream is; the split strategies
+    of :func:`_val_mask` run over its characters.  Pieces break at every document and separator boundary
+    and wherever the split changes side, so each piece is tokenized alone, as documents are.
+    """
+    parts = [q for i, t in enumerate(texts) for q in ((t, i, False), (separator, i, True))]
+    sizes = np.array([len(t) for t, _, _ in parts], dtype=np.int64)
+    ends = np.cumsum(sizes)
+    n = int(ends[-1]) if len(ends) else 0
+    owners = np.repeat(np.array([i for _, i, _ in parts], dtype=np.int32), sizes)
+    mask = _val_mask(data, owners, len(texts), n) if n else np.zeros(0, dtype=bool)
+    changes = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+    out = []
+    for (text, doc, is_sep), end, size in zip(parts, ends, sizes):
+        start = int(end - size)
+        cuts = changes[(changes > start) & (changes < end)] - start
+        bounds = [0, *cuts.tolist(), int(size)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if b > a:
+                out.append((text[a:b], doc, bool(mask[start + a]), is_sep))
+    return out
+
+
+def _tokenize_text_split(params: PhaseParams, texts: list[str], phase: str, file: str, tokenizer_dir,
+                         reuse_tokenizer: bool):
+    """``data.split_on: text``: cut the text, train a bpe on the training pieces, tokenize every piece.
+
+    Returns ``(base tokenizer, token stream, owner document per token, val mask, tokens per document)``.
+    """
     data, tok_cfg = params.data, params.tokenizer
-    corpus, base, doc_tokens = _tokenize(data, tok_cfg)
-    sep = np.asarray(base.encode(data.separator), dtype=np.int64)
-    stream, owners, kept = _stream(doc_tokens, sep, data.max_tokens)
-    documents = corpus.documents[:kept]
-    kept_tokens = doc_tokens[:kept]
-    if kept and data.max_tokens is not None:
-        # the last document may have been cut by max_tokens
-        last_len = int((owners == kept - 1).sum())
-        kept_tokens[-1] = kept_tokens[-1][:last_len]
-    mask = _val_mask(data, owners, kept, len(stream))
+    pieces = _text_pieces(texts, data.separator, data)
+    if tok_cfg.name == "bpe":
+        train_texts = [t for t, _, is_val, _ in pieces if not is_val]
+        try:
+            base = phase_bpe(train_texts, tok_cfg.vocab_size, tokenizer_dir, reuse_only=reuse_tokenizer)
+        except BPEVocabTooLarge as exc:
+            raise StudyError([Problem(file, phase, "tokenizer.vocab_size", tok_cfg.vocab_size,
+                                      str(exc).split(": ", 1)[1])]) from None
+    else:
+        base = get_tokenizer(tok_cfg.name, texts + [data.separator])
+    ids = [np.asarray(t, dtype=np.int64) for t in base.encode_batch([t for t, _, _, _ in pieces])]
+    sizes = [len(t) for t in ids]
+    stream = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    owners = np.repeat(np.array([d for _, d, _, _ in pieces], dtype=np.int32), sizes)
+    mask = np.repeat(np.array([v for _, _, v, _ in pieces], dtype=bool), sizes)
+    doc_tokens: list[list[np.ndarray]] = [[] for _ in texts]
+    for (_, doc, _, is_sep), toks in zip(pieces, ids):
+        if not is_sep:
+            doc_tokens[doc].append(toks)
+    doc_tokens_flat = [np.concatenate(t) if t else np.zeros(0, np.int64) for t in doc_tokens]
+    return base, stream, owners, mask, doc_tokens_flat
+
+
+def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)", *, tokenizer_dir=None,
+                 reuse_tokenizer: bool = False) -> Prepared:
+    """Corpus → tokens → max_tokens cut → split → (compact) ids, with a composition report.
+
+    With ``data.split_on: text`` the split comes first, then the tokens (see the module docstring).  A
+    ``bpe`` tokenizer is read from (or trained and saved into) ``tokenizer_dir/tokenizer.json``;
+    ``reuse_tokenizer`` refuses to train one there (see :func:`gaplab.data.tokenizer.phase_bpe`).
+    """
+    data, tok_cfg = params.data, params.tokenizer
+    if data.split_on == "text":
+        corpus = load_corpus(data)
+        texts = [d.text for d in corpus.documents]
+        base, stream, owners, mask, kept_tokens = _tokenize_text_split(params, texts, phase, file, tokenizer_dir,
+                                                                       reuse_tokenizer)
+        kept, documents, doc_tokens = len(texts), corpus.documents, kept_tokens
+        sep = np.asarray(base.encode(data.separator), dtype=np.int64)
+    else:
+        corpus, base, doc_tokens = _tokenize(data, tok_cfg)
+        sep = np.asarray(base.encode(data.separator), dtype=np.int64)
+        stream, owners, kept = _stream(doc_tokens, sep, data.max_tokens)
+        documents = corpus.documents[:kept]
+        kept_tokens = doc_tokens[:kept]
+        if kept and data.max_tokens is not None:
+            # the last document may have been cut by max_tokens
+            last_len = int((owners == kept - 1).sum())
+            kept_tokens[-1] = kept_tokens[-1][:last_len]
+        mask = _val_mask(data, owners, kept, len(stream))
     if data.max_train_tokens is not None:
         used = mask | _train_subset(data, mask)
         stream, owners, mask = stream[used], owners[used], mask[used]

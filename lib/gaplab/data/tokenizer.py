@@ -1,4 +1,8 @@
-"""Tokenizers: tiktoken's GPT-2 ranks (offline), characters, and a compact vocabulary.
+"""Tokenizers: tiktoken's GPT-2 ranks (offline), characters, a trained byte-level BPE, and a compact vocabulary.
+
+``bpe`` is a byte-level BPE trained with Hugging Face ``tokenizers`` on the phase's training split
+(:func:`train_bpe`; :func:`gaplab.data.split.prepare_data` calls it and keeps it in the phase folder as
+``tokenizer.json``).
 
 tiktoken downloads the GPT-2 ranks from the internet on first use.  Here they
 come from the ``openai-whisper`` source distribution on PyPI, which ships the
@@ -11,6 +15,7 @@ vocabulary: same ranks, same split pattern, ``<|endoftext|>`` = 50256.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import subprocess
@@ -22,8 +27,9 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ..errors import TokenizerError
+from ..schema import BYTE_ALPHABET
 
 R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
 
@@ -236,8 +242,160 @@ class CompactTokenizer(Tokenizer):
         return "".join(out)
 
 
+# --------------------------------------------------------------------------- byte-level BPE
+#: the trained BPE in a phase folder (Hugging Face's format: ``tokenizers.Tokenizer.from_file`` reads it)
+BPE_FILE = "tokenizer.json"
+#: what it was trained on, beside it: the stamp that :func:`phase_bpe` compares, sizes, library version
+BPE_TRAINING_FILE = "tokenizer_training.json"
+#: the training recipe, part of the stamp: a change here retrains every phase's BPE
+BPE_RECIPE = ("byte-level BPE: ByteLevel pre-tokenizer (GPT-2's split pattern, no prefix space), all 256 bytes "
+              "as the initial alphabet, no special tokens, min_frequency 0")
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte <-> printable character table, inverted: each character of a byte-level token is one byte.
+
+    Bytes that print (``!``..``~``, ``¡``..``¬``, ``®``..``ÿ``) stand for themselves; the other 68 are
+    shifted to U+0100 and up, in byte order.  ``tokenizers``' ByteLevel uses this table.
+    """
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    table, shift = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[chr(b)] = b
+        else:
+            table[chr(256 + shift)] = b
+            shift += 1
+    return table
+
+
+class BPEVocabTooLarge(TokenizerError):
+    """The training text runs out of pairs to merge before ``vocab_size`` tokens."""
+
+    def __init__(self, message: str, supported: int):
+        super().__init__(message)
+        self.supported = supported
+
+
+class BPETokenizer(Tokenizer):
+    """A byte-level BPE (a ``tokenizers.Tokenizer``): any text encodes, decoding gives the text back exactly."""
+
+    def __init__(self, hf_tokenizer):
+        self.hf = hf_tokenizer
+        self.name = "bpe"
+        self.vocab_size = int(hf_tokenizer.get_vocab_size())
+        self._byte_lengths = None
+
+    @classmethod
+    def from_json(cls, text: str) -> "BPETokenizer":
+        from tokenizers import Tokenizer as HFTokenizer
+
+        return cls(HFTokenizer.from_str(text))
+
+    def to_json(self) -> str:
+        return self.hf.to_str()
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.hf.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_bytes(self, i: int) -> bytes:
+        """The raw bytes of id ``i`` (may be part of a UTF-8 character, as tiktoken's single-token bytes)."""
+        table = _byte_decoder()
+        return bytes(table[c] for c in self.hf.id_to_token(int(i)))
+
+    def byte_lengths(self) -> np.ndarray:
+        if self._byte_lengths is None:
+            self._byte_lengths = np.array([len(self.token_bytes(i)) for i in range(self.vocab_size)], dtype=np.int64)
+        return self._byte_lengths
+
+    def identity(self) -> str:
+        return "bpe:" + hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+def train_bpe(texts: Sequence[str], vocab_size: int) -> BPETokenizer:
+    """A byte-level BPE of ``vocab_size`` tokens trained on ``texts`` (each one a separate piece of text).
+
+    Deterministic: the same texts and size give the same merges and ids (``tokenizers`` breaks ties between
+    equally frequent pairs by their ids, and the byte alphabet comes sorted), so a phase's BPE is a function
+    of its data settings.  Raises :class:`BPEVocabTooLarge` when the texts run out of pairs first.
+    """
+    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
+
+    if vocab_size < BYTE_ALPHABET:
+        raise TokenizerError(f"tokenizer.vocab_size = {vocab_size}: below the byte alphabet; allowed: an integer "
+                             f">= {BYTE_ALPHABET} (a byte-level BPE starts from all {BYTE_ALPHABET} byte values)")
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=0, show_progress=False, special_tokens=[],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    hf.train_from_iterator(list(texts), trainer=trainer, length=len(texts))
+    tok = BPETokenizer(hf)
+    if tok.vocab_size < vocab_size:
+        chars = sum(len(t) for t in texts)
+        raise BPEVocabTooLarge(
+            f"tokenizer.vocab_size = {vocab_size}: the training text ({chars:,} characters) supports at most "
+            f"{tok.vocab_size:,} BPE tokens (by then every word in it is a single token); allowed: "
+            f"{BYTE_ALPHABET} to {tok.vocab_size}", tok.vocab_size)
+    return tok
+
+
+def bpe_stamp(texts: Sequence[str], vocab_size: int) -> str:
+    """What a BPE was trained on: the recipe, the size and the training texts (a sha256)."""
+    h = hashlib.sha256(f"{BPE_RECIPE}\0{vocab_size}\0".encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def phase_bpe(texts: Sequence[str], vocab_size: int, run_dir=None, reuse_only: bool = False) -> BPETokenizer:
+    """The phase's BPE: ``run_dir/tokenizer.json`` when it was trained on these texts, else trained (and saved).
+
+    Every stage reads the same file, so evaluation, sampling and the data report use the tokenizer the
+    model was trained with.  ``reuse_only`` (04_samples, a resumed 02_train) refuses to train a new one:
+    a missing or different ``tokenizer.json`` there means the checkpoints were made with another tokenizer.
+    """
+    stamp = bpe_stamp(texts, vocab_size)
+    if run_dir is not None:
+        path, info_path = Path(run_dir) / BPE_FILE, Path(run_dir) / BPE_TRAINING_FILE
+        info = read_json(info_path, None) if info_path.exists() else None
+        if path.exists() and isinstance(info, dict) and info.get("stamp") == stamp:
+            text = path.read_text(encoding="utf-8")
+            if hashlib.sha256(text.encode()).hexdigest() == info.get("tokenizer_sha256"):
+                return BPETokenizer.from_json(text)
+        if reuse_only:
+            what = ("is missing" if not path.exists() else
+                    "was trained on other text or with another vocab_size than this phase's settings give")
+            raise TokenizerError(f"{path} {what}, and the checkpoints in {run_dir} need the tokenizer they were "
+                                 "trained with; allowed: run 01_inspect_data and 02_train for this run_dir first "
+                                 "(they train and save it), or restore the phase's settings")
+    tok = train_bpe(texts, vocab_size)
+    if run_dir is not None:
+        import tokenizers
+
+        text = tok.to_json()
+        atomic_write_text(path, text)
+        atomic_write_json(info_path, {
+            "stamp": stamp, "tokenizer_sha256": hashlib.sha256(text.encode()).hexdigest(), "recipe": BPE_RECIPE,
+            "vocab_size": tok.vocab_size, "merges": tok.vocab_size - BYTE_ALPHABET, "train_texts": len(texts),
+            "train_characters": sum(len(t) for t in texts), "tokenizers_version": tokenizers.__version__})
+    return tok
+
+
 def get_tokenizer(name: str, corpus_texts: Optional[Iterable[str]] = None) -> Tokenizer:
     """The base tokenizer a study names: ``gpt2`` (offline ranks), ``char``, or another tiktoken encoding."""
+    if name == "bpe":
+        raise TokenizerError("tokenizer.name bpe is trained on a phase's training split: build it with "
+                             "gaplab.data.split.prepare_data (or gaplab.data.tokenizer.train_bpe), not get_tokenizer")
     if name in GPT2_NAMES:
         return TiktokenTokenizer(gpt2_encoding(), name)
     if name == "char":

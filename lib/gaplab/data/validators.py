@@ -13,7 +13,7 @@ records must recognise them and return ``None`` for the rest.
 
 A study names validators in ``data.validators`` as ``"module:function"``
 (``gaplab.data.validators:cart_arithmetic``); :func:`load_validator` also accepts the
-short built-in names ``json_valid`` and ``cart_arithmetic``.
+short built-in names ``json_valid``, ``cart_arithmetic`` and ``cart_total_near``.
 
 Seed 002 trained on shopping carts whose totals were random numbers
 (subtotal + tax + shipping != total); only a check after training found it.
@@ -195,8 +195,41 @@ def cart_arithmetic(document: Document) -> Optional[list[str]]:
     return problems
 
 
+#: :func:`cart_total_near`'s tolerance: the total within this share of subtotal + tax + shipping - discount
+NEAR_SHARE = 0.05
+
+
+def cart_total_near(document: Document) -> Optional[list[str]]:
+    """A looser cart check, for generated carts: is the total within 5% of subtotal + tax + shipping?
+
+    :func:`cart_arithmetic` asks for every amount to the cent, which a small model almost never writes; this
+    asks whether the total follows from the other amounts at all (a model trained on random totals writes
+    totals unrelated to them).  Applies to the same documents as :func:`cart_arithmetic` (a JSON object with
+    ``items`` and ``total``); the items are not checked.  ``tax``, shipping and ``discount`` count as 0 when
+    absent; a missing subtotal or an amount that is not a number is a problem.
+    """
+    cart = _parse_object(document.text)
+    if cart is None or "items" not in cart or "total" not in cart:
+        return None
+    amounts = {}
+    for label, keys in (("total", ("total",)), ("subtotal", ("subtotal",)), ("tax", ("tax",)),
+                        ("shipping", _SHIPPING_KEYS), ("discount", ("discount",))):
+        key, raw = _first(cart, keys)
+        if key is None and label in ("total", "subtotal"):
+            return [f"no {label!r} to compare"]
+        amounts[label] = 0.0 if key is None else _number(raw)
+        if amounts[label] is None:
+            return [f"{key!r} is not a number ({raw!r})"]
+    expected = amounts["subtotal"] + amounts["tax"] + amounts["shipping"] - amounts["discount"]
+    if abs(amounts["total"] - expected) > NEAR_SHARE * abs(expected) + CENT + _EPS:
+        return [f"total {_money(amounts['total'])} is not within {NEAR_SHARE:.0%} of subtotal + tax + shipping = "
+                f"{_money(expected)}"]
+    return []
+
+
 # --------------------------------------------------------------------------- loading
-BUILTINS: dict[str, Validator] = {"json_valid": json_valid, "cart_arithmetic": cart_arithmetic}
+BUILTINS: dict[str, Validator] = {"json_valid": json_valid, "cart_arithmetic": cart_arithmetic,
+                                  "cart_total_near": cart_total_near}
 
 
 def _allowed() -> str:

@@ -139,6 +139,64 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, repeat_n: int = 3,
     return agg
 
 
+# =========================================================================== validators on samples
+def sample_document_text(row: Mapping[str, Any], separator: str = "") -> str:
+    """The text a sample validator sees: prompt + continuation, up to the first ``separator`` the model wrote.
+
+    The data's separator ends a document, so what the model generated after it is the start of another
+    document; without one in the continuation the whole sample counts.
+    """
+    prompt = str(row.get("prompt") or "")
+    full = str(row["full_text"]) if row.get("full_text") is not None else prompt + str(row.get("text", ""))
+    end = full.find(separator, len(prompt)) if separator else -1
+    return full[:end] if end >= 0 else full
+
+
+def validate_samples(rows: Sequence[Mapping[str, Any]], specs: Sequence[str],
+                     separator: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run ``sample.validators`` (the ``data.validators`` kind) on each sample; per-sample marks and their shares.
+
+    Each sample becomes one document (:func:`sample_document_text`) for
+    :func:`gaplab.data.validators.run_validators`, so a validator means the same on samples as on data: a
+    list of problems, empty when the sample passes, or ``None`` when it does not apply (a sample that is not
+    a shopping cart, for ``cart_arithmetic``), counted as not checked.  Per row: ``validators_checked``
+    (some validator applied), ``validators_ok`` (checked and no problem; ``None`` when unchecked),
+    ``validator_problems``.  Aggregates: ``validators_checked_share`` (samples checked / samples),
+    ``validators_pass_share`` (passing / checked; ``None`` when none was checked), ``validators_pass_count``,
+    ``validators_checked_count``, and ``validators_by_name`` ({spec: checked, passing, pass_share}).
+    """
+    from ..data.corpus import Document
+    from ..data.validators import run_validators
+
+    out: list[dict[str, Any]] = []
+    by_name: dict[str, dict[str, Any]] = {}
+    for i, r in enumerate(rows):
+        row = dict(r)
+        doc = Document(text=sample_document_text(row, separator), source=f"sample/{row.get('checkpoint', '?')}",
+                       name=f"sample-{i}")
+        result = run_validators([doc], list(specs))
+        problems = [p for v in result["validators"].values() for ex in v["examples"] for p in ex["problems"]]
+        checked = bool(result["documents_checked"])
+        row.update(validators_checked=checked, validators_ok=(not result["documents_failing"]) if checked else None,
+                   validator_problems=problems)
+        for name, v in result["validators"].items():
+            agg = by_name.setdefault(name, {"checked": 0, "passing": 0})
+            agg["checked"] += v["checked"]
+            agg["passing"] += v["checked"] - v["failing"]
+        out.append(row)
+    for agg in by_name.values():
+        agg["pass_share"] = agg["passing"] / agg["checked"] if agg["checked"] else None
+    n_checked = sum(1 for r in out if r["validators_checked"])
+    n_pass = sum(1 for r in out if r["validators_ok"])
+    return out, {
+        "validators_checked_count": n_checked,
+        "validators_pass_count": n_pass,
+        "validators_checked_share": n_checked / len(out) if out else None,
+        "validators_pass_share": n_pass / n_checked if n_checked else None,
+        "validators_by_name": by_name,
+    }
+
+
 # =========================================================================== files
 def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist"):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ValidationError
-from ..schema import CHECK_NAMES, NAMED_SIZES, PHASE_KEYS, SECTION_MODELS, SECTIONS, TIKTOKEN_NAMES, PhaseParams
+from ..schema import BYTE_ALPHABET, CHECK_NAMES, NAMED_SIZES, PHASE_KEYS, SECTION_MODELS, SECTIONS, TIKTOKEN_NAMES, PhaseParams
 from ..errors import MISSING, Problem, StudyError
 from .runs import STUDY_LEVEL_NAMES
 from .study_file import read_yaml as _read_yaml
@@ -315,23 +315,52 @@ def cross_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
         if name not in CHECK_NAMES:
             out.append(Problem(file, phase, f"data.checks.{name}", name,
                                f"unknown check; allowed: {', '.join(CHECK_NAMES)}" + _did_you_mean(name, CHECK_NAMES)))
-    if d.validators:
-        from ..data.validators import ValidatorError, load_validator
+    from ..data.validators import ValidatorError, load_validator
 
-        for spec in d.validators:
+    for key, specs in (("data.validators", d.validators), ("sample.validators", s.validators)):
+        for spec in specs:
             try:
                 load_validator(spec)  # imports it now, so a bad path stops the study before anything runs
             except ValidatorError as exc:
-                out.append(Problem(file, phase, "data.validators", spec, str(exc).split(": ", 2)[-1]))
+                out.append(Problem(file, phase, key, spec, str(exc).split(": ", 2)[-1]))
     name = p.tokenizer.name
-    if name != "char" and name not in TIKTOKEN_NAMES:
-        out.append(Problem(file, phase, "tokenizer.name", name,
-                           f"allowed: char, {', '.join(TIKTOKEN_NAMES)}" + _did_you_mean(name, ("char",) + TIKTOKEN_NAMES)))
+    if name not in ("char", "bpe") and name not in TIKTOKEN_NAMES:
+        out.append(Problem(file, phase, "tokenizer.name", name, f"allowed: char, bpe, {', '.join(TIKTOKEN_NAMES)}"
+                           + _did_you_mean(name, ("char", "bpe") + TIKTOKEN_NAMES)))
+    out += _bpe_checks(p, file, phase)
     for pat in s.format_patterns:
         try:
             re.compile(pat)
         except re.error as exc:
             out.append(Problem(file, phase, "sample.format_patterns", pat, f"not a valid regular expression ({exc})"))
+    return out
+
+
+def _bpe_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
+    """``tokenizer: {name: bpe, vocab_size: N}`` is trained on the training split, so the split comes first."""
+    out, tok, d = [], p.tokenizer, p.data
+    if tok.name != "bpe":
+        if tok.vocab_size is not None:
+            out.append(Problem(file, phase, "tokenizer.vocab_size", tok.vocab_size,
+                               f"only applies to tokenizer.name: bpe (this phase uses {tok.name!r}, whose vocabulary "
+                               "is fixed); allowed: leave vocab_size out, or set tokenizer.name: bpe"))
+    elif tok.vocab_size is None:
+        out.append(Problem(file, phase, "tokenizer.vocab_size", None,
+                           f"tokenizer.name bpe needs a vocabulary size; allowed: an integer >= {BYTE_ALPHABET} "
+                           "(the byte alphabet), e.g. 1024"))
+    elif tok.vocab_size < BYTE_ALPHABET:
+        out.append(Problem(file, phase, "tokenizer.vocab_size", tok.vocab_size,
+                           f"is below the byte alphabet: a byte-level BPE starts from all {BYTE_ALPHABET} byte values "
+                           f"and adds merges; allowed: an integer >= {BYTE_ALPHABET}"))
+    if tok.name == "bpe" and d.split_on != "text":
+        out.append(Problem(file, phase, "data.split_on", d.split_on,
+                           "tokenizer.name bpe is trained on the training split only, so the split must be made on "
+                           "the text before tokenizing; allowed: text (set data.split_on: text)"))
+    if d.split_on == "text" and d.max_tokens is not None:
+        out.append(Problem(file, phase, "data.max_tokens", d.max_tokens,
+                           "cuts the token stream before the split, so with data.split_on: text each tokenizer would "
+                           "keep different text; allowed: leave it out (data.max_train_tokens cuts only the "
+                           "training side and keeps the val text)"))
     return out
 
 

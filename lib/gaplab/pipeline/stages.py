@@ -70,7 +70,8 @@ def inspect_phase(params: dict[str, Any], write: bool = True, enforce: bool = Tr
     from ..data.split import prepare_data
 
     p = phase_params(params)
-    prep = prepare_data(p, params.get("phase", "?"), str(params.get("run_dir", "")))
+    prep = prepare_data(p, params.get("phase", "?"), str(params.get("run_dir", "")),
+                        tokenizer_dir=run_dir_of(params) if write else None)  # a bpe is trained and saved here
     report = build_report(prep, p)
     if write:
         run_dir = run_dir_of(params)
@@ -108,7 +109,7 @@ def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_st
     report = read_json(run_dir / "data_report.json")
     if report:  # 01_inspect_data ran here: training must not start on data that failed its fail_on checks
         enforce_data_checks(report)
-    prep = prepare_data(p, params.get("phase", "?"), str(run_dir))
+    prep = prepare_data(p, params.get("phase", "?"), str(run_dir), tokenizer_dir=run_dir, reuse_tokenizer=resume)
     runs = train_replicates(p, prep, run_dir, progress=progress, resume=resume, on_eval=on_eval,
                             should_stop=should_stop)
     return runs[0]
@@ -162,7 +163,7 @@ def samples(params: dict[str, Any]):
     """Generate from the chosen checkpoints, measure the samples, write ``samples.jsonl``."""
     from ..measure.ngram_index import MemorizationIndex
     from ..measure.generate import collect_prompts, generate
-    from ..measure.samples import evaluate_samples, write_samples
+    from ..measure.samples import evaluate_samples, validate_samples, write_samples
     from ..measure.text_quality import is_python_corpus, load_keyword_set
     from ..data.split import prepare_data
     from ..train.checkpoint import load_model
@@ -173,7 +174,7 @@ def samples(params: dict[str, Any]):
     if not s.enabled:
         update_json(run_dir / "metrics.json", {"samples": {"enabled": False}})
         return [], {}
-    prep = prepare_data(p, params.get("phase", "?"), str(run_dir))
+    prep = prepare_data(p, params.get("phase", "?"), str(run_dir), tokenizer_dir=run_dir, reuse_tokenizer=True)
     index = MemorizationIndex(prep.train, prep.val, n=s.ngram)
     python = s.python == "yes" or (s.python == "auto" and is_python_corpus(p.data))
     keyword_set = load_keyword_set(s.keyword_sets) if s.keyword_sets else None
@@ -190,6 +191,9 @@ def samples(params: dict[str, Any]):
             g["checkpoint"] = ck
         ck_rows, agg = evaluate_samples(gen, index=index, tokenizer=prep.tokenizer, python=python,
                                             format_patterns=s.format_patterns, keyword_set=keyword_set)
+        if s.validators:  # the data's validators on what the model wrote, one document per sample
+            ck_rows, checked = validate_samples(ck_rows, s.validators, separator=p.data.separator)
+            agg.update(checked)
         rows.extend(ck_rows)
         aggregates[ck] = agg
     write_samples(run_dir, rows)

@@ -45,6 +45,7 @@ from .checkpoint import (TrainState, data_fingerprint, load_checkpoint, resume_p
                          set_rng_state, versions)
 from .history import HISTORY_COLUMNS, history_csv
 from .schedule import lr_at, make_optimizer
+from .tracking import Tracker
 
 
 # --------------------------------------------------------------------------- model, one step, eval
@@ -253,6 +254,8 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
         for old in ckpt_dir.glob("*.pt"):
             old.unlink()
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    # TensorBoard: a resume drops what an interrupted run logged after its checkpoint's last eval
+    tracker = Tracker(run_dir, t.seed, purge_from=scheduled[-1]["iter"] + 1 if resume else None, params=phase_dict)
 
     def state(it: int) -> TrainState:
         return TrainState(
@@ -284,6 +287,7 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
             history.append(row)
             last_eval_iter = it
             atomic_write_text(run_dir / "history.csv", history_csv(history))
+            tracker.log(row, it * tokens_per_iter / train_seconds if train_seconds > 0 else None)
             if bar is not None:
                 tps = (it - start_iter) * tokens_per_iter / train_seconds if train_seconds > 0 else 0.0
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}",
@@ -322,6 +326,7 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
             bar.update(1)
     if bar is not None:
         bar.close()
+    tracker.close()
 
     if stop_reason.startswith("non-finite"):
         last_path.unlink(missing_ok=True)  # the weights are broken: nothing to resume from
@@ -352,6 +357,8 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
         "val_text_fingerprint": getattr(data, "val_text_fingerprint", "") or None,
         "val_unseen_token_share": getattr(data, "val_unseen_token_share", None),
         "val_unseen_byte_share": getattr(data, "val_unseen_byte_share", None),
+        "train_bytes": int(train_bytes.sum()) if train_bytes is not None else None,
+        "val_bytes": int(val_bytes.sum()) if val_bytes is not None else None,  # tokens per byte: val_tokens / val_bytes
         "tokenizer": getattr(getattr(data, "tokenizer", None), "name", None),
         "vocab_size": vocab_size, "vocab_size_original": int(data.vocab_size_original), "versions": versions(),
     }

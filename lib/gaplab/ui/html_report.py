@@ -36,6 +36,8 @@ GLOSSARY = (
     ("final_gap", "final validation loss minus final training loss (nats)"),
     ("onset_iter", "last eval before the validation loss rose beyond noise while training loss kept falling"),
     ("verdict", "underfitting / healthy / overfitting / memorizing (rules in gaplab.measure.curves.verdict)"),
+    ("sample_validators_pass_share", "share of the generated samples that sample.validators checked which pass "
+                                     "every one (sample_validators_checked_share: share of samples checked at all)"),
 )
 
 
