@@ -406,23 +406,33 @@ def test_build_report(demo):
     sdir, phases, table, figs = demo
     failed = {"broken": "FileNotFoundError: <iter_999.pt> is missing & more"}
     out = build_report(sdir, table, figs, title="gaplab study: demo <1>",
-                              description="First paragraph.\n\nSecond <b>para</b>.", failed=failed,
+                              description="First paragraph with `gaplab run`.\n\nSecond <b>para</b>.",
+                              failed=failed,
                               notes=["note with <script>alert(1)</script>"])
     assert out == sdir / "report.html"
     html = out.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
-    # one table row per phase, in order, with formatted numbers
-    rows = re.findall(r"<tr class=\"[a-z]*\">(.*?)</tr>", html)
+    # the journey: its key columns first, one row per phase, in order, with formatted numbers
+    key = html.split('<table class="key">')[1].split("</table>")[0]
+    heads = re.findall(r"<th>(.*?)</th>", key)
+    assert heads == ["phase", "verdict", "params", "train tokens", "tokens / param", "epochs", "best val @ iter",
+                     "final gap", "onset"]
+    rows = re.findall(r"<tr class=\"[a-z]*\">(.*?)</tr>", key)
     assert [re.search(r"<td[^>]*>(.*?)</td>", r).group(1) for r in rows] == phases
     big = rows[1]
-    assert "7,242,624" in big and "4.045" in big and "overfitting" in big and "20,700" in big
-    assert 'class="failed"' in html and "missing" in rows[3]
+    assert "7,242,624" in big and "4.045 @ 2,000" in big and "overfitting" in big and "20,700" in big
+    assert "iter 2,000" in big  # the onset
+    assert 'class="failed"' in key and "missing" in rows[3]
+    # every other column folded away, under the key table
+    folded = html.split("<details><summary>All ")[1].split("</details>")[0]
+    assert "tokens_per_s" in folded and "stop_reason" in folded and "tokens_per_s" not in key
     # failed phases, escaped
     assert "<h2>Failed phases</h2>" in html
     assert "<strong>broken</strong>: FileNotFoundError: &lt;iter_999.pt&gt; is missing &amp; more" in html
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<title>gaplab study: demo &lt;1&gt;</title>" in html
     assert "<p>Second &lt;b&gt;para&lt;/b&gt;.</p>" in html
+    assert "<p>First paragraph with <code>gaplab run</code>.</p>" in html  # markdown, not raw backticks
     # figures embedded as PNG, SVGs linked relative to the study folder
     uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(uris) == 5
