@@ -177,7 +177,7 @@ def _iters_per_epoch_slope(history: pd.DataFrame) -> Optional[float]:
 
 def log_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
     """Tick values for a log axis from ``lo`` to ``hi``: at least 3 where the span allows, at 1-2-5 steps
-    (finer, 1-2-3-5-7 or every integer mantissa, when the axis spans less than a decade or two)."""
+    (finer, 1-2-3-5-7, then more, when the axis spans less than a decade or two), at most ``most``."""
     if not (lo > 0 and hi > lo):
         return []
     k0, k1 = math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1
@@ -187,7 +187,7 @@ def log_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
         if len(ticks) > most and best:
             break
         best = ticks
-        if len(ticks) >= 4:
+        if len(ticks) >= 3:
             break
     return best
 
@@ -345,7 +345,8 @@ def loss_curves(history: pd.DataFrame, analysis: Optional[Mapping[str, Any]], ou
     Layout, two panels a row: top left the losses by iteration (epochs on the top axis), top right the
     same on a log-x axis (late training spread out); under each, the learning rate on its own small axis;
     bottom left the gap (val − train) with a zero line, on an axis that spans at least
-    :data:`GAP_AXIS_MIN` (or ``gap_ylim``, one scale for a study's phases); bottom right the legend.
+    :data:`GAP_AXIS_MIN` (or ``gap_ylim``, one scale for a study's phases); bottom right the legend; under
+    them a note on the gap axis (and on a negative gap, when there is one).
     ``analysis`` is :func:`gaplab.measure.curves.analyze_run`'s dict (or None: computed from the history).
     """
     h = finite_history(history)
@@ -355,11 +356,18 @@ def loss_curves(history: pd.DataFrame, analysis: Optional[Mapping[str, Any]], ou
     it, tr, va = _num(h["iter"]), _num(h["train_loss"]), _num(h["val_loss"])
     slope = _iters_per_epoch_slope(h)
     has_lr = "lr" in h.columns and np.isfinite(_num(h["lr"])).any()
-    heights = [3.3, 1.1, 3.2] if has_lr else [3.3, 3.2]
+    gap = va - tr
+    notes = [f"The gap axis spans at least {GAP_AXIS_MIN[0]:g} to {GAP_AXIS_MIN[1]:g} nat in every phase, so a small "
+             "gap looks small; 05_compare draws all phases' gaps on one scale."]
+    if np.nanmin(gap) < 0:
+        notes.append(NEGATIVE_GAP_NOTE)
+    heights = ([3.3, 1.1, 3.0] if has_lr else [3.3, 3.0]) + [0.27 * key_rows(0, notes) + 0.1]
     fig = Figure(figsize=(WIDTH_IN, sum(heights) + 1.0), layout="constrained", dpi=DPI)
     gs = fig.add_gridspec(len(heights), 2, height_ratios=heights)
     ax, lax = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1])
-    gax, key = fig.add_subplot(gs[-1, 0], sharex=ax), fig.add_subplot(gs[-1, 1])
+    gax, key = fig.add_subplot(gs[-2, 0], sharex=ax), fig.add_subplot(gs[-2, 1])
+    note_ax = fig.add_subplot(gs[-1, :])
+    note_ax.axis("off")
     for axis, logx in ((ax, False), (lax, True)):
         _draw_losses(axis, h, a, logx)
         _add_epoch_axis(axis, slope, logx, label=not logx)
@@ -383,7 +391,6 @@ def loss_curves(history: pd.DataFrame, analysis: Optional[Mapping[str, Any]], ou
     else:
         ax.set_xlabel("iteration")
         lax.set_xlabel("iteration (log scale)")
-    gap = va - tr
     _gap_axis(gax, it, gap, gap_ylim)
     for x, style in ((a.get("onset_iter"), dict(color="C3", ls="--", lw=1.2)),
                      (a.get("early_stop_iter"), dict(color="0.3", ls=":", lw=1.5))):
@@ -393,12 +400,7 @@ def loss_curves(history: pd.DataFrame, analysis: Optional[Mapping[str, Any]], ou
     key.axis("off")
     handles, labels = ax.get_legend_handles_labels()
     key.legend(handles, labels, loc="upper left", borderaxespad=0, frameon=False, fontsize=FONT_PT)
-    notes = [f"The gap axis spans at least {GAP_AXIS_MIN[0]:g} to {GAP_AXIS_MIN[1]:g} nat in every phase, so a "
-             "small gap looks small; 05_compare draws all phases' gaps on one scale."]
-    if np.nanmin(gap) < 0:
-        notes.append(NEGATIVE_GAP_NOTE)
-    key.text(0, 0, "\n".join(textwrap.fill(n, 44) for n in notes), transform=key.transAxes, va="bottom",
-             ha="left", fontsize=FONT_PT, color="0.3")
+    _fill_key(note_ax, [], [], notes=notes)
     title = phase or ""
     if a.get("verdict"):
         title = f"{title}: verdict {a['verdict']}" if title else f"verdict: {a['verdict']}"
@@ -466,7 +468,7 @@ def live_figure(history: pd.DataFrame, earlier: Sequence[tuple[str, pd.DataFrame
     right = max([float(max_iters or 0), float(it.max())] + [float(_num(o["iter"]).max()) for _, o in earlier
                                                              if len(o)])
     for axis in (ax, gax):
-        axis.set_xlim(0, max(1.0, right) * 1.02)
+        axis.set_xlim(-0.02 * max(1.0, right), max(1.0, right) * 1.05)
         axis.set_xlabel("iteration")
         axis.grid(alpha=0.3)
         _add_epoch_axis(axis, _iters_per_epoch_slope(h), label=axis is ax)
