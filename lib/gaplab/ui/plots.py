@@ -477,7 +477,10 @@ def live_figure(history: pd.DataFrame, earlier: Sequence[tuple[str, pd.DataFrame
     row = h.iloc[-1]
     ax.set_title(title or f"iter {int(row['iter'])}: train {row['train_loss']:.3f}, val {row['val_loss']:.3f}")
     gax.set_title(f"gap {row['val_loss'] - row['train_loss']:+.3f} nats")
-    _fill_key(key, *ax.get_legend_handles_labels(), notes=notes)
+    handles, labels = ax.get_legend_handles_labels()
+    now = [i for i, lab in enumerate(labels) if "(this run)" in lab or lab.startswith("best val")]
+    order = now + [i for i in range(len(labels)) if i not in now]  # this run first, then the earlier runs
+    _fill_key(key, [handles[i] for i in order], [labels[i] for i in order], notes=notes)
     return fig
 
 
