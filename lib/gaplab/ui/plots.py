@@ -53,6 +53,8 @@ STYLE = {"font.size": FONT_PT, "axes.titlesize": FONT_PT + 1, "axes.labelsize": 
 
 #: the gap axis spans at least this range (nats), so a 0.15-nat gap looks small and a 2-nat gap large
 GAP_AXIS_MIN = (-0.25, 1.0)
+#: earlier runs' curves under the current one (the playground's run history): the latest first, older lighter
+FADED = ("#8a9ab0", "#a5b2c4", "#bfc9d6", "#d5dce5")
 NEGATIVE_GAP_NOTE = ("A gap below 0 (val under train) is common early on: before the model has fitted its "
                      "training text, the val text can simply be easier to predict, and each eval is noisy.")
 
@@ -453,7 +455,7 @@ def live_figure(history: pd.DataFrame, earlier: Sequence[tuple[str, pd.DataFrame
         if o.empty:
             continue
         oit, otr, ova = _num(o["iter"]), _num(o["train_loss"]), _num(o["val_loss"])
-        shade = str(0.55 + 0.3 * (len(earlier) - 1 - i) / max(1, len(earlier)))  # older = lighter
+        shade = FADED[min(len(earlier) - 1 - i, len(FADED) - 1)]  # the latest earlier run darkest, older lighter
         ax.plot(oit, ova, color=shade, lw=1.6, ls="-", label=f"{label}: val")
         gax.plot(oit, ova - otr, color=shade, lw=1.4)
         gaps.append(ova - otr)
