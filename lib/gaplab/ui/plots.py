@@ -195,6 +195,11 @@ def log_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
 
 
 def _plain(v: float, _pos=None) -> str:
+    """A tick label: 0.5, 20, 2,000, 50k, 1M."""
+    if v >= 1e6:
+        return f"{v / 1e6:g}M"
+    if v >= 1e4:
+        return f"{v / 1e3:g}k"
     return f"{v:,.0f}" if v >= 1000 else f"{v:g}"
 
 
