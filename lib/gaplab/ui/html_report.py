@@ -104,7 +104,7 @@ h1 { margin-bottom: 0.2em; } .meta { color: #666; font-size: 0.9em; }
 table { border-collapse: collapse; font-size: 0.9em; margin: 1em 0; display: block; overflow-x: auto; }
 details { margin: 0.5em 0 1em; } summary { cursor: pointer; color: #345; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
-th { background: #f3f3f3; position: sticky; top: 0; } td.text { text-align: left; }
+th { background: #f3f3f3; position: sticky; top: 0; } td.text, th.text { text-align: left; }
 tr.failed td { background: #fdeaea; } tr.missing td { color: #888; }
 .failed-list li { color: #a00; } figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; } .verdict { font-weight: bold; }
@@ -170,7 +170,8 @@ _SHOWN = ("state",)
 
 
 def _key_table_html(keys: pd.DataFrame) -> str:
-    head = "".join(f"<th>{_esc(c)}</th>" for c in KEY_COLUMNS)
+    head = "".join(f'<th class="text">{_esc(c)}</th>' if c in ("phase", "verdict") else f"<th>{_esc(c)}</th>"
+                   for c in KEY_COLUMNS)
     rows = []
     for _, r in keys.iterrows():
         state = str(r.get("state", ""))
