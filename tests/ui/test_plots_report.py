@@ -414,7 +414,7 @@ def test_build_report(demo):
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     # the journey: its key columns first, one row per phase, in order, with formatted numbers
     key = html.split('<table class="key">')[1].split("</table>")[0]
-    heads = re.findall(r"<th[^>]*>(.*?)</th>", key)
+    heads = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", key)
     assert heads == ["phase", "verdict", "params", "train tokens", "tokens / param", "epochs", "best val @ iter",
                      "final gap", "onset"]
     rows = re.findall(r"<tr class=\"[a-z]*\">(.*?)</tr>", key)
