@@ -29,7 +29,11 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser"
 
+# JupyterLab's app-level setting defaults (jupyter-settings/README.md): no news toast over the playground
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/gaplab.json
+
 lab: setup
+	@mkdir -p $(dir $(LAB_OVERRIDES)) && cp jupyter-settings/overrides.d/gaplab.json $(LAB_OVERRIDES)
 	$(BIN)/jupyter lab --notebook-dir=. notebooks/
 
 # TensorBoard over a study's runs (every phase and replicate writes tensorboard/seed-<seed>/ event files):

@@ -52,3 +52,51 @@ def test_nbstripout_verify(root):
     res = subprocess.run([str(tool), "--verify", *sorted(str(p) for p in (root / "notebooks").glob("*.ipynb"))],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_executed_stage_notebooks_read_well(tmp_path, root, monkeypatch):
+    """Executed as ``gaplab run`` executes them (papermill, no live outputs): 02_train has a figure and one
+    table, 03_loss_gap a short table with the details folded, 04_samples each sample as a code block with the
+    span copied from training marked."""
+    import papermill as pm
+
+    from gaplab.pipeline.execute import kernel_name
+
+    monkeypatch.setenv("GAPLAB_BATCH", "1")  # what execute_phase sets: no live widgets
+    params = {"run_dir": str(tmp_path / "tiny"), "phase": "tiny"}
+    done = {}
+    for stage in ("02_train", "03_loss_gap", "04_samples"):
+        out = tmp_path / f"{stage}.ipynb"
+        pm.execute_notebook(str(root / "notebooks" / f"{stage}.ipynb"), str(out), parameters=params,
+                            kernel_name=kernel_name(), progress_bar=False, cwd=str(tmp_path))
+        done[stage] = nbformat.read(out, as_version=4)
+
+    def outputs(nb, needle):
+        cell = next(c for c in nb.cells if c.cell_type == "code" and needle in c.source)
+        return cell.outputs
+
+    train = outputs(done["02_train"], "show.train(params)")
+    assert any("image/png" in o.get("data", {}) for o in train), "02_train under papermill drew no figure"
+    assert (tmp_path / "tiny" / "figures" / "training_curves.png").exists()
+    summary = outputs(done["02_train"], "show.training_summary")
+    tables = [o for o in summary if "text/html" in o.get("data", {}) and "<table" in o["data"]["text/html"]]
+    assert len(tables) == 1 and not any(o.output_type == "execute_result" for o in summary)  # one table, once
+    assert "files of this phase" in tables[0]["data"]["text/html"]
+
+    gap = outputs(done["03_loss_gap"], "show.analysis")
+    html = "".join(o.get("data", {}).get("text/html", "") for o in gap)
+    import re
+
+    shown, folded = html.split("<details>", 1)
+    rows = re.findall(r"<th[^>]*>(.*?)</th>", shown)
+    assert "best val loss @ iter (ckpt/best.pt)" in rows and "overfitting onset" in rows and len(rows) <= 8
+    internals = {"tol", "k", "onset_confirmed_iter", "dropped_non_finite_evals", "n_evals"}
+    assert not internals & set(rows)  # the detector's internals are folded away ...
+    assert len(re.findall(r"<th[^>]*>(.*?)</th>", folded)) > len(rows)  # ... not lost
+    assert folded.startswith("<summary>Every number of the analysis")
+
+    samples = outputs(done["04_samples"], "show.samples")
+    html = "".join(o.get("data", {}).get("text/html", "") for o in samples)
+    assert html.count("<pre") >= 2  # each sample a code block (2 prompts)
+    assert "<mark" in html and "copied from training" in html

@@ -12,12 +12,13 @@ from gaplab.pipeline.config import validate_phase
 from gaplab.ui.playground_view import live_plot_into
 from gaplab.errors import StudyError
 from gaplab.pipeline.config import load_study
-from gaplab.ui.playground import CorpusStats, predict_risk, readout, save_as_phase, settings_to_phase
+from gaplab.ui.playground import (CorpusStats, describe_changes, next_phase_name, outcome_line, predict_risk, readout,
+                                  run_hint, save_as_phase, settings_to_phase)
 from gaplab.ui.playground_view import Playground
 
 # Seed 003, phase 1: 1,000 tokens, 2 layers, 2 heads, n_embd 32, block 16, 500 iters of batch 4, GPT-2 vocabulary.
 SEED_P1 = dict(corpus="json+logging", max_tokens=1000, n_layer=2, n_head=2, n_embd=32, block_size=16,
-               max_iters=500, batch_size=4, learning_rate=1e-3)
+               max_iters=500, batch_size=4, learning_rate=1e-3, compact=False)
 # A fast, valid run for training tests: 1 layer, compact vocabulary, 2,000 tokens of json.
 TINY = dict(corpus="json", max_tokens=2000, compact=True, n_layer=1, n_head=2, n_embd=32, block_size=32,
             max_iters=40, batch_size=8, learning_rate=3e-3, eval_iters=2, evals=4)
@@ -260,8 +261,20 @@ def test_save_into_a_list_of_phases(tmp_path):
 
 
 # --------------------------------------------------------------------------- the widgets, without a browser
-def test_playground_builds_and_updates_on_change(tmp_path):
+def test_playground_default_is_seed_phase1_with_a_compact_vocabulary(tmp_path):
+    """The default run: seed 003's phase 1 model and data, compact vocabulary (seconds, not minutes, to train);
+    the readout still tells the 98 % of GPT-2's full table."""
     pg = Playground(run_dir=tmp_path / "runs", study_path=tmp_path / "study.yaml")
+    s = pg.settings
+    assert (s.n_layer, s.n_head, s.n_embd, s.block_size, s.max_tokens, s.max_iters, s.batch_size) == \
+        (2, 2, 32, 16, 1000, 500, 4)
+    assert s.compact and s.learning_rate == 3e-3
+    assert pg.readout["params_non_embedding"] == 25_472 and pg.readout["risk"] == "overfitting-high"
+    assert "1,634,208 parameters, 98% of them embeddings" in pg.readout_panel.value
+
+
+def test_playground_builds_and_updates_on_change(tmp_path):
+    pg = Playground(run_dir=tmp_path / "runs", study_path=tmp_path / "study.yaml", **SEED_P1)
     assert "1,634,208" in pg.readout_panel.value and "High risk of overfitting" in pg.readout_panel.value
     assert pg.embedding_bar.value == pytest.approx(0.98441, abs=1e-5) and pg.embedding_bar.bar_style == "danger"
     pg.controls["n_embd"].value = 48
@@ -304,19 +317,19 @@ def test_playground_save_button(tmp_path):
 
 
 def test_live_plot_into_an_output_widget():
-    import IPython.display
     import ipywidgets
 
-    real = IPython.display.display
     out = ipywidgets.Output()
-    on_eval = live_plot_into(out, min_interval=0)
-    assert IPython.display.display is real  # restored
-    assert len(out.outputs) == 1
-    first = out.outputs[0]["data"]["image/png"]
+    on_eval = live_plot_into(out, min_interval=0, max_iters=100)
+    # before the first eval: a line saying so, not an empty pair of 0-1 axes
+    assert len(out.outputs) == 1 and "image/png" not in out.outputs[0]["data"]
+    assert "first evaluation" in out.outputs[0]["data"]["text/plain"]
+    pngs = []
     for it, (tr, va) in enumerate([(4.0, 4.1), (3.0, 3.4)]):
         on_eval({"iter": it * 10, "train_loss": tr, "val_loss": va, "gap": va - tr})
-    assert len(out.outputs) == 1  # redrawn in place, not appended
-    assert out.outputs[0]["data"]["image/png"] != first
+        assert len(out.outputs) == 1  # redrawn in place, not appended
+        pngs.append(out.outputs[0]["data"]["image/png"])
+    assert pngs[0] != pngs[1]
 
 
 def test_live_plot_redraws_are_throttled_until_flush():
@@ -324,11 +337,84 @@ def test_live_plot_redraws_are_throttled_until_flush():
 
     out = ipywidgets.Output()
     on_eval = live_plot_into(out, min_interval=3600)
-    empty = out.outputs[0]["data"]["image/png"]
     on_eval({"iter": 0, "train_loss": 4.0, "val_loss": 4.1, "gap": 0.1})
-    assert out.outputs[0]["data"]["image/png"] == empty  # skipped: too soon
+    first = out.outputs[0]["data"]["image/png"]  # the first eval is drawn at once
+    on_eval({"iter": 10, "train_loss": 3.0, "val_loss": 3.4, "gap": 0.4})
+    assert out.outputs[0]["data"]["image/png"] == first  # skipped: too soon
     on_eval.flush()
-    assert out.outputs[0]["data"]["image/png"] != empty
+    assert out.outputs[0]["data"]["image/png"] != first
+
+
+# --------------------------------------------------------------------------- run history, prediction vs outcome
+@pytest.mark.parametrize("risk,analysis,line", [
+    ("overfitting-high", {"verdict": "overfitting", "onset_iter": 250},
+     "predicted: high risk of overfitting → observed: overfitting from iter 250 (as predicted)"),
+    ("overfitting-high", {"verdict": "memorizing", "onset_iter": 100},
+     "predicted: high risk of overfitting → observed: memorizing from iter 100 (as predicted)"),
+    ("underfitting", {"verdict": "overfitting", "onset_iter": 40},
+     "predicted: likely underfitting → observed: overfitting from iter 40 (not as predicted)"),
+    ("balanced", {"verdict": "healthy", "onset_iter": None}, "predicted: balanced → observed: healthy (as predicted)"),
+    ("overfitting", {"verdict": "underfitting", "onset_iter": None},
+     "predicted: some risk of overfitting → observed: underfitting (not as predicted)"),
+])
+def test_outcome_line(risk, analysis, line):
+    assert outcome_line(risk, analysis) == line
+
+
+def test_describe_changes():
+    assert describe_changes(SEED_P1, {**SEED_P1, "n_embd": 48, "compact": True}) == "compact off, n_embd 32"
+    assert describe_changes(SEED_P1, SEED_P1) == "same settings"
+    assert describe_changes({**SEED_P1, "learning_rate": 3e-3}, SEED_P1) == "learning_rate 0.003"
+
+
+def test_next_phase_name_skips_taken_names(tmp_path):
+    path = tmp_path / "params" / "pg.yaml"
+    assert next_phase_name(path) == "playground_1"
+    save_as_phase(path, "playground_1", SEED_P1)
+    save_as_phase(path, "playground_2", SEED_P1)
+    assert next_phase_name(path) == "playground_3"
+    pg = Playground(run_dir=tmp_path / "runs", study_path=path)  # a second session on the same file
+    assert pg.phase_name.value == "playground_3"
+
+
+def test_run_hint_is_right_from_the_repository_root(tmp_path):
+    where, command = run_hint(tmp_path / "repo" / "notebooks" / ".." / "params" / "playground.yaml", "p_1")
+    assert where == (tmp_path / "repo").resolve() and command == "gaplab run params/playground.yaml --phases p_1"
+    where, command = run_hint(tmp_path / "elsewhere.yaml", "p_1")
+    assert where is None and command == f"gaplab run {(tmp_path / 'elsewhere.yaml').resolve()} --phases p_1"
+
+
+def test_playground_save_message_names_the_command_from_the_repository_root(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    pg = Playground(run_dir=tmp_path / "runs", study_path=tmp_path / "notebooks" / ".." / "params" / "pg.yaml")
+    pg.save()
+    assert f"from the repository root (<code>{tmp_path.resolve()}</code>)" in pg.save_status.value
+    assert "<code>gaplab run params/pg.yaml --phases playground_1</code>" in pg.save_status.value
+
+
+@pytest.mark.slow
+def test_two_runs_make_a_history_and_each_ends_with_prediction_vs_outcome(tmp_path, one_torch_thread):
+    from gaplab.measure.curves import analyze_run
+
+    pg = Playground(run_dir=tmp_path / "runs", **{**TINY, "evals": 5})
+    seen_locked = []
+    pg.controls["n_embd"].observe(lambda ch: seen_locked.append(ch), names="disabled")
+    pg.train(wait=True)
+    assert pg.error is None, pg.log.outputs
+    assert [c["new"] for c in seen_locked] == [True, False]  # locked while it trained, unlocked after
+    first = pg.runs[0]
+    a = analyze_run(tmp_path / "runs" / "run-001")  # the one verdict function, on the run's folder
+    assert first.outcome == outcome_line(pg.readout["risk"], a) and first.outcome.startswith("predicted: ")
+    assert first.outcome in pg.outcome.value
+    pg.set(n_embd=16)
+    pg.train(wait=True)
+    assert pg.error is None, pg.log.outputs
+    assert [r.name for r in pg.runs] == ["run-001", "run-002"]
+    assert pg.runs[1].outcome in pg.outcome.value
+    assert "run-002" in pg.history_panel.value and "changed: n_embd 16" in pg.history_panel.value
+    # the second run was drawn over the first one's val curve, labelled with what the first one had
+    assert pg.earlier_curves(pg.runs[1].settings)[0][0] == "run-001: n_embd 32"
+    assert pg.curves.outputs[0]["data"]["image/png"]
 
 
 @pytest.mark.slow
@@ -356,7 +442,11 @@ def test_playground_stop_keeps_what_was_learned(tmp_path):
     while not pg.status.value.startswith("iter") and pg.training and time.time() < deadline:
         time.sleep(0.05)  # wait for the first evaluation
     pg.stop_button.click()
+    if pg.training:  # while it stops: the button says so and cannot be pressed again
+        assert pg.stop_button.disabled and pg.stop_button.description == "Stopping ..."
+        assert pg.stop_button.button_style != "danger"
     m = pg.wait(timeout=120)
+    assert pg.stop_button.disabled and pg.stop_button.description == "Stop"
     assert pg.error is None, pg.log.outputs
     assert m["stop_reason"] == "stopped by user" and m["iters"] < 5000
     assert (pg.last_run_dir / "ckpt" / "best.pt").exists() and pg.samples

@@ -23,8 +23,8 @@ from gaplab.ui import plots
 from gaplab.ui import study_plots as study_plots_mod
 from gaplab.ui.notes import compare_notes
 from gaplab.ui.study_plots import compare_figures, is_grid, is_seed_study
-from tests.measure.test_curves import (SEED0_ITERS, SEED0_TRAIN, SEED0_VAL, make_history, make_study, metrics_for,
-                                 seed4, write_phase)
+from tests.measure.test_curves import (SEED0_ITERS, SEED0_TRAIN, SEED0_VAL, SEED4_ITERS, SEED4_TRAIN, make_history,
+                                       make_study, metrics_for, seed4, write_phase)
 
 TOKENS_PER_ITER, TRAIN_TOKENS = 16 * 128, 20700
 
@@ -48,7 +48,58 @@ def has_color(rgb: np.ndarray, hex_color: str, tol: float = 0.06, min_pixels: in
 
 
 def legend_texts(fig) -> set[str]:
-    return {t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()}
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+    return {t.get_text() for leg in legends for t in leg.get_texts()}
+
+
+def all_texts(fig) -> str:
+    from matplotlib.text import Text
+
+    return "\n".join(t.get_text() for t in fig.findobj(Text))
+
+
+def _data_axes(fig):
+    """The panels that show data: not colour bars, not key panels (axis off), one per position (no twins)."""
+    out, seen = [], set()
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>" or not ax.axison:
+            continue
+        box = tuple(np.round(ax.get_position().bounds, 3))
+        if box not in seen:
+            seen.add(box)
+            out.append(ax)
+    return out
+
+
+def check_readable(fig, png: Path) -> None:
+    """What a learner sees in JupyterLab (or on a projector): every text >= 11 pt at display size, at most
+    two panels in a row, and no legend on a panel that shows data."""
+    from matplotlib.text import Text
+    from PIL import Image
+
+    with Image.open(png) as im:
+        width, dpi = im.size[0], im.info["dpi"][0]
+
+    def seen(points: float) -> float:  # 1 CSS px = 1/96 in; a PNG wider than 900 px is scaled down to it
+        return points * dpi / 96 * min(1.0, 900 / width)
+
+    small = sorted({(round(seen(t.get_fontsize()), 1), t.get_text()[:30]) for t in fig.findobj(Text)
+                    if t.get_visible() and t.get_text().strip() and seen(t.get_fontsize()) < 11})
+    assert not small, f"{png.name}: texts under 11 pt at display size: {small[:8]}"
+    panels = [ax.get_position() for ax in _data_axes(fig)]
+    for p in panels:  # the panels whose vertical span overlaps this one's by more than half: its row
+        row = [q for q in panels if min(p.y1, q.y1) - max(p.y0, q.y0) > 0.5 * min(p.height, q.height)]
+        assert len(row) <= 2, f"{png.name}: {len(row)} panels in a row"
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+    for leg in legends:
+        lb = leg.get_window_extent(renderer)
+        for ax in _data_axes(fig):
+            assert not lb.overlaps(ax.get_window_extent(renderer)), f"{png.name}: a legend covers a data panel"
 
 
 def seed4_with_lr() -> pd.DataFrame:
@@ -61,16 +112,19 @@ def seed4_with_lr() -> pd.DataFrame:
 def test_loss_curves(tmp_path):
     h = seed4_with_lr()
     a = dict(detect_onset(h), verdict="overfitting", early_stop_iter=2800, uniform_loss=10.825)
-    fig = plots.loss_curves(h, a, tmp_path)
-    rgb = check_image_files(tmp_path, "loss_curves", min_w=1200)
+    fig = plots.loss_curves(h, a, tmp_path, phase="phase4")
+    rgb = check_image_files(tmp_path, "loss_curves", min_w=850)
+    check_readable(fig, tmp_path / "loss_curves.png")
     assert has_color(rgb, "#d62728")  # the red best-val star / onset line (matplotlib C3)
     assert has_color(rgb, "#1f77b4") and has_color(rgb, "#ff7f0e")  # train (C0) and val (C1) curves
     texts = legend_texts(fig)
-    assert {"best val 4.045 @ iter 2000", "overfitting onset (iter 2000)", "early stop (iter 2800)",
-            "learning rate", "train loss", "val loss"} <= texts
-    # the LR twin axis carries the history's learning rate
-    lr_ax = next(ax for ax in fig.axes if ax.get_ylabel() == "learning rate")
-    assert np.allclose(lr_ax.lines[0].get_ydata(), h["lr"])
+    assert {"best val 4.045 @ iter 2000 (ckpt/best.pt)", "overfitting onset (iter 2000)", "early stop (iter 2800)",
+            "train loss", "val loss"} <= texts
+    assert fig.get_suptitle() == "phase4: verdict overfitting"
+    # the learning rate has its own small axis under each loss panel, crossing no loss curve
+    lr_axes = [ax for ax in fig.axes if ax.get_ylabel() == "learning\nrate"]
+    assert len(lr_axes) == 1 and np.allclose(lr_axes[0].lines[0].get_ydata(), h["lr"])
+    assert all(len(ax.lines) == 1 for ax in fig.axes if ax.get_xlabel() == "iteration (log scale)")
     # epochs on a secondary x-axis: the same span, converted iter -> epoch
     main = next(ax for ax in fig.axes if ax.get_title() == "train vs val loss")
     sec = next(ax for ax in main.child_axes if ax.get_xlabel() == "epochs over the train split")
@@ -78,21 +132,64 @@ def test_loss_curves(tmp_path):
     assert np.allclose(sec.get_xlim(), np.array(main.get_xlim()) * slope)
     log_ax = next(ax for ax in fig.axes if ax.get_xscale() == "log")
     assert log_ax.lines[0].get_xdata()[0] == 200  # iter 0 cannot sit on a log axis
-    assert "final gap 3.138 nats" in {ax.get_title() for ax in fig.axes}
+    gap_ax = next(ax for ax in fig.axes if ax.get_title() == "gap: final +3.138 nats")
+    assert gap_ax.get_ylim()[0] <= -0.25 and any(np.allclose(l.get_ydata(), 0) for l in gap_ax.lines)  # zero line
+    assert "below 0" not in all_texts(fig)  # seed 4's gap never goes negative: no note about it
 
 
 def test_loss_curves_without_analysis_and_lr(tmp_path):
     h = make_history(SEED0_ITERS, SEED0_TRAIN, SEED0_VAL).drop(columns=["lr"])
+    h.loc[0, "val_loss"] = h.loc[0, "train_loss"] - 0.05  # val below train at iter 0
     fig = plots.loss_curves(h, None, tmp_path, name="lc")
-    check_image_files(tmp_path, "lc", min_w=1200)
-    assert "best val 6.153 @ iter 100" in legend_texts(fig)
-    assert not any(ax.get_ylabel() == "learning rate" for ax in fig.axes)
+    check_image_files(tmp_path, "lc", min_w=850)
+    check_readable(fig, tmp_path / "lc.png")
+    assert "best val 6.153 @ iter 100 (ckpt/best.pt)" in legend_texts(fig)
+    assert not any("learning" in ax.get_ylabel() for ax in fig.axes)
+    assert "A gap below 0 (val under train) is common early on" in all_texts(fig).replace("\n", " ")
+
+
+def test_loss_curves_gap_scale_is_shared(tmp_path):
+    """A 0.15-nat gap is drawn on an axis of at least -0.25..1 nat (or the study's scale), not stretched to
+    fill the panel as a 2-nat gap is."""
+    small = make_history(SEED4_ITERS, SEED4_TRAIN, np.asarray(SEED4_TRAIN) + np.linspace(0, 0.15, len(SEED4_ITERS)))
+    fig = plots.loss_curves(small, None, tmp_path, name="small")
+    gap_ax = next(ax for ax in fig.axes if ax.get_ylabel() == "gap = val − train (nats)")
+    lo, hi = gap_ax.get_ylim()
+    assert lo <= -0.25 and hi >= 1.0
+    fig = plots.loss_curves(small, None, tmp_path, name="small", gap_ylim=(-0.5, 3.0))
+    gap_ax = next(ax for ax in fig.axes if ax.get_ylabel() == "gap = val − train (nats)")
+    assert gap_ax.get_ylim() == (-0.5, 3.0)
+
+
+@pytest.mark.parametrize("lo,hi", [(10, 40), (25, 500), (200, 3000), (1, 100_000)])
+def test_log_ticks_are_readable(lo, hi):
+    """A short run's log-x axis gets at least 3 labelled ticks (the old one had 1-2), at most 7."""
+    ticks = plots.log_ticks(lo, hi)
+    assert 3 <= len(ticks) <= 7 and all(lo <= t <= hi for t in ticks) and ticks == sorted(ticks)
+
+
+def test_live_figure_overlays_earlier_runs(tmp_path):
+    h0 = make_history(SEED0_ITERS, SEED0_TRAIN, SEED0_VAL)
+    now = h0.iloc[:4]
+    fig = plots.live_figure(now, earlier=[("run-001: n_embd 32", h0)], max_iters=500)
+    plots.save_figure(fig, tmp_path, "live")
+    check_readable(fig, tmp_path / "live.png")
+    loss_ax = fig.axes[0]
+    faded = next(l for l in loss_ax.lines if l.get_label() == "run-001: n_embd 32: val")
+    assert np.allclose(faded.get_ydata(), h0["val_loss"])  # the whole earlier curve, under this run's
+    assert loss_ax.get_xlim()[1] >= 500  # the axis is the whole run's, from the first eval
+    star = next(l for l in loss_ax.lines if l.get_label().startswith("best val"))
+    assert (star.get_xdata()[0], round(star.get_ydata()[0], 4)) == (100, 6.1531)
+    assert any(ax.get_xlabel() == "epochs over the train split" for ax in loss_ax.child_axes)
+    with pytest.raises(ValueError, match="no eval yet"):
+        plots.live_figure(h0.iloc[:0])
 
 
 def test_perplexity_curves(tmp_path):
     h = seed4()
     fig = plots.perplexity_curves(h, tmp_path)
     check_image_files(tmp_path, "perplexity_curves")
+    check_readable(fig, tmp_path / "perplexity_curves.png")
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
     assert np.allclose(ax.lines[1].get_ydata(), np.exp(h["val_loss"]))
@@ -118,7 +215,9 @@ def scatter_points(ax) -> np.ndarray:
 def test_compare_val_curves(tmp_path):
     h4, h0 = seed4(), make_history(SEED0_ITERS, SEED0_TRAIN, SEED0_VAL, tokens_per_iter=512)
     fig = study_plots_mod.compare_val_curves({"phase4": h4, "phase0": h0}, tmp_path)
-    check_image_files(tmp_path, "compare_val_curves", min_w=1000)
+    check_image_files(tmp_path, "compare_val_curves", min_w=850)
+    check_readable(fig, tmp_path / "compare_val_curves.png")
+    assert {"phase4", "phase0"} <= legend_texts(fig)
     it_ax, tok_ax = fig.axes[:2]
     assert np.allclose(it_ax.lines[0].get_ydata(), h4["val_loss"])
     assert tok_ax.get_xscale() == "log"
@@ -130,17 +229,20 @@ def test_compare_val_curves(tmp_path):
 def test_gap_vs_tokens_per_param(tmp_path):
     fig = study_plots_mod.gap_vs_tokens_per_param(small_table(), tmp_path)
     check_image_files(tmp_path, "gap_vs_tokens_per_param")
+    check_readable(fig, tmp_path / "gap_vs_tokens_per_param.png")
     ax = fig.axes[0]
     pts = scatter_points(ax)
     assert sorted(map(tuple, pts.round(4))) == sorted([(0.0225, 6.9), (0.225, 0.3), (0.0259, 3.14)])
     assert any(np.allclose(line.get_xdata(), [20, 20]) for line in ax.lines)  # Chinchilla line
-    assert any("Hoffmann et al. 2022" in t.get_text() for t in ax.texts)
+    assert "Hoffmann et al. 2022" in all_texts(fig)
+    assert {"a", "b", "c"} <= {t.get_text() for t in ax.texts}  # points named by phase
     assert ax.get_xlim()[1] > 20
 
 
 def test_best_val_vs_train_tokens(tmp_path):
     fig = study_plots_mod.best_val_vs_train_tokens(small_table(), tmp_path)
     check_image_files(tmp_path, "best_val_vs_train_tokens")
+    check_readable(fig, tmp_path / "best_val_vs_train_tokens.png")
     best = fig.axes[0].collections[0].get_offsets()
     assert np.allclose(best, [[900, 6.15], [9000, 4.5], [20700, 4.04]])
 
@@ -150,7 +252,8 @@ def test_seed_vs_ours(tmp_path):
     ours = pd.DataFrame({"phase": ["phase0", "phase4", "extra"], "best_val": [5.9, 3.8, 1.0],
                          "final_val": [6.5, 4.0, 1.0], "final_gap": [5.0, 1.5, 0.1]})
     fig = study_plots_mod.seed_vs_ours(ours, ref, tmp_path)
-    check_image_files(tmp_path, "seed_vs_ours", min_w=1000)
+    check_image_files(tmp_path, "seed_vs_ours", min_w=850)
+    check_readable(fig, tmp_path / "seed_vs_ours.png")
     best_ax, _, gap_ax = fig.axes[:3]
     heights = [p.get_height() for p in best_ax.patches]
     assert heights == pytest.approx([6.15, 4.04, 5.9, 3.8])  # seed bars, then ours, for phase0 and phase4
@@ -174,8 +277,14 @@ def grid_table() -> pd.DataFrame:
 def test_grid_heatmaps(tmp_path):
     t = grid_table()
     assert is_grid(t) and not is_grid(t[t.model_size == "1L-32d"])
-    fig = study_plots_mod.grid_heatmaps(t, tmp_path)
-    check_image_files(tmp_path, "grid_heatmaps", min_w=900, min_h=200)
+    # a journey that grows data and model together (the seed study) is not a grid: its heatmap was mostly empty
+    diagonal = t[[True, False, False, True]]
+    assert diagonal["data_max_tokens"].nunique() == 2 and diagonal["model_size"].nunique() == 2
+    assert not is_grid(diagonal)
+    fig = study_plots_mod.grid_heatmaps(t, tmp_path, data_label="data.max_train_tokens")
+    check_image_files(tmp_path, "grid_heatmaps", min_w=850, min_h=200)
+    check_readable(fig, tmp_path / "grid_heatmaps.png")
+    assert fig.axes[0].get_xlabel() == "data.max_train_tokens"
     best_ax, gap_ax = fig.axes[:2]  # the colour bars come after the two heatmaps
     # rows: models by size (small first); columns: data sizes ascending
     assert np.allclose(best_ax.images[0].get_array(), [[3 + 5 + 0.012, 3 + 1.25 + 0.012], [3 + 5 + 0.8, 3 + 1.25 + 0.8]])
@@ -187,11 +296,17 @@ def test_grid_heatmaps(tmp_path):
 def test_loss_vs_epochs(tmp_path):
     fig = study_plots_mod.loss_vs_epochs(small_table(), tmp_path)
     check_image_files(tmp_path, "loss_vs_epochs")
+    check_readable(fig, tmp_path / "loss_vs_epochs.png")  # the legend is off the data (it covered the overfit phase)
     ax = fig.axes[0]
     assert any(np.allclose(line.get_xdata(), [4, 4]) for line in ax.lines)
-    assert any("Muennighoff et al. 2023" in t.get_text() for t in ax.texts)
-    first = ax.lines[0]  # 2L-32d best val, sorted by epochs
-    assert np.allclose(first.get_xdata(), [1.25, 12.5]) and np.allclose(first.get_ydata(), [4.5, 6.15])
+    assert "Muennighoff et al. 2023" in all_texts(fig)
+    assert not any("Muennighoff" in t.get_text() for t in ax.texts)  # the citation is not a box on the data
+    best, final = ax.collections[:2]
+    assert np.allclose(best.get_offsets(), [[12.5, 6.15], [1.25, 4.5], [98.9, 4.04]])
+    assert np.allclose(final.get_offsets(), [[12.5, 7.07], [1.25, 4.6], [98.9, 4.20]])
+    # phases named by their names, on the points and nowhere by model size
+    assert {t.get_text() for t in ax.texts} >= {"a", "b", "c"}
+    assert not any("2L-32d" in t for t in legend_texts(fig))
 
 
 def test_kaplan_fit_plot(tmp_path):
@@ -201,11 +316,12 @@ def test_kaplan_fit_plot(tmp_path):
     hold = D == 1e6
     fit = fit_kaplan(N, D, L, holdout_mask=hold)
     fig = study_plots_mod.kaplan_fit_plot(fit, N, D, L, tmp_path)
-    check_image_files(tmp_path, "kaplan_fit", min_w=1000)
+    check_image_files(tmp_path, "kaplan_fit", min_w=850)
+    check_readable(fig, tmp_path / "kaplan_fit.png")
     ax = fig.axes[0]
     assert np.allclose(ax.collections[0].get_offsets(), np.c_[L[~hold], L[~hold]], atol=1e-6)  # on the diagonal
     assert len(ax.collections[1].get_offsets()) == 3  # held-out points
-    assert any("Kaplan et al. 2020" in ax_.get_title() for ax_ in fig.axes)
+    assert "Kaplan et al. 2020" in all_texts(fig)
 
 
 # --------------------------------------------------------------------------- 05_compare pieces
@@ -220,7 +336,8 @@ def demo(tmp_path_factory):
 
 def test_compare_figures_and_notes(demo):
     sdir, phases, table, paths = demo
-    assert {p.name for p in paths} == {f"{n}.{ext}" for n in ("compare_val_curves", "gap_vs_tokens_per_param",
+    assert {p.name for p in paths} == {f"{n}.{ext}" for n in ("compare_val_curves", "gap_curves",
+                                                               "gap_vs_tokens_per_param",
                                                                "best_val_vs_train_tokens", "loss_vs_epochs")
                                        for ext in ("png", "svg")}
     assert all(p.exists() and p.parent == sdir / "figures" for p in paths)
@@ -235,7 +352,8 @@ def test_compare_figures_and_notes(demo):
 
 def test_compare_figures_picks_seed_grid_and_kaplan_figures(tmp_path, monkeypatch):
     drawn: list[str] = []
-    for name in ("compare_val_curves", "gap_vs_tokens_per_param", "best_val_vs_train_tokens", "loss_vs_epochs",
+    for name in ("compare_val_curves", "gap_curves", "gap_vs_tokens_per_param", "best_val_vs_train_tokens",
+                 "loss_vs_epochs",
                  "seed_vs_ours", "grid_heatmaps", "kaplan_fit_plot"):
         monkeypatch.setattr(study_plots_mod, name, lambda *a, _n=name, **k: drawn.append(_n))
     # the seed study: seed 003's phase names
@@ -288,26 +406,36 @@ def test_build_report(demo):
     sdir, phases, table, figs = demo
     failed = {"broken": "FileNotFoundError: <iter_999.pt> is missing & more"}
     out = build_report(sdir, table, figs, title="gaplab study: demo <1>",
-                              description="First paragraph.\n\nSecond <b>para</b>.", failed=failed,
+                              description="First paragraph with `gaplab run`.\n\nSecond <b>para</b>.",
+                              failed=failed,
                               notes=["note with <script>alert(1)</script>"])
     assert out == sdir / "report.html"
     html = out.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
-    # one table row per phase, in order, with formatted numbers
-    rows = re.findall(r"<tr class=\"[a-z]*\">(.*?)</tr>", html)
+    # the journey: its key columns first, one row per phase, in order, with formatted numbers
+    key = html.split('<table class="key">')[1].split("</table>")[0]
+    heads = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", key)
+    assert heads == ["phase", "verdict", "params", "train tokens", "tokens / param", "epochs", "best val @ iter",
+                     "final gap", "onset"]
+    rows = re.findall(r"<tr class=\"[a-z]*\">(.*?)</tr>", key)
     assert [re.search(r"<td[^>]*>(.*?)</td>", r).group(1) for r in rows] == phases
     big = rows[1]
-    assert "7,242,624" in big and "4.045" in big and "overfitting" in big and "20,700" in big
-    assert 'class="failed"' in html and "missing" in rows[3]
+    assert "7,242,624" in big and "4.045 @ 2,000" in big and "overfitting" in big and "20,700" in big
+    assert "iter 2,000" in big  # the onset
+    assert 'class="failed"' in key and "missing" in rows[3]
+    # every other column folded away, under the key table
+    folded = html.split("<details><summary>All ")[1].split("</details>")[0]
+    assert "tokens_per_s" in folded and "stop_reason" in folded and "tokens_per_s" not in key
     # failed phases, escaped
     assert "<h2>Failed phases</h2>" in html
     assert "<strong>broken</strong>: FileNotFoundError: &lt;iter_999.pt&gt; is missing &amp; more" in html
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<title>gaplab study: demo &lt;1&gt;</title>" in html
     assert "<p>Second &lt;b&gt;para&lt;/b&gt;.</p>" in html
+    assert "<p>First paragraph with <code>gaplab run</code>.</p>" in html  # markdown, not raw backticks
     # figures embedded as PNG, SVGs linked relative to the study folder
     uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(uris) == 4
+    assert len(uris) == 5
     assert all(base64.b64decode(u)[:8] == b"\x89PNG\r\n\x1a\n" for u in uris)
     assert 'href="figures/compare_val_curves.svg"' in html
     # sources

@@ -36,6 +36,20 @@ def run_dir_of(params: dict[str, Any]) -> Path:
     return run_dir
 
 
+def final_run_dir(params: dict[str, Any]) -> tuple[Path, bool]:
+    """Where this phase's files end up, and whether they are still in a staging folder.
+
+    ``gaplab run`` runs a phase in ``outputs/<study>/.staging/<phase>-*`` (the injected ``run_dir``) and
+    moves the folder to ``outputs/<study>/<phase>`` when every stage has finished
+    (:func:`gaplab.pipeline.runs.place_phase`, which also rewrites ``params.yaml`` with that path); a
+    notebook run by hand writes into ``run_dir`` itself.
+    """
+    run_dir = Path(params.get("run_dir") or ".").expanduser().resolve()
+    if run_dir.parent.name == ".staging":
+        return run_dir.parent.parent / str(params.get("phase") or run_dir.name), True
+    return run_dir, False
+
+
 def collect(namespace: dict[str, Any]) -> dict[str, Any]:
     """The phase parameters from a notebook's globals (``study, phase, run_dir`` and the sections)."""
     keys = ("study", "phase", "run_dir") + PHASE_KEYS
@@ -154,7 +168,7 @@ def loss_gap(params: dict[str, Any]) -> dict[str, Any]:
     unseen = seen_unseen_summary(history, runs[0])
     update_json(run_dir / "metrics.json", {"analysis": analysis, "val_seen_unseen": unseen,
                                            "replicates": aggregate_metrics(runs)})
-    loss_curves(curve, analysis, run_dir / "figures")
+    loss_curves(curve, analysis, run_dir / "figures", phase=params.get("phase"))
     return analysis
 
 

@@ -2,7 +2,10 @@
 
 The page needs no Jupyter and no network: PNG figures are embedded as base64
 ``data:`` URIs, SVG versions are linked relative to the study folder, and every
-piece of text is HTML-escaped.  Written atomically (``gaplab.files.atomic_write_text``).
+piece of text is HTML-escaped; the study's description is rendered as Markdown (mistune, raw HTML
+escaped).  The journey table shows its key columns (:data:`KEY_COLUMNS`, :func:`key_table`, shared
+with ``05_compare``) and folds every other column away.  Written atomically
+(``gaplab.files.atomic_write_text``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,57 @@ GLOSSARY = (
 )
 
 
+#: the journey's key columns, in order: (heading, how a row gives it); every other column is folded away
+KEY_COLUMNS = ("phase", "verdict", "params", "train tokens", "tokens / param", "epochs", "best val @ iter",
+               "final gap", "onset")
+
+
+def _int(v: Any) -> Optional[int]:
+    return None if _is_missing(v) else int(v)
+
+
+def _pm(row: pd.Series, col: str, fmt: str) -> str:
+    """``value`` or ``mean ± std`` (a replicated phase), formatted with ``fmt``."""
+    v, sd = row.get(col), row.get(f"{col}_std")
+    if _is_missing(v):
+        return "—"
+    n = row.get("replicates")
+    if not _is_missing(sd) and not _is_missing(n) and int(n) > 1:
+        return f"{format(float(v), fmt)} ± {abs(float(sd)):.3f} ({int(n)} seeds)"
+    return format(float(v), fmt)
+
+
+def key_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The journey's key columns as text, one row per phase (:data:`KEY_COLUMNS`).
+
+    ``verdict`` is the state for a phase that did not finish (failed, missing); ``params`` counts all
+    parameters (embeddings included), ``tokens / param`` the training tokens per parameter on that count
+    (Chinchilla's convention); losses are in nats per token.
+    """
+    rows = []
+    for _, r in table.iterrows():
+        state = str(r.get("state", ""))
+        verdict = r.get("verdict") if state == "done" and not _is_missing(r.get("verdict")) else state
+        best_iter = _int(r.get("best_iter"))
+        best = _pm(r, "best_val", ".3f")
+        rows.append({
+            "phase": str(r.get("phase")), "verdict": str(verdict),
+            "params": format_cell(r.get("params_total")), "train tokens": format_cell(r.get("train_tokens")),
+            "tokens / param": format_cell(r.get("tokens_per_param_total")), "epochs": format_cell(r.get("epochs")),
+            "best val @ iter": best if best_iter is None or best == "—" else f"{best} @ {best_iter:,}",
+            "final gap": _pm(r, "final_gap", "+.3f"),
+            "onset": "—" if _int(r.get("onset_iter")) is None else f"iter {_int(r.get('onset_iter')):,}",
+        })
+    return pd.DataFrame(rows, columns=list(KEY_COLUMNS))
+
+
+def markdown_html(text: str) -> str:
+    """Markdown (a study's description) as HTML; raw HTML in it is escaped, harmful links dropped."""
+    import mistune
+
+    return mistune.create_markdown(escape=True)(str(text or "")).strip()
+
+
 _VERDICT_COLORS = {"underfitting": "#4C72B0", "healthy": "#55A868", "overfitting": "#DD8452",
                    "memorizing": "#C44E52"}
 
@@ -49,9 +103,10 @@ _CSS = """
 body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { margin-bottom: 0.2em; } .meta { color: #666; font-size: 0.9em; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; display: block; overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 1em 0; display: block; overflow-x: auto; }
+details { margin: 0.5em 0 1em; } summary { cursor: pointer; color: #345; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
-th { background: #f3f3f3; position: sticky; top: 0; } td.text { text-align: left; }
+th { background: #f3f3f3; position: sticky; top: 0; } td.text, th.text { text-align: left; }
 tr.failed td { background: #fdeaea; } tr.missing td { color: #888; }
 .failed-list li { color: #a00; } figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; } .verdict { font-weight: bold; }
@@ -91,13 +146,8 @@ def format_cell(v: Any) -> str:
     return str(v)
 
 
-def _paragraphs(text: str) -> str:
-    parts = [p.strip() for p in str(text or "").split("\n\n") if p.strip()]
-    return "\n".join(f"<p>{_esc(' '.join(p.split()))}</p>" for p in parts)
-
-
-def _table_html(table: pd.DataFrame) -> str:
-    keep = [c for c in table.columns if c in ("phase", "state") or not table[c].map(_is_missing).all()]
+def _table_html(table: pd.DataFrame, text_columns: tuple[str, ...] = ("phase", "state")) -> str:
+    keep = [c for c in table.columns if c in text_columns or not table[c].map(_is_missing).all()]
     head = "".join(f"<th>{_esc(c)}</th>" for c in keep)
     rows = []
     for _, r in table.iterrows():
@@ -109,12 +159,37 @@ def _table_html(table: pd.DataFrame) -> str:
             text = format_cell(v)
             if c == "verdict" and text in _VERDICT_COLORS:
                 cells.append(f'<td class="text verdict" style="color:{_VERDICT_COLORS[text]}">{_esc(text)}</td>')
-            elif isinstance(v, str) or c in ("phase", "state"):
+            elif isinstance(v, str) or c in text_columns:
                 cells.append(f'<td class="text">{_esc(text)}</td>')
             else:
                 cells.append(f"<td>{_esc(text)}</td>")
         rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+
+
+#: journey columns the key table already shows (folded away with the rest: everything else)
+_SHOWN = ("state",)
+
+
+def _key_table_html(keys: pd.DataFrame) -> str:
+    head = "".join(f'<th class="text">{_esc(c)}</th>' if c in ("phase", "verdict") else f"<th>{_esc(c)}</th>"
+                   for c in KEY_COLUMNS)
+    rows = []
+    for _, r in keys.iterrows():
+        state = str(r.get("state", ""))
+        cls = "failed" if state in ("failed", "interrupted") else ("missing" if state == "missing" else "")
+        cells = []
+        for c in KEY_COLUMNS:
+            text = str(r[c])
+            if c == "verdict" and text in _VERDICT_COLORS:
+                cells.append(f'<td class="text verdict" style="color:{_VERDICT_COLORS[text]}">{_esc(text)}</td>')
+            elif c in ("phase", "verdict"):
+                cells.append(f'<td class="text">{_esc(text)}</td>')
+            else:
+                cells.append(f"<td>{_esc(text)}</td>")
+        rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
+    return (f'<table class="key">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows)
+            + "\n</tbody>\n</table>")
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -175,7 +250,7 @@ def build_report(
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
         f'<p class="meta">gaplab {_esc(gaplab_version())} · generated {_esc(when)} · {_esc(sdir)}</p>',
-        _paragraphs(description),
+        markdown_html(description),
     ]
     if failed:
         parts.append("<h2>Failed phases</h2>")
@@ -183,7 +258,11 @@ def build_report(
             f"<li><strong>{_esc(name)}</strong>: {_esc(err or 'no error message recorded')}</li>"
             for name, err in failed.items()) + "</ul>")
     parts.append("<h2>The journey</h2>")
-    parts.append(_table_html(table))
+    keys = key_table(table).assign(state=list(table["state"]) if "state" in table else "")
+    parts.append(_key_table_html(keys))
+    others = [c for c in table.columns if c != "phase" and c not in _SHOWN]
+    parts.append(f"<details><summary>All {len(table.columns)} columns of the journey table (summary.csv)</summary>"
+                 + _table_html(table[["phase"] + others]) + "</details>")
     parts.append("<details><summary>What the columns mean</summary><ul>" + "".join(
         f"<li><code>{_esc(k)}</code>: {_esc(v)}</li>" for k, v in GLOSSARY) + "</ul>"
         "<p>Losses are cross-entropy in nats per token; perplexity = exp(loss).</p></details>")

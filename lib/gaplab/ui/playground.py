@@ -69,7 +69,11 @@ def _seed_phase1_model() -> ModelConfig:
 
 @dataclass(frozen=True)
 class Settings:
-    """The playground's knobs.  The defaults are seed 003's phase 1 (the 98 %-embeddings model).
+    """The playground's knobs.  The defaults are seed 003's phase 1 (the model that was 98 % embeddings with
+    GPT-2's vocabulary) with a compact vocabulary and a learning rate of 3e-3: the same non-embedding model
+    on the same 900 training tokens, which shows the same lesson (val loss turns up while train loss keeps
+    falling) in seconds instead of minutes on a 2-core CPU; the readout still names the 98 %
+    (:func:`readout`'s ``compact_note``).
 
     The model's knobs are one :class:`gaplab.schema.ModelConfig` (``settings.model``), the same class a
     study file and the GPT use; :func:`as_settings` takes them flat (``n_embd=64``), as the sliders do.
@@ -79,11 +83,11 @@ class Settings:
     corpus: str = "json+logging"
     max_tokens: int = 1000
     tokenizer: str = "gpt2"
-    compact: bool = False
+    compact: bool = True
     model: ModelConfig = field(default_factory=_seed_phase1_model)
     max_iters: int = 500
     batch_size: int = 4
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     val_fraction: float = 0.1
     eval_iters: int = 10
     evals: int = 20
@@ -279,7 +283,8 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
     for the non-embedding parameters), ``tokens_per_iter``
     (batch x block), ``iters``, ``tokens_seen``, ``epochs`` (iters x batch x
     block / train tokens), ``risk`` and ``prediction`` (:func:`predict_risk`),
-    ``embedding_note`` and ``problems`` (what the config's cross-checks or
+    ``embedding_note``, ``compact_note`` (with a compact vocabulary: the full vocabulary's count) and
+    ``problems`` (what the config's cross-checks or
     the split would reject; a value outside the schema's bounds raises
     :class:`StudyError`).  ``stats`` defaults to :func:`corpus_stats` for the settings'
     corpus and tokenizer (exact sizes).
@@ -319,6 +324,13 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
             used = stats.compact_vocab(n_train) - 1
             note += (f" Only {used:,} of GPT-2's {vocab:,} tokens occur in the training split; "
                      f"'compact vocab' keeps just those.")
+    compact_note = ""
+    if s.compact:
+        full = count_params(parsed.model, stats.vocab_size)
+        compact_note = (f"Compact vocab: {vocab:,} ids, those of the training split plus one unknown. With the "
+                        f"tokenizer's full {stats.vocab_size:,}-row table the same model would have "
+                        f"{full['total']:,} parameters, {full['embedding'] / full['total']:.0%} of them embeddings; "
+                        f"the {non_emb:,} non-embedding parameters that model the text are the same.")
     return {
         "params_total": counts["total"], "params_embedding": counts["embedding"], "params_non_embedding": non_emb,
         "embedding_share": share, "vocab_size": vocab, "corpus": s.corpus, "corpus_tokens": stats.tokens,
@@ -327,7 +339,7 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
         "chinchilla_tokens": chinchilla_tokens(counts["total"]), "kaplan_tokens": kaplan_overfit_min_tokens(max(1, non_emb)),
         "tokens_per_iter": tokens_per_iter,
         "iters": s.max_iters, "tokens_seen": tokens_seen, "epochs": epochs, "risk": risk.category,
-        "prediction": risk.text, "embedding_note": note, "problems": problems,
+        "prediction": risk.text, "embedding_note": note, "compact_note": compact_note, "problems": problems,
     }
 
 
@@ -367,11 +379,74 @@ def readout_html(r: dict[str, Any]) -> str:
     colour = _RISK_COLOURS.get(r["risk"], "#333")
     html = (f"<table class='gaplab-readout-table'>{body}</table>"
             f"<p class='gaplab-prediction' style='color:{colour}'><b>{escape(r['prediction'])}</b></p>")
-    if r.get("embedding_note"):
-        html += f"<p class='gaplab-embedding-note'>{escape(r['embedding_note'])}</p>"
+    for key in ("embedding_note", "compact_note"):
+        if r.get(key):
+            html += f"<p class='gaplab-{key.replace('_', '-')}'>{escape(r[key])}</p>"
     for problem in r.get("problems", []):
         html += f"<p class='gaplab-problem' style='color:#b00020'>&#9888; {escape(problem)}</p>"
     return html
+
+
+# --------------------------------------------------------------------------- prediction vs outcome
+#: the prediction in words, and the verdicts (:func:`gaplab.measure.curves.analyze_run`) that bear it out
+PREDICTIONS = {"overfitting-high": ("high risk of overfitting", ("overfitting", "memorizing")),
+               "overfitting": ("some risk of overfitting", ("overfitting", "memorizing")),
+               "underfitting": ("likely underfitting", ("underfitting",)),
+               "balanced": ("balanced", ("healthy",))}
+
+
+def outcome_line(risk: str, analysis: Mapping[str, Any]) -> str:
+    """``predicted: high risk of overfitting → observed: overfitting from iter 250 (as predicted)``.
+
+    ``risk`` is the readout's category before training; ``analysis`` the run's verdict, from the one
+    verdict function (:func:`gaplab.measure.curves.analyze_run` on the run's folder).
+    """
+    words, bears_out = PREDICTIONS.get(risk, (risk, ()))
+    verdict = analysis.get("verdict") or "no verdict"
+    onset = analysis.get("onset_iter")
+    observed = f"{verdict} from iter {onset}" if onset is not None and verdict in ("overfitting", "memorizing") \
+        else verdict
+    return f"predicted: {words} → observed: {observed} ({'as predicted' if verdict in bears_out else 'not as predicted'})"
+
+
+def describe_changes(before: Union[Settings, Mapping[str, Any]], after: Union[Settings, Mapping[str, Any]]) -> str:
+    """What ``before`` had that ``after`` does not, knob by knob (``n_embd 32, compact off``), or ``same settings``."""
+    old, new = as_settings(before).knobs(), as_settings(after).knobs()
+
+    def show(v: Any) -> str:
+        return ("on" if v else "off") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+
+    diff = [f"{k} {show(old[k])}" for k in SETTING_NAMES if old[k] != new[k]]
+    return ", ".join(diff) if diff else "same settings"
+
+
+def next_phase_name(study_path: Union[str, Path], base: str = "playground") -> str:
+    """``<base>_N`` with the smallest N that the study file does not use yet (``<base>_1`` without a file)."""
+    path = Path(study_path).expanduser()
+    taken: set[str] = set()
+    try:
+        taken = {p.name for p in load_study(path).phases} if path.exists() else set()
+    except StudyError:  # an invalid file: saving will say why; avoid the names it lists
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            raw = {}
+        phases = raw.get("phases") if isinstance(raw, dict) else None
+        taken = ({str(p.get("name")) for p in phases if isinstance(p, dict)} if isinstance(phases, list)
+                 else set(map(str, phases)) if isinstance(phases, dict) else set())
+    n = 1
+    while f"{base}_{n}" in taken:
+        n += 1
+    return f"{base}_{n}"
+
+
+def run_hint(study_path: Union[str, Path], phase: str) -> tuple[Optional[Path], str]:
+    """``(folder, command)`` that runs a saved phase: from the repository root (the folder above ``params/``)
+    when the study is in a ``params/`` folder, else (None, a command with the study's absolute path)."""
+    path = Path(study_path).expanduser().resolve()
+    if path.parent.name == "params":
+        return path.parent.parent, f"gaplab run params/{path.name} --phases {phase}"
+    return None, f"gaplab run {path} --phases {phase}"
 
 
 # --------------------------------------------------------------------------- save as phase

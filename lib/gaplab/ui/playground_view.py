@@ -1,103 +1,130 @@
-"""The playground's widgets: knobs, the readout, Train/Stop with live curves, "Save as phase".
+"""The playground's widgets: knobs, the readout, Train/Stop with live curves and a run history, "Save as phase".
 
 :class:`Playground` wraps :mod:`gaplab.ui.playground`'s logic in ipywidgets and trains with
-:func:`gaplab.pipeline.stages.train` in a background thread, drawing the curves into an Output widget.
+:func:`gaplab.pipeline.stages.train` in a background thread, drawing the curves
+(:func:`gaplab.ui.plots.live_figure`) into an Output widget: the current run over the faded val curves of
+the earlier runs, each labelled with what it had that the current run does not.  The knobs are locked
+while a run trains, so the readout always describes the curves.  When a run ends, its prediction is held
+against the verdict of the one verdict function (:func:`gaplab.measure.curves.analyze_run`).
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import re
 import threading
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
+import pandas as pd
 
 from ..pipeline.config import Phase, validate_phase
 from ..errors import StudyError
-from .playground import CORPORA, EMBEDDING_NOTE_SHARE, Settings, TOKENIZERS, as_settings, readout, readout_html, save_as_phase, settings_to_phase
+from .playground import (CORPORA, EMBEDDING_NOTE_SHARE, PREDICTIONS, Settings, TOKENIZERS, as_settings,
+                         describe_changes, next_phase_name, outcome_line, readout, readout_html, run_hint,
+                         save_as_phase, settings_to_phase)
+
+#: torch threads for a playground run: its models are small, and on a busy 2-core machine two threads wait on
+#: each other (measured: a GPT-2-vocabulary step of seed 003's phase 1 took 490 ms with 2 threads, 121 ms with 1)
+PLAYGROUND_THREADS = 1
+#: earlier runs drawn under the current one (the most recent ones)
+HISTORY_CURVES = 4
+
 
 # --------------------------------------------------------------------------- live curves in a widget
 def _png_output(fig) -> dict[str, Any]:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    from .plots import png_bytes
+
     return {"output_type": "display_data", "metadata": {},
-            "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"), "text/plain": "<loss curves>"}}
+            "data": {"image/png": base64.b64encode(png_bytes(fig)).decode("ascii"), "text/plain": "<loss curves>"}}
 
 
-class _OutputHandle:
-    """Stands in for IPython's display handle: ``update(fig)`` re-renders the figure into an Output widget.
+def _text_output(html: str, text: str) -> dict[str, Any]:
+    return {"output_type": "display_data", "metadata": {}, "data": {"text/html": html, "text/plain": text}}
 
-    Rendering a PNG takes ~0.1 s, so updates closer together than
-    ``min_interval`` seconds only mark the figure as changed; :meth:`flush`
-    renders the latest state (call it when training ends).
-    """
 
-    def __init__(self, out, min_interval: float = 0.5):
-        self.out = out
-        self.min_interval = min_interval
-        self._fig = None
-        self._last = float("-inf")
-        self._pending = False
-
-    def update(self, obj, **_: Any) -> None:
-        self._fig = obj
-        if time.monotonic() - self._last >= self.min_interval:
-            self.flush(force=True)
-        else:
-            self._pending = True
-
-    def flush(self, force: bool = False) -> None:
-        if self._fig is not None and (force or self._pending):
-            self.out.outputs = (_png_output(self._fig),)
-            self._last = time.monotonic()
-            self._pending = False
+WAITING = _text_output("<p class='gaplab-waiting'><i>Training: the curves appear at the first evaluation "
+                       "(iter 0) ...</i></p>", "waiting for the first evaluation ...")
 
 
 class LivePlot:
-    """``on_eval`` of :func:`gaplab.ui.show.live_plot` drawing into an Output widget, plus :meth:`flush`."""
+    """``on_eval`` for the trainer: collects eval rows and redraws :func:`gaplab.ui.plots.live_figure`
+    (this run over the faded ``earlier`` runs) into an Output widget.
 
-    def __init__(self, on_eval: Callable[[dict], None], handle: _OutputHandle):
-        self._on_eval, self.handle = on_eval, handle
+    Nothing is drawn before the first eval (the Output says it is waiting).  Rendering a PNG takes ~0.2 s,
+    so redraws closer together than ``min_interval`` seconds only mark the figure as changed;
+    :meth:`flush` draws the latest state (call it when training ends).  Setting the Output's outputs is
+    safe from the training thread.
+    """
+
+    def __init__(self, out, earlier: Sequence[tuple[str, pd.DataFrame]] = (), max_iters: Optional[int] = None,
+                 min_interval: float = 0.5):
+        self.out, self.earlier, self.max_iters, self.min_interval = out, list(earlier), max_iters, min_interval
+        self.rows: list[dict] = []
+        self._last = float("-inf")
+        self._pending = False
+        out.outputs = (WAITING,)
 
     def __call__(self, row: dict) -> None:
-        self._on_eval(row)
+        self.rows.append(dict(row))
+        if time.monotonic() - self._last >= self.min_interval:
+            self._draw()
+        else:
+            self._pending = True
+
+    def _draw(self) -> None:
+        from .plots import live_figure
+
+        self.out.outputs = (_png_output(live_figure(pd.DataFrame(self.rows), self.earlier, self.max_iters)),)
+        self._last = time.monotonic()
+        self._pending = False
 
     def flush(self) -> None:
-        """Render the latest curves now (redraws may have been skipped to save time)."""
-        self.handle.flush()
+        """Draw the latest curves now (redraws may have been skipped to save time)."""
+        if self._pending and self.rows:
+            self._draw()
 
 
-def live_plot_into(out, min_interval: float = 0.5) -> LivePlot:
-    """:func:`gaplab.ui.show.live_plot`, drawing into the ipywidgets Output ``out``; call it with each eval row.
+def live_plot_into(out, min_interval: float = 0.5, earlier: Sequence[tuple[str, pd.DataFrame]] = (),
+                   max_iters: Optional[int] = None) -> LivePlot:
+    """A :class:`LivePlot` drawing into the ipywidgets Output ``out``; call it with each eval row."""
+    return LivePlot(out, earlier, max_iters, min_interval)
 
-    ``live_plot`` shows its figure with a display handle and redraws it with
-    ``handle.update``; JupyterLab's Output widget drops such update messages,
-    so while ``live_plot`` sets up, IPython's ``display`` is swapped for one
-    whose handle re-renders the figure as PNG into ``out.outputs`` (at most
-    every ``min_interval`` seconds; ``flush()`` draws the last state).
-    Setting a trait is safe from the training thread.  Call this from the
-    main thread.
-    """
-    import IPython.display as ipd
 
-    from . import show
+@dataclass
+class Run:
+    """One finished playground run: its folder, settings, prediction, curves and verdict."""
 
-    handle = _OutputHandle(out, min_interval)
-    real = ipd.display
+    name: str
+    folder: Path
+    settings: Settings
+    risk: str
+    history: pd.DataFrame
+    analysis: dict[str, Any] = field(default_factory=dict)
+    outcome: str = ""
 
-    def display(obj, *args: Any, **kwargs: Any) -> _OutputHandle:
-        handle.update(obj)
-        return handle
 
-    ipd.display = display
-    try:
-        return LivePlot(show.live_plot(), handle)
-    finally:
-        ipd.display = real
+def history_html(runs: Sequence[Run]) -> str:
+    """The session's runs as a table: what changed from the run before, prediction, outcome, best val."""
+    from html import escape
+
+    if not runs:
+        return ""
+    rows = []
+    for i, r in enumerate(runs):
+        changed = "first run" if i == 0 else "changed: " + describe_changes(r.settings, runs[i - 1].settings)
+        a = r.analysis
+        best = f"{a['best_val']:.3f} @ {a.get('best_iter')}" if a.get("best_val") is not None else "n/a"
+        words = PREDICTIONS.get(r.risk, (r.risk,))[0]
+        rows.append(f"<tr><td>{escape(r.name)}</td><td>{escape(changed)}</td><td>{escape(words)}</td>"
+                    f"<td>{escape(r.outcome.split('observed: ', 1)[-1])}</td><td>{escape(best)}</td></tr>")
+    head = "".join(f"<th style='text-align:left;padding-right:1em'>{h}</th>"
+                   for h in ("run", "settings (vs the run before)", "predicted", "observed", "best val @ iter"))
+    return (f"<details open><summary><b>Run history</b> (faded curves above: earlier runs, labelled with what they "
+            f"had)</summary><table class='gaplab-history-table'><tr>{head}</tr>{''.join(rows)}</table></details>")
 
 
 # --------------------------------------------------------------------------- the playground
@@ -127,10 +154,10 @@ def _with(options: tuple, value: Any) -> list:
     return sorted(set(options) | {value})
 
 
-def _bump(name: str) -> str:
-    """``playground_1`` -> ``playground_2``; ``x`` -> ``x_2``."""
-    m = re.match(r"^(.*?)(\d+)$", name)
-    return f"{m.group(1)}{int(m.group(2)) + 1}" if m else f"{name}_2"
+def _stem(name: str) -> str:
+    """``playground_1`` -> ``playground``; ``x`` -> ``x`` (the next free name is ``<stem>_N``)."""
+    m = re.match(r"^(.*?)_(\d+)$", name)
+    return m.group(1) if m else name
 
 
 class Playground:
@@ -206,6 +233,10 @@ class Playground:
         self.status.add_class("gaplab-status")
         self.curves = W.Output(layout=W.Layout(min_height="40px"))
         self.curves.add_class("gaplab-curves")
+        self.outcome = W.HTML()
+        self.outcome.add_class("gaplab-outcome")
+        self.history_panel = W.HTML()
+        self.history_panel.add_class("gaplab-history")
         self.log = W.Output()
         self.log.add_class("gaplab-log")
         self.train_button.on_click(lambda _: self._press_train())
@@ -214,7 +245,7 @@ class Playground:
         self.study_path = W.Text(value=str(study_path), description="study file", style=style,
                                  layout=W.Layout(width="420px"))
         self.study_path.add_class("gaplab-study-path")
-        self.phase_name = W.Text(value="playground_1", description="phase name", style=style)
+        self.phase_name = W.Text(value=next_phase_name(study_path), description="phase name", style=style)
         self.phase_name.add_class("gaplab-phase-name")
         self.save_button = W.Button(description="Save as phase", icon="save")
         self.save_button.add_class("gaplab-save")
@@ -233,7 +264,7 @@ class Playground:
             W.HBox([self.embedding_bar, self.embedding_label]),
             self.readout_panel,
             W.HBox([self.train_button, self.stop_button, self.progress]),
-            self.status, self.curves, self.log,
+            self.status, self.outcome, self.curves, self.history_panel, self.log,
             W.HBox([self.study_path, self.phase_name, self.save_button]),
             self.save_status,
         ])
@@ -241,6 +272,7 @@ class Playground:
 
         self.last_metrics: Optional[dict[str, Any]] = None
         self.last_run_dir: Optional[Path] = None
+        self.runs: list[Run] = []  # the finished runs of this session, oldest first
         self.samples: list[dict[str, Any]] = []
         self.error: Optional[BaseException] = None
         self._stop = threading.Event()
@@ -287,6 +319,11 @@ class Playground:
         self.train_button.disabled = self.training or bool(self.readout["problems"])
         return self.readout
 
+    def _lock(self, locked: bool) -> None:
+        """Lock the knobs while a run trains (the readout then describes the curves being drawn)."""
+        for widget in self.controls.values():
+            widget.disabled = locked
+
     # ------------------------------------------------------------------ training
     def _next_run_dir(self) -> Path:
         n = 1
@@ -295,12 +332,20 @@ class Playground:
         return self.run_dir / f"run-{n:03d}"
 
     def phase_params(self, run_dir: Union[str, Path]) -> dict[str, Any]:
-        """The current settings as a resolved phase dict (what :func:`gaplab.pipeline.stages.train` takes)."""
-        parsed, problems = validate_phase(settings_to_phase(self.settings, validate=False), "(playground)",
-                                          Path(run_dir).name)
+        """The current settings as a resolved phase dict (what :func:`gaplab.pipeline.stages.train` takes);
+        it trains with :data:`PLAYGROUND_THREADS` torch threads."""
+        phase = settings_to_phase(self.settings, validate=False)
+        phase["train"]["threads"] = PLAYGROUND_THREADS
+        parsed, problems = validate_phase(phase, "(playground)", Path(run_dir).name)
         if problems or parsed is None:
             raise StudyError(problems)
         return Phase(Path(run_dir).name, parsed).resolved(self.STUDY, str(Path(run_dir).resolve()))
+
+    def earlier_curves(self, settings: Optional[Settings] = None) -> list[tuple[str, pd.DataFrame]]:
+        """The last :data:`HISTORY_CURVES` runs as ``(label, history)``, each labelled with what it had that
+        ``settings`` (the run about to be drawn; default: the current knobs) does not."""
+        now = settings or self.settings
+        return [(f"{r.name}: {describe_changes(r.settings, now)}", r.history) for r in self.runs[-HISTORY_CURVES:]]
 
     def _press_train(self) -> None:
         from html import escape
@@ -319,27 +364,41 @@ class Playground:
             raise ValueError("cannot train these settings: " + "; ".join(problems))
         run_dir = self._next_run_dir()
         params = self.phase_params(run_dir)
+        settings, risk = self.settings, self.readout["risk"]
         self.last_run_dir, self.last_metrics, self.samples, self.error = run_dir, None, [], None
         self._stop.clear()
         self.progress.max = params["train"]["max_iters"]
         self.progress.value = 0
         self.progress.bar_style = ""
         self.log.outputs = ()
-        self.status.value = f"training into {run_dir} ..."
+        self.outcome.value = ""
+        self.status.value = (f"training into {run_dir} ... (the knobs are locked until the run ends; the readout "
+                             "describes this run)")
         self.train_button.disabled = True
-        self.stop_button.disabled = False
-        on_plot = live_plot_into(self.curves)
-        self._thread = threading.Thread(target=self._run, args=(params, on_plot), name="gaplab-playground",
-                                        daemon=True)
+        self._stop_button_state("ready")
+        self._lock(True)
+        on_plot = live_plot_into(self.curves, earlier=self.earlier_curves(settings),
+                                 max_iters=params["train"]["max_iters"])
+        self._thread = threading.Thread(target=self._run, args=(params, on_plot, settings, risk),
+                                        name="gaplab-playground", daemon=True)
         self._thread.start()
         if wait:
             self._thread.join()
         return self._thread
 
+    def _stop_button_state(self, state: str) -> None:
+        """``ready`` (red, pressable), ``stopping`` (greyed, says so) or ``idle`` (greyed)."""
+        b = self.stop_button
+        b.description, b.button_style, b.icon = (("Stop", "danger", "stop") if state == "ready" else
+                                                 ("Stopping ...", "", "hourglass-half") if state == "stopping" else
+                                                 ("Stop", "", "stop"))
+        b.disabled = state != "ready"
+
     def stop(self) -> None:
         """Ask the running training to stop after the current iteration (what it learned is kept)."""
         if self.training:
             self._stop.set()
+            self._stop_button_state("stopping")
             self.status.value = "stopping after this iteration ..."
 
     def wait(self, timeout: Optional[float] = None) -> Optional[dict[str, Any]]:
@@ -348,10 +407,12 @@ class Playground:
             self._thread.join(timeout)
         return self.last_metrics
 
-    def _run(self, params: dict[str, Any], on_plot: LivePlot) -> None:
+    def _run(self, params: dict[str, Any], on_plot: LivePlot, settings: Settings, risk: str) -> None:
         from html import escape
 
+        from ..measure.curves import analyze_run
         from ..pipeline import stages
+        from ..train.history import load_history
 
         total = params["train"]["max_iters"]
 
@@ -369,6 +430,15 @@ class Playground:
                        f"{metrics['best_val_loss']:.3f} at iter {metrics['best_iter']}, final train "
                        f"{metrics['final_train_loss']:.3f}, val {metrics['final_val_loss']:.3f}, gap "
                        f"{metrics['final_gap']:+.3f}; files in {escape(params['run_dir'])}")
+            run = Run(Path(params["run_dir"]).name, Path(params["run_dir"]), settings, risk,
+                      load_history(params["run_dir"]))
+            run.analysis = analyze_run(params["run_dir"])  # the one verdict function, on the run's folder
+            run.outcome = outcome_line(risk, run.analysis)
+            self.runs.append(run)
+            self.outcome.value = (f"<p class='gaplab-outcome-line' style='font-size:1.1em'><b>{escape(run.outcome)}"
+                                  f"</b><br><span style='color:#555'>{escape(str(run.analysis.get('reason', '')))}"
+                                  f"</span></p>")
+            self.history_panel.value = history_html(self.runs)
             self.status.value = f"sampling from the best checkpoint {summary}"
             self._sample(params)
             self.progress.bar_style = "success"
@@ -381,7 +451,8 @@ class Playground:
                                  f"{escape(str(exc))}</span>")
             self.log.append_stderr(traceback.format_exc())
         finally:
-            self.stop_button.disabled = True
+            self._stop_button_state("idle")
+            self._lock(False)
             self.train_button.disabled = bool(self.readout.get("problems", True))
 
     def _sample(self, params: dict[str, Any]) -> None:
@@ -415,9 +486,11 @@ class Playground:
         except (StudyError, ValueError, OSError) as exc:
             self.save_status.value = f"<pre style='color:#b00020'>{escape(str(exc))}</pre>"
             return None
-        self.save_status.value = (f"Saved phase <b>{escape(name)}</b> to <code>{escape(str(path))}</code>; "
-                                  f"run it with <code>gaplab run {escape(str(path))} --phases {escape(name)}</code>.")
-        self.phase_name.value = _bump(name)
+        where, command = run_hint(path, name)
+        place = f" from the repository root (<code>{escape(str(where))}</code>)" if where is not None else ""
+        self.save_status.value = (f"Saved phase <b>{escape(name)}</b> to <code>{escape(str(path))}</code>; run "
+                                  f"it{place} with <code>{escape(command)}</code>.")
+        self.phase_name.value = next_phase_name(path, _stem(name))
         return path
 
     # ------------------------------------------------------------------ display

@@ -167,46 +167,133 @@ def checks(report: dict[str, Any]) -> None:
             f"listed in `data.fail_on`; training will not start.")
 
 
-# --------------------------------------------------------------------------- 02
-def live_plot():
-    """A figure that redraws train/val curves and the gap at every eval; returns ``on_eval``."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+# --------------------------------------------------------------------------- rich outputs
+class Rich:
+    """An output with an HTML face (JupyterLab, nbconvert) and a plain-text one (a terminal, a log)."""
 
-    fig, (ax, gax) = plt.subplots(1, 2, figsize=(10, 3.4))
-    handle = display(fig, display_id=True)
-    plt.close(fig)
+    def __init__(self, html: str, text: str):
+        self.html, self.text = html, text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _esc(x: Any) -> str:
+    from html import escape
+
+    return escape(str(x), quote=True)
+
+
+def _rows_html(rows: list[tuple[str, Any]]) -> str:
+    def name(k: str) -> str:  # leading spaces indent a sub-row (HTML would collapse them)
+        return "&nbsp;" * (2 * (len(k) - len(k.lstrip()))) + _esc(k.strip())
+
+    body = "".join(f"<tr><th style='text-align:left;padding-right:1.5em'>{name(k)}</th>"
+                   f"<td style='text-align:left'>{_esc(v)}</td></tr>" for k, v in rows)
+    return f"<table class='gaplab-table'>{body}</table>"
+
+
+def _frame_html(df: pd.DataFrame, text_columns: tuple[str, ...] = (), index: bool = False) -> str:
+    """A DataFrame as an HTML table: text columns (and the index) left-aligned, numbers right-aligned."""
+    left, right = "text-align:left", "text-align:right"
+    cols = ([""] if index else []) + [str(c) for c in df.columns]
+    head = "".join(f"<th style='{left if (c in text_columns or c == '') else right}'>{_esc(c)}</th>" for c in cols)
+    body = []
+    for idx, r in df.iterrows():
+        cells = [f"<th style='{left}'>{_esc(idx)}</th>"] if index else []
+        cells += [f"<td style='{left if c in text_columns else right}'>{_esc(r[c])}</td>" for c in df.columns]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table class='gaplab-table'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _table(rows: list[tuple[str, Any]], details: Optional[list[tuple[str, Any]]] = None,
+           summary: str = "All numbers") -> None:
+    """A two-column table (name, value) and, folded under it, ``details``."""
+    html = _rows_html(rows)
+    text = "\n".join(f"{k}: {v}" for k, v in rows)
+    if details:
+        html += (f"<details><summary>{_esc(summary)} ({len(details)})</summary>{_rows_html(details)}</details>")
+    _display(Rich(html, text))
+
+
+def _png(fig) -> None:
+    from IPython.display import Image
+
+    from .plots import png_bytes
+
+    _display(Image(data=png_bytes(fig), format="png"))
+
+
+# --------------------------------------------------------------------------- 02
+def live_plot(max_iters: Optional[int] = None):
+    """A figure that redraws the curves (:func:`gaplab.ui.plots.live_figure`) at every eval; returns ``on_eval``.
+
+    Nothing is drawn before the first eval (no empty axes); the figure is a PNG updated in place.
+    """
+    from IPython.display import Image, display
+
+    from .plots import live_figure, png_bytes
+
     rows: list[dict] = []
+    handle = display(Rich("<i>waiting for the first evaluation (iter 0) ...</i>",
+                          "waiting for the first evaluation ..."), display_id=True)
 
     def on_eval(row: dict) -> None:
-        rows.append(row)
-        df = pd.DataFrame(rows)
-        ax.clear()
-        gax.clear()
-        ax.plot(df["iter"], df["train_loss"], label="train", color="C0")
-        ax.plot(df["iter"], df["val_loss"], label="val", color="C1")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("loss (nats/token)")
-        ax.legend()
-        ax.set_title(f"iter {int(row['iter'])}: train {row['train_loss']:.3f}  val {row['val_loss']:.3f}")
-        gax.plot(df["iter"], df["gap"], color="C3")
-        gax.axhline(0, color="0.6", lw=0.8)
-        gax.set_title("gap = val - train")
-        gax.set_xlabel("iteration")
-        fig.tight_layout()
-        handle.update(fig)
+        rows.append(dict(row))
+        handle.update(Image(data=png_bytes(live_figure(pd.DataFrame(rows), max_iters=max_iters)), format="png"))
 
     return on_eval
+
+
+def train(params: dict[str, Any], should_stop=None) -> dict[str, Any]:
+    """Train the phase (:func:`gaplab.pipeline.stages.train`) and show its curves.
+
+    Interactively the curves redraw at every eval; under papermill (no live outputs) the same figure is
+    drawn once, when training ends, so the executed notebook has it.  Returns replicate 0's metrics.
+    """
+    from ..pipeline import stages
+
+    max_iters = (params.get("train") or {}).get("max_iters")
+    if stages.in_papermill():
+        metrics = stages.train(params, progress=False, should_stop=should_stop)
+        training_figure(stages.run_dir_of(params), max_iters)
+        return metrics
+    return stages.train(params, progress=True, on_eval=live_plot(max_iters), should_stop=should_stop)
 
 
 def train_live(params: dict[str, Any], should_stop=None) -> dict[str, Any]:
     """Train with curves that update at every eval (interactive use)."""
     from ..pipeline import stages
 
-    return stages.train(params, progress=True, on_eval=live_plot(), should_stop=should_stop)
+    max_iters = (params.get("train") or {}).get("max_iters")
+    return stages.train(params, progress=True, on_eval=live_plot(max_iters), should_stop=should_stop)
 
 
-def training_summary(run_dir) -> pd.DataFrame:
+def training_figure(run_dir, max_iters: Optional[int] = None) -> None:
+    """The finished run's curves (the live figure's last state), saved as ``figures/training_curves.png``."""
+    from ..train.history import load_history
+    from .plots import live_figure, save_figure
+
+    fig = live_figure(load_history(run_dir), max_iters=max_iters)
+    save_figure(fig, Path(run_dir) / "figures", "training_curves")
+    _png(fig)
+
+
+def _fmt_loss(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, (int, float)) else "n/a"
+
+
+def training_summary(run_dir, params: Optional[dict[str, Any]] = None) -> None:
+    """One table of what the run was and what it reached (``metrics.json``); where its files are.
+
+    With ``params`` (the stage's), a run that ``gaplab run`` placed in a staging folder names the folder
+    its files are moved to when every stage has finished (:func:`gaplab.pipeline.stages.final_run_dir`).
+    """
+    from ..pipeline.stages import final_run_dir
+
     m = read_json(Path(run_dir) / "metrics.json", {}) or {}
     p = m.get("params", {})
     rows = {
@@ -220,27 +307,69 @@ def training_summary(run_dir) -> pd.DataFrame:
         "tokens per non-embedding parameter (Kaplan's N)": m.get("tokens_per_param_non_emb"),
         "epochs over the train split": m.get("epochs"),
         "iterations": m.get("iters"),
-        "best val loss (iter)": f"{m.get('best_val_loss', float('nan')):.4f} nats/token ({m.get('best_iter')})",
+        "best val loss @ iter (ckpt/best.pt)": f"{_fmt_loss(m.get('best_val_loss'))} nats/token @ {m.get('best_iter')}",
         "best val loss in bits per byte": m.get("best_val_bpb"),
         "val tokens never seen in training": (f"{m['val_unseen_token_share']:.1%}"
                                               if m.get("val_unseen_token_share") is not None else None),
-        "val set (fingerprint of its text and vocabulary)": m.get("val_fingerprint"),
-        "final train / val loss": f"{m.get('final_train_loss', float('nan')):.4f} / {m.get('final_val_loss', float('nan')):.4f}",
-        "final gap (val - train)": m.get("final_gap"),
+        "final train / val loss": f"{_fmt_loss(m.get('final_train_loss'))} / {_fmt_loss(m.get('final_val_loss'))} nats/token",
+        "final gap (val − train)": m.get("final_gap"),
         "wall time (s)": m.get("wall_time_s"),
         "tokens / s": m.get("tokens_per_s"),
         "device / dtype": f"{m.get('device')} / {m.get('dtype')}",
         "stop reason": m.get("stop_reason"),
     }
-    df = pd.DataFrame([(k, fmt(v)) for k, v in rows.items()], columns=["", "value"]).set_index("")
-    _display(df)
-    return df
+    table = [(k, fmt(v)) for k, v in rows.items() if v is not None]
+    folder, staged = final_run_dir(params) if params else (Path(run_dir).resolve(), False)
+    table.append(("files of this phase", str(folder)))
+    details = [("val set fingerprint (its text and vocabulary)", m.get("val_fingerprint"))]
+    _table(table, [(k, v) for k, v in details if v is not None], "More")
+    if staged:
+        _md(f"`gaplab run` trains in a staging folder (`{Path(run_dir).name}`) and moves it to `{folder}` when "
+            "every stage of the phase has finished; the parameters cell above shows the staging path.")
 
 
 # --------------------------------------------------------------------------- 03
-def analysis(a: dict[str, Any]) -> None:
-    _md(f"**Verdict: {a.get('verdict', '?')}.** {a.get('reason', '')}")
-    _kv(a, "analysis")
+#: the analysis keys of the learner's table, in order (the rest are folded away)
+LEARNER_KEYS = ("verdict", "reason", "best_val", "best_iter", "final_train", "final_val", "final_gap",
+                "onset_iter")
+
+
+def _onset_rule() -> str:
+    from ..measure import curves
+
+    rule = getattr(curves, "ONSET_RULE", None)
+    if isinstance(rule, str) and rule.strip():
+        return " ".join(rule.split())
+    doc = (curves.detect_onset.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(doc.split())
+
+
+def analysis(a: dict[str, Any], run_dir=None) -> None:
+    """The verdict and a short table a learner reads; every other number of the analysis folded away.
+
+    Shown: verdict and its reason, best val @ iter (the checkpoint worth keeping), final train / val /
+    gap, the overfitting onset, and from ``metrics.json`` the epochs and tokens per parameter.
+    """
+    m = (read_json(Path(run_dir) / "metrics.json", {}) or {}) if run_dir is not None else {}
+    v = a.get("verdict", "?")
+    _md(f"**Verdict: {v}.** {a.get('reason', '')}")
+    rows: list[tuple[str, Any]] = []
+    if a.get("best_val") is not None:
+        rows.append(("best val loss @ iter (ckpt/best.pt)", f"{a['best_val']:.3f} nats/token @ {a.get('best_iter')}"))
+    if a.get("final_train") is not None and a.get("final_val") is not None:
+        gap = a.get("final_gap", a["final_val"] - a["final_train"])
+        rows.append(("final train / val / gap", f"{a['final_train']:.3f} / {a['final_val']:.3f} / {gap:+.3f} nats"))
+    rows.append(("overfitting onset", f"after iter {a['onset_iter']}" if a.get("onset_iter") is not None
+                 else "none (val loss never rose beyond its noise for good)"))
+    if m.get("epochs") is not None:
+        rows.append(("epochs over the train split", fmt(m["epochs"])))
+    if m.get("tokens_per_param_total") is not None:
+        rows.append(("train tokens per parameter (all counted; Chinchilla ~20)", fmt(m["tokens_per_param_total"])))
+    if a.get("replicates"):
+        rows.append(("training seeds (curve = their mean)", a["replicates"]))
+    details = [(k, fmt(val)) for k, val in a.items() if k not in LEARNER_KEYS and not isinstance(val, (dict, list))]
+    _table(rows, details, "Every number of the analysis")
+    _md(f"*The onset rule:* {_onset_rule()}")
 
 
 def seen_unseen(run_dir) -> None:
@@ -255,24 +384,89 @@ def loss_figure(run_dir) -> None:
 
 
 # --------------------------------------------------------------------------- 04
+#: per-sample metrics of the compact table: (key, heading)
+SAMPLE_COLUMNS = (("checkpoint", "ckpt"), ("prompt", "prompt"), ("new_tokens", "new tokens"),
+                  ("mem_longest_tokens", "longest copied span (tokens)"), ("train_ngram_share", "n-grams from train"),
+                  ("distinct_2", "distinct-2"), ("stutter_count", "stutters"), ("parse_ok", "parses"))
+#: aggregate metrics shown per checkpoint: (key, name)
+AGGREGATE_ROWS = (("n_samples", "samples"), ("mem_longest_tokens", "copied span, mean (tokens)"),
+                  ("mem_longest_tokens_max", "copied span, longest (tokens)"),
+                  ("train_ngram_share", "share of n-grams found in train"),
+                  ("novel_ngram_share", "share of n-grams in neither split"), ("distinct_2", "distinct-2 (1 = no repeats)"),
+                  ("stutter_share", "samples that stutter"), ("parse_ok_share", "samples that parse as Python"),
+                  ("keyword_score", "keyword score"), ("format_ok_share", "format checks passed"))
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return "—" if v is None else str(v)
+
+
+def _where(row: dict[str, Any]) -> str:
+    """Where a copied span comes from, in words, from whatever the sample records."""
+    parts = []
+    for key in ("mem_train_source", "mem_train_document", "mem_train_file"):
+        if row.get(key):
+            parts.append(str(row[key]))
+            break
+    if row.get("mem_train_position") is not None:
+        parts.append(f"train token {int(row['mem_train_position']):,}")
+    return ", ".join(parts) if parts else "the training split"
+
+
+def sample_html(row: dict[str, Any]) -> str:
+    """One sample as a code block: the prompt in bold, the continuation as generated (real newlines), the span
+    copied verbatim from training marked, with its length and where it comes from."""
+    prompt, text = str(row.get("prompt", "")), str(row.get("text", ""))
+    span = row.get("mem_longest_text") or ""
+    n = row.get("mem_longest_tokens") or 0
+    at = text.find(span) if span and n else -1
+    if at >= 0:
+        where = f"copied from training: {n} tokens, from {_where(row)}"
+        body = (_esc(text[:at]) + f"<mark title='{_esc(where)}' style='background:#ffe08a'>{_esc(span)}</mark>"
+                + _esc(text[at + len(span):]))
+        note = f"<div class='gaplab-copied'>&#9646; marked: {_esc(where)}</div>"
+    else:
+        body, note = _esc(text), ""
+    head = f"checkpoint {row.get('checkpoint', '?')}, prompt {prompt!r}"
+    return (f"<div class='gaplab-sample'><div><b>{_esc(head)}</b></div>"
+            f"<pre style='white-space:pre-wrap;background:#f6f8fa;padding:0.5em;border-radius:4px'>"
+            f"<b>{_esc(prompt)}</b>{body}</pre>{note}</div>")
+
+
 def samples(rows: list[dict], aggregates: dict[str, Any]) -> None:
+    """A compact metrics table per checkpoint and per sample, then each sample as a code block."""
     if not rows:
         _md("Sampling is disabled for this phase (`sample.enabled: false`).")
         return
-    for ck, agg in aggregates.items():
-        _md(f"**Checkpoint `{ck}`** — aggregate sample metrics")
-        _kv(agg, ck)
-    df = pd.DataFrame(rows)
-    keep = [c for c in df.columns if not isinstance(df[c].iloc[0], (list, dict)) and c not in ("token_ids", "full_text")]
-    with pd.option_context("display.max_colwidth", 120):
-        _display(df[keep])
+    names = [(k, name) for k, name in AGGREGATE_ROWS if any(agg.get(k) is not None for agg in aggregates.values())]
+    agg = pd.DataFrame({ck: [_short(a.get(k)) for k, _ in names] for ck, a in aggregates.items()},
+                       index=[name for _, name in names])
+    agg.columns = [f"checkpoint {c}" for c in agg.columns]
+    _display(Rich(_frame_html(agg, index=True), agg.to_string()))
+    cols = [(k, name) for k, name in SAMPLE_COLUMNS if any(k in r for r in rows)]
+    per = pd.DataFrame([[_short(r.get(k)) if k != "prompt" else repr(r.get(k, "")) for k, _ in cols] for r in rows],
+                       columns=[name for _, name in cols])
+    _display(Rich(_frame_html(per, text_columns=("ckpt", "prompt")), per.to_string(index=False)))
+    for r in rows:
+        text = f"--- {r.get('checkpoint', '?')} {r.get('prompt', '')!r}\n{r.get('prompt', '')}{r.get('text', '')}"
+        _display(Rich(sample_html(r), text))
 
 
 # --------------------------------------------------------------------------- 05
 def compare(result: dict[str, Any]) -> None:
+    """The journey's key columns, every column folded under them, the notes, the figures, the report's path."""
+    from .html_report import _table_html, key_table
+
     table: pd.DataFrame = result["table"]
-    with pd.option_context("display.max_columns", 40, "display.width", 200):
-        _display(table)
+    keys = key_table(table)
+    full = _table_html(table)
+    _display(Rich(_frame_html(keys, text_columns=("phase", "verdict"))
+                  + f"<details><summary>All {len(table.columns)} columns (summary.csv)</summary>{full}</details>",
+                  keys.to_string(index=False)))
     if result.get("failed"):
         _md("**Failed phases:** " + "; ".join(f"`{k}`: {v}" for k, v in result["failed"].items()))
     if result.get("notes"):

@@ -1,11 +1,14 @@
 """Figures that compare a study's phases (``05_compare``), drawn with matplotlib.
 
-Reference lines carry their source in the figure itself; the constants and citations come from
-:mod:`gaplab.measure.references`.
+Reference lines carry their source in the figure itself (in the key panel under the axes, never on the
+data); the constants and citations come from :mod:`gaplab.measure.references`.  Every figure names
+phases by their names, gives each phase one colour in every figure (:func:`phase_colors`), is 900 px
+wide with at most two panels a row and fonts of 11 pt or more (see :mod:`gaplab.ui.plots`).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -18,7 +21,9 @@ from ..train.history import finite_history, load_history
 from ..measure.references import load_seed_reference
 from ..measure import scaling
 from ..measure.references import CHINCHILLA_NOTE, CHINCHILLA_TOKENS_PER_PARAM, KAPLAN_NOTE, MUENNIGHOFF_NOTE, REPEAT_SAFE_EPOCHS
-from .plots import PathLike, VERDICT_COLORS, _done, _figure, _fmt_int, _label_points, _need_columns, _num, _reference_line_log_x, _save
+from .plots import (FONT_PT, NEGATIVE_GAP_NOTE, PathLike, VERDICT_COLORS, _done, _fill_key, _fmt_int, _label_points,
+                    _need_columns, _num, _panels, _reference_line_log_x, _save, gap_axis_limits, key_rows,
+                    readable_log_axis, styled)
 
 # --------------------------------------------------------------------------- units
 #: per unit: the history columns (val, train), the table columns (best, final) and the axis label
@@ -45,30 +50,46 @@ def comparable_unit(table: pd.DataFrame) -> tuple[str, str]:
     return "nats", "CAUTION: phases scored on different validation sets; these nats per token do not compare"
 
 
-def _unit_note(fig: Figure, text: str) -> None:
-    fig.text(0.01, 0.005, text, fontsize=8, color="0.35", ha="left", va="bottom")
+def phase_colors(phases: list[str]) -> dict[str, str]:
+    """One colour per phase, the same in every comparison figure (matplotlib's tab10, then tab20)."""
+    if len(phases) <= 10:
+        return {p: f"C{i}" for i, p in enumerate(phases)}
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return {p: cmap(i % 20) for i, p in enumerate(phases)}
+
+
+def _one_line(note: str) -> str:
+    """A note as one sentence-case line (references' notes carry line breaks for boxes)."""
+    note = " ".join(note.split())
+    return note[:1].upper() + note[1:]
 
 
 # --------------------------------------------------------------------------- a study
+@styled
 def compare_val_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike,
                        name: str = "compare_val_curves", unit: str = "nats", note: str = "") -> Figure:
     """Every phase's val loss (solid) and train loss (dotted) against iterations and against tokens seen.
 
     ``unit``: ``nats`` or ``bpb`` (:func:`comparable_unit` picks the one in which the phases compare).
+    Replicated phases are drawn as their mean with a band (the range over the seeds).
     """
     if not histories:
         raise ValueError("compare_val_curves: no histories given (a dict phase -> history DataFrame)")
     vcol, tcol, _, _, label = UNITS[unit]
-    fig, (ax, tax) = _figure(1, 2, (14, 4.8))
-    for i, (phase, hist) in enumerate(histories.items()):
+    colors = phase_colors(list(histories))
+    notes = ["Solid: val loss; dotted: train loss, same colour."] + ([_one_line(note)] if note else [])
+    fig, (ax, tax), key = _panels(1, 2, 4.2, key_lines=key_rows(len(histories), notes, ncol=3))
+    for phase, hist in histories.items():
         h = finite_history(hist)
         if vcol not in h.columns:
             continue
-        color = f"C{i % 10}"
+        color = colors[phase]
         it = _num(h["iter"])
         seeds = int(_num(h["replicates"])[0]) if "replicates" in h.columns else 1
         ax.plot(it, _num(h[vcol]), color=color, lw=1.8,
-                label=f"{phase} val" + (f" (mean of {seeds} seeds, band = their range)" if seeds > 1 else ""))
+                label=phase + (f" (mean of {seeds} seeds, band = range)" if seeds > 1 else ""))
         ax.plot(it, _num(h[tcol]), color=color, lw=1, ls=":", alpha=0.8)
         if seeds > 1 and f"{vcol}_min" in h.columns:
             ax.fill_between(it, _num(h[f"{vcol}_min"]), _num(h[f"{vcol}_max"]), color=color, alpha=0.2, lw=0)
@@ -79,41 +100,91 @@ def compare_val_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike,
             tax.plot(seen[pos], _num(h[tcol])[pos], color=color, lw=1, ls=":", alpha=0.8)
     ax.set_xlabel("iteration")
     tax.set_xscale("log")
+    readable_log_axis(tax.xaxis, *tax.get_xlim())
     tax.set_xlabel("training tokens seen (log scale)")
     for axis in (ax, tax):
-        axis.set_ylabel(f"{label}; dotted = train")
+        axis.set_ylabel(label)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    ax.set_title("val loss by iteration")
-    tax.set_title("val loss by tokens seen (compares runs with different batch sizes)")
-    if note:
-        _unit_note(fig, note)
+    ax.set_title("by iteration")
+    tax.set_title("by tokens seen")
+    _fill_key(key, *ax.get_legend_handles_labels(), notes=notes, ncol=3)
     return _save(fig, out_dir, name)
 
 
+@styled
+def gap_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike, name: str = "gap_curves") -> Figure:
+    """Each phase's gap (val − train, nats) by iteration, one small panel per phase, all on one y-scale.
+
+    Two panels a row; a zero line in each; the scale holds every phase's gaps and at least
+    :data:`gaplab.ui.plots.GAP_AXIS_MIN`, so a 0.15-nat gap looks as small beside a 2-nat one as it is.
+    """
+    if not histories:
+        raise ValueError("gap_curves: no histories given (a dict phase -> history DataFrame)")
+    colors = phase_colors(list(histories))
+    hs = {p: finite_history(h) for p, h in histories.items()}
+    gaps = {p: _num(h["val_loss"]) - _num(h["train_loss"]) for p, h in hs.items()}
+    lo, hi = gap_axis_limits(*gaps.values())
+    negative = any((g < 0).any() for g in gaps.values())
+    notes = ["Every panel has the same gap scale."] + ([NEGATIVE_GAP_NOTE] if negative else [])
+    n = len(hs)
+    ncols = 1 if n == 1 else 2
+    nrows = math.ceil(n / ncols)
+    fig, axes, key = _panels(nrows, ncols, 2.4, key_lines=key_rows(0, notes))
+    for axis, (phase, h) in zip(axes, hs.items()):
+        it = _num(h["iter"])
+        seeds = int(_num(h["replicates"])[0]) if "replicates" in h.columns else 1
+        axis.plot(it, gaps[phase], color=colors[phase], marker=".", lw=1.8)
+        if seeds > 1 and {"val_loss_min", "train_loss_max"} <= set(h.columns):
+            axis.fill_between(it, _num(h["val_loss_min"]) - _num(h["train_loss_max"]),
+                              _num(h["val_loss_max"]) - _num(h["train_loss_min"]), color=colors[phase],
+                              alpha=0.15, lw=0)
+        axis.axhline(0, color="0.35", lw=1)
+        axis.set_ylim(lo, hi)
+        axis.set_title(f"{phase}: final {gaps[phase][-1]:+.2f} nats" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
+        axis.set_xlabel("iteration")
+        axis.set_ylabel("gap (nats)")
+        axis.grid(alpha=0.3)
+    for axis in axes[n:]:
+        axis.axis("off")
+    _fill_key(key, [], [], notes=notes)
+    return _save(fig, out_dir, name)
+
+
+def _verdict_key(ax, verdicts: list) -> tuple[list, list]:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", ls="none", ms=8, color=VERDICT_COLORS.get(v, "0.5"))
+               for v in dict.fromkeys(verdicts)]
+    return handles, [v or "no verdict" for v in dict.fromkeys(verdicts)]
+
+
+@styled
 def gap_vs_tokens_per_param(table: pd.DataFrame, out_dir: PathLike, name: str = "gap_vs_tokens_per_param") -> Figure:
     """Final gap against training tokens per parameter, all counted (log-x), with Chinchilla's ~20 line.
 
     Hoffmann et al. 2022 count every parameter, embeddings included, for their ~20; so does the x-axis.
+    Points are coloured by verdict and named by phase.
     """
     done = _done(table, "gap_vs_tokens_per_param")
     x, y = _num(done["tokens_per_param_total"]), _num(done["final_gap"])
     verdicts = done["verdict"].tolist() if "verdict" in done else [None] * len(done)
-    fig, (ax,) = _figure(1, 1, (8, 5))
-    for v in dict.fromkeys(verdicts):
-        sel = np.array([vv == v for vv in verdicts])
-        ax.scatter(x[sel], y[sel], s=50, color=VERDICT_COLORS.get(v, "0.5"), label=v or "no verdict", zorder=3)
-    _label_points(ax, x, y, done["phase"])
-    _reference_line_log_x(ax, x, CHINCHILLA_TOKENS_PER_PARAM, CHINCHILLA_NOTE, top=True, pad=(3, 3))
-    ax.axhline(0, color="0.6", lw=0.8)
+    notes = [_one_line(CHINCHILLA_NOTE)] + ([NEGATIVE_GAP_NOTE] if (y < 0).any() else [])
+    fig, (ax,), key = _panels(1, 1, 4.6, key_lines=key_rows(len(set(verdicts)), notes, ncol=4, title=True))
+    ax.scatter(x, y, s=60, c=[VERDICT_COLORS.get(v, "0.5") for v in verdicts], zorder=3)
+    _reference_line_log_x(ax, x, CHINCHILLA_TOKENS_PER_PARAM, CHINCHILLA_NOTE, top=True, pad=(3, 3),
+                          short=f"~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens/param")
+    _label_points(ax, x, y, done["phase"].tolist())
+    ax.axhline(0, color="0.35", lw=1)
+    ax.set_ylim(*gap_axis_limits(y))
     ax.set_xlabel("training tokens per parameter, embeddings included (log scale)")
     ax.set_ylabel("final gap = val − train (nats)")
-    ax.set_title("more data per parameter → smaller gap")
+    ax.set_title("more data per parameter → smaller gap", pad=22)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower left", title="verdict")
+    _fill_key(key, *_verdict_key(ax, verdicts), notes=notes, ncol=4, title="verdict")
     return _save(fig, out_dir, name)
 
 
+@styled
 def best_val_vs_train_tokens(table: pd.DataFrame, out_dir: PathLike, name: str = "best_val_vs_train_tokens",
                              unit: str = "nats", note: str = "") -> Figure:
     """Best (filled) and final (hollow) val loss against the number of training tokens, log-x."""
@@ -121,30 +192,37 @@ def best_val_vs_train_tokens(table: pd.DataFrame, out_dir: PathLike, name: str =
     _, _, bcol, fcol, label = UNITS[unit]
     x, best, final = _num(done["train_tokens"]), _num(done[bcol]), _num(done[fcol])
     params = _num(done["params_non_embedding"]) if "params_non_embedding" in done else np.full(len(done), np.nan)
-    fig, (ax,) = _figure(1, 1, (8, 5))
+    notes = ["A grey bar: the val loss lost after the best eval."] + ([_one_line(note)] if note else [])
+    fig, (ax,), key = _panels(1, 1, 4.6, key_lines=key_rows(2, notes))
     sc = ax.scatter(x, best, c=np.log10(np.where(params > 0, params, np.nan)), cmap="viridis", s=60, zorder=3,
-                    label="best val loss")
+                    label="best val loss (colour: model size)")
     ax.scatter(x, final, facecolors="none", edgecolors="0.3", s=60, zorder=3, label="final val loss")
     for xi, b, f in zip(x, best, final):
         if np.isfinite(b) and np.isfinite(f) and f > b:
             ax.plot([xi, xi], [b, f], color="0.6", lw=1, zorder=2)
-    _label_points(ax, x, best, done["phase"])
+    ax.set_xscale("log")
+    finite = x[np.isfinite(x) & (x > 0)]
+    if finite.size:
+        ax.set_xlim(finite.min() / 1.6, finite.max() * 1.6)
+    readable_log_axis(ax.xaxis, *ax.get_xlim())
+    _label_points(ax, x, best, done["phase"].tolist())
     if np.isfinite(params).any():
         cb = fig.colorbar(sc, ax=ax)
         cb.set_label("log10(non-embedding parameters)")
-    ax.set_xscale("log")
     ax.set_xlabel("training tokens (log scale)")
     ax.set_ylabel(f"val {label}")
-    ax.set_title("best val loss vs data; a grey bar = val loss lost after the best eval")
+    ax.set_title("best val loss vs data")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    if note:
-        _unit_note(fig, note)
+    _fill_key(key, *ax.get_legend_handles_labels(), notes=notes)
     return _save(fig, out_dir, name)
 
 
+@styled
 def seed_vs_ours(table: pd.DataFrame, reference_df: pd.DataFrame, out_dir: PathLike, name: str = "seed_vs_ours") -> Figure:
-    """Seed 003's reported numbers next to ours, per phase: best val, final val, final gap (val − train)."""
+    """Seed 003's reported numbers next to ours, per phase: best val, final val, final gap (val − train).
+
+    Two panels a row: best and final val on top, the gap under them; the legend beside the gap.
+    """
     _need_columns(table, ("phase", "best_val", "final_val", "final_gap"), "seed_vs_ours table")
     _need_columns(reference_df, ("phase", "best_val", "final_val", "final_train"), "seed_vs_ours reference_df")
     ours = table.set_index(table["phase"].astype(str))
@@ -158,24 +236,21 @@ def seed_vs_ours(table: pd.DataFrame, reference_df: pd.DataFrame, out_dir: PathL
         ("final val loss", _num(ref.loc[phases, "final_val"]), _num(ours.loc[phases, "final_val"])),
         ("final gap = val − train", ref_gap, _num(ours.loc[phases, "final_gap"])),
     )
-    fig, axes = _figure(1, 3, (15, 4.5))
+    fig, axes, _ = _panels(2, 2, 3.4)
     xs = np.arange(len(phases))
     for axis, (title, seed_v, our_v) in zip(axes, panels):
         axis.bar(xs - 0.2, seed_v, 0.4, color="0.65", label="seed 003 (reported; ChromaDB code)")
         axis.bar(xs + 0.2, our_v, 0.4, color="C0", label="gaplab (this study)")
-        for xv, sv, ov in zip(xs, seed_v, our_v):
-            for dx, v in ((-0.2, sv), (0.2, ov)):
-                if np.isfinite(v):
-                    axis.annotate(f"{v:.2f}", (xv + dx, v), ha="center", va="bottom" if v >= 0 else "top",
-                                  fontsize=7, textcoords="offset points", xytext=(0, 2 if v >= 0 else -2))
         axis.set_xticks(xs, phases)
-        axis.axhline(0, color="0.6", lw=0.8)
+        axis.axhline(0, color="0.35", lw=1)
         axis.set_title(title)
         axis.set_ylabel("nats/token")
         axis.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("seed 003's reported figures (its own corpus) vs this study: compare the shape, not the digits",
-                 fontsize=10)
+    key = axes[3]
+    key.axis("off")
+    _fill_key(key, *axes[0].get_legend_handles_labels(), ncol=1, width=40,
+              notes=["Seed 003's figures are its own, on its own corpus: compare the shape, not the digits."])
+    fig.suptitle("seed 003's reported figures vs this study")
     return _save(fig, out_dir, name)
 
 
@@ -191,9 +266,15 @@ def _grid_axes(done: pd.DataFrame, data_col: str, model_col: str) -> tuple[pd.Se
     return pd.to_numeric(data, errors="coerce"), model, data_name
 
 
+@styled
 def grid_heatmaps(table: pd.DataFrame, out_dir: PathLike, data_col: str = "data_max_tokens",
-                  model_col: str = "model_size", name: str = "grid_heatmaps") -> Figure:
-    """Heatmaps of best val loss and final gap over data size (columns) × model size (rows)."""
+                  model_col: str = "model_size", name: str = "grid_heatmaps",
+                  data_label: Optional[str] = None) -> Figure:
+    """Heatmaps of best val loss and final gap over data size (columns) × model size (rows).
+
+    ``data_label`` names the study key the grid varies (e.g. ``data.max_train_tokens``); by default the
+    journey table's column is named.
+    """
     done = _done(table, "grid_heatmaps")
     data, model, data_name = _grid_axes(done, data_col, model_col)
     df = pd.DataFrame({"data": data.to_numpy(), "model": model.to_numpy(),
@@ -201,7 +282,7 @@ def grid_heatmaps(table: pd.DataFrame, out_dir: PathLike, data_col: str = "data_
                        "best_val": _num(done["best_val"]), "final_gap": _num(done["final_gap"])})
     order = df.groupby("model")["N"].median().sort_values(kind="stable").index.tolist()
     cols = sorted(df["data"].dropna().unique())
-    fig, axes = _figure(1, 2, (13, 1.6 + 0.9 * max(2, len(order))))
+    fig, axes, _ = _panels(2, 1, 1.4 + 0.7 * max(2, len(order)))
     for axis, (key, title, cmap) in zip(axes, (("best_val", "best val loss (nats)", "viridis_r"),
                                                 ("final_gap", "final gap = val − train (nats)", "magma_r"))):
         grid = df.pivot_table(index="model", columns="data", values=key, aggfunc="mean").reindex(index=order,
@@ -210,50 +291,64 @@ def grid_heatmaps(table: pd.DataFrame, out_dir: PathLike, data_col: str = "data_
         im = axis.imshow(vals, cmap=cmap, aspect="auto")
         for (r, c), v in np.ndenumerate(vals):
             if np.isfinite(v):
-                axis.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=9,
+                axis.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=FONT_PT,
                           color="white" if im.norm(v) > 0.6 else "black")
         n_by_model = df.groupby("model")["N"].median()
-        axis.set_yticks(range(len(order)), [f"{m}\n{_fmt_int(n_by_model[m])} non-emb" for m in order], fontsize=8)
+        axis.set_yticks(range(len(order)), [f"{m} ({_fmt_int(n_by_model[m])} non-emb)" for m in order])
         axis.set_xticks(range(len(cols)), [_fmt_int(c) for c in cols])
-        axis.set_xlabel("data size: " + {"data_max_tokens": "data.max_train_tokens (else data.max_tokens)",
-                                          "train_tokens": "train tokens"}.get(data_name, data_name))
-        axis.set_ylabel("model size")
+        axis.set_xlabel(data_label or {"data_max_tokens": "data size (tokens)",
+                                       "train_tokens": "train tokens"}.get(data_name, data_name))
+        axis.set_ylabel("model")
         axis.set_title(title)
-        fig.colorbar(im, ax=axis, shrink=0.8)
+        fig.colorbar(im, ax=axis, shrink=0.9)
     return _save(fig, out_dir, name)
 
 
+@styled
 def loss_vs_epochs(table: pd.DataFrame, out_dir: PathLike, name: str = "loss_vs_epochs") -> Figure:
-    """Best and final val loss against epochs over the train split, with the 4-epoch mark (Muennighoff et al. 2023)."""
+    """Best (filled) and final (hollow) val loss of each phase against its epochs over the train split,
+    with the 4-epoch mark (Muennighoff et al. 2023); points named by phase, coloured by verdict."""
+    from matplotlib.lines import Line2D
+
     done = _done(table, "loss_vs_epochs")
-    ep = _num(done["epochs"])
-    groups = done["model_size"].astype(str) if "model_size" in done and done["model_size"].notna().all() \
-        else pd.Series(["all phases"] * len(done), index=done.index)
-    fig, (ax,) = _figure(1, 1, (8, 5))
-    for i, g in enumerate(dict.fromkeys(groups)):
-        sel = (groups == g).to_numpy()
-        o = np.argsort(ep[sel])
-        color = f"C{i % 10}"
-        ax.plot(ep[sel][o], _num(done["best_val"])[sel][o], marker="o", color=color, label=f"{g}: best val")
-        ax.plot(ep[sel][o], _num(done["final_val"])[sel][o], marker="o", mfc="none", ls=":", color=color,
-                label=f"{g}: final val")
-    _label_points(ax, ep, _num(done["best_val"]), done["phase"])
-    _reference_line_log_x(ax, ep, REPEAT_SAFE_EPOCHS, MUENNIGHOFF_NOTE, top=True, pad=(4, 2))
+    ep, best, final = _num(done["epochs"]), _num(done["best_val"]), _num(done["final_val"])
+    verdicts = done["verdict"].tolist() if "verdict" in done else [None] * len(done)
+    colors = [VERDICT_COLORS.get(v, "0.5") for v in verdicts]
+    notes = [_one_line(MUENNIGHOFF_NOTE), "A grey bar: the val loss lost after the best eval."]
+    fig, (ax,), key = _panels(1, 1, 4.6, key_lines=key_rows(2 + len(set(verdicts)), notes, ncol=3))
+    for x, b, f in zip(ep, best, final):
+        if np.isfinite(b) and np.isfinite(f) and f > b:
+            ax.plot([x, x], [b, f], color="0.6", lw=1, zorder=2)
+    ax.scatter(ep, best, s=60, c=colors, zorder=3)
+    ax.scatter(ep, final, s=60, facecolors="none", edgecolors=colors, lw=1.5, zorder=3)
+    _reference_line_log_x(ax, ep, REPEAT_SAFE_EPOCHS, MUENNIGHOFF_NOTE, top=True, pad=(4, 2),
+                          short=f"{REPEAT_SAFE_EPOCHS:g} epochs")
+    _label_points(ax, ep, best, done["phase"].tolist())
     ax.set_xlabel("epochs over the train split (log scale)")
     ax.set_ylabel("val loss (nats/token)")
-    ax.set_title("repeating the data: past a few epochs it stops paying")
+    ax.set_title("repeating the data: past a few epochs it stops paying", pad=22)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right")
+    handles = [Line2D([], [], marker="o", ls="none", ms=8, color="0.3"),
+               Line2D([], [], marker="o", ls="none", ms=8, mfc="none", color="0.3")]
+    vh, vl = _verdict_key(ax, verdicts)
+    _fill_key(key, handles + vh, ["best val", "final val"] + [f"verdict: {v}" for v in vl], notes=notes, ncol=3)
     return _save(fig, out_dir, name)
 
 
+@styled
 def kaplan_fit_plot(fit: Mapping[str, Any], N: Any, D: Any, L: Any, out_dir: PathLike,
                     name: str = "kaplan_fit", labels: Optional[list[str]] = None) -> Figure:
     """Kaplan et al. 2020 eq. 1.5 fitted to the study: predicted vs observed, and loss vs data per model size."""
     N, D, L = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (N, D, L))
     pred = scaling.kaplan_loss(N, D, fit["Nc"], fit["Dc"], fit["alpha_N"], fit["alpha_D"])
     hold = np.asarray(fit.get("holdout_mask") or [False] * len(N), dtype=bool)
-    fig, (ax, dax) = _figure(1, 2, (14, 5))
+    text = (f"Fit of L(N, D) = [(Nc/N)^(α_N/α_D) + Dc/D]^α_D ({KAPLAN_NOTE}): Nc = {fit['Nc']:.3g}, "
+            f"Dc = {fit['Dc']:.3g}, α_N = {fit['alpha_N']:.3f}, α_D = {fit['alpha_D']:.3f}; RMSE over the "
+            f"{fit['n_fit']} fit points {fit['rmse']:.3f} nats")
+    if fit.get("holdout_rmse") is not None:
+        text += f"; held out: RMSE {fit['holdout_rmse']:.3f}, max |err| {fit['holdout_max_abs_error']:.3f}"
+    sizes = sorted(set(N.tolist()))
+    fig, (ax, dax), key = _panels(1, 2, 4.2, key_lines=key_rows(3 + len(sizes), [text + "."], ncol=3))
     ax.scatter(L[~hold], pred[~hold], color="C0", s=45, label="fit points", zorder=3)
     if hold.any():
         ax.scatter(L[hold], pred[hold], facecolors="none", edgecolors="C3", s=70, lw=1.5, label="held out", zorder=3)
@@ -262,44 +357,62 @@ def kaplan_fit_plot(fit: Mapping[str, Any], N: Any, D: Any, L: Any, out_dir: Pat
     lo, hi = float(np.nanmin([L.min(), pred.min()])), float(np.nanmax([L.max(), pred.max()]))
     pad = 0.05 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", ls="--", lw=1, label="perfect prediction")
-    text = (f"Nc = {fit['Nc']:.3g}, Dc = {fit['Dc']:.3g}\nα_N = {fit['alpha_N']:.3f}, α_D = {fit['alpha_D']:.3f}\n"
-            f"RMSE (fit, {fit['n_fit']} pts) = {fit['rmse']:.3f} nats")
-    if fit.get("holdout_rmse") is not None:
-        text += f"\nheld-out RMSE = {fit['holdout_rmse']:.3f}, max |err| = {fit['holdout_max_abs_error']:.3f}"
-    ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", fontsize=8,
-            bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
     ax.set_xlabel("observed best val loss (nats)")
     ax.set_ylabel("predicted L(N, D) (nats)")
-    ax.set_title(f"fit of L(N, D) = [(Nc/N)^(α_N/α_D) + Dc/D]^α_D ({KAPLAN_NOTE})", fontsize=9)
+    ax.set_title("predicted vs observed")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
 
     d_grid = np.geomspace(D.min() / 2, D.max() * 2, 100)
-    for i, n in enumerate(sorted(set(N.tolist()))):
+    for i, n in enumerate(sizes):
         color = f"C{i % 10}"
         sel = N == n
         dax.plot(d_grid, scaling.kaplan_loss(n, d_grid, fit["Nc"], fit["Dc"], fit["alpha_N"], fit["alpha_D"]),
-                 color=color, lw=1, label=f"N = {_fmt_int(n)}")
+                 color=color, lw=1, label=f"law at N = {_fmt_int(n)}")
         dax.scatter(D[sel & ~hold], L[sel & ~hold], color=color, s=40, zorder=3)
         if (sel & hold).any():
             dax.scatter(D[sel & hold], L[sel & hold], facecolors="none", edgecolors=color, s=70, lw=1.5, zorder=3)
     dax.set_xscale("log")
+    readable_log_axis(dax.xaxis, *dax.get_xlim())
     dax.set_xlabel("training tokens D (log scale)")
     dax.set_ylabel("best val loss (nats)")
-    dax.set_title("lines: fitted law per non-embedding size N; hollow: held out")
+    dax.set_title("the law per non-embedding size N")
     dax.grid(alpha=0.3, which="both")
-    dax.legend(fontsize=8)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = dax.get_legend_handles_labels()
+    _fill_key(key, h1 + h2, l1 + l2, notes=[text + "."], ncol=3)
     return _save(fig, out_dir, name)
 
 
 # --------------------------------------------------------------------------- 05_compare
 def is_grid(table: pd.DataFrame, data_col: str = "data_max_tokens", model_col: str = "model_size") -> bool:
-    """True when the finished phases span at least 2 data sizes and 2 model sizes."""
+    """True when the finished phases form a grid: at least 2 data sizes x 2 model sizes, every
+    combination of them present (a heatmap of a study that is not a grid would be mostly empty)."""
     done = done_rows(table)
     if done.empty:
         return False
     data, model, _ = _grid_axes(done, data_col, model_col)
-    return data.nunique() >= 2 and model.nunique() >= 2
+    if data.isna().any() or data.nunique() < 2 or model.nunique() < 2:
+        return False
+    cells = set(zip(data.tolist(), model.tolist()))
+    return len(cells) == data.nunique() * model.nunique()
+
+
+def grid_data_key(study_dir: PathLike, phases: list[str]) -> str:
+    """The study key that sets a grid's data size (the journey table's ``data_max_tokens`` is
+    ``data.max_train_tokens`` where set, else ``data.max_tokens``), read from the phases' params.yaml."""
+    import yaml
+
+    keys = set()
+    for phase in phases:
+        path = Path(study_dir) / phase / "params.yaml"
+        try:
+            data = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("data") or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        keys.add("data.max_train_tokens" if data.get("max_train_tokens") else "data.max_tokens")
+    if len(keys) == 1:
+        return keys.pop()
+    return "data.max_train_tokens, else data.max_tokens" if keys else "data size (tokens)"
 
 
 def is_seed_study(table: pd.DataFrame, study: Optional[str] = None) -> bool:
@@ -334,7 +447,8 @@ def compare_figures(study_dir: PathLike, table: pd.DataFrame, phases: list[str],
     unit, why = comparable_unit(table)
     if histories:
         compare_val_curves(histories, out, unit=unit, note=why)
-        made += _paths(out, "compare_val_curves")
+        gap_curves(histories, out)
+        made += _paths(out, "compare_val_curves") + _paths(out, "gap_curves")
     gap_vs_tokens_per_param(table, out)
     best_val_vs_train_tokens(table, out, unit=unit, note=why)
     made += _paths(out, "gap_vs_tokens_per_param") + _paths(out, "best_val_vs_train_tokens")
@@ -345,7 +459,7 @@ def compare_figures(study_dir: PathLike, table: pd.DataFrame, phases: list[str],
         seed_vs_ours(table, load_seed_reference(), out)
         made += _paths(out, "seed_vs_ours")
     if is_grid(table):
-        grid_heatmaps(table, out)
+        grid_heatmaps(table, out, data_label=grid_data_key(sdir, list(done["phase"].astype(str))))
         made += _paths(out, "grid_heatmaps")
     fj = scaling.fit_journey(table)
     if fj is not None:
