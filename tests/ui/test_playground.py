@@ -200,7 +200,8 @@ def test_save_quotes_names_yaml_would_read_as_other_types(tmp_path, name):
 
 
 @pytest.mark.parametrize("name, message", [("b", "already has a phase with this name.*taken: a, b"),
-                                           ("my phase!", "phase name")])
+                                           ("my phase!", "phase name"), ("p1\n", "phase name"),
+                                           ("figures", "study-level file or folder")])
 def test_save_refuses_a_taken_or_bad_phase_name_and_leaves_the_file(tmp_path, name, message):
     path = tmp_path / "study.yaml"
     path.write_text(STUDY)

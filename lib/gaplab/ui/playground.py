@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 import yaml
 
-from ..pipeline.config import PHASE_NAME, _extend, load_study, validate_phase
+from ..pipeline.config import _extend, load_study, name_problem, validate_phase
 from ..data.split import val_token_count
 from ..schema import ModelConfig
 from ..errors import Problem, StudyError
@@ -466,10 +466,9 @@ def save_as_phase(study_path: Union[str, Path], phase_name: str,
     """
     path = Path(study_path).expanduser()
     file = str(path)
-    if not isinstance(phase_name, str) or not PHASE_NAME.match(phase_name):
-        raise StudyError([Problem(file, None, "phase name", phase_name,
-                                  "allowed: letters, digits, '_', '-' or '.', starting with a letter or digit "
-                                  "(it names a folder)")])
+    why = name_problem(phase_name)  # the same rule as a study file's phase names (reserved names too)
+    if why:
+        raise StudyError([Problem(file, None, "phase name", phase_name, why)])
     overrides = settings_to_phase(settings)
     if path.exists():
         text = path.read_text(encoding="utf-8")
