@@ -335,13 +335,9 @@ LEARNER_KEYS = ("verdict", "reason", "best_val", "best_iter", "final_train", "fi
 
 
 def _onset_rule() -> str:
-    from ..measure import curves
+    from ..measure.curves import ONSET_RULE
 
-    rule = getattr(curves, "ONSET_RULE", None)
-    if isinstance(rule, str) and rule.strip():
-        return " ".join(rule.split())
-    doc = (curves.detect_onset.__doc__ or "").strip().split("\n\n")[0]
-    return " ".join(doc.split())
+    return " ".join(ONSET_RULE.split())
 
 
 def analysis(a: dict[str, Any], run_dir=None) -> None:
@@ -360,7 +356,7 @@ def analysis(a: dict[str, Any], run_dir=None) -> None:
         gap = a.get("final_gap", a["final_val"] - a["final_train"])
         rows.append(("final train / val / gap", f"{a['final_train']:.3f} / {a['final_val']:.3f} / {gap:+.3f} nats"))
     rows.append(("overfitting onset", f"after iter {a['onset_iter']}" if a.get("onset_iter") is not None
-                 else "none (val loss never rose beyond its noise for good)"))
+                 else "none (by the onset rule below)"))
     if m.get("epochs") is not None:
         rows.append(("epochs over the train split", fmt(m["epochs"])))
     if m.get("tokens_per_param_total") is not None:
