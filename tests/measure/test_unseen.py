@@ -30,5 +30,7 @@ def test_a_shifted_val_split_is_said_in_words():
     assert "distribution shift" in note
     # an iid split: the same mix on both sides, few unseen tokens: no note
     assert shift_note("p", _report({"a": 900, "b": 100}, {"a": 88, "b": 12}), 0.02) is None
-    # one source but many unseen tokens (a compact vocabulary from a tiny train split): still a note
-    assert "30% of val tokens" in shift_note("p", _report({"a": 900}, {"a": 100}), 0.3)
+    # one distribution, but a tiny training split misses many val tokens: a note, and not about a shift
+    small = shift_note("overfit", _report({"a": 900, "b": 100}, {"a": 90, "b": 10}), 0.2, 3000)
+    assert small.startswith("overfit: 20% of its val tokens never occur in its 3,000 training tokens.")
+    assert "shift" not in small and "seen and unseen tokens apart" in small

@@ -191,30 +191,35 @@ SHIFT_SHARE = 0.25
 UNSEEN_SHARE = 0.10
 
 
-def shift_note(phase: str, report: Mapping[str, Any], unseen: Optional[float]) -> Optional[str]:
-    """A sentence when a phase's val split is not drawn from its training distribution, else None.
+def shift_note(phase: str, report: Mapping[str, Any], unseen: Optional[float],
+               train_tokens: Optional[float] = None) -> Optional[str]:
+    """A sentence when a phase's val loss measures more than overfitting, else None.
 
-    ``report`` is the phase's data_report.json (its ``split.sources``: tokens per source in train and val);
-    ``unseen`` the share of val tokens whose id never occurs in training.
+    Two cases.  The val split's source mix differs from train's (``report`` is the phase's data_report.json,
+    its ``split.sources`` tokens per source): a distribution shift, which the split itself made.  Or, on a
+    split of one distribution, many val tokens never occur in a small training split (``unseen``, their
+    share): those are tokens the model could not learn, part of its val loss and of its rise.
     """
     sources = ((report or {}).get("split") or {}).get("sources") or []
     train_total = sum(int(s.get("train_tokens", 0)) for s in sources)
     val_total = sum(int(s.get("val_tokens", 0)) for s in sources)
-    parts, shifted = [], False
     if train_total and val_total and len(sources) > 1:
         mix = [(s["source"], s["train_tokens"] / train_total, s["val_tokens"] / val_total) for s in sources]
         if max(abs(v - tr) for _, tr, v in mix) >= SHIFT_SHARE:
-            shifted = True
             def share(i):
                 return ", ".join(f"{m[i]:.0%} {m[0]}" for m in sorted(mix, key=lambda m: -m[i]) if m[i] >= 0.005)
-            parts.append(f"val is {share(2)}, train {share(1)}")
+            parts = [f"val is {share(2)}, train {share(1)}"]
+            if unseen is not None and unseen >= UNSEEN_SHARE:
+                parts.append(f"{unseen:.0%} of val tokens never occur in training")
+            return (f"{phase}: {'; '.join(parts)}. Its val loss measures that distribution shift as much as "
+                    "overfitting; draw train and val from one distribution (data.split: chunks or documents) to "
+                    "measure overfitting alone.")
     if unseen is not None and unseen >= UNSEEN_SHARE:
-        shifted = True
-        parts.append(f"{unseen:.0%} of val tokens never occur in training")
-    if not shifted:
-        return None
-    return (f"{phase}: {'; '.join(parts)}. Its val loss measures that distribution shift as much as overfitting; "
-            "draw train and val from one distribution (data.split: chunks or documents) to measure overfitting alone.")
+        size = f" {int(train_tokens):,}" if train_tokens else ""
+        return (f"{phase}: {unseen:.0%} of its val tokens never occur in its{size} training tokens. A model cannot "
+                "learn a token it never saw, so part of its val loss, and of any rise, is those tokens "
+                "(03_loss_gap shows the val loss on seen and unseen tokens apart).")
+    return None
 
 
 def corpus_note(sdir: Path, done: pd.DataFrame) -> Optional[str]:
@@ -250,7 +255,7 @@ def compare_notes(study_dir: PathLike, table: pd.DataFrame, study: Optional[str]
     notes.extend(ranking_notes(done))
     for _, r in done.iterrows():
         note = shift_note(str(r["phase"]), read_json(Path(study_dir) / str(r["phase"]) / "data_report.json", {}) or {},
-                          finite_or_none(r.get("val_unseen_token_share")))
+                          finite_or_none(r.get("val_unseen_token_share")), finite_or_none(r.get("train_tokens")))
         if note:
             notes.append(note)
     for _, r in done.iterrows():
