@@ -93,7 +93,7 @@ def test_empty_corpus(tmp_path):
 
 
 def test_generated_source_bad_import():
-    with pytest.raises(DataError, match="cannot import 'gaplab.nope:f'"):
+    with pytest.raises(DataError, match="data.generator: 'gaplab.nope:f': module 'gaplab.nope' does not import"):
         load_corpus(params(data={"source": "generated", "generator": "gaplab.nope:f"}).data)
 
 

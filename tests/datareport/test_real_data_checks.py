@@ -14,6 +14,7 @@ from gaplab.datareport.detectors import unseen_val_tokens
 from gaplab.datareport.leakage import ngram_leakage
 from gaplab.datareport.near_duplicates import cross_split_near_duplicates, near_duplicates, normalize_words
 from gaplab.data.corpus import Document
+from gaplab.data.teaching import other_edition
 from gaplab.schema import PhaseParams
 
 # ----------------------------------------------------------------------------- a crafted genre
@@ -36,33 +37,6 @@ def genre_doc(rng, words=400):
     return "\n".join(lines)
 
 
-def old_spelling(text, rng):
-    """Another edition: u/v and i/y swapped, final e added, vowels doubled, punctuation and line breaks
-    moved, a few words dropped: the differences between the plays' modern and folio texts."""
-    out = []
-    for w in text.replace("\n", " ").split():
-        core, tail = w.rstrip(".,;!?"), w[len(w.rstrip(".,;!?")):]
-        r = rng.random()
-        if r < 0.05:
-            continue  # a word the other edition does not have
-        if "u" in core and rng.random() < 0.5:
-            core = core.replace("u", "v", 1)
-        if core.endswith(("d", "n", "r", "t")) and rng.random() < 0.3:
-            core += "e"
-        if "e" in core and rng.random() < 0.2:
-            core = core.replace("e", "ee", 1)
-        if "i" in core[1:] and rng.random() < 0.3:
-            core = core[0] + core[1:].replace("i", "y", 1)
-        out.append(core + (rng.choice(["", ",", ":"]) if not tail else rng.choice([tail, "", ";"])))
-    lines, cur = [], []
-    for w in out:
-        cur.append(w)
-        if rng.random() < 0.12:
-            lines.append("  " + " ".join(cur))
-            cur = []
-    return "\n".join(lines + [" ".join(cur)])
-
-
 def test_normalization_folds_spelling_variants():
     assert normalize_words("Heere vpon thy selfe, giue") == normalize_words("here upon thy self; give")
     assert normalize_words("Thee") == normalize_words("thee") == ["th"]
@@ -73,7 +47,7 @@ def test_twins_in_another_spelling_are_found_and_unrelated_documents_are_not_pai
     rng = np.random.default_rng(0)
     docs = [genre_doc(rng) for _ in range(30)]
     twins = {30 + k: k for k in range(10)}
-    texts = docs + [old_spelling(docs[k], rng) for k in range(10)]
+    texts = docs + [other_edition(docs[k], rng) for k in range(10)]
     names = [f"play{i}" for i in range(30)] + [f"play{k}_folio" for k in range(10)]
     out = near_duplicates(texts, names)
     pairs = {tuple(sorted(p)) for p in out["_pairs"].tolist()}
@@ -94,7 +68,7 @@ def test_twins_in_another_spelling_are_found_and_unrelated_documents_are_not_pai
 def test_cross_split_near_twins_are_the_val_documents_whose_twin_is_in_train():
     rng = np.random.default_rng(1)
     docs = [genre_doc(rng, 200) for _ in range(12)]
-    texts = docs + [old_spelling(docs[0], rng), old_spelling(docs[1], rng)]
+    texts = docs + [other_edition(docs[0], rng), other_edition(docs[1], rng)]
     names = [f"d{i}" for i in range(14)]
     split = ["train"] * 10 + ["val", "val", "val", "train"]  # d12 (twin of d0) in val; d13 (twin of d1) in train
     out = cross_split_near_duplicates(near_duplicates(texts, names), names, split)

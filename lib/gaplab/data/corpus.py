@@ -264,33 +264,37 @@ def refused_module(module_name: Optional[str]) -> bool:
     return not module_name or module_name.split(".")[0] in _NEVER_CALLED
 
 
-def _import_callable(spec: str, key: str):
+def import_callable(spec: str, key: str, error: type = DataError, allowed: Optional[str] = None) -> Callable:
     """The function a study names as ``'package.module:function'`` (a generator, a validator), imported, not called.
 
     Standard-library and builtin callables are refused by the spec's module and again by the module that
     defines the object (``jupyter_client.launcher:Popen`` is ``subprocess.Popen``), so a study file cannot
     run a shell command, write or delete files through them.  Every other name runs as code when the data
-    is prepared; ``gaplab check`` lists them and imports them only to see that they exist.
+    is prepared; ``gaplab check`` lists them and imports them only to see that they exist.  A bad name
+    raises ``error`` (a :class:`gaplab.errors.UsageError`) with one sentence naming ``key``, the spec and
+    what is ``allowed``.
     """
-    allowed = "allowed: 'package.module:function' from your own code or gaplab (never the standard library)"
+    allowed = allowed or "allowed: 'package.module:function' from your own code or gaplab (never the standard library)"
     module_name, sep, attr = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     if not sep or not module_name or not attr or not re.fullmatch(r"[A-Za-z_][\w.]*", module_name) \
             or not attr.isidentifier():
-        raise DataError(f"{key}: {spec!r}: not a 'module:function' name; {allowed}")
+        raise error(f"{key}: {spec!r} is not 'module:function'; {allowed}")
     if refused_module(module_name):
-        raise DataError(f"{key}: {spec!r}: names the standard library or a builtin ({module_name.split('.')[0]}), "
-                        f"whose functions a study may not call; {allowed}")
+        raise error(f"{key}: {spec!r}: names the standard library or a builtin ({module_name.split('.')[0]}), "
+                    f"whose functions a study may not call; {allowed}")
     try:
         module = importlib.import_module(module_name)
-        fn = getattr(module, attr)
-    except (ImportError, AttributeError) as exc:
-        raise DataError(f"{key}: cannot import {spec!r} ({exc}); {allowed}") from None
+    except ImportError as exc:
+        raise error(f"{key}: {spec!r}: module {module_name!r} does not import ({exc}); {allowed}") from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise error(f"{key}: {spec!r}: module {module_name!r} has no attribute {attr!r}; {allowed}")
     if not callable(fn):
-        raise DataError(f"{key}: {spec!r}: a {type(fn).__name__}, not a function; {allowed}")
+        raise error(f"{key}: {spec!r} is a {type(fn).__name__}, not a function; {allowed}")
     defined_in = getattr(fn, "__module__", None)
     if refused_module(defined_in if isinstance(defined_in, str) else None):
-        raise DataError(f"{key}: {spec!r}: it is {defined_in or 'a builtin'}'s {getattr(fn, '__name__', attr)}, "
-                        f"from the standard library, which a study may not call; {allowed}")
+        raise error(f"{key}: {spec!r}: it is {defined_in or 'a builtin'}'s {getattr(fn, '__name__', attr)}, "
+                    f"from the standard library, which a study may not call; {allowed}")
     return fn
 
 
@@ -322,7 +326,7 @@ def load_corpus(data: Any, stop: Stop = None) -> Corpus:
         corpus = _record_documents(Path(data.path), src, list(data.fields), data.template, data.label_field,
                                    getattr(data, "bad_records", "error"), stop)
     elif src == "generated":
-        fn = _import_callable(data.generator, "data.generator")
+        fn = import_callable(data.generator, "data.generator")
         docs = fn(**dict(data.generator_args))
         if not isinstance(docs, list) or not all(isinstance(d, Document) for d in docs):
             raise DataError(f"data.generator: {data.generator!r} must return a list of gaplab.data.corpus.Document")

@@ -274,3 +274,31 @@ def qa_defects(n: int = 400, seed: int = 0, templated_share: float = 0.3, boiler
     out += [Document(text=_key_doc(v, noun, i + 1), source="key_examples", name=f"key-{i + 1:02d}")
             for i, (v, noun) in enumerate(keys)]
     return out
+
+
+def other_edition(text: str, rng) -> str:
+    """The same text as another edition would print it: u/v and i/y swapped, a final e added, vowels doubled,
+    punctuation and line breaks moved, a few words dropped (the differences between a play's modern and folio
+    texts).  ``rng`` is a ``numpy.random.Generator``; for crafted near-twin corpora with a known answer
+    (tests, ``benchmarks/bench_dedup.py``)."""
+    out = []
+    for w in text.replace("\n", " ").split():
+        core, tail = w.rstrip(".,;!?"), w[len(w.rstrip(".,;!?")):]
+        if rng.random() < 0.05:
+            continue  # a word the other edition does not have
+        if "u" in core and rng.random() < 0.5:
+            core = core.replace("u", "v", 1)
+        if core.endswith(("d", "n", "r", "t")) and rng.random() < 0.3:
+            core += "e"
+        if "e" in core and rng.random() < 0.2:
+            core = core.replace("e", "ee", 1)
+        if "i" in core[1:] and rng.random() < 0.3:
+            core = core[0] + core[1:].replace("i", "y", 1)
+        out.append(core + (rng.choice(["", ",", ":"]) if not tail else rng.choice([tail, "", ";"])))
+    lines, cur = [], []
+    for w in out:
+        cur.append(w)
+        if rng.random() < 0.12:
+            lines.append("  " + " ".join(cur))
+            cur = []
+    return "\n".join(lines + [" ".join(cur)])

@@ -22,12 +22,10 @@ Seed 002 trained on shopping carts whose totals were random numbers
 
 from __future__ import annotations
 
-import importlib
 import json
-import re
 from typing import Any, Callable, Optional, Sequence, Union
 
-from .corpus import Document, refused_module
+from .corpus import Document, import_callable
 from ..errors import ValidatorError
 
 #: A validator: problems for one document, or ``None`` when it does not apply.
@@ -248,29 +246,7 @@ def load_validator(spec: Union[str, Callable]) -> Validator:
     spec = spec.strip()
     if spec in BUILTINS:
         return BUILTINS[spec]
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr or not re.fullmatch(r"[\w.]+", module_name + attr):
-        raise ValidatorError(f"data.validators: {spec!r} is not 'module:function'; {_allowed()}")
-    if refused_module(module_name):
-        raise ValidatorError(f"data.validators: {spec!r}: names the standard library or a builtin "
-                             f"({module_name.split('.')[0]}), whose functions a study may not call; {_allowed()}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValidatorError(f"data.validators: {spec!r}: module {module_name!r} does not import ({exc}); "
-                             f"{_allowed()}") from None
-    fn = getattr(module, attr, None)
-    if fn is None:
-        raise ValidatorError(f"data.validators: {spec!r}: module {module_name!r} has no attribute {attr!r}; "
-                             f"{_allowed()}")
-    if not callable(fn):
-        raise ValidatorError(f"data.validators: {spec!r} is a {type(fn).__name__}, not a function; {_allowed()}")
-    defined_in = getattr(fn, "__module__", None)
-    if refused_module(defined_in if isinstance(defined_in, str) else None):
-        raise ValidatorError(f"data.validators: {spec!r}: it is {defined_in or 'a builtin'}'s "
-                             f"{getattr(fn, '__name__', attr)}, from the standard library, which a study may not "
-                             f"call; {_allowed()}")
-    return fn
+    return import_callable(spec, "data.validators", ValidatorError, _allowed())
 
 
 def _name_of(spec: Union[str, Callable]) -> str:

@@ -299,11 +299,11 @@ def cross_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
         if why:
             out.append(Problem(file, phase, "data.template", d.template, why))
     if d.generator:
-        from ..data.corpus import _import_callable
+        from ..data.corpus import import_callable
         from ..errors import DataError
 
         try:
-            _import_callable(d.generator, "data.generator")  # imported to see that it exists; never called here
+            import_callable(d.generator, "data.generator")  # imported to see that it exists; never called here
         except DataError as exc:
             out.append(Problem(file, phase, "data.generator", d.generator,
                                str(exc).removeprefix("data.generator: ").removeprefix(f"{d.generator!r}: ")))
