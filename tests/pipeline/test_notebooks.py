@@ -64,7 +64,15 @@ def test_executed_stage_notebooks_read_well(tmp_path, root, monkeypatch):
     from gaplab.pipeline.execute import kernel_name
 
     monkeypatch.setenv("GAPLAB_BATCH", "1")  # what execute_phase sets: no live widgets
-    params = {"run_dir": str(tmp_path / "tiny"), "phase": "tiny"}
+    # A phase that memorises (1,200 tokens, 200 iterations), so its samples copy spans from training for certain
+    # rather than by chance, as the 40-iteration defaults would on one machine and not another.
+    params = {"run_dir": str(tmp_path / "tiny"), "phase": "tiny",
+              "data": {"source": "stdlib", "packages": ["json"], "max_tokens": 1200, "split": "tail",
+                       "val_fraction": 0.1},
+              "train": {"max_iters": 200, "batch_size": 8, "learning_rate": 1e-2, "eval_interval": 20,
+                        "eval_iters": 4},
+              "sample": {"prompts": ["import json", "def "], "max_new_tokens": 32, "num_samples": 1,
+                         "checkpoints": ["best", "last"]}}
     done = {}
     for stage in ("02_train", "03_loss_gap", "04_samples"):
         out = tmp_path / f"{stage}.ipynb"
