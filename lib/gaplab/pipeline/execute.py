@@ -65,6 +65,8 @@ class PhaseJob:
     kernel: str = "python3"
     notebooks: str = ""
     threads: Optional[int] = None
+    #: this process runs another phase after this one: start its kernel while this phase runs
+    warm_next: bool = False
 
 
 @dataclass
@@ -105,9 +107,7 @@ def execute_phase(job: PhaseJob, work_root: str, report: Optional[Callable[[str,
     The folder is left for the caller to move into place (this is what a Dask
     worker runs too).  ``report(phase, stage)`` is called as each stage starts.
     """
-    import papermill as pm
-
-    from .phase_kernel import ENGINE, PhaseKernel
+    from .phase_kernel import STAGE_MODULES, PhaseKernel, start_spare, take_spare
 
     if job.threads:
         os.environ["GAPLAB_THREADS"] = str(job.threads)
@@ -119,17 +119,25 @@ def execute_phase(job: PhaseJob, work_root: str, report: Optional[Callable[[str,
     start = time.time()
     status: dict[str, Any] = {"phase": job.name, "fingerprint": job.fingerprint, "state": "running",
                               "gaplab": gaplab_version(), "run_dir": str(run_dir), "stages": {}}
-    with PhaseKernel() as kernel:
-        for stage in STAGES:
+    with take_spare(job.kernel) or PhaseKernel() as kernel:
+        kernel.cwd = str(run_dir)
+        for i, stage in enumerate(STAGES):
             if report:
                 report(job.name, stage)
             out_nb = run_dir / f"{stage}.ipynb"
             t0 = time.time()
             try:
+                if i == 0:
+                    if kernel.km is None:
+                        kernel.start(job.kernel, str(run_dir), kernel_config(), warm=STAGE_MODULES)
+                    if job.warm_next:
+                        start_spare(job.kernel, work_root, kernel_config(), warm=STAGE_MODULES)
+                import papermill as pm  # the first time: while the kernel starts and imports what the stages use
+
                 pm.execute_notebook(str(Path(job.notebooks) / f"{stage}.ipynb"), str(out_nb), parameters=params,
                                     kernel_name=job.kernel, progress_bar=False, log_output=False,
                                     execution_timeout=job.timeout, cwd=str(run_dir), config=kernel_config(),
-                                    engine_name=ENGINE, phase_kernel=kernel)
+                                    engine_name=kernel.engine(), phase_kernel=kernel)
             except BaseException as exc:  # noqa: BLE001 - record and hand back, never crash the study
                 status.update(state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                               stage=stage, error=short_error(exc), notebook=f"{stage}.ipynb",

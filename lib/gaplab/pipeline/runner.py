@@ -28,11 +28,13 @@ papermill (the executed notebooks are kept as the record of the run), then
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import traceback
 from pathlib import Path
 from typing import Optional
@@ -44,6 +46,7 @@ from .stages import COMPARE, STAGES
 from .executors.local import LocalExecutor
 from .execute import PhaseJob, PhaseResult, short_error, kernel_config, kernel_name, notebooks_dir
 from .lock import study_lock
+from .phase_kernel import COMPARE_MODULES, PhaseKernel, register_engine
 from .resources import machine_memory, memory_problem
 from .runs import phase_fingerprint, place_phase, reuse_problem, study_dir
 
@@ -217,26 +220,30 @@ def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threa
         return res.state == "done"
 
     interrupted = False
-    try:
-        if jobs:
-            make_executor(executor, workers, scheduler).run(jobs, run_root, on_stage, on_done, keep_going)
-    except KeyboardInterrupt:
-        interrupted = True
-        bar.write("interrupted: finished phases are kept and will be reused; unfinished ones were discarded",
-                  file=sys.stderr)
-    finally:
-        shutil.rmtree(run_root, ignore_errors=True)
+    with PhaseKernel() as compare_kernel:
         try:
-            staging.rmdir()  # only when empty: an interrupted gaplab train's folder stays for --resume
-        except OSError:
-            pass
-    if interrupted:
-        bar.close()
-        _write_study_status(sdir, study, order, results)
-        return 130
+            # 05_compare's kernel starts and imports while the phases run; so does papermill here
+            _start_early(compare_kernel, kern, sdir)
+            threading.Thread(target=register_engine, daemon=True).start()
+            if jobs:
+                make_executor(executor, workers, scheduler).run(jobs, run_root, on_stage, on_done, keep_going)
+        except KeyboardInterrupt:
+            interrupted = True
+            bar.write("interrupted: finished phases are kept and will be reused; unfinished ones were discarded",
+                      file=sys.stderr)
+        finally:
+            shutil.rmtree(run_root, ignore_errors=True)
+            try:
+                staging.rmdir()  # only when empty: an interrupted gaplab train's folder stays for --resume
+            except OSError:
+                pass
+        if interrupted:
+            bar.close()
+            _write_study_status(sdir, study, order, results)
+            return 130
 
-    bar.set_description(f"study / {COMPARE}")
-    compare_err = run_compare(study, sdir, order, nbdir, kern, timeout)
+        bar.set_description(f"study / {COMPARE}")
+        compare_err = run_compare(study, sdir, order, nbdir, kern, timeout, compare_kernel)
     bar.update(1)
     bar.close()
     failed = [r for r in results.values() if r.state == "failed"]
@@ -252,6 +259,14 @@ def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threa
     return 1 if failed or compare_err else 0
 
 
+def _start_early(kernel: PhaseKernel, kern: str, sdir: Path) -> None:
+    """Start 05_compare's kernel now; if it cannot start, papermill starts one (and reports why) later."""
+    try:
+        kernel.start(kern, str(sdir), kernel_config(), warm=COMPARE_MODULES)
+    except Exception:  # noqa: BLE001 - 05_compare reports a kernel that does not start
+        kernel.close()
+
+
 def _write_study_status(sdir: Path, study: Study, order: list[str], results: dict[str, PhaseResult]) -> None:
     atomic_write_json(sdir / "study_status.json", {
         "study": study.name, "description": study.description, "study_file": str(study.path),
@@ -262,17 +277,22 @@ def _write_study_status(sdir: Path, study: Study, order: list[str], results: dic
 
 
 def run_compare(study: Study, sdir: Path, order: list[str], nbdir: Path, kern: str,
-                timeout: Optional[float]) -> Optional[str]:
-    """Run ``05_compare`` into the study folder; return an error string or None."""
+                timeout: Optional[float], kernel: Optional[PhaseKernel] = None) -> Optional[str]:
+    """Run ``05_compare`` into the study folder (in ``kernel`` if given, else a new one); return an error
+    string or None."""
     import papermill as pm
 
     out = sdir / f"{COMPARE}.ipynb"
     tmp = sdir / f".{COMPARE}.running.ipynb"
     try:
-        pm.execute_notebook(str(nbdir / f"{COMPARE}.ipynb"), str(tmp),
-                            parameters={"study": study.name, "study_dir": str(sdir), "phases": order},
-                            kernel_name=kern, progress_bar=False, log_output=False, execution_timeout=timeout,
-                            cwd=str(sdir), config=kernel_config())
+        with contextlib.ExitStack() as stack:
+            if kernel is None:
+                kernel = stack.enter_context(PhaseKernel())
+            pm.execute_notebook(str(nbdir / f"{COMPARE}.ipynb"), str(tmp),
+                                parameters={"study": study.name, "study_dir": str(sdir), "phases": order},
+                                kernel_name=kern, progress_bar=False, log_output=False, execution_timeout=timeout,
+                                cwd=str(sdir), config=kernel_config(), engine_name=kernel.engine(),
+                                phase_kernel=kernel)
         return None
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc(limit=0)
