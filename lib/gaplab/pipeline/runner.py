@@ -62,13 +62,14 @@ def make_executor(kind: str, workers: int, scheduler: Optional[str]):
 
 # --------------------------------------------------------------------------- the study
 def plan(study: Study, phases: Optional[list[str]], outputs: Optional[str], prepare_generated: bool = True,
-         memory_check: bool = False) -> list[tuple[Phase, dict, Optional[str]]]:
+         memory_check: bool = False, sizes: Optional[dict] = None) -> list[tuple[Phase, dict, Optional[str]]]:
     """Resolve each selected phase and compute its fingerprint; check the data before anything runs.
 
     Each distinct data configuration is prepared once.  With ``prepare_generated`` false (``--dry-run``)
     a phase whose data comes from a ``data.generator`` is not prepared (the generator is never called)
     and its fingerprint is None.  ``memory_check`` refuses phases whose estimated peak memory exceeds
-    this machine's (:func:`gaplab.pipeline.resources.memory_problem`).
+    this machine's (:func:`gaplab.pipeline.resources.memory_problem`).  ``sizes`` (a dict) receives each
+    prepared phase's ``(vocabulary size, training tokens)``.
     """
     from ..data.split import prepare_data
 
@@ -83,11 +84,13 @@ def plan(study: Study, phases: Optional[list[str]], outputs: Optional[str], prep
         try:
             if key not in seen:
                 prep = prepare_data(ph.params, ph.name, str(study.path))
-                seen[key] = (prep.corpus.fingerprint, int(prep.vocab_size))
+                seen[key] = (prep.corpus.fingerprint, int(prep.vocab_size), len(prep.train))
         except StudyError as exc:
             problems.extend(exc.problems)
             continue
-        corpus_fp, vocab = seen[key]
+        corpus_fp, vocab, train_tokens = seen[key]
+        if sizes is not None:
+            sizes[ph.name] = (vocab, train_tokens)
         if memory_check:
             device = ph.params.train.device
             if device not in limits:
@@ -135,17 +138,18 @@ def _bar(total: int):
 
 
 def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool = False, keep_going: bool = True,
-              workers: int = 1, timeout: Optional[float] = None, dry_run: bool = False,
+              workers: Optional[int] = None, timeout: Optional[float] = None, dry_run: bool = False,
               outputs: Optional[str] = None, executor: str = "local", scheduler: Optional[str] = None,
               threads: Optional[int] = None, wait: bool = False, memory_check: bool = True) -> int:
+    """Run the study; ``workers`` None: :func:`gaplab.pipeline.workers.auto_workers` for the local executor
+    (one phase per core while they fit in memory), 1 for Dask; ``threads`` None: cores / workers."""
     study = load_study(study_path)
+    sizes: dict = {}
     planned = plan(study, phases, outputs, prepare_generated=not dry_run,
-                   memory_check=memory_check and executor == "local")
+                   memory_check=memory_check and executor == "local", sizes=sizes)
     sdir = study_dir(study.name, outputs).resolve()
     nbdir = notebooks_dir()
     kern = kernel_name()
-    if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
 
     if dry_run:
         print(f"study {study.name} -> {sdir}")
@@ -162,13 +166,39 @@ def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool =
 
     with study_lock(sdir, f"gaplab run {study.path}", wait=wait):
         return _run_locked(study, planned, sdir, nbdir, kern, threads, force, keep_going, workers, timeout,
-                           executor, scheduler)
+                           executor, scheduler, sizes)
 
 
-def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threads: int, force: bool,
-                keep_going: bool, workers: int, timeout: Optional[float], executor: str,
-                scheduler: Optional[str]) -> int:
-    jobs, results, reasons = [], {}, {}
+def _schedule(planned, names: list[str], sizes: dict, workers: Optional[int], threads: Optional[int],
+              executor: str) -> tuple[list[str], int, int]:
+    """``(names in the order to start them, workers, threads per phase)`` for the phases that will run."""
+    import psutil
+
+    from .resources import _cuda_possible
+    from .workers import auto_workers, longest_first, phase_cost
+
+    cores = os.cpu_count() or 1
+    params = {ph.name: ph.params for ph, _, _ in planned}
+    costs = {n: phase_cost(n, params[n], *sizes[n]) for n in names if n in sizes}
+    if workers is None:
+        if executor != "local" or len(costs) < len(names):
+            workers = 1  # Dask sizes itself; a phase whose data --dry-run did not prepare: no estimate
+        else:
+            cuda = False
+            if _cuda_possible():
+                import torch
+
+                cuda = torch.cuda.is_available()
+            workers = auto_workers(list(costs.values()), cores, psutil.virtual_memory().available, cuda)
+    if threads is None:
+        threads = max(1, cores // max(1, workers))
+    return (longest_first(names, costs) if workers > 1 else names), workers, threads
+
+
+def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threads: Optional[int], force: bool,
+                keep_going: bool, workers: Optional[int], timeout: Optional[float], executor: str,
+                scheduler: Optional[str], sizes: Optional[dict] = None) -> int:
+    jobs, results, reasons, to_run = [], {}, {}, {}
     for ph, resolved, fp in planned:
         why = "--force" if force else reuse_problem(sdir / ph.name, fp)
         if why is None:
@@ -176,8 +206,11 @@ def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threa
             results[ph.name] = PhaseResult(ph.name, "cached", st.get("seconds", 0.0))
             continue
         reasons[ph.name] = why
-        jobs.append(PhaseJob(study.name, ph.name, resolved, fp, str(sdir / ph.name), timeout, kern, str(nbdir),
-                             threads))
+        to_run[ph.name] = (resolved, fp)
+    names, workers, threads = _schedule(planned, list(to_run), sizes or {}, workers, threads, executor)
+    for name in names:
+        resolved, fp = to_run[name]
+        jobs.append(PhaseJob(study.name, name, resolved, fp, str(sdir / name), timeout, kern, str(nbdir), threads))
 
     staging = sdir / ".staging"
     clear_stale_staging(staging)
