@@ -271,6 +271,21 @@ def register_engine() -> None:
     _registered = True
 
 
+def _cancel_pending() -> None:
+    """Cancel what an interrupted notebook left running on this thread's event loop (nbclient's cell task),
+    so that it does not finish later, once the kernel is gone, with an error nobody reads."""
+    import asyncio
+
+    from jupyter_core.utils import ensure_event_loop
+
+    loop = ensure_event_loop()
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending and not loop.is_running():
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
 def _skip_iri_grammar() -> None:
     """Keep jsonschema (imported with papermill) from building rfc3987-syntax's IRI grammar at import.
 
@@ -325,6 +340,13 @@ def _engine_class():
                 client.reset_first = True
             try:
                 return client.execute()
+            except BaseException:  # interrupted, timed out, kernel died: stop it as papermill's own client would
+                try:
+                    _cancel_pending()
+                    client._cleanup_kernel()
+                except Exception:  # noqa: BLE001 - PhaseKernel.close() tries again
+                    pass
+                raise
             finally:
                 phase_kernel.km, phase_kernel.kc = client.km, client.kc
                 phase_kernel.notebooks += 1
