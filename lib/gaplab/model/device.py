@@ -162,9 +162,9 @@ def set_threads(n: Optional[int]) -> None:
 
 
 #: below this many model FLOPs per optimizer step, training on CPU uses one thread (``train.threads`` unset);
-#: ``benchmarks/bench_threads.py`` measured it (2 cores): seed phase 1 (0.04 GFLOP a step) is slower with 2
-#: threads even on an idle machine, phase 2 (0.4 GFLOP) 1.3x faster idle but 6x slower while one other process
-#: runs, while phases 3 and 4 (3 and 15 GFLOP) are 1.5x faster idle.
+#: ``benchmarks/bench_threads.py`` measured it (2 cores, ``results/threads.md``): seed phase 1 (0.04 GFLOP a
+#: step) is slower with 2 threads even on an idle machine, phase 2 (0.45 GFLOP) 1.17x faster idle but 3x slower
+#: while one other process keeps a core busy, phases 3 and 4 (3 and 14 GFLOP) 1.5x faster idle.
 SMALL_STEP_FLOPS = 1e9
 
 
