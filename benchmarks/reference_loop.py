@@ -141,3 +141,72 @@ def evaluate(model: ReferenceGPT, data: torch.Tensor, offsets: torch.Tensor, blo
         count += len(ix)
     model.train()
     return total / count
+
+
+# --------------------------------------------------------------------------- the whole process
+def main(argv=None) -> int:
+    """One whole training process the plain way: read a standard-library package's files, tokenize them with
+    GPT-2's tokenizer (the faithful 50,257-token vocabulary), train ``--iters`` steps with an evaluation of
+    ``--eval-iters`` batches per split before the first and after the last step, save a checkpoint.
+
+    What ``benchmarks/bench_startup.py`` times against ``gaplab train`` (the same sizes, steps and evals).
+    """
+    import argparse
+    import sysconfig
+    import time
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
+    ap.add_argument("--package", default="turtledemo")
+    ap.add_argument("--iters", type=int, default=60)
+    ap.add_argument("--n-layer", type=int, default=4)
+    ap.add_argument("--n-head", type=int, default=4)
+    ap.add_argument("--n-embd", type=int, default=128)
+    ap.add_argument("--block", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--eval-iters", type=int, default=20)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+
+    from gaplab.data.tokenizer import get_tokenizer  # GPT-2's ranks, provisioned offline by `gaplab tokenizer fetch`
+
+    root = Path(sysconfig.get_paths()["stdlib"]) / args.package
+    text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.py")))
+    tok = get_tokenizer("gpt2")
+    data = torch.tensor(tok.encode(text), dtype=torch.long)
+    n_val = len(data) // 10
+    train, val = data[:-n_val], data[-n_val:]
+    torch.manual_seed(1337)
+    model = ReferenceGPT(tok.vocab_size, args.block, args.n_layer, args.n_head, args.n_embd)
+    optimizer = make_optimizer(model, args.lr, 0.01, (0.9, 0.95))
+    gen = torch.Generator().manual_seed(1337)
+    fixed = torch.Generator().manual_seed(1338)
+    offsets = {name: torch.randint(len(d) - args.block - 1, (args.eval_iters * args.batch,), generator=fixed)
+               for name, d in (("train", train), ("val", val))}
+    start = time.perf_counter()
+
+    def evaluate_both() -> dict:
+        return {name: evaluate(model, d, offsets[name], args.block, args.batch) for name, d in (("train", train), ("val", val))}
+
+    try:  # seconds from the process's start to its first evaluation (its start-up), for the benchmark
+        import psutil
+
+        print(f"FIRST_EVAL_S {time.time() - psutil.Process().create_time():.3f}", flush=True)
+    except ImportError:
+        pass
+    first = evaluate_both()
+    for _ in range(args.iters):
+        x, y = get_batch(train, args.block, args.batch, gen)
+        train_step(model, optimizer, x, y, grad_clip=1.0)
+    last = evaluate_both()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, out / "last.pt")
+    print(f"plain loop: {args.iters} iters in {time.perf_counter() - start:.1f} s; val {first['val']:.3f} -> "
+          f"{last['val']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

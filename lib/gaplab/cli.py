@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--keep-going", dest="keep_going", action="store_true", default=True,
                    help="continue with other phases when one fails (default)")
     r.add_argument("--no-keep-going", dest="keep_going", action="store_false", help="stop at the first failure")
-    r.add_argument("--workers", type=_positive_int, default=1, help="phases run at once, one OS process each")
+    r.add_argument("--workers", type=_positive_int, default=None,
+                   help="phases run at once, one OS process each (default: one per core while the phases to run "
+                        "fit in memory together, training on the CPU; 1 with a GPU or --executor dask)")
     r.add_argument("--threads", type=_positive_int, default=None,
                    help="torch threads per phase (default: CPUs / workers; a phase's train.threads wins)")
     r.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook cell")

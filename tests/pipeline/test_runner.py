@@ -153,11 +153,13 @@ def test_papermill_by_hand_with_params_yaml(ci_run, root, tmp_path):
     assert after["best_iter"] == before["best_iter"] and after["verdict"] == before["verdict"]
 
 
-@pytest.mark.parametrize("signame, whole_group, code", [("SIGINT", True, 130), ("SIGTERM", False, 143)],
-                         ids=["ctrl-c", "kill-parent"])
-def test_ctrl_c_stops_cleanly_and_keeps_finished_phases(tmp_path, root, signame, whole_group, code):
+@pytest.mark.parametrize("signame, whole_group, code, workers", [("SIGINT", True, 130, 1), ("SIGTERM", False, 143, 1),
+                                                                   ("SIGINT", True, 130, 2)],
+                         ids=["ctrl-c", "kill-parent", "ctrl-c-two-workers"])
+def test_ctrl_c_stops_cleanly_and_keeps_finished_phases(tmp_path, root, signame, whole_group, code, workers):
     """Ctrl-C (SIGINT to the process group), or a plain `kill` of the gaplab process alone (SIGTERM), mid-run:
-    exit 130 / 143, no worker or kernel left training, no staging left, finished phases reused."""
+    exit 130 / 143, no worker or kernel left training, no staging left, finished phases reused.  With one
+    worker the first phase has finished and the second is mid-stage; with two both run when it comes."""
     import os
     import signal
     import subprocess
@@ -167,13 +169,18 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_phases(tmp_path, root, signame,
     study = tmp_path / "ci.yaml"
     shutil.copy(root / "params" / "ci.yaml", study)
     out = tmp_path / "outputs"
-    cmd = [sys.executable, "-m", "gaplab.cli", "run", str(study), "--outputs", str(out)]
+    cmd = [sys.executable, "-m", "gaplab.cli", "run", str(study), "--outputs", str(out), "--workers", str(workers)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 240
-    while time.time() < deadline and not (out / "ci" / "small_data" / "status.json").exists():
-        time.sleep(0.5)  # wait until the first phase is finished and in place
-    assert (out / "ci" / "small_data" / "status.json").exists(), "first phase never finished"
-    time.sleep(2)  # the second phase is now mid-stage
+    if workers == 1:
+        while time.time() < deadline and not (out / "ci" / "small_data" / "status.json").exists():
+            time.sleep(0.5)  # wait until the first phase is finished and in place
+        assert (out / "ci" / "small_data" / "status.json").exists(), "first phase never finished"
+        time.sleep(2)  # the second phase is now mid-stage
+    else:  # both phases at once: wait until both are in their first stage
+        while time.time() < deadline and len(list((out / "ci" / ".staging").glob("run-*/*/01_inspect_data.ipynb"))) < 2:
+            time.sleep(0.2)
+        assert len(list((out / "ci" / ".staging").glob("run-*/*/01_inspect_data.ipynb"))) == 2, "phases never started"
     sig = getattr(signal, signame)
     os.killpg(proc.pid, sig) if whole_group else os.kill(proc.pid, sig)
     try:
@@ -184,7 +191,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_phases(tmp_path, root, signame,
     assert proc.returncode == code, err[-2000:]
     assert "interrupted" in err
     assert not (out / "ci" / ".staging").exists()
-    assert not (out / "ci" / "more_data").exists()  # nothing half-written where a result belongs
+    finished = {p for p in ("small_data", "more_data") if (out / "ci" / p / "status.json").exists()}
+    assert not (out / "ci" / "more_data").exists() or "more_data" in finished  # nothing half-written
+    if workers == 1:
+        assert finished == {"small_data"}
     # no kernel left behind still training in a deleted folder (it would recreate .staging)
     if Path("/proc").is_dir():
         leftovers = []
@@ -200,7 +210,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_phases(tmp_path, root, signame,
     assert not (out / "ci" / ".staging").exists()
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "small_data: cached" in res.stderr and "more_data: done" in res.stderr
+    for phase in ("small_data", "more_data"):  # finished phases are reused, the others run again
+        assert f"{phase}: {'cached' if phase in finished else 'done'}" in res.stderr
     assert "without encryption" not in res.stderr  # kernels get CurveZMQ keys: no warning per notebook
 
 

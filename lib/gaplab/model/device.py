@@ -161,6 +161,30 @@ def set_threads(n: Optional[int]) -> None:
         torch.set_num_threads(int(n))
 
 
+#: below this many model FLOPs per optimizer step, training on CPU uses one thread (``train.threads`` unset);
+#: ``benchmarks/bench_threads.py`` measured it (2 cores, ``results/threads.md``): seed phase 1 (0.04 GFLOP a
+#: step) is slower with 2 threads even on an idle machine, phase 2 (0.45 GFLOP) 1.17x faster idle but 3x slower
+#: while one other process keeps a core busy, phases 3 and 4 (3 and 14 GFLOP) 1.5x faster idle.
+SMALL_STEP_FLOPS = 1e9
+
+
+def step_flops(model_cfg, tokens_per_step: int, vocab_size: int) -> float:
+    """Model FLOPs of one training step: 6 per matmul weight per token (forward and backward; the tied head
+    included) plus 12 x layers x width x block per token for attention (Kaplan et al. 2020, PaLM appendix B)."""
+    d, layers = model_cfg.n_embd, model_cfg.n_layer
+    weights = layers * 12 * d * d + int(vocab_size) * d
+    return float(tokens_per_step) * (6 * weights + 12 * layers * d * model_cfg.block_size)
+
+
+def auto_threads(model_cfg, tokens_per_step: int, vocab_size: int, device: torch.device) -> Optional[int]:
+    """Threads for ``train.threads`` unset: one on CPU for a step under :data:`SMALL_STEP_FLOPS` (a second
+    thread there costs more in waiting than it computes, and much more when another process wants a core),
+    else ``None`` (keep the process's setting)."""
+    if device.type == "cpu" and step_flops(model_cfg, tokens_per_step, vocab_size) < SMALL_STEP_FLOPS:
+        return 1
+    return None
+
+
 def c_compiler_available() -> bool:
     """``torch.compile`` on CPU generates C++; it needs a compiler (and is not supported on Windows here)."""
     return sys.platform != "win32" and any(shutil.which(c) for c in ("cc", "gcc", "clang", "g++", "c++"))

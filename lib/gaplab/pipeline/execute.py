@@ -1,5 +1,9 @@
 """Running one phase: its stage notebooks 01–04 with papermill, in a fresh folder, returning a status.
 
+The four notebooks run one after another in one kernel (:mod:`gaplab.pipeline.phase_kernel`: its namespace
+is reset before each notebook, so each starts as in a fresh kernel, without paying for the kernel's start
+and its imports again).
+
 :func:`execute_phase` is the one function every executor calls (a local worker process, or a Dask
 task on another machine).  It never raises for a failing stage: the status says which stage failed
 and why, and the executed notebook with the error is in the folder.  Placing the folder in the
@@ -61,6 +65,8 @@ class PhaseJob:
     kernel: str = "python3"
     notebooks: str = ""
     threads: Optional[int] = None
+    #: this process runs another phase after this one: start its kernel while this phase runs
+    warm_next: bool = False
 
 
 @dataclass
@@ -101,7 +107,7 @@ def execute_phase(job: PhaseJob, work_root: str, report: Optional[Callable[[str,
     The folder is left for the caller to move into place (this is what a Dask
     worker runs too).  ``report(phase, stage)`` is called as each stage starts.
     """
-    import papermill as pm
+    from .phase_kernel import STAGE_MODULES, PhaseKernel, start_spare, take_spare
 
     if job.threads:
         os.environ["GAPLAB_THREADS"] = str(job.threads)
@@ -113,25 +119,35 @@ def execute_phase(job: PhaseJob, work_root: str, report: Optional[Callable[[str,
     start = time.time()
     status: dict[str, Any] = {"phase": job.name, "fingerprint": job.fingerprint, "state": "running",
                               "gaplab": gaplab_version(), "run_dir": str(run_dir), "stages": {}}
-    for stage in STAGES:
-        if report:
-            report(job.name, stage)
-        out_nb = run_dir / f"{stage}.ipynb"
-        t0 = time.time()
-        try:
-            pm.execute_notebook(str(Path(job.notebooks) / f"{stage}.ipynb"), str(out_nb), parameters=params,
-                                kernel_name=job.kernel, progress_bar=False, log_output=False,
-                                execution_timeout=job.timeout, cwd=str(run_dir), config=kernel_config())
-        except BaseException as exc:  # noqa: BLE001 - record and hand back, never crash the study
-            status.update(state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                          stage=stage, error=short_error(exc), notebook=f"{stage}.ipynb",
-                          seconds=time.time() - start)
+    with take_spare(job.kernel) or PhaseKernel() as kernel:
+        kernel.cwd = str(run_dir)
+        for i, stage in enumerate(STAGES):
+            if report:
+                report(job.name, stage)
+            out_nb = run_dir / f"{stage}.ipynb"
+            t0 = time.time()
+            try:
+                if i == 0:
+                    if kernel.km is None:
+                        kernel.start(job.kernel, str(run_dir), kernel_config(), warm=STAGE_MODULES)
+                    if job.warm_next:
+                        start_spare(job.kernel, work_root, kernel_config(), warm=STAGE_MODULES)
+                import papermill as pm  # the first time: while the kernel starts and imports what the stages use
+
+                pm.execute_notebook(str(Path(job.notebooks) / f"{stage}.ipynb"), str(out_nb), parameters=params,
+                                    kernel_name=job.kernel, progress_bar=False, log_output=False,
+                                    execution_timeout=job.timeout, cwd=str(run_dir), config=kernel_config(),
+                                    engine_name=kernel.engine(), phase_kernel=kernel)
+            except BaseException as exc:  # noqa: BLE001 - record and hand back, never crash the study
+                status.update(state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                              stage=stage, error=short_error(exc), notebook=f"{stage}.ipynb",
+                              seconds=time.time() - start)
+                status["stages"][stage] = round(time.time() - t0, 3)
+                atomic_write_json(run_dir / "status.json", status)
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                return status
             status["stages"][stage] = round(time.time() - t0, 3)
-            atomic_write_json(run_dir / "status.json", status)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            return status
-        status["stages"][stage] = round(time.time() - t0, 3)
     status.update(state="done", seconds=time.time() - start)
     atomic_write_json(run_dir / "status.json", status)
     return status

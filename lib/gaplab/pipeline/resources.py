@@ -61,7 +61,7 @@ def machine_memory(device_spec: str = "auto") -> tuple[int, str]:
     """``(bytes, what)``: the memory a phase on ``train.device = device_spec`` can use here."""
     import psutil
 
-    if device_spec == "auto" or device_spec.startswith("cuda"):
+    if (device_spec == "auto" or device_spec.startswith("cuda")) and _cuda_possible():
         import torch
 
         if torch.cuda.is_available():
@@ -70,6 +70,18 @@ def machine_memory(device_spec: str = "auto") -> tuple[int, str]:
                 props = torch.cuda.get_device_properties(index)
                 return int(props.total_memory), f"the memory of GPU {index} ({props.name})"
     return int(psutil.virtual_memory().total), "this machine's RAM"
+
+
+def _cuda_possible() -> bool:
+    """False where CUDA cannot be (macOS; Linux without NVIDIA's driver), so that asking costs no torch import
+    (about 2 s at the start of every ``gaplab run``); elsewhere torch is asked."""
+    import glob
+    import os
+    import sys
+
+    if "torch" in sys.modules or sys.platform not in ("darwin", "linux"):
+        return True
+    return sys.platform == "linux" and (os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia*")))
 
 
 def format_bytes(n: Optional[float]) -> str:

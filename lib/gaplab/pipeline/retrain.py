@@ -40,6 +40,7 @@ def train_one(study_path: str, phase: str, outputs: Optional[str] = None, resume
     from ..data.split import prepare_data
     from ..errors import StudyError
     from ..train.replicates import train_replicates
+    from .stages import replicate_plan_for
 
     study = load_study(study_path)
     ph = study.phase(phase)
@@ -74,7 +75,8 @@ def train_one(study_path: str, phase: str, outputs: Optional[str] = None, resume
         atomic_write_yaml(work / "params.yaml", resolved)
         start = time.time()
         try:
-            metrics = train_replicates(ph.params, prep, work, progress=progress, resume=resume)[0]
+            metrics = train_replicates(ph.params, prep, work, progress=progress, resume=resume,
+                                       plan=replicate_plan_for(ph.params, int(prep.vocab_size)))[0]
         except KeyboardInterrupt:
             print(f"interrupted: {final} is as it was; continue with gaplab train {study.path} --phase {ph.name} "
                   "--resume", file=sys.stderr)

@@ -28,11 +28,13 @@ papermill (the executed notebooks are kept as the record of the run), then
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import traceback
 from pathlib import Path
 from typing import Optional
@@ -44,6 +46,7 @@ from .stages import COMPARE, STAGES
 from .executors.local import LocalExecutor
 from .execute import PhaseJob, PhaseResult, short_error, kernel_config, kernel_name, notebooks_dir
 from .lock import study_lock
+from .phase_kernel import COMPARE_MODULES, PhaseKernel, register_engine
 from .resources import machine_memory, memory_problem
 from .runs import phase_fingerprint, place_phase, reuse_problem, study_dir
 
@@ -59,13 +62,14 @@ def make_executor(kind: str, workers: int, scheduler: Optional[str]):
 
 # --------------------------------------------------------------------------- the study
 def plan(study: Study, phases: Optional[list[str]], outputs: Optional[str], prepare_generated: bool = True,
-         memory_check: bool = False) -> list[tuple[Phase, dict, Optional[str]]]:
+         memory_check: bool = False, sizes: Optional[dict] = None) -> list[tuple[Phase, dict, Optional[str]]]:
     """Resolve each selected phase and compute its fingerprint; check the data before anything runs.
 
     Each distinct data configuration is prepared once.  With ``prepare_generated`` false (``--dry-run``)
     a phase whose data comes from a ``data.generator`` is not prepared (the generator is never called)
     and its fingerprint is None.  ``memory_check`` refuses phases whose estimated peak memory exceeds
-    this machine's (:func:`gaplab.pipeline.resources.memory_problem`).
+    this machine's (:func:`gaplab.pipeline.resources.memory_problem`).  ``sizes`` (a dict) receives each
+    prepared phase's ``(vocabulary size, training tokens)``.
     """
     from ..data.split import prepare_data
 
@@ -80,11 +84,13 @@ def plan(study: Study, phases: Optional[list[str]], outputs: Optional[str], prep
         try:
             if key not in seen:
                 prep = prepare_data(ph.params, ph.name, str(study.path))
-                seen[key] = (prep.corpus.fingerprint, int(prep.vocab_size))
+                seen[key] = (prep.corpus.fingerprint, int(prep.vocab_size), len(prep.train))
         except StudyError as exc:
             problems.extend(exc.problems)
             continue
-        corpus_fp, vocab = seen[key]
+        corpus_fp, vocab, train_tokens = seen[key]
+        if sizes is not None:
+            sizes[ph.name] = (vocab, train_tokens)
         if memory_check:
             device = ph.params.train.device
             if device not in limits:
@@ -132,17 +138,18 @@ def _bar(total: int):
 
 
 def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool = False, keep_going: bool = True,
-              workers: int = 1, timeout: Optional[float] = None, dry_run: bool = False,
+              workers: Optional[int] = None, timeout: Optional[float] = None, dry_run: bool = False,
               outputs: Optional[str] = None, executor: str = "local", scheduler: Optional[str] = None,
               threads: Optional[int] = None, wait: bool = False, memory_check: bool = True) -> int:
+    """Run the study; ``workers`` None: :func:`gaplab.pipeline.workers.auto_workers` for the local executor
+    (one phase per core while they fit in memory), 1 for Dask; ``threads`` None: cores / workers."""
     study = load_study(study_path)
+    sizes: dict = {}
     planned = plan(study, phases, outputs, prepare_generated=not dry_run,
-                   memory_check=memory_check and executor == "local")
+                   memory_check=memory_check and executor == "local", sizes=sizes)
     sdir = study_dir(study.name, outputs).resolve()
     nbdir = notebooks_dir()
     kern = kernel_name()
-    if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
 
     if dry_run:
         print(f"study {study.name} -> {sdir}")
@@ -159,13 +166,39 @@ def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool =
 
     with study_lock(sdir, f"gaplab run {study.path}", wait=wait):
         return _run_locked(study, planned, sdir, nbdir, kern, threads, force, keep_going, workers, timeout,
-                           executor, scheduler)
+                           executor, scheduler, sizes)
 
 
-def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threads: int, force: bool,
-                keep_going: bool, workers: int, timeout: Optional[float], executor: str,
-                scheduler: Optional[str]) -> int:
-    jobs, results, reasons = [], {}, {}
+def _schedule(planned, names: list[str], sizes: dict, workers: Optional[int], threads: Optional[int],
+              executor: str) -> tuple[list[str], int, int]:
+    """``(names in the order to start them, workers, threads per phase)`` for the phases that will run."""
+    import psutil
+
+    from .resources import _cuda_possible
+    from .workers import auto_workers, longest_first, phase_cost
+
+    cores = os.cpu_count() or 1
+    params = {ph.name: ph.params for ph, _, _ in planned}
+    costs = {n: phase_cost(n, params[n], *sizes[n]) for n in names if n in sizes}
+    if workers is None:
+        if executor != "local" or len(costs) < len(names):
+            workers = 1  # Dask sizes itself; a phase whose data --dry-run did not prepare: no estimate
+        else:
+            cuda = False
+            if _cuda_possible():
+                import torch
+
+                cuda = torch.cuda.is_available()
+            workers = auto_workers(list(costs.values()), cores, psutil.virtual_memory().available, cuda)
+    if threads is None:
+        threads = max(1, cores // max(1, workers))
+    return (longest_first(names, costs) if workers > 1 else names), workers, threads
+
+
+def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threads: Optional[int], force: bool,
+                keep_going: bool, workers: Optional[int], timeout: Optional[float], executor: str,
+                scheduler: Optional[str], sizes: Optional[dict] = None) -> int:
+    jobs, results, reasons, to_run = [], {}, {}, {}
     for ph, resolved, fp in planned:
         why = "--force" if force else reuse_problem(sdir / ph.name, fp)
         if why is None:
@@ -173,8 +206,11 @@ def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threa
             results[ph.name] = PhaseResult(ph.name, "cached", st.get("seconds", 0.0))
             continue
         reasons[ph.name] = why
-        jobs.append(PhaseJob(study.name, ph.name, resolved, fp, str(sdir / ph.name), timeout, kern, str(nbdir),
-                             threads))
+        to_run[ph.name] = (resolved, fp)
+    names, workers, threads = _schedule(planned, list(to_run), sizes or {}, workers, threads, executor)
+    for name in names:
+        resolved, fp = to_run[name]
+        jobs.append(PhaseJob(study.name, name, resolved, fp, str(sdir / name), timeout, kern, str(nbdir), threads))
 
     staging = sdir / ".staging"
     clear_stale_staging(staging)
@@ -217,26 +253,30 @@ def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threa
         return res.state == "done"
 
     interrupted = False
-    try:
-        if jobs:
-            make_executor(executor, workers, scheduler).run(jobs, run_root, on_stage, on_done, keep_going)
-    except KeyboardInterrupt:
-        interrupted = True
-        bar.write("interrupted: finished phases are kept and will be reused; unfinished ones were discarded",
-                  file=sys.stderr)
-    finally:
-        shutil.rmtree(run_root, ignore_errors=True)
+    with PhaseKernel() as compare_kernel:
         try:
-            staging.rmdir()  # only when empty: an interrupted gaplab train's folder stays for --resume
-        except OSError:
-            pass
-    if interrupted:
-        bar.close()
-        _write_study_status(sdir, study, order, results)
-        return 130
+            # 05_compare's kernel starts and imports while the phases run; so does papermill here
+            _start_early(compare_kernel, kern, sdir)
+            threading.Thread(target=register_engine, daemon=True).start()
+            if jobs:
+                make_executor(executor, workers, scheduler).run(jobs, run_root, on_stage, on_done, keep_going)
+        except KeyboardInterrupt:
+            interrupted = True
+            bar.write("interrupted: finished phases are kept and will be reused; unfinished ones were discarded",
+                      file=sys.stderr)
+        finally:
+            shutil.rmtree(run_root, ignore_errors=True)
+            try:
+                staging.rmdir()  # only when empty: an interrupted gaplab train's folder stays for --resume
+            except OSError:
+                pass
+        if interrupted:
+            bar.close()
+            _write_study_status(sdir, study, order, results)
+            return 130
 
-    bar.set_description(f"study / {COMPARE}")
-    compare_err = run_compare(study, sdir, order, nbdir, kern, timeout)
+        bar.set_description(f"study / {COMPARE}")
+        compare_err = run_compare(study, sdir, order, nbdir, kern, timeout, compare_kernel)
     bar.update(1)
     bar.close()
     failed = [r for r in results.values() if r.state == "failed"]
@@ -252,6 +292,14 @@ def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threa
     return 1 if failed or compare_err else 0
 
 
+def _start_early(kernel: PhaseKernel, kern: str, sdir: Path) -> None:
+    """Start 05_compare's kernel now; if it cannot start, papermill starts one (and reports why) later."""
+    try:
+        kernel.start(kern, str(sdir), kernel_config(), warm=COMPARE_MODULES)
+    except Exception:  # noqa: BLE001 - 05_compare reports a kernel that does not start
+        kernel.close()
+
+
 def _write_study_status(sdir: Path, study: Study, order: list[str], results: dict[str, PhaseResult]) -> None:
     atomic_write_json(sdir / "study_status.json", {
         "study": study.name, "description": study.description, "study_file": str(study.path),
@@ -262,17 +310,22 @@ def _write_study_status(sdir: Path, study: Study, order: list[str], results: dic
 
 
 def run_compare(study: Study, sdir: Path, order: list[str], nbdir: Path, kern: str,
-                timeout: Optional[float]) -> Optional[str]:
-    """Run ``05_compare`` into the study folder; return an error string or None."""
+                timeout: Optional[float], kernel: Optional[PhaseKernel] = None) -> Optional[str]:
+    """Run ``05_compare`` into the study folder (in ``kernel`` if given, else a new one); return an error
+    string or None."""
     import papermill as pm
 
     out = sdir / f"{COMPARE}.ipynb"
     tmp = sdir / f".{COMPARE}.running.ipynb"
     try:
-        pm.execute_notebook(str(nbdir / f"{COMPARE}.ipynb"), str(tmp),
-                            parameters={"study": study.name, "study_dir": str(sdir), "phases": order},
-                            kernel_name=kern, progress_bar=False, log_output=False, execution_timeout=timeout,
-                            cwd=str(sdir), config=kernel_config())
+        with contextlib.ExitStack() as stack:
+            if kernel is None:
+                kernel = stack.enter_context(PhaseKernel())
+            pm.execute_notebook(str(nbdir / f"{COMPARE}.ipynb"), str(tmp),
+                                parameters={"study": study.name, "study_dir": str(sdir), "phases": order},
+                                kernel_name=kern, progress_bar=False, log_output=False, execution_timeout=timeout,
+                                cwd=str(sdir), config=kernel_config(), engine_name=kernel.engine(),
+                                phase_kernel=kernel)
         return None
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc(limit=0)

@@ -125,8 +125,29 @@ def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_st
         enforce_data_checks(report)
     prep = prepare_data(p, params.get("phase", "?"), str(run_dir), tokenizer_dir=run_dir, reuse_tokenizer=resume)
     runs = train_replicates(p, prep, run_dir, progress=progress, resume=resume, on_eval=on_eval,
-                            should_stop=should_stop)
+                            should_stop=should_stop, plan=replicate_plan_for(p, int(prep.vocab_size)))
     return runs[0]
+
+
+#: memory of a replicate's own process beyond its training estimate: Python, PyTorch, the data (measured
+#: ~300 MB for the seed study's phases)
+REPLICATE_PROCESS_BYTES = 400 * 2**20
+
+
+def replicate_plan_for(p, vocab_size: int):
+    """How the phase's replicates train here (:func:`gaplab.train.replicates.replicate_plan`): the cores this
+    phase may use (``$GAPLAB_THREADS``, set by ``gaplab run`` from ``--threads``/``--workers``, else the
+    machine's), capped so that the replicates' processes fit in the memory available now."""
+    import psutil
+
+    from ..model.device import resolve_device
+    from ..train.replicates import replicate_plan
+    from .resources import peak_memory
+
+    cores = int(os.environ.get("GAPLAB_THREADS") or 0) or os.cpu_count() or 1
+    each = peak_memory(p.model, p.train, vocab_size)["total"] + REPLICATE_PROCESS_BYTES
+    return replicate_plan(p.replicates, resolve_device(p.train.device).type, cores, p.train.threads,
+                          bytes_each=each, bytes_free=psutil.virtual_memory().available)
 
 
 def in_papermill() -> bool:

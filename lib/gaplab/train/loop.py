@@ -35,8 +35,8 @@ import torch
 from ..errors import TrainingError
 from ..files import atomic_write_text, update_json
 from ..measure.units import perplexity
-from ..model.device import (autocast_context, c_compiler_available, head_matmul_dtype, needs_grad_scaler,
-                            resolve_device, resolve_dtype, set_threads)
+from ..model.device import (auto_threads, autocast_context, c_compiler_available, head_matmul_dtype,
+                            needs_grad_scaler, resolve_device, resolve_dtype, set_threads)
 from ..model.fused_loss import token_losses
 from ..model.gpt import GPT, count_params
 from ..schema import PhaseParams, planned_iters
@@ -187,10 +187,25 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
     final eval and checkpoint.  ``resume`` continues from ``ckpt/last.pt``; it
     refuses a phase whose settings or data differ from the checkpoint's
     (:func:`gaplab.train.checkpoint.resume_problems`).
+
+    Threads: ``train.threads``, else one for a small model on CPU
+    (:func:`gaplab.model.device.auto_threads`), else the process's setting; the
+    process's thread count is restored on return.
     """
+    t = params.train
+    tokens_per_iter = t.batch_size * t.grad_accum * params.model.block_size
+    before = torch.get_num_threads()
+    set_threads(t.threads or auto_threads(params.model, tokens_per_iter, int(data.vocab_size), resolve_device(t.device)))
+    try:
+        return _train(params, data, run_dir, progress=progress, resume=resume, on_eval=on_eval, should_stop=should_stop)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(params: PhaseParams, data, run_dir, *, progress: bool, resume: bool,
+           on_eval: Optional[Callable[[dict], None]], should_stop: Optional[Callable[[], bool]]) -> dict[str, Any]:
     run_dir = Path(run_dir)
     m_cfg, t = params.model, params.train
-    set_threads(t.threads)
     device = resolve_device(t.device)
     dtype = resolve_dtype(t.dtype, device, m_cfg.n_embd)
     eval_dtype = eval_dtype_for(device, dtype)

@@ -9,11 +9,23 @@ Layout: replicate 0 is the phase folder itself, with every file a phase has; rep
 ``<phase>/replicates/seed-<seed>/`` with its own ``history.csv``, ``metrics.json`` and ``ckpt/``.
 Samples (04_samples) come from replicate 0.  The aggregate over the replicates is
 :mod:`gaplab.measure.replicates`.
+
+Replicates train at the same time on CPU (:func:`replicate_plan`): replicate 0 in this process (its
+progress bar, its live curves, the Stop button), the others each in a process of its own, one thread
+each when there are at least as many replicates as cores.  Every replicate is the same
+:func:`gaplab.train.loop.train_phase` on the same data with its own seed, so it gives the numbers training
+that seed alone gives (exactly, at the same thread count; threads change only the float rounding).
+Small models are far from using two cores well: a process per replicate keeps every core busy without
+the threads of one run waiting on each other.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
 from ..schema import PhaseParams
@@ -41,20 +53,144 @@ def replicate_runs(params: PhaseParams, run_dir: Path) -> list[tuple[int, Path, 
     return out
 
 
+@dataclass(frozen=True)
+class ReplicatePlan:
+    """How a phase's replicates train: ``processes`` at a time (this one included), ``threads`` each
+    (None: the process's own setting, for one process at a time)."""
+
+    processes: int
+    threads: Optional[int]
+
+
+def replicate_plan(n: int, device_type: str, cores: int, threads: Optional[int] = None,
+                   bytes_each: Optional[int] = None, bytes_free: Optional[int] = None) -> ReplicatePlan:
+    """How ``n`` replicates train on a machine with ``cores`` cores.
+
+    - One replicate, or a device other than the CPU (one GPU is shared by time, not by processes): one at a
+      time, the process's threads.
+    - ``threads`` (``train.threads``) set: ``cores // threads`` at a time, never fewer than one.
+    - Otherwise all ``n`` at once up to twice the cores (3 replicates on 2 cores finish in 1.5 runs' time,
+      2 + 1 would take 2), ``cores // n`` threads each but at least one.
+    - ``bytes_each`` (one replicate's peak) and ``bytes_free`` (memory available) cap the processes so that
+      they fit.
+    """
+    cores = max(1, int(cores))
+    if n <= 1 or device_type != "cpu":
+        return ReplicatePlan(1, threads)
+    if threads:
+        processes = max(1, cores // threads)
+    else:
+        processes = min(n, 2 * cores)
+        threads = max(1, cores // processes)
+    if bytes_each and bytes_free is not None:
+        processes = max(1, min(processes, int(bytes_free // bytes_each)))
+    return ReplicatePlan(min(processes, n), threads)
+
+
 def train_replicates(params: PhaseParams, data: Any, run_dir: Path, *, progress: bool = True, resume: bool = False,
                      on_eval: Optional[Callable[[dict], None]] = None,
-                     should_stop: Optional[Callable[[], bool]] = None) -> list[dict[str, Any]]:
-    """Train every replicate of the phase (one after the other); return their metrics, replicate 0 first.
+                     should_stop: Optional[Callable[[], bool]] = None,
+                     plan: Optional[ReplicatePlan] = None) -> list[dict[str, Any]]:
+    """Train every replicate of the phase; return their metrics, replicate 0 first.
 
-    ``on_eval`` sees replicate 0's evals only (the live curves); ``should_stop`` stops the running replicate
-    and skips the rest.
+    ``plan`` (default :func:`replicate_plan` for this machine, without a memory cap) says how many train at
+    once.  ``on_eval`` sees replicate 0's evals only (the live curves); ``should_stop`` stops every running
+    replicate (each ends with a final eval and checkpoint, "stopped by user") and skips those not started.
     """
+    from ..model.device import resolve_device
     from .loop import train_phase
 
-    out = []
-    for k, (_, folder, p) in enumerate(replicate_runs(params, Path(run_dir))):
-        if k and should_stop is not None and should_stop():
-            break
-        out.append(train_phase(p, data, folder, progress=progress, resume=resume,
-                               on_eval=on_eval if k == 0 else None, should_stop=should_stop))
+    runs = replicate_runs(params, Path(run_dir))
+    if plan is None:
+        plan = replicate_plan(len(runs), resolve_device(params.train.device).type, os.cpu_count() or 1,
+                              params.train.threads)
+    if plan.processes <= 1:
+        out = []
+        for k, (_, folder, p) in enumerate(runs):
+            if k and should_stop is not None and should_stop():
+                break
+            out.append(train_phase(p, data, folder, progress=progress, resume=resume,
+                                   on_eval=on_eval if k == 0 else None, should_stop=should_stop))
+        return out
+    return _train_together(runs, data, progress, resume, on_eval, should_stop, plan)
+
+
+# --------------------------------------------------------------------------- replicates in processes
+_child_stop = None  # the stop event, in a replicate's process
+
+
+def _child_init(stop_event, threads: Optional[int], parent: int) -> None:
+    """A replicate's process: Ctrl-C is the parent's to handle (it sets the stop event); one torch thread."""
+    global _child_stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _child_stop = (stop_event, parent)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _child_should_stop() -> bool:
+    event, parent = _child_stop
+    return event.is_set() or os.getppid() != parent  # the parent was killed: stop at the next eval
+
+
+def _train_child(raw_params: dict, data: Any, folder: str, resume: bool) -> Optional[dict[str, Any]]:
+    from .loop import train_phase
+
+    if _child_should_stop():
+        return None  # stopped before this replicate began: skipped
+    return train_phase(PhaseParams.model_validate(raw_params), data, Path(folder), progress=False,
+                       resume=resume, should_stop=_child_should_stop)
+
+
+def _portable(data: Any) -> SimpleNamespace:
+    """What :func:`train_phase` reads from ``data``, without the corpus and tokenizer objects (for pickling)."""
+    keys = ("train", "val", "vocab_size", "vocab_size_original", "train_bytes", "val_bytes", "val_seen",
+            "val_fingerprint", "val_text_fingerprint", "val_unseen_token_share", "val_unseen_byte_share")
+    out = SimpleNamespace(**{k: getattr(data, k) for k in keys if hasattr(data, k)})
+    out.corpus = SimpleNamespace(fingerprint=data.corpus.fingerprint)
+    name = getattr(getattr(data, "tokenizer", None), "name", None)
+    if name is not None:
+        out.tokenizer = SimpleNamespace(name=name)
     return out
+
+
+def _train_together(runs, data, progress, resume, on_eval, should_stop, plan: ReplicatePlan) -> list[dict]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    from .loop import train_phase
+
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+
+    def stop_all() -> bool:
+        if should_stop is not None and should_stop():
+            stop.set()
+        return stop.is_set()
+
+    portable = _portable(data)
+    pool = ProcessPoolExecutor(max_workers=plan.processes - 1, mp_context=ctx, initializer=_child_init,
+                               initargs=(stop, plan.threads, os.getpid()))
+    futures = []
+    try:
+        futures = [pool.submit(_train_child, p.to_dict(), portable, str(folder), resume)
+                   for _, folder, p in runs[1:]]
+        before = torch.get_num_threads()
+        if plan.threads:
+            torch.set_num_threads(plan.threads)
+        try:
+            first = train_phase(runs[0][2], data, runs[0][1], progress=progress, resume=resume, on_eval=on_eval,
+                                should_stop=stop_all)
+        finally:
+            torch.set_num_threads(before)
+        others = [f.result() for f in futures]
+    except BaseException:
+        stop.set()  # the others end at their next iteration, with a final eval and checkpoint
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return [first] + [m for m in others if m is not None]

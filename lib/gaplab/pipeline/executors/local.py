@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 
 from ..execute import PhaseJob, execute_phase, short_error
@@ -20,8 +21,17 @@ def _interrupt_once(signum, frame):
     raise KeyboardInterrupt
 
 
-def _local_worker(job: PhaseJob, work_root: str, queue=None) -> dict:
+_queue = None  # in a worker: where it reports (phase, stage) as each stage starts
+
+
+def _init_worker(queue) -> None:
+    global _queue
+    _queue = queue
+
+
+def _local_worker(job: PhaseJob, work_root: str) -> dict:
     signal.signal(signal.SIGINT, _interrupt_once)
+    queue = _queue
     report = (lambda ph, st: queue.put((ph, st))) if queue is not None else None
     return execute_phase(job, work_root, report)
 
@@ -38,11 +48,13 @@ class LocalExecutor:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        manager = ctx.Manager()
-        queue = manager.Queue()
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        queue = ctx.Queue()  # handed to each worker as it starts (no Manager process to start)
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(queue,))
+        # a worker whose pool still holds phases after this one starts the next phase's kernel ahead
+        jobs = [replace(job, warm_next=i < len(jobs) - self.workers) for i, job in enumerate(jobs)]
         try:
-            futures = {pool.submit(_local_worker, job, str(work_root), queue): job for job in jobs}
+            futures = {pool.submit(_local_worker, job, str(work_root)): job for job in jobs}
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -68,7 +80,7 @@ class LocalExecutor:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            manager.shutdown()
+            queue.close()
 
 
 def _stop_workers(procs, grace: float = 60.0) -> None:
