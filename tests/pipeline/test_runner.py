@@ -266,3 +266,22 @@ def test_a_phase_with_an_invalid_metrics_json_is_rerun_and_the_report_rebuilt(ci
     assert json.loads((sdir / "small_data" / "metrics.json").read_text())["best_val_loss"] > 0
     assert (sdir / "_previous" / "small_data" / "metrics.json").read_text() == '{"best_val_loss": 3.'  # kept
     assert (sdir / "report.html").stat().st_mtime_ns != report_before and f"report: {sdir / 'report.html'}" in stdout
+
+
+def test_replicates_train_together_inside_the_phase_kernel(tmp_path, root, capsys):
+    """``replicates: 3`` through ``gaplab run``: 02_train runs in the phase's kernel after IPython's reset (which
+    deletes ``__main__.__spec__``, what spawn reads), and the replicates train in processes of their own."""
+    from gaplab.train.replicates import replicate_plan
+
+    study = tmp_path / "ci_r3.yaml"
+    study.write_text(f"study: ci_r3\nextends: {root / 'params' / 'ci.yaml'}\ndefaults:\n  replicates: 3\n"
+                     "phases:\n  small_data:\n    data: {max_tokens: 2000}\n", encoding="utf-8")
+    out = tmp_path / "outputs"
+    code, text, err = _run([str(study), "--outputs", str(out), "--phases", "small_data"], capsys)
+    assert code == 0, text + err
+    phase = out / "ci_r3" / "small_data"
+    seeds = sorted(p.name for p in (phase / "replicates").glob("seed-*"))
+    assert len(seeds) == 2 and (phase / "replicates" / "mean" / "history.csv").exists()  # seed 0 lives in the phase
+    assert replicate_plan(3, "cpu", 2).processes > 1  # on CI's 2 cores this took the processes' path
+    metrics = json.loads((phase / "metrics.json").read_text())
+    assert metrics["replicates"]["n"] == 3

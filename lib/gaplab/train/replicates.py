@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -164,6 +165,12 @@ def _train_together(runs, data, progress, resume, on_eval, should_stop, plan: Re
 
     from .loop import train_phase
 
+    main = sys.modules.get("__main__")
+    if main is not None and not hasattr(main, "__spec__"):
+        # IPython's reset(new_session=True) (the phase kernel's between notebooks, or a learner's %reset)
+        # deletes __spec__ from the kernel's __main__, and spawn reads it to prepare each child.  None is what a
+        # fresh kernel has: the children import nothing from __main__ (what they run lives in this module).
+        main.__spec__ = None
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
 
