@@ -57,10 +57,13 @@ def study_file(study: Path, replicates: int | None, folder: Path) -> Path:
     return path
 
 
-def phase_seconds(out: Path) -> dict:
-    """Per phase: the stage seconds ``status.json`` recorded."""
+def phase_seconds(out: Path, study: Path) -> dict:
+    """Per phase of ``study``: the stage seconds ``status.json`` recorded."""
+    import yaml
+
+    name = yaml.safe_load(study.read_text(encoding="utf-8")).get("study", study.stem)
     rows = {}
-    for status in sorted(out.glob("*/*/status.json")):
+    for status in sorted(out.glob(f"{name}/*/status.json")):
         st = json.loads(status.read_text())
         rows[st.get("phase", status.parent.name)] = {"seconds": round(st.get("seconds", 0.0), 1),
                                                       "stages": st.get("stages", {})}
@@ -76,6 +79,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-alone", action="store_true", help="skip the library-alone case")
     ap.add_argument("--workers", type=int, default=None, help="gaplab run --workers")
     ap.add_argument("--name", default=None, help="results/<name>.md (default: pipeline_<study>)")
+    ap.add_argument("--keep", default=None, metavar="OUTPUTS",
+                    help="the last round's `gaplab run` writes into OUTPUTS (e.g. outputs) and is kept: the timed "
+                         "run's results are then the ones a report or the README reads")
     ap.add_argument("--library-alone", nargs=2, metavar=("STUDY", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.library_alone:
@@ -93,9 +99,15 @@ def main(argv=None) -> int:
     info = machine()
     started = load()
     rounds = []
+
+    def kept(out: Path) -> bool:
+        return bool(args.keep) and out == (ROOT / args.keep).resolve()
+
     for r in range(args.rounds):
         for name, lib, kind in cases:
             out = tmp / f"out-{r}-{kind}-{len(rounds)}"
+            if args.keep and kind == "run" and lib is None and r == args.rounds - 1:
+                out = (ROOT / args.keep).resolve()
             if kind == "alone":
                 cmd = [PYTHON, str(Path(__file__).resolve()), "--library-alone", str(study), str(out)]
             else:
@@ -103,12 +115,13 @@ def main(argv=None) -> int:
                 if args.workers:
                     cmd += ["--workers", str(args.workers)]
             res = timed(cmd, environ=env(lib))
-            res.update(case=name, round=r + 1, phases=phase_seconds(out) if kind == "run" else {})
+            res.update(case=name, round=r + 1, phases=phase_seconds(out, study) if kind == "run" else {})
             res.pop("out")
             rounds.append(res)
             print(f"round {r + 1} {name:<26} {res['wall_s']:8.1f} s wall {res['cpu_s']:8.1f} s CPU  load "
                   f"{fmt_load(res['load_start'])}", flush=True)
-            shutil.rmtree(out, ignore_errors=True)
+            if not kept(out):
+                shutil.rmtree(out, ignore_errors=True)
     ended = load()
     shutil.rmtree(tmp, ignore_errors=True)
 
