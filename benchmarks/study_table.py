@@ -5,12 +5,15 @@
 The README's study tables are made with this from runs of the final code, never typed in: the columns
 are the learner's key columns (verdict, parameters, training tokens, tokens per parameter, epochs, best
 val @ iter in nats and bits per byte, final train / val, gap, onset, seeds), with "±" spreads where a
-phase has replicates.  ``--samples`` prints the sample-metrics table instead.
+phase has replicates.  ``--samples`` prints the sample-metrics table instead, ``--tokenizers`` a table for
+studies whose phases differ in tokenizer (from each phase's ``metrics.json``: vocabulary, val tokens per
+byte, embedding share, bits per byte, train time).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -63,10 +66,26 @@ def samples(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def tokenizers(table: pd.DataFrame, study_dir: Path) -> str:
+    lines = ["| tokenizer | vocabulary | tokens per byte (val) | embedding share of params | params | epochs | "
+             "best val bpb | final gap (bpb) | onset | verdict | train time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"]
+    for _, r in table.iterrows():
+        m = json.loads((study_dir / r["phase"] / "metrics.json").read_text(encoding="utf-8"))
+        p, a = m["params"], m.get("analysis") or {}
+        onset = "none" if a.get("onset_iter") is None else str(a["onset_iter"])
+        lines.append(f"| {r['phase']} | {int(m['vocab_size']):,} | {m['val_tokens'] / m['val_bytes']:.3f} | "
+                     f"{p['embedding'] / p['total']:.1%} | {_f(p['total'] / 1e6, '{:.3g}')} M | {_f(m['epochs'], '{:.3g}')} | "
+                     f"{_f(m['best_val_bpb'], '{:.3f}')} | {_f(m['final_val_bpb'] - m['final_train_bpb'], '{:+.3f}')} | "
+                     f"{onset} | {a.get('verdict', '—')} | {_f(m.get('train_time_s'), '{:.0f}')} s |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("study_dir")
     ap.add_argument("--samples", action="store_true")
+    ap.add_argument("--tokenizers", action="store_true")
     args = ap.parse_args(argv)
     path = Path(args.study_dir) / "summary.csv"
     if not path.exists():
@@ -74,7 +93,10 @@ def main(argv=None) -> int:
         return 2
     table = pd.read_csv(path)
     table = table[table["state"].isin(["done", "cached"])]
-    print(samples(table) if args.samples else journey(table))
+    if args.tokenizers:
+        print(tokenizers(table, Path(args.study_dir)))
+    else:
+        print(samples(table) if args.samples else journey(table))
     return 0
 
 
