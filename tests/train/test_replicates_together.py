@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +77,50 @@ def test_stop_ends_every_replicate_with_a_final_eval(tmp_path):
     # the others were stopped before they began (skipped) or at their next iteration, never run to the end
     assert all(m["stop_reason"] == "stopped by user" and m["iters"] < 3000 for m in out)
     assert [r["iter"] for r in rows] == [0, 10, 11]  # on_eval saw replicate 0 only
+
+
+_ORPHAN_PARENT = """
+import os, sys
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing as mp
+from gaplab.train.replicates import _child_init
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_child_init,
+                               initargs=(ctx.Event(), 1, os.getpid()))
+    print(pool.submit(os.getpid).result(), flush=True)
+    os._exit(0)  # killed, as a kernel is: no pool shutdown
+"""
+
+
+def test_a_replicate_process_exits_when_its_parent_dies(tmp_path):
+    """A killed kernel's replicate processes do not stay behind (they held the dead run's pipes open)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN_PARENT, encoding="utf-8")
+    import gaplab
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(gaplab.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    child = int(out.stdout.split()[0])
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        with open(f"/proc/{pid}/stat") as f:  # a zombie has exited
+            return f.read().split(") ")[1][0] != "Z"
+
+    deadline = time.time() + 10
+    while alive(child) and time.time() < deadline:
+        time.sleep(0.2)
+    if alive(child):
+        os.kill(child, 9)
+        raise AssertionError(f"replicate process {child} outlived its parent by 10 s")

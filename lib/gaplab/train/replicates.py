@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -121,14 +123,25 @@ _child_stop = None  # the stop event, in a replicate's process
 
 
 def _child_init(stop_event, threads: Optional[int], parent: int) -> None:
-    """A replicate's process: Ctrl-C is the parent's to handle (it sets the stop event); one torch thread."""
+    """A replicate's process: Ctrl-C is the parent's to handle (it sets the stop event); one torch thread; it
+    exits within a second of losing its parent (a killed kernel or ``gaplab train``), as the kernels do,
+    rather than stay behind holding the dead run's pipes."""
     global _child_stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _child_stop = (stop_event, parent)
+    threading.Thread(target=_exit_without_parent, args=(parent,), name="gaplab-parent-watch", daemon=True).start()
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def _exit_without_parent(parent: int, every_s: float = 0.5) -> None:
+    """Poll the parent; when it is gone, end this process at once.  What it was writing is atomic (a temporary
+    file, then a rename), and a run whose parent died is discarded or resumed from its last checkpoint."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(3)
 
 
 def _child_should_stop() -> bool:
