@@ -151,7 +151,7 @@ def main(argv=None) -> int:
                          f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}), {median(cpu_ratios):.2f}x CPU.")
     last = next((x for x in reversed(rounds) if x["case"] == "gaplab run"), None)
     if last and last["phases"]:
-        lines += ["", f"Stage seconds of the last `gaplab run` (from each phase's `status.json`):", "",
+        lines += ["", "Stage seconds of the last `gaplab run` (from each phase's `status.json`):", "",
                   "| phase | seconds | stages |", "|---|---:|---|"]
         for ph, row in last["phases"].items():
             lines.append(f"| {ph} | {row['seconds']:.1f} | " + ", ".join(f"{k} {v:.1f}" for k, v in row["stages"].items())
