@@ -30,7 +30,9 @@ defaults:
   data: {source: stdlib, packages: [json], max_tokens: 6000}
   tokenizer: {name: gpt2, compact: true}
   model: {n_layer: 2, n_head: 2, n_embd: 48, block_size: 48}
-  train: {max_iters: 160, batch_size: 8, eval_interval: 20, eval_iters: 2, learning_rate: 3.0e-3, threads: 1}
+  # 480 iterations: seconds of training after the second eval, so Ctrl-C and kill -9 land mid-run even when a
+  # loaded machine wakes the test late (at 160 the whole retrain once finished before the test's SIGINT)
+  train: {max_iters: 480, batch_size: 8, eval_interval: 20, eval_iters: 2, learning_rate: 3.0e-3, threads: 1}
   sample: {enabled: false}
 phases:
   p: {}
@@ -97,7 +99,7 @@ def test_train_killed_mid_run_keeps_the_finished_phase_and_resume_matches(tmp_pa
     # 1. an uninterrupted run: the finished phase (a later stage's key added, as 03_loss_gap would)
     assert cli.main(["train", str(study), "--phase", "p", "--outputs", str(out), "--quiet"]) == 0
     full = history(final)
-    assert full.iter.tolist() == list(range(0, 161, 20))
+    assert full.iter.tolist() == list(range(0, 481, 20))
     metrics = json.loads((final / "metrics.json").read_text())
     (final / "metrics.json").write_text(json.dumps(dict(metrics, analysis={"verdict": "from the first run"})))
     before = snapshot(final)
