@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 export MPLBACKEND ?= agg
 
-.PHONY: setup demo test test-fast lab tensorboard seed-study bench clean-outputs
+.PHONY: setup demo test test-fast lint lab tensorboard seed-study bench clean-outputs
 
 # Environment: venv with the exact pins, gaplab installed editable, the GPT-2
 # ranks provisioned offline and the `gaplab` Jupyter kernel registered.
@@ -23,8 +23,13 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/gaplab run params/quickstart.yaml
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest
+
+# ruff: the formatter and the linter (rules in pyproject.toml); CI runs it before the tests
+lint: $(STAMP)
+	$(BIN)/ruff format --check lib tests benchmarks
+	$(BIN)/ruff check lib tests benchmarks
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser"

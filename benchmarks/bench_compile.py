@@ -29,7 +29,6 @@ from _common import PYTHON, ROOT, env, fmt_load, header, load, machine, median, 
 
 def case(phase: str, compiled: bool, warmup: int, iters: int, threads: int) -> None:
     import torch
-
     from gaplab.data.split import prepare_data
     from gaplab.model.device import resolve_dtype
     from gaplab.pipeline.config import load_study
@@ -57,9 +56,20 @@ def case(phase: str, compiled: bool, warmup: int, iters: int, threads: int) -> N
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
     ev = evaluate(model, batches, dev, torch.float32)
-    print("RESULT " + json.dumps({"warmup_s": warm, "s_iter": median(walls), "cpu_iter": median(cpus),
-                                  "last_loss": loss, "eval_train": ev["train"], "eval_val": ev["val"],
-                                  "dtype": str(dtype).replace("torch.", "")}))
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "warmup_s": warm,
+                "s_iter": median(walls),
+                "cpu_iter": median(cpus),
+                "last_loss": loss,
+                "eval_train": ev["train"],
+                "eval_val": ev["val"],
+                "dtype": str(dtype).replace("torch.", ""),
+            }
+        )
+    )
 
 
 def main(argv=None) -> int:
@@ -79,36 +89,64 @@ def main(argv=None) -> int:
     for phase in args.phases:
         for compiled in (False, True):
             cache = Path(tempfile.mkdtemp(prefix="inductor-"))  # a cold compile: nothing reused
-            res = timed([PYTHON, str(Path(__file__).resolve()), "--case", phase, "1" if compiled else "0",
-                         "--iters", str(args.iters), "--warmup", str(args.warmup), "--threads", str(args.threads)],
-                        environ=env(TORCHINDUCTOR_CACHE_DIR=str(cache)))
+            res = timed(
+                [
+                    PYTHON,
+                    str(Path(__file__).resolve()),
+                    "--case",
+                    phase,
+                    "1" if compiled else "0",
+                    "--iters",
+                    str(args.iters),
+                    "--warmup",
+                    str(args.warmup),
+                    "--threads",
+                    str(args.threads),
+                ],
+                environ=env(TORCHINDUCTOR_CACHE_DIR=str(cache)),
+            )
             shutil.rmtree(cache, ignore_errors=True)
             result = next(json.loads(line[7:]) for line in res.pop("out").splitlines() if line.startswith("RESULT "))
             result.update(phase=phase, compiled=compiled, load_start=res["load_start"], process_s=res["wall_s"])
             rows.append(result)
-            print(f"{phase} compile={compiled}: {result['s_iter']:.4f} s/iter, {result['cpu_iter']:.4f} CPU s/iter, "
-                  f"warm-up {result['warmup_s']:.1f} s, eval val {result['eval_val']:.4f}, load "
-                  f"{fmt_load(res['load_start'])}", flush=True)
+            print(
+                f"{phase} compile={compiled}: {result['s_iter']:.4f} s/iter, {result['cpu_iter']:.4f} CPU s/iter, "
+                f"warm-up {result['warmup_s']:.1f} s, eval val {result['eval_val']:.4f}, load "
+                f"{fmt_load(res['load_start'])}",
+                flush=True,
+            )
     ended = load()
-    lines = [header("train.compile on CPU: seed 003's configurations (compact vocabulary)",
-                    "python benchmarks/bench_compile.py " + " ".join(argv or sys.argv[1:]), info, started, ended,
-                    f"{args.threads} thread(s); {args.warmup} warm-up + {args.iters} timed steps per case, from the "
-                    "same initial weights and batches; compile time = warm-up time minus that many steady steps, "
-                    "with an empty inductor cache."),
-             "| phase | dtype | s/iter eager | s/iter compiled | CPU s/iter eager | CPU s/iter compiled | speed-up | "
-             "compile s | steps to repay it | last step loss eager / compiled | eval val eager / compiled |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = [
+        header(
+            "train.compile on CPU: seed 003's configurations (compact vocabulary)",
+            "python benchmarks/bench_compile.py " + " ".join(argv or sys.argv[1:]),
+            info,
+            started,
+            ended,
+            f"{args.threads} thread(s); {args.warmup} warm-up + {args.iters} timed steps per case, from the "
+            "same initial weights and batches; compile time = warm-up time minus that many steady steps, "
+            "with an empty inductor cache.",
+        ),
+        "| phase | dtype | s/iter eager | s/iter compiled | CPU s/iter eager | CPU s/iter compiled | speed-up | "
+        "compile s | steps to repay it | last step loss eager / compiled | eval val eager / compiled |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     for phase in args.phases:
         e = next(r for r in rows if r["phase"] == phase and not r["compiled"])
         c = next(r for r in rows if r["phase"] == phase and r["compiled"])
         compile_s = c["warmup_s"] - args.warmup * c["s_iter"]
         saved = e["s_iter"] - c["s_iter"]
         repay = f"{compile_s / saved:,.0f}" if saved > 0 else "never"
-        lines.append(f"| {phase} | {e['dtype']} | {e['s_iter']:.4f} | {c['s_iter']:.4f} | {e['cpu_iter']:.4f} | "
-                     f"{c['cpu_iter']:.4f} | {e['s_iter'] / c['s_iter']:.2f}x | {compile_s:.1f} | {repay} | "
-                     f"{e['last_loss']:.4f} / {c['last_loss']:.4f} | {e['eval_val']:.4f} / {c['eval_val']:.4f} |")
-    path = write("compile_cpu", "\n".join(lines) + "\n", {"machine": info, "load_start": started, "load_end": ended,
-                                                            "rows": rows, "args": vars(args)})
+        lines.append(
+            f"| {phase} | {e['dtype']} | {e['s_iter']:.4f} | {c['s_iter']:.4f} | {e['cpu_iter']:.4f} | "
+            f"{c['cpu_iter']:.4f} | {e['s_iter'] / c['s_iter']:.2f}x | {compile_s:.1f} | {repay} | "
+            f"{e['last_loss']:.4f} / {c['last_loss']:.4f} | {e['eval_val']:.4f} / {c['eval_val']:.4f} |"
+        )
+    path = write(
+        "compile_cpu",
+        "\n".join(lines) + "\n",
+        {"machine": info, "load_start": started, "load_end": ended, "rows": rows, "args": vars(args)},
+    )
     print(f"-> {path}")
     return 0
 

@@ -44,11 +44,22 @@ def study_yaml(iters: int) -> dict:
         "study": "bench_dask",
         "description": "4-phase grid for the Dask benchmark",
         "defaults": {
-            "data": {"source": "stdlib", "packages": ["json"], "max_tokens": 4000, "split": "tail",
-                     "val_fraction": 0.1},
+            "data": {
+                "source": "stdlib",
+                "packages": ["json"],
+                "max_tokens": 4000,
+                "split": "tail",
+                "val_fraction": 0.1,
+            },
             "tokenizer": {"name": "gpt2", "compact": True},
-            "train": {"max_iters": iters, "batch_size": 8, "learning_rate": 3.0e-3, "eval_interval": max(1, iters // 3),
-                      "eval_iters": 4, "lr_schedule": "constant"},
+            "train": {
+                "max_iters": iters,
+                "batch_size": 8,
+                "learning_rate": 3.0e-3,
+                "eval_interval": max(1, iters // 3),
+                "eval_iters": 4,
+                "lr_schedule": "constant",
+            },
             "sample": {"prompts": ["import json"], "max_new_tokens": 16, "num_samples": 1},
         },
         "grid": {"data.max_tokens": [4000, 8000], "model": ["micro", "tiny"]},
@@ -73,8 +84,13 @@ def machine() -> str:
     except OSError:
         pass
     try:
-        mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                          if line.startswith("MemTotal")))
+        mem_kb = int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+        )
         mem = f"{mem_kb / 2**20:.0f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         mem = "RAM unknown"
@@ -82,9 +98,11 @@ def machine() -> str:
     import distributed
     import torch
 
-    return (f"{cpu}, {len(os.sched_getaffinity(0))} usable cores, {mem}; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}, dask {dask.__version__}, "
-            f"distributed {distributed.__version__}")
+    return (
+        f"{cpu}, {len(os.sched_getaffinity(0))} usable cores, {mem}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, dask {dask.__version__}, "
+        f"distributed {distributed.__version__}"
+    )
 
 
 def run_once(study: Path, outputs: Path, executor: str, workers: int) -> dict:
@@ -137,12 +155,18 @@ def main(argv=None) -> int:
         study.write_text(yaml.safe_dump(study_yaml(args.iters), sort_keys=False))
         runs: dict[str, list[dict]] = {label: [] for label, _, _ in CONFIGS}
         for rep in range(args.repeats):  # interleaved, every other round reversed, so a load drift hits all alike
-            for label, executor, workers in (CONFIGS if rep % 2 == 0 else CONFIGS[::-1]):
+            for label, executor, workers in CONFIGS if rep % 2 == 0 else CONFIGS[::-1]:
                 runs[label].append(run_once(study, tmp / f"out-{executor}-{workers}-{rep}", executor, workers))
                 print(f"{label}: {runs[label][-1]['wall']:.1f}s wall", file=sys.stderr)
-        results = {label: {"wall": statistics.median(r["wall"] for r in rs),
-                           "in_phase": statistics.median(r["in_phase"] for r in rs),
-                           "phases": rs[0]["phases"], "sdir": rs[0]["sdir"]} for label, rs in runs.items()}
+        results = {
+            label: {
+                "wall": statistics.median(r["wall"] for r in rs),
+                "in_phase": statistics.median(r["in_phase"] for r in rs),
+                "phases": rs[0]["phases"],
+                "sdir": rs[0]["sdir"],
+            }
+            for label, rs in runs.items()
+        }
         n = results["local, 1 worker"]["phases"]
         base = results["local, 1 worker"]["wall"]
         for label, _, _ in CONFIGS:
@@ -156,8 +180,7 @@ def main(argv=None) -> int:
         outside_diff = (outside["dask, 1 worker"] - outside["local, 1 worker"]) / n
         cluster_1 = time_cluster(1)
         cluster_2 = time_cluster(2)
-        phase_dir = next(p for p in sorted(results["dask, 1 worker"]["sdir"].iterdir())
-                         if (p / "status.json").exists())
+        phase_dir = next(p for p in sorted(results["dask, 1 worker"]["sdir"].iterdir()) if (p / "status.json").exists())
         pack_s, unpack_s, size = time_packing(phase_dir, tmp)
 
     lines = [

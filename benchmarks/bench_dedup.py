@@ -83,9 +83,18 @@ def _child(path, queue):
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     out = near_duplicates(texts, names)
-    queue.put({"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0, "rss_before_mb": before,
-               "peak_mb": _vm("VmHWM"), "pairs": out["_pairs"].tolist(), "documents_with_twin": out["documents"],
-               "families": out["families"], "capped": out["candidates_capped"]})
+    queue.put(
+        {
+            "wall_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - cpu0,
+            "rss_before_mb": before,
+            "peak_mb": _vm("VmHWM"),
+            "pairs": out["_pairs"].tolist(),
+            "documents_with_twin": out["documents"],
+            "families": out["families"],
+            "capped": out["candidates_capped"],
+        }
+    )
 
 
 def main() -> int:
@@ -98,8 +107,10 @@ def main() -> int:
     t0 = time.perf_counter()
     texts, planted = corpus(args.docs, args.twins, args.copies)
     words = sum(len(t.split()) for t in texts)
-    print(f"corpus: {len(texts):,} documents, {words:,} words, {args.twins:,} planted near-twins, "
-          f"{args.copies:,} exact copies (built in {time.perf_counter() - t0:.0f} s)")
+    print(
+        f"corpus: {len(texts):,} documents, {words:,} words, {args.twins:,} planted near-twins, "
+        f"{args.copies:,} exact copies (built in {time.perf_counter() - t0:.0f} s)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "docs.json"
         path.write_text(json.dumps(texts))
@@ -111,20 +122,30 @@ def main() -> int:
         proc.join()
     found = {tuple(sorted(p)) for p in res.pop("pairs")}
     truth = {tuple(sorted(p)) for p in planted}
-    twins_found = sum(tuple(sorted(p)) in found for p in planted[:args.twins])
-    copies_found = sum(tuple(sorted(p)) in found for p in planted[args.twins:])
+    twins_found = sum(tuple(sorted(p)) in found for p in planted[: args.twins])
+    copies_found = sum(tuple(sorted(p)) in found for p in planted[args.twins :])
     extra = len(found - truth)
     result = {
-        "documents": len(texts), "words": words, "twins_planted": args.twins, "copies_planted": args.copies,
-        "twins_found": twins_found, "copies_found": copies_found, "other_pairs": extra,
-        "recall": (twins_found + copies_found) / max(1, len(truth)), **res,
+        "documents": len(texts),
+        "words": words,
+        "twins_planted": args.twins,
+        "copies_planted": args.copies,
+        "twins_found": twins_found,
+        "copies_found": copies_found,
+        "other_pairs": extra,
+        "recall": (twins_found + copies_found) / max(1, len(truth)),
+        **res,
         "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
     }
-    print(f"near_duplicates: {res['wall_s']:.1f} s wall ({res['cpu_s']:.1f} s CPU), peak RSS {res['peak_mb']:.0f} MB "
-          f"(RSS {res['rss_before_mb']:.0f} MB with the documents loaded, before the call)")
-    print(f"found {twins_found:,} of {args.twins:,} planted near-twins and {copies_found:,} of {args.copies:,} "
-          f"exact copies (recall {result['recall']:.4f}); {extra:,} other pairs; {res['families']:,} families; "
-          f"{res['capped']} documents had their candidates capped")
+    print(
+        f"near_duplicates: {res['wall_s']:.1f} s wall ({res['cpu_s']:.1f} s CPU), peak RSS {res['peak_mb']:.0f} MB "
+        f"(RSS {res['rss_before_mb']:.0f} MB with the documents loaded, before the call)"
+    )
+    print(
+        f"found {twins_found:,} of {args.twins:,} planted near-twins and {copies_found:,} of {args.copies:,} "
+        f"exact copies (recall {result['recall']:.4f}); {extra:,} other pairs; {res['families']:,} families; "
+        f"{res['capped']} documents had their candidates capped"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"written to {args.out}")

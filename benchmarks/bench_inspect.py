@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from gaplab.schema import PhaseParams
-from gaplab.errors import TokenizerError
 from gaplab.data.tokenizer import get_tokenizer
+from gaplab.errors import TokenizerError
+from gaplab.schema import PhaseParams
 
 
 def _tokenizer_name(wanted: str) -> tuple[str, str]:
@@ -53,15 +53,23 @@ def _param_counts(params: PhaseParams, vocab_size: int) -> tuple[dict, str]:
 
 
 def run_once(tokenizer: str, max_tokens: int | None, heap: bool) -> dict:
-    from gaplab.datareport import build as build_mod
     from gaplab.data.split import prepare_data
+    from gaplab.datareport import build as build_mod
 
-    params = PhaseParams.model_validate({
-        "data": {"source": "stdlib", "packages": [], "split": "tail", "val_fraction": 0.1, "max_tokens": max_tokens},
-        "tokenizer": {"name": tokenizer, "compact": False},
-        "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
-        "train": {"max_iters": 2000, "eval_interval": 100},
-    })
+    params = PhaseParams.model_validate(
+        {
+            "data": {
+                "source": "stdlib",
+                "packages": [],
+                "split": "tail",
+                "val_fraction": 0.1,
+                "max_tokens": max_tokens,
+            },
+            "tokenizer": {"name": tokenizer, "compact": False},
+            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
+            "train": {"max_iters": 2000, "eval_interval": 100},
+        }
+    )
     t0 = time.perf_counter()
     prep = prepare_data(params, "bench")
     t_prepare = time.perf_counter() - t0
@@ -70,10 +78,16 @@ def run_once(tokenizer: str, max_tokens: int | None, heap: bool) -> dict:
     report = build_mod.build_report(prep, params, param_counts=counts)
     t_report = time.perf_counter() - t0
     out = {
-        "tokenizer": tokenizer, "documents": report["size"]["documents"], "tokens": report["size"]["tokens"],
-        "characters": report["size"]["characters"], "prepare_s": t_prepare, "report_s": t_report,
-        "sections_s": report["timings_s"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "checks": {c["name"]: (c["status"], c["value"]) for c in report["checks"]}, "note": note,
+        "tokenizer": tokenizer,
+        "documents": report["size"]["documents"],
+        "tokens": report["size"]["tokens"],
+        "characters": report["size"]["characters"],
+        "prepare_s": t_prepare,
+        "report_s": t_report,
+        "sections_s": report["timings_s"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "checks": {c["name"]: (c["status"], c["value"]) for c in report["checks"]},
+        "note": note,
     }
     if heap:
         tracemalloc.start()
@@ -100,11 +114,15 @@ def main() -> int:
     t0 = time.perf_counter()
     r = run_once(name, None, heap=False)
     wall = time.perf_counter() - t0
-    print(f"stdlib corpus: {r['documents']:,} documents, {r['characters']:,} characters, {r['tokens']:,} "
-          f"{r['tokenizer']} tokens")
+    print(
+        f"stdlib corpus: {r['documents']:,} documents, {r['characters']:,} characters, {r['tokens']:,} "
+        f"{r['tokenizer']} tokens"
+    )
     print(f"read + tokenize + split (gaplab.data.split.prepare_data): {r['prepare_s']:.1f} s")
-    print(f"build_report: {r['report_s']:.1f} s  sections: "
-          + ", ".join(f"{k} {v:.2f}" for k, v in r["sections_s"].items()))
+    print(
+        f"build_report: {r['report_s']:.1f} s  sections: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in r["sections_s"].items())
+    )
     print(f"wall time {wall:.1f} s (target ≤ 60 s on 2 cores); peak RSS {r['peak_rss_mb']:.0f} MB")
     for k, (status, value) in r["checks"].items():
         print(f"  {status:>4}  {k}: {value if value is None else round(value, 4)}")
@@ -114,12 +132,22 @@ def main() -> int:
         total = r["tokens"]
         print("\nmemory against corpus size (fresh process each; tracemalloc peak of build_report):")
         for frac in (0.25, 0.5, 1.0):
-            cmd = [sys.executable, __file__, "--json", "--heap", "--tokenizer", name,
-                   "--max-tokens", str(max(1000, int(total * frac)))]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--json",
+                "--heap",
+                "--tokenizer",
+                name,
+                "--max-tokens",
+                str(max(1000, int(total * frac))),
+            ]
             res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            print(f"  {res['tokens']:>10,} tokens: build_report {res['report_s']:.1f} s, heap peak "
-                  f"{res['report_heap_peak_mb']:.0f} MB ({res['report_heap_peak_mb'] * 2**20 / res['tokens']:.0f} "
-                  f"bytes/token), process peak RSS {res['peak_rss_mb']:.0f} MB")
+            print(
+                f"  {res['tokens']:>10,} tokens: build_report {res['report_s']:.1f} s, heap peak "
+                f"{res['report_heap_peak_mb']:.0f} MB ({res['report_heap_peak_mb'] * 2**20 / res['tokens']:.0f} "
+                f"bytes/token), process peak RSS {res['peak_rss_mb']:.0f} MB"
+            )
     return 0
 
 

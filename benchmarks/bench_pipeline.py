@@ -52,8 +52,10 @@ def study_file(study: Path, replicates: int | None, folder: Path) -> Path:
     if replicates is None:
         return study
     path = folder / f"{study.stem}_r{replicates}.yaml"
-    path.write_text(f"study: {study.stem}_r{replicates}\nextends: {study.resolve()}\n"
-                    f"defaults:\n  replicates: {replicates}\n", encoding="utf-8")
+    path.write_text(
+        f"study: {study.stem}_r{replicates}\nextends: {study.resolve()}\ndefaults:\n  replicates: {replicates}\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -65,8 +67,10 @@ def phase_seconds(out: Path, study: Path) -> dict:
     rows = {}
     for status in sorted(out.glob(f"{name}/*/status.json")):
         st = json.loads(status.read_text())
-        rows[st.get("phase", status.parent.name)] = {"seconds": round(st.get("seconds", 0.0), 1),
-                                                      "stages": st.get("stages", {})}
+        rows[st.get("phase", status.parent.name)] = {
+            "seconds": round(st.get("seconds", 0.0), 1),
+            "stages": st.get("stages", {}),
+        }
     return rows
 
 
@@ -79,9 +83,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-alone", action="store_true", help="skip the library-alone case")
     ap.add_argument("--workers", type=int, default=None, help="gaplab run --workers")
     ap.add_argument("--name", default=None, help="results/<name>.md (default: pipeline_<study>)")
-    ap.add_argument("--keep", default=None, metavar="OUTPUTS",
-                    help="the last round's `gaplab run` writes into OUTPUTS (e.g. outputs) and is kept: the timed "
-                         "run's results are then the ones a report or the README reads")
+    ap.add_argument(
+        "--keep",
+        default=None,
+        metavar="OUTPUTS",
+        help="the last round's `gaplab run` writes into OUTPUTS (e.g. outputs) and is kept: the timed "
+        "run's results are then the ones a report or the README reads",
+    )
     ap.add_argument("--library-alone", nargs=2, metavar=("STUDY", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.library_alone:
@@ -118,20 +126,33 @@ def main(argv=None) -> int:
             res.update(case=name, round=r + 1, phases=phase_seconds(out, study) if kind == "run" else {})
             res.pop("out")
             rounds.append(res)
-            print(f"round {r + 1} {name:<26} {res['wall_s']:8.1f} s wall {res['cpu_s']:8.1f} s CPU  load "
-                  f"{fmt_load(res['load_start'])}", flush=True)
+            print(
+                f"round {r + 1} {name:<26} {res['wall_s']:8.1f} s wall {res['cpu_s']:8.1f} s CPU  load "
+                f"{fmt_load(res['load_start'])}",
+                flush=True,
+            )
             if not kept(out):
                 shutil.rmtree(out, ignore_errors=True)
     ended = load()
     shutil.rmtree(tmp, ignore_errors=True)
 
     label = Path(args.study).stem + (f", replicates: {args.replicates}" if args.replicates else "")
-    lines = [header(f"Pipeline speed: {label}", "python benchmarks/bench_pipeline.py " + " ".join(argv or sys.argv[1:]),
-                    info, started, ended),
-             "| round | case | wall s | CPU s | load at start (1/5/15 min) |", "|---:|---|---:|---:|---|"]
+    lines = [
+        header(
+            f"Pipeline speed: {label}",
+            "python benchmarks/bench_pipeline.py " + " ".join(argv or sys.argv[1:]),
+            info,
+            started,
+            ended,
+        ),
+        "| round | case | wall s | CPU s | load at start (1/5/15 min) |",
+        "|---:|---|---:|---:|---|",
+    ]
     for res in rounds:
-        lines.append(f"| {res['round']} | {res['case']} | {res['wall_s']:.1f} | {res['cpu_s']:.1f} | "
-                     f"{fmt_load(res['load_start'])} |")
+        lines.append(
+            f"| {res['round']} | {res['case']} | {res['wall_s']:.1f} | {res['cpu_s']:.1f} | "
+            f"{fmt_load(res['load_start'])} |"
+        )
     lines += ["", "| case | median wall s | median CPU s |", "|---|---:|---:|"]
     med = {}
     for name, _, _ in cases:
@@ -141,24 +162,43 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {med[name][0]:.1f} | {med[name][1]:.1f} |")
     for suffix, _ in libs:
         if not args.no_alone:
-            ratios = [run["wall_s"] / alone["wall_s"] for run, alone in
-                      zip([x for x in rounds if x["case"] == f"gaplab run{suffix}"],
-                          [x for x in rounds if x["case"] == f"library alone{suffix}"])]
-            cpu_ratios = [run["cpu_s"] / alone["cpu_s"] for run, alone in
-                          zip([x for x in rounds if x["case"] == f"gaplab run{suffix}"],
-                              [x for x in rounds if x["case"] == f"library alone{suffix}"])]
-            lines.append(f"\n`gaplab run` / library alone{suffix}: median {median(ratios):.2f}x wall "
-                         f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}), {median(cpu_ratios):.2f}x CPU.")
+            ratios = [
+                run["wall_s"] / alone["wall_s"]
+                for run, alone in zip(
+                    [x for x in rounds if x["case"] == f"gaplab run{suffix}"],
+                    [x for x in rounds if x["case"] == f"library alone{suffix}"],
+                )
+            ]
+            cpu_ratios = [
+                run["cpu_s"] / alone["cpu_s"]
+                for run, alone in zip(
+                    [x for x in rounds if x["case"] == f"gaplab run{suffix}"],
+                    [x for x in rounds if x["case"] == f"library alone{suffix}"],
+                )
+            ]
+            lines.append(
+                f"\n`gaplab run` / library alone{suffix}: median {median(ratios):.2f}x wall "
+                f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}), {median(cpu_ratios):.2f}x CPU."
+            )
     last = next((x for x in reversed(rounds) if x["case"] == "gaplab run"), None)
     if last and last["phases"]:
-        lines += ["", "Stage seconds of the last `gaplab run` (from each phase's `status.json`):", "",
-                  "| phase | seconds | stages |", "|---|---:|---|"]
+        lines += [
+            "",
+            "Stage seconds of the last `gaplab run` (from each phase's `status.json`):",
+            "",
+            "| phase | seconds | stages |",
+            "|---|---:|---|",
+        ]
         for ph, row in last["phases"].items():
-            lines.append(f"| {ph} | {row['seconds']:.1f} | " + ", ".join(f"{k} {v:.1f}" for k, v in row["stages"].items())
-                         + " |")
+            lines.append(
+                f"| {ph} | {row['seconds']:.1f} | " + ", ".join(f"{k} {v:.1f}" for k, v in row["stages"].items()) + " |"
+            )
     name = args.name or f"pipeline_{Path(args.study).stem}" + (f"_r{args.replicates}" if args.replicates else "")
-    path = write(name, "\n".join(lines) + "\n", {"machine": info, "load_start": started, "load_end": ended,
-                                                 "rounds": rounds, "args": vars(args)})
+    path = write(
+        name,
+        "\n".join(lines) + "\n",
+        {"machine": info, "load_start": started, "load_end": ended, "rounds": rounds, "args": vars(args)},
+    )
     print(f"-> {path}")
     return 0
 

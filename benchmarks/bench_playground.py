@@ -46,11 +46,22 @@ def one(out: str) -> None:
     pg.train(wait=True)
     done = time.time() - created
     m = pg.last_metrics or {}
-    print("RESULT " + json.dumps({"built_s": built, "first_eval_s": evals[0] if evals else None,
-                                  "last_eval_s": evals[-1] if evals else None, "done_s": done,
-                                  "iters": m.get("iters"), "threads": m.get("threads"),
-                                  "vocab_size": m.get("vocab_size"), "params": m.get("params"),
-                                  "error": repr(pg.error) if pg.error else None}))
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "built_s": built,
+                "first_eval_s": evals[0] if evals else None,
+                "last_eval_s": evals[-1] if evals else None,
+                "done_s": done,
+                "iters": m.get("iters"),
+                "threads": m.get("threads"),
+                "vocab_size": m.get("vocab_size"),
+                "params": m.get("params"),
+                "error": repr(pg.error) if pg.error else None,
+            }
+        )
+    )
 
 
 def main(argv=None) -> int:
@@ -70,21 +81,36 @@ def main(argv=None) -> int:
         x = next(json.loads(line[7:]) for line in res.pop("out").splitlines() if line.startswith("RESULT "))
         x.update(round=r + 1, wall_s=res["wall_s"], cpu_s=res["cpu_s"], load_start=res["load_start"])
         rows.append(x)
-        print(f"round {r + 1}: built {x['built_s']:.1f} s, first eval {x['first_eval_s']:.1f} s, last eval "
-              f"{x['last_eval_s']:.1f} s, done {x['done_s']:.1f} s (load {fmt_load(res['load_start'])})", flush=True)
+        print(
+            f"round {r + 1}: built {x['built_s']:.1f} s, first eval {x['first_eval_s']:.1f} s, last eval "
+            f"{x['last_eval_s']:.1f} s, done {x['done_s']:.1f} s (load {fmt_load(res['load_start'])})",
+            flush=True,
+        )
     ended = load()
-    lines = [header("The playground's default run", "python benchmarks/bench_playground.py " + " ".join(argv or sys.argv[1:]),
-                    info, started, ended, "Seconds from the process's start; measured only (the defaults belong to "
-                    "the playground)."),
-             "| round | built s | first eval s | last eval s | done (samples) s | iters | threads | vocabulary | load |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        header(
+            "The playground's default run",
+            "python benchmarks/bench_playground.py " + " ".join(argv or sys.argv[1:]),
+            info,
+            started,
+            ended,
+            "Seconds from the process's start; measured only (the defaults belong to the playground).",
+        ),
+        "| round | built s | first eval s | last eval s | done (samples) s | iters | threads | vocabulary | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for x in rows:
-        lines.append(f"| {x['round']} | {x['built_s']:.1f} | {x['first_eval_s']:.1f} | {x['last_eval_s']:.1f} | "
-                     f"{x['done_s']:.1f} | {x['iters']} | {x['threads']} | {x['vocab_size']} | {fmt_load(x['load_start'])} |")
-    lines.append(f"\nMedian: curves complete after {median([x['last_eval_s'] for x in rows]):.1f} s, samples shown "
-                 f"after {median([x['done_s'] for x in rows]):.1f} s.")
-    path = write("playground", "\n".join(lines) + "\n", {"machine": info, "load_start": started, "load_end": ended,
-                                                           "rows": rows})
+        lines.append(
+            f"| {x['round']} | {x['built_s']:.1f} | {x['first_eval_s']:.1f} | {x['last_eval_s']:.1f} | "
+            f"{x['done_s']:.1f} | {x['iters']} | {x['threads']} | {x['vocab_size']} | {fmt_load(x['load_start'])} |"
+        )
+    lines.append(
+        f"\nMedian: curves complete after {median([x['last_eval_s'] for x in rows]):.1f} s, samples shown "
+        f"after {median([x['done_s'] for x in rows]):.1f} s."
+    )
+    path = write(
+        "playground", "\n".join(lines) + "\n", {"machine": info, "load_start": started, "load_end": ended, "rows": rows}
+    )
     print(f"-> {path}")
     return 0
 

@@ -41,17 +41,18 @@ MODES = {
 
 def study(folder: Path, replicates: int, iters: int) -> Path:
     path = folder / f"phase3_r{replicates}.yaml"
-    path.write_text(f"study: phase3_r{replicates}\nextends: {(ROOT / 'params' / 'seed_study_compact.yaml').resolve()}\n"
-                    f"defaults:\n  replicates: {replicates}\nphases:\n  phase3:\n    train: {{max_iters: {iters}, "
-                    f"save_every: {[i for i in (500, 1000) if i <= iters]}}}\n"
-                    f"    sample: {{checkpoints: [best, last]}}\n",
-                    encoding="utf-8")
+    path.write_text(
+        f"study: phase3_r{replicates}\nextends: {(ROOT / 'params' / 'seed_study_compact.yaml').resolve()}\n"
+        f"defaults:\n  replicates: {replicates}\nphases:\n  phase3:\n    train: {{max_iters: {iters}, "
+        f"save_every: {[i for i in (500, 1000) if i <= iters]}}}\n"
+        f"    sample: {{checkpoints: [best, last]}}\n",
+        encoding="utf-8",
+    )
     return path
 
 
 def run(study_path: str, out: str, mode: str) -> None:
     import torch
-
     from gaplab.data.split import prepare_data
     from gaplab.pipeline.config import load_study
     from gaplab.pipeline.stages import replicate_plan_for
@@ -61,8 +62,11 @@ def run(study_path: str, out: str, mode: str) -> None:
     prep = prepare_data(ph.params, ph.name)
     if mode.endswith("one-thread"):
         torch.set_num_threads(1)
-    plan = (replicate_plan_for(ph.params, int(prep.vocab_size)) if mode in ("default", "one-thread")
-            else ReplicatePlan(1, None))
+    plan = (
+        replicate_plan_for(ph.params, int(prep.vocab_size))
+        if mode in ("default", "one-thread")
+        else ReplicatePlan(1, None)
+    )
     train_replicates(ph.params, prep, Path(out), progress=False, plan=plan)
 
 
@@ -107,39 +111,71 @@ def main(argv=None) -> int:
         kept = {}
         for name, (n, mode) in MODES.items():
             out = tmp / f"out-{len(rows)}"
-            res = timed([PYTHON, str(Path(__file__).resolve()), "--run", str(studies[n]), str(out), mode], environ=env())
+            res = timed(
+                [PYTHON, str(Path(__file__).resolve()), "--run", str(studies[n]), str(out), mode], environ=env()
+            )
             res.pop("out")
             res.update(case=name, round=r + 1)
             rows.append(res)
-            print(f"round {r + 1} {name:<44} {res['wall_s']:7.1f} s wall {res['cpu_s']:7.1f} s CPU  load "
-                  f"{fmt_load(res['load_start'])}", flush=True)
+            print(
+                f"round {r + 1} {name:<44} {res['wall_s']:7.1f} s wall {res['cpu_s']:7.1f} s CPU  load "
+                f"{fmt_load(res['load_start'])}",
+                flush=True,
+            )
             if name in ("3 replicates, together", "3 replicates, one after another, 1 thread"):
                 kept[name] = histories(out)
             shutil.rmtree(out, ignore_errors=True)
-        diffs.append(largest_difference(kept["3 replicates, together"],
-                                        kept["3 replicates, one after another, 1 thread"]))
+        diffs.append(
+            largest_difference(kept["3 replicates, together"], kept["3 replicates, one after another, 1 thread"])
+        )
     ended = load()
     shutil.rmtree(tmp, ignore_errors=True)
 
-    lines = [header(f"Replicates: seed phase 3 (compact vocabulary, {args.iters} iterations), 3 seeds against 1",
-                    "python benchmarks/bench_replicates.py " + " ".join(argv or sys.argv[1:]), info, started, ended,
-                    "Each case is one whole process (imports, data, training, evaluations, checkpoints)."),
-             "| round | case | wall s | CPU s | load at start |", "|---:|---|---:|---:|---|"]
+    lines = [
+        header(
+            f"Replicates: seed phase 3 (compact vocabulary, {args.iters} iterations), 3 seeds against 1",
+            "python benchmarks/bench_replicates.py " + " ".join(argv or sys.argv[1:]),
+            info,
+            started,
+            ended,
+            "Each case is one whole process (imports, data, training, evaluations, checkpoints).",
+        ),
+        "| round | case | wall s | CPU s | load at start |",
+        "|---:|---|---:|---:|---|",
+    ]
     for x in rows:
-        lines.append(f"| {x['round']} | {x['case']} | {x['wall_s']:.1f} | {x['cpu_s']:.1f} | {fmt_load(x['load_start'])} |")
+        lines.append(
+            f"| {x['round']} | {x['case']} | {x['wall_s']:.1f} | {x['cpu_s']:.1f} | {fmt_load(x['load_start'])} |"
+        )
     med = {name: median([x["wall_s"] for x in rows if x["case"] == name]) for name in MODES}
     cpu = {name: median([x["cpu_s"] for x in rows if x["case"] == name]) for name in MODES}
-    lines += ["", "| case | median wall s | median CPU s | wall x 1 replicate | wall x 1 replicate, 1 thread |",
-              "|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| case | median wall s | median CPU s | wall x 1 replicate | wall x 1 replicate, 1 thread |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name in MODES:
-        lines.append(f"| {name} | {med[name]:.1f} | {cpu[name]:.1f} | {med[name] / med['1 replicate']:.2f} | "
-                     f"{med[name] / med['1 replicate, 1 thread']:.2f} |")
-    lines.append(f"\nReplicates trained together vs one after another on one thread each: largest difference in "
-                 f"any train or val loss of any eval: {max(diffs):.3g} nats (rounds: "
-                 f"{', '.join(f'{d:.3g}' for d in diffs)}).")
-    path = write("replicates", "\n".join(lines) + "\n", {"machine": info, "load_start": started, "load_end": ended,
-                                                           "rows": rows, "largest_difference": diffs,
-                                                           "args": vars(args)})
+        lines.append(
+            f"| {name} | {med[name]:.1f} | {cpu[name]:.1f} | {med[name] / med['1 replicate']:.2f} | "
+            f"{med[name] / med['1 replicate, 1 thread']:.2f} |"
+        )
+    lines.append(
+        f"\nReplicates trained together vs one after another on one thread each: largest difference in "
+        f"any train or val loss of any eval: {max(diffs):.3g} nats (rounds: "
+        f"{', '.join(f'{d:.3g}' for d in diffs)})."
+    )
+    path = write(
+        "replicates",
+        "\n".join(lines) + "\n",
+        {
+            "machine": info,
+            "load_start": started,
+            "load_end": ended,
+            "rows": rows,
+            "largest_difference": diffs,
+            "args": vars(args),
+        },
+    )
     print(f"-> {path}")
     return 0
 

@@ -39,9 +39,11 @@ ITERS = 60
 
 def study(folder: Path, base: str) -> Path:
     path = folder / f"{base}_60.yaml"
-    path.write_text(f"study: {base}_60\nextends: {(ROOT / 'params' / (base + '.yaml')).resolve()}\n"
-                    f"defaults:\n  replicates: 1\nphases:\n  phase4:\n    train: {{max_iters: {ITERS}, eval_interval: {ITERS}}}\n",
-                    encoding="utf-8")
+    path.write_text(
+        f"study: {base}_60\nextends: {(ROOT / 'params' / (base + '.yaml')).resolve()}\n"
+        f"defaults:\n  replicates: 1\nphases:\n  phase4:\n    train: {{max_iters: {ITERS}, eval_interval: {ITERS}}}\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -57,6 +59,7 @@ def startup(study_path: str, out: str) -> None:
         def wrapper(*a, **k):
             marks.setdefault(name, time.time() - created)
             return fn(*a, **k)
+
         return wrapper
 
     loop.evaluate = clocked("first_eval_s", loop.evaluate)
@@ -83,8 +86,11 @@ def main(argv=None) -> int:
     libs = [("", None)] + ([(" (before)", Path(args.before).resolve())] if args.before else [])
     cases = [("plain loop", None, "plain")]
     for suffix, lib in libs:
-        cases += [(f"gaplab train, compact{suffix}", lib, compact), (f"gaplab train, faithful{suffix}", lib, faithful),
-                  (f"start-up{suffix}", lib, "startup")]
+        cases += [
+            (f"gaplab train, compact{suffix}", lib, compact),
+            (f"gaplab train, faithful{suffix}", lib, faithful),
+            (f"start-up{suffix}", lib, "startup"),
+        ]
     info = machine()
     started = load()
     rows = []
@@ -96,35 +102,60 @@ def main(argv=None) -> int:
             elif what == "startup":
                 cmd = [PYTHON, str(Path(__file__).resolve()), "--startup", str(compact), str(out)]
             else:
-                cmd = [PYTHON, "-m", "gaplab.cli", "train", str(what), "--phase", "phase4", "--outputs", str(out),
-                       "--quiet"]
+                cmd = [
+                    PYTHON,
+                    "-m",
+                    "gaplab.cli",
+                    "train",
+                    str(what),
+                    "--phase",
+                    "phase4",
+                    "--outputs",
+                    str(out),
+                    "--quiet",
+                ]
             res = timed(cmd, environ=env(lib))
             marks = {}
             for line in res.pop("out").splitlines():
                 if line.startswith("STARTUP "):
-                    marks = json.loads(line[len("STARTUP "):])
+                    marks = json.loads(line[len("STARTUP ") :])
                 elif line.startswith("FIRST_EVAL_S "):  # the plain loop's start-up
                     marks = {"first_eval_s": float(line.split()[1])}
             res.update(case=name, round=r + 1, **marks)
             rows.append(res)
             extra = "".join(f"  {k} {v:.2f}" for k, v in marks.items())
-            print(f"round {r + 1} {name:<32} {res['wall_s']:7.1f} s wall {res['cpu_s']:7.1f} s CPU  load "
-                  f"{fmt_load(res['load_start'])}{extra}", flush=True)
+            print(
+                f"round {r + 1} {name:<32} {res['wall_s']:7.1f} s wall {res['cpu_s']:7.1f} s CPU  load "
+                f"{fmt_load(res['load_start'])}{extra}",
+                flush=True,
+            )
             shutil.rmtree(out, ignore_errors=True)
     ended = load()
     shutil.rmtree(tmp, ignore_errors=True)
 
-    lines = [header("Whole-process training: gaplab train vs the plain loop (seed phase 4, 60 iterations)",
-                    "python benchmarks/bench_startup.py " + " ".join(argv or sys.argv[1:]), info, started, ended),
-             "| round | case | wall s | CPU s | to first eval s | to first step s | load at start |",
-             "|---:|---|---:|---:|---:|---:|---|"]
+    lines = [
+        header(
+            "Whole-process training: gaplab train vs the plain loop (seed phase 4, 60 iterations)",
+            "python benchmarks/bench_startup.py " + " ".join(argv or sys.argv[1:]),
+            info,
+            started,
+            ended,
+        ),
+        "| round | case | wall s | CPU s | to first eval s | to first step s | load at start |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
     for x in rows:
         fe = f"{x['first_eval_s']:.2f}" if "first_eval_s" in x else ""
         fs = f"{x['first_step_s']:.2f}" if "first_step_s" in x else ""
-        lines.append(f"| {x['round']} | {x['case']} | {x['wall_s']:.1f} | {x['cpu_s']:.1f} | {fe} | {fs} | "
-                     f"{fmt_load(x['load_start'])} |")
-    lines += ["", "| case | median wall s | whole-process speed-up over the plain loop (median of rounds) |",
-              "|---|---:|---:|"]
+        lines.append(
+            f"| {x['round']} | {x['case']} | {x['wall_s']:.1f} | {x['cpu_s']:.1f} | {fe} | {fs} | "
+            f"{fmt_load(x['load_start'])} |"
+        )
+    lines += [
+        "",
+        "| case | median wall s | whole-process speed-up over the plain loop (median of rounds) |",
+        "|---|---:|---:|",
+    ]
     plain = [x for x in rows if x["case"] == "plain loop"]
     for name, _, _ in cases:
         mine = [x for x in rows if x["case"] == name]
@@ -136,12 +167,17 @@ def main(argv=None) -> int:
     for suffix, _ in libs:
         su = [x for x in rows if x["case"] == f"start-up{suffix}" and "first_eval_s" in x]
         if su:
-            lines.append(f"\nStart-up{suffix} (process start to the first evaluation, i.e. everything before "
-                         f"training): median {median([x['first_eval_s'] for x in su]):.2f} s; to the first "
-                         f"optimizer step (after the iteration-0 evaluation): "
-                         f"{median([x['first_step_s'] for x in su]):.2f} s.")
-    path = write("startup", "\n".join(lines) + "\n", {"machine": info, "load_start": started, "load_end": ended,
-                                                        "rows": rows, "args": vars(args)})
+            lines.append(
+                f"\nStart-up{suffix} (process start to the first evaluation, i.e. everything before "
+                f"training): median {median([x['first_eval_s'] for x in su]):.2f} s; to the first "
+                f"optimizer step (after the iteration-0 evaluation): "
+                f"{median([x['first_step_s'] for x in su]):.2f} s."
+            )
+    path = write(
+        "startup",
+        "\n".join(lines) + "\n",
+        {"machine": info, "load_start": started, "load_end": ended, "rows": rows, "args": vars(args)},
+    )
     print(f"-> {path}")
     return 0
 

@@ -26,7 +26,6 @@ from _common import PYTHON, ROOT, env, fmt_load, header, load, machine, median, 
 
 def case(phase: str, threads: int, iters: int) -> None:
     import torch
-
     from gaplab.data.split import prepare_data
     from gaplab.model.device import resolve_dtype, step_flops
     from gaplab.pipeline.config import load_study
@@ -51,8 +50,9 @@ def case(phase: str, threads: int, iters: int) -> None:
         train_step(model, opt, batches, t, t.learning_rate, dev, dtype)
         walls.append(time.perf_counter() - w)
     tokens = t.batch_size * t.grad_accum * p.model.block_size
-    print("RESULT " + json.dumps({"s_iter": median(walls),
-                                  "gflop": step_flops(p.model, tokens, prep.vocab_size) / 1e9}))
+    print(
+        "RESULT " + json.dumps({"s_iter": median(walls), "gflop": step_flops(p.model, tokens, prep.vocab_size) / 1e9})
+    )
 
 
 def main(argv=None) -> int:
@@ -72,8 +72,18 @@ def main(argv=None) -> int:
             for threads in (1, 2):
                 other = subprocess.Popen([PYTHON, "-c", "while True: pass"]) if busy else None
                 try:
-                    res = timed([PYTHON, str(Path(__file__).resolve()), "--case", phase, str(threads),
-                                 "--iters", str(args.iters)], environ=env())
+                    res = timed(
+                        [
+                            PYTHON,
+                            str(Path(__file__).resolve()),
+                            "--case",
+                            phase,
+                            str(threads),
+                            "--iters",
+                            str(args.iters),
+                        ],
+                        environ=env(),
+                    )
                 finally:
                     if other is not None:
                         other.kill()
@@ -81,21 +91,37 @@ def main(argv=None) -> int:
                 r = next(json.loads(x[7:]) for x in res.pop("out").splitlines() if x.startswith("RESULT "))
                 r.update(phase=phase, threads=threads, busy=busy, load_start=res["load_start"])
                 rows.append(r)
-                print(f"{phase} threads={threads} busy={busy}: {r['s_iter']:.4f} s/iter (load "
-                      f"{fmt_load(res['load_start'])})", flush=True)
+                print(
+                    f"{phase} threads={threads} busy={busy}: {r['s_iter']:.4f} s/iter (load "
+                    f"{fmt_load(res['load_start'])})",
+                    flush=True,
+                )
     ended = load()
-    lines = [header("One thread or two: seed 003's configurations (compact vocabulary)",
-                    "python benchmarks/bench_threads.py " + " ".join(argv or sys.argv[1:]), info, started, ended,
-                    "'busy': while one other process keeps one core busy. Loads include other jobs on the machine."),
-             "| phase | GFLOP a step | 1 thread s/iter | 2 threads s/iter | 2 threads speed-up | busy: 1 thread | "
-             "busy: 2 threads | busy: 2 threads speed-up |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        header(
+            "One thread or two: seed 003's configurations (compact vocabulary)",
+            "python benchmarks/bench_threads.py " + " ".join(argv or sys.argv[1:]),
+            info,
+            started,
+            ended,
+            "'busy': while one other process keeps one core busy. Loads include other jobs on the machine.",
+        ),
+        "| phase | GFLOP a step | 1 thread s/iter | 2 threads s/iter | 2 threads speed-up | busy: 1 thread | "
+        "busy: 2 threads | busy: 2 threads speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for phase in args.phases:
         g = {(r["threads"], r["busy"]): r for r in rows if r["phase"] == phase}
-        lines.append(f"| {phase} | {g[1, False]['gflop']:.2f} | {g[1, False]['s_iter']:.4f} | {g[2, False]['s_iter']:.4f} | "
-                     f"{g[1, False]['s_iter'] / g[2, False]['s_iter']:.2f}x | {g[1, True]['s_iter']:.4f} | "
-                     f"{g[2, True]['s_iter']:.4f} | {g[1, True]['s_iter'] / g[2, True]['s_iter']:.2f}x |")
-    path = write("threads", "\n".join(lines) + "\n", {"machine": info, "load_start": started, "load_end": ended,
-                                                        "rows": rows, "args": vars(args)})
+        lines.append(
+            f"| {phase} | {g[1, False]['gflop']:.2f} | {g[1, False]['s_iter']:.4f} | {g[2, False]['s_iter']:.4f} | "
+            f"{g[1, False]['s_iter'] / g[2, False]['s_iter']:.2f}x | {g[1, True]['s_iter']:.4f} | "
+            f"{g[2, True]['s_iter']:.4f} | {g[1, True]['s_iter'] / g[2, True]['s_iter']:.2f}x |"
+        )
+    path = write(
+        "threads",
+        "\n".join(lines) + "\n",
+        {"machine": info, "load_start": started, "load_end": ended, "rows": rows, "args": vars(args)},
+    )
     print(f"-> {path}")
     return 0
 

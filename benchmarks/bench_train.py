@@ -130,21 +130,33 @@ def _run_case(case: dict, data_path: str, init_path: str) -> dict:
         def final_loss() -> float:
             return ref.evaluate(model, val_t, offsets, T, B)
     else:
-        from gaplab.schema import PhaseParams
         from gaplab.model.device import resolve_device, resolve_dtype
+        from gaplab.schema import PhaseParams
         from gaplab.train.batches import Batches
         from gaplab.train.loop import build_model, train_step
         from gaplab.train.schedule import lr_at, make_optimizer
         from reference_loop import load_weights_in_order
 
         rss_imports = _maxrss_mb()
-        params = PhaseParams.model_validate({
-            "model": {k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size")},
-            "train": {"max_iters": case["total_iters"], "batch_size": B, "learning_rate": cfg["lr"],
-                      "lr_schedule": "constant", "weight_decay": HYPER["weight_decay"], "beta1": HYPER["beta1"],
-                      "beta2": HYPER["beta2"], "grad_clip": HYPER["grad_clip"], "seed": case["seed"],
-                      "device": "cpu", "dtype": case["dtype"], "compile": case.get("compile", False)},
-        })
+        params = PhaseParams.model_validate(
+            {
+                "model": {k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size")},
+                "train": {
+                    "max_iters": case["total_iters"],
+                    "batch_size": B,
+                    "learning_rate": cfg["lr"],
+                    "lr_schedule": "constant",
+                    "weight_decay": HYPER["weight_decay"],
+                    "beta1": HYPER["beta1"],
+                    "beta2": HYPER["beta2"],
+                    "grad_clip": HYPER["grad_clip"],
+                    "seed": case["seed"],
+                    "device": "cpu",
+                    "dtype": case["dtype"],
+                    "compile": case.get("compile", False),
+                },
+            }
+        )
         t = params.train
         device = resolve_device(t.device)
         dtype = resolve_dtype(t.dtype, device, params.model.n_embd)
@@ -162,7 +174,7 @@ def _run_case(case: dict, data_path: str, init_path: str) -> dict:
             model.eval()
             total = 0.0
             for s in range(0, len(offsets), B):
-                x, y = batches._windows(batches.val, offsets[s:s + B])
+                x, y = batches._windows(batches.val, offsets[s : s + B])
                 total += float(model(x, y)[1]) * x.shape[0]
             model.train()
             return total / len(offsets)
@@ -175,31 +187,45 @@ def _run_case(case: dict, data_path: str, init_path: str) -> dict:
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
     final = final_loss()
-    return {"times": times, "cpu_times": cpu_times, "losses": losses, "final_loss": final,
-            "rss_imports_mb": rss_imports,
-            "rss_ready_mb": rss_ready, "peak_rss_mb": _maxrss_mb(), "threads": torch.get_num_threads()}
+    return {
+        "times": times,
+        "cpu_times": cpu_times,
+        "losses": losses,
+        "final_loss": final,
+        "rss_imports_mb": rss_imports,
+        "rss_ready_mb": rss_ready,
+        "peak_rss_mb": _maxrss_mb(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 # --------------------------------------------------------------------------- the parent
-def _tokens(seed: int) -> tuple["np.ndarray", str]:  # noqa: F821
+def _tokens(seed: int) -> tuple[np.ndarray, str]:  # noqa: F821
     import numpy as np
 
     try:
-        from gaplab.schema import DataConfig
         from gaplab.data.corpus import load_corpus
         from gaplab.data.tokenizer import gpt2_encoding
+        from gaplab.schema import DataConfig
 
         corpus = load_corpus(DataConfig(source="stdlib", packages=["json", "logging", "email", "http", "unittest"]))
         enc = gpt2_encoding()
-        ids = [np.asarray(x + [50256], dtype=np.int64) for x in enc.encode_ordinary_batch([d.text for d in corpus.documents])]
+        ids = [
+            np.asarray(x + [50256], dtype=np.int64)
+            for x in enc.encode_ordinary_batch([d.text for d in corpus.documents])
+        ]
         stream = np.concatenate(ids)
-        return stream, (f"GPT-2 tokens of Python {platform.python_version()} standard-library code "
-                        f"(json, logging, email, http, unittest): {len(stream):,} tokens, 90/10 tail split")
+        return stream, (
+            f"GPT-2 tokens of Python {platform.python_version()} standard-library code "
+            f"(json, logging, email, http, unittest): {len(stream):,} tokens, 90/10 tail split"
+        )
     except Exception as exc:  # ranks not provisioned, or no stdlib sources
         rng = np.random.default_rng(seed)
         stream = np.minimum(rng.zipf(1.2, 500_000) - 1, GPT2_VOCAB - 1).astype(np.int64)
-        return stream, (f"SYNTHETIC Zipf(1.2) token stream, 500,000 tokens (real GPT-2 tokens unavailable: "
-                        f"{type(exc).__name__}: {exc})")
+        return stream, (
+            f"SYNTHETIC Zipf(1.2) token stream, 500,000 tokens (real GPT-2 tokens unavailable: "
+            f"{type(exc).__name__}: {exc})"
+        )
 
 
 def _compact(stream):
@@ -225,7 +251,7 @@ def measure_peaks(threads: int) -> dict[str, float]:
         try:
             a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
             a @ b
-            best = min(_timed(lambda: a @ b) for _ in range(5))
+            best = min(_timed(lambda a=a, b=b: a @ b) for _ in range(5))
             out[name] = 2 * n**3 / best / 1e9
         except RuntimeError:
             out[name] = float("nan")
@@ -239,10 +265,12 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-MFU_NOTE = ("- MFU = model FLOPs per second over the measured matmul peak above (fp32 and bf16), with model FLOPs "
-            "per token = 6 × (12·L·d² block weights + V·d tied head) + 12·L·d·T for attention (the accounting of "
-            "Chowdhery et al. 2022, PaLM, appendix B). Where gaplab's matmuls run in bf16 the fp32 column can pass "
-            "100%; the bf16 column is then the one to read.")
+MFU_NOTE = (
+    "- MFU = model FLOPs per second over the measured matmul peak above (fp32 and bf16), with model FLOPs "
+    "per token = 6 × (12·L·d² block weights + V·d tied head) + 12·L·d·T for attention (the accounting of "
+    "Chowdhery et al. 2022, PaLM, appendix B). Where gaplab's matmuls run in bf16 the fp32 column can pass "
+    "100%; the bf16 column is then the one to read."
+)
 
 
 def model_flops_per_iter(cfg: dict, vocab: int) -> float:
@@ -262,8 +290,10 @@ def _machine() -> dict[str, str]:
         fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
         fields = {k.strip(): v.strip() for k, v in fields.items()}
         info["cpu"] = fields.get("Model name", info["cpu"])
-        info["cores"] = (f"{fields.get('CPU(s)', '?')} CPUs ({fields.get('Core(s) per socket', '?')} cores/socket, "
-                         f"{fields.get('Thread(s) per core', '?')} thread/core)")
+        info["cores"] = (
+            f"{fields.get('CPU(s)', '?')} CPUs ({fields.get('Core(s) per socket', '?')} cores/socket, "
+            f"{fields.get('Thread(s) per core', '?')} thread/core)"
+        )
         flags = fields.get("Flags", "")
         info["bf16"] = ", ".join(f for f in ("avx512_bf16", "amx_bf16") if f in flags.split()) or "none"
     except (OSError, subprocess.CalledProcessError):
@@ -285,30 +315,47 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", nargs="+", default=["phase0", "phase3", "phase4"], choices=sorted(CONFIGS))
     ap.add_argument("--iters", type=int, default=20, help="timed iterations per case")
     ap.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
-    ap.add_argument("--threads", type=int, nargs="+", default=[0],
-                    help="torch threads per case; several values give one table each (0: PyTorch's default)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run every case this many times (in rounds) and keep each case's fastest round")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="torch threads per case; several values give one table each (0: PyTorch's default)",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every case this many times (in rounds) and keep each case's fastest round",
+    )
     ap.add_argument("--no-compact", action="store_true", help="skip the compact-vocabulary case")
     ap.add_argument("--compile", action="store_true", help="add a 'gaplab compile' case (torch.compile blocks)")
-    ap.add_argument("--out", default=None, help="markdown file (default: results/train_cpu.md, or "
-                    "results/train_cpu_precision.md with --precision)")
-    ap.add_argument("--precision", action="store_true",
-                    help="instead: train phases 3 and 4 to overfitting in fp32, auto and bf16 and compare the curves")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="markdown file (default: results/train_cpu.md, or results/train_cpu_precision.md with --precision)",
+    )
+    ap.add_argument(
+        "--precision",
+        action="store_true",
+        help="instead: train phases 3 and 4 to overfitting in fp32, auto and bf16 and compare the curves",
+    )
     args = ap.parse_args(argv)
     if args.precision:
-        print(precision_check(Path(args.out or HERE / "results" / "train_cpu_precision.md"),
-                              threads=(args.threads[0] or 1)))
+        print(
+            precision_check(
+                Path(args.out or HERE / "results" / "train_cpu_precision.md"), threads=(args.threads[0] or 1)
+            )
+        )
         return 0
     args.out = args.out or str(HERE / "results" / "train_cpu.md")
 
     import numpy as np
     import torch
-
-    from gaplab.schema import PhaseParams
+    from gaplab.files import atomic_write_json, atomic_write_text
     from gaplab.model.device import resolve_dtype
     from gaplab.model.gpt import count_params
-    from gaplab.files import atomic_write_json, atomic_write_text
+    from gaplab.schema import PhaseParams
     from gaplab.train.loop import build_model
 
     default_threads = torch.get_num_threads()
@@ -323,11 +370,18 @@ def main(argv=None) -> int:
 
     plan = []
     for name in args.configs:
-        impls = ["reference", "gaplab", "gaplab fp32", "gaplab bf16", "noise", "noise 2"] + (["gaplab compile"] if args.compile else [])
+        impls = ["reference", "gaplab", "gaplab fp32", "gaplab bf16", "noise", "noise 2"] + (
+            ["gaplab compile"] if args.compile else []
+        )
         plan.append((name, GPT2_VOCAB, impls))
     if not args.no_compact:
-        plan.append(("phase4", COMPACT_VOCAB, ["reference", "gaplab", "gaplab bf16"]
-                     + (["gaplab compile"] if args.compile else [])))
+        plan.append(
+            (
+                "phase4",
+                COMPACT_VOCAB,
+                ["reference", "gaplab", "gaplab bf16"] + (["gaplab compile"] if args.compile else []),
+            )
+        )
 
     total_iters = args.warmup + args.iters
     results = []
@@ -343,8 +397,12 @@ def main(argv=None) -> int:
             offsets = torch.randint(len(val) - cfg["block_size"], (EVAL_BATCHES * cfg["batch_size"],), generator=g)
             data_path = os.path.join(tmp, f"{name}_{vocab}.npz")
             np.savez(data_path, train=train, val=val, eval_offsets=offsets.numpy())
-            p = PhaseParams.model_validate({"model": {k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size")},
-                                            "train": {"seed": HYPER["seed"], "dtype": "fp32", "device": "cpu"}})
+            p = PhaseParams.model_validate(
+                {
+                    "model": {k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size")},
+                    "train": {"seed": HYPER["seed"], "dtype": "fp32", "device": "cpu"},
+                }
+            )
             cpu = torch.device("cpu")
             init_model = build_model(p.model, p.train, vocab, cpu, resolve_dtype("fp32", cpu))
             init_path = os.path.join(tmp, f"init_{name}_{vocab}.pt")
@@ -356,10 +414,16 @@ def main(argv=None) -> int:
                 cfg = CONFIGS[name]
                 data_path, init_path, counts = prepared[(name, vocab)]
                 for impl in impls:
-                    case = {"config": name, "vocab": vocab, "impl": "reference" if impl == "reference" else "gaplab",
-                            "dtype": {"gaplab fp32": "fp32", "gaplab bf16": "bf16"}.get(impl, "auto"), "compile": impl == "gaplab compile",
-                            "seed": HYPER["seed"] + {"noise": 1, "noise 2": 2}.get(impl, 0), "total_iters": total_iters,
-                            "threads": threads}
+                    case = {
+                        "config": name,
+                        "vocab": vocab,
+                        "impl": "reference" if impl == "reference" else "gaplab",
+                        "dtype": {"gaplab fp32": "fp32", "gaplab bf16": "bf16"}.get(impl, "auto"),
+                        "compile": impl == "gaplab compile",
+                        "seed": HYPER["seed"] + {"noise": 1, "noise 2": 2}.get(impl, 0),
+                        "total_iters": total_iters,
+                        "threads": threads,
+                    }
                     q = ctx.Queue()
                     proc = ctx.Process(target=run_case, args=(case, data_path, init_path, q))
                     t0 = time.time()
@@ -371,42 +435,87 @@ def main(argv=None) -> int:
                         print(f"{name} vocab {vocab} {impl}: FAILED {res['error']}", flush=True)
                         results.append({**base, "error": res["error"]})
                         continue
-                    timed = res["times"][args.warmup:]
+                    timed = res["times"][args.warmup :]
                     s_iter = statistics.median(timed)
                     tokens = cfg["batch_size"] * cfg["block_size"]
                     flops = model_flops_per_iter(cfg, vocab)
-                    row = {**base, "s_per_iter": s_iter, "s_per_iter_min": min(timed),
-                           "cpu_s_per_iter": statistics.median(res["cpu_times"][args.warmup:]),
-                           "tokens_per_s": tokens / s_iter, "peak_rss_mb": res["peak_rss_mb"],
-                           "rss_imports_mb": res["rss_imports_mb"], "rss_ready_mb": res["rss_ready_mb"],
-                           "mfu_fp32": flops / s_iter / 1e9 / peaks[threads]["fp32"],
-                           "mfu_bf16": flops / s_iter / 1e9 / peaks[threads]["bf16"],
-                           "final_loss": res["final_loss"], "last_train_losses": res["losses"][-5:],
-                           "wall_s": round(time.time() - t0, 1), "params": counts, "load": _load()}
+                    row = {
+                        **base,
+                        "s_per_iter": s_iter,
+                        "s_per_iter_min": min(timed),
+                        "cpu_s_per_iter": statistics.median(res["cpu_times"][args.warmup :]),
+                        "tokens_per_s": tokens / s_iter,
+                        "peak_rss_mb": res["peak_rss_mb"],
+                        "rss_imports_mb": res["rss_imports_mb"],
+                        "rss_ready_mb": res["rss_ready_mb"],
+                        "mfu_fp32": flops / s_iter / 1e9 / peaks[threads]["fp32"],
+                        "mfu_bf16": flops / s_iter / 1e9 / peaks[threads]["bf16"],
+                        "final_loss": res["final_loss"],
+                        "last_train_losses": res["losses"][-5:],
+                        "wall_s": round(time.time() - t0, 1),
+                        "params": counts,
+                        "load": _load(),
+                    }
                     results.append(row)
-                    print(f"{threads}t r{rnd} {name:7s} V={vocab:<6d} {impl:14s} {s_iter:7.3f} s/it (cpu "
-                          f"{row['cpu_s_per_iter']:.3f}) {row['tokens_per_s']:8.0f} tok/s peak "
-                          f"{row['peak_rss_mb']:6.0f} MB  final {row['final_loss']:.4f}  ({row['wall_s']} s, load "
-                          f"{row['load']})", flush=True)
+                    print(
+                        f"{threads}t r{rnd} {name:7s} V={vocab:<6d} {impl:14s} {s_iter:7.3f} s/it (cpu "
+                        f"{row['cpu_s_per_iter']:.3f}) {row['tokens_per_s']:8.0f} tok/s peak "
+                        f"{row['peak_rss_mb']:6.0f} MB  final {row['final_loss']:.4f}  ({row['wall_s']} s, load "
+                        f"{row['load']})",
+                        flush=True,
+                    )
 
     best: dict[tuple, dict] = {}
     for r in results:  # each case's fastest round (the one least disturbed by other jobs)
         key = (r["threads"], r["config"], r["vocab"], r["impl"])
-        if key not in best or ("error" in best[key]) or ("error" not in r and r["s_per_iter"] < best[key]["s_per_iter"]):
+        if (
+            key not in best
+            or ("error" in best[key])
+            or ("error" not in r and r["s_per_iter"] < best[key]["s_per_iter"])
+        ):
             best[key] = r
-    report = render(list(best.values()), machine, peaks, data_note, covered, args, load_start, _load(),
-                    time.time() - started, thread_list)
+    report = render(
+        list(best.values()),
+        machine,
+        peaks,
+        data_note,
+        covered,
+        args,
+        load_start,
+        _load(),
+        time.time() - started,
+        thread_list,
+    )
     print(report)
     out = Path(args.out)
     atomic_write_text(out, report)
-    atomic_write_json(out.with_suffix(".json"), {"machine": machine, "peaks_gflops": peaks, "data": data_note,
-                                                 "iters": args.iters, "warmup": args.warmup, "results": results})
+    atomic_write_json(
+        out.with_suffix(".json"),
+        {
+            "machine": machine,
+            "peaks_gflops": peaks,
+            "data": data_note,
+            "iters": args.iters,
+            "warmup": args.warmup,
+            "results": results,
+        },
+    )
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
 
-def render(results: list[dict], machine: dict, peaks: dict, data_note: str, covered: float, args, load_start: str,
-           load_end: str, seconds: float, thread_list: list[int]) -> str:
+def render(
+    results: list[dict],
+    machine: dict,
+    peaks: dict,
+    data_note: str,
+    covered: float,
+    args,
+    load_start: str,
+    load_end: str,
+    seconds: float,
+    thread_list: list[int],
+) -> str:
     ok = [r for r in results if "error" not in r]
     lines = [
         "# Training speed on CPU: gaplab vs a plain nanoGPT-style loop",
@@ -422,14 +531,17 @@ def render(results: list[dict], machine: dict, peaks: dict, data_note: str, cove
         "Where other jobs share the machine wall times get noisy; CPU s/iter (process CPU time) is the steadier "
         "measure, and with one thread it is the work an iteration costs.",
         MFU_NOTE,
-        "- Measured matmul peak (2048^3, GFLOP/s): " + "; ".join(
+        "- Measured matmul peak (2048^3, GFLOP/s): "
+        + "; ".join(
             f"{n} thread{'s' if n > 1 else ''}: fp32 {peaks[n]['fp32']:.0f}, bf16 {peaks[n]['bf16']:.0f}"
-            for n in thread_list) + ".",
+            for n in thread_list
+        )
+        + ".",
         f"- Data: {data_note}. Compact case: the {COMPACT_VOCAB - 1:,} most frequent ids + 1 unknown id "
         f"({covered:.1%} of tokens keep their own id).",
         "- Every case of a configuration starts from the same initial weights and sees the same batches "
         "(`noise`, `noise 2`: two other batch orders; the spread of gaplab's final loss over the three batch "
-        "orders is the yardstick for \"equal within noise\"); seed 003's hyperparameters (constant lr, AdamW 0.9/0.95, wd 0.01, clip 1).",
+        'orders is the yardstick for "equal within noise"); seed 003\'s hyperparameters (constant lr, AdamW 0.9/0.95, wd 0.01, clip 1).',
         "- `gaplab` = `train.dtype: auto`; on this CPU (native bf16) that is bf16 autocast for phase 0 and 4 "
         "(n_embd >= 128) and, for phase 3, an fp32 model whose tied-head matmuls run in bf16 (vocabulary >= 8,192). "
         "Softmax, loss and evaluation are fp32 in every case. `gaplab fp32` / `gaplab bf16` = `train.dtype: fp32` "
@@ -438,11 +550,13 @@ def render(results: list[dict], machine: dict, peaks: dict, data_note: str, cove
     for threads in thread_list:
         rows = [r for r in ok if r["threads"] == threads]
 
-        def find(config, vocab, impl):
+        def find(config, vocab, impl, rows=rows):
             return next((r for r in rows if r["config"] == config and r["vocab"] == vocab and r["impl"] == impl), None)
 
         lines += [
-            "", f"## {threads} thread{'s' if threads > 1 else ''}", "",
+            "",
+            f"## {threads} thread{'s' if threads > 1 else ''}",
+            "",
             "| config | vocab | impl | s/iter | CPU s/iter | tokens/s | × ref | × ref (CPU) | peak RSS MB | × ref RSS "
             "| RSS over imports MB | MFU fp32 | MFU bf16 | final val loss | Δ vs ref |",
             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -458,7 +572,8 @@ def render(results: list[dict], machine: dict, peaks: dict, data_note: str, cove
                 f"| {r['config']} | {r['vocab']:,} | {r['impl']} | {r['s_per_iter']:.3f} | {r['cpu_s_per_iter']:.3f} "
                 f"| {r['tokens_per_s']:,.0f} | {speed:.2f} | {cpu_speed:.2f} | {r['peak_rss_mb']:,.0f} | {mem:.2f} "
                 f"| {r['peak_rss_mb'] - r['rss_imports_mb']:,.0f} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} "
-                f"| {r['final_loss']:.4f} | {delta:+.4f} |")
+                f"| {r['final_loss']:.4f} | {delta:+.4f} |"
+            )
         for r in results:
             if "error" in r and r["threads"] == threads:
                 lines.append(f"| {r['config']} | {r['vocab']:,} | {r['impl']} | failed: {r['error']} |")
@@ -476,30 +591,42 @@ def render(results: list[dict], machine: dict, peaks: dict, data_note: str, cove
             delta = abs(gap["final_loss"] - ref["final_loss"])
             goal = name != "phase0"  # the issue sets speed and memory goals for phases 3 and 4 only
 
-            def mark(ok: bool) -> str:
+            def mark(ok: bool, goal: bool = goal) -> str:
                 return (" ✅" if ok else " ❌") if goal else ""
 
-            lines.append(f"- {name} ({'goal ≥ 2× tokens/s, ≤ 0.5× peak RSS' if goal else 'no goal set'}): "
-                         f"{speed:.2f}× tokens/s (wall){mark(speed >= 2)}, "
-                         f"{cpu_speed:.2f}× by CPU time{mark(cpu_speed >= 2)}; "
-                         f"{mem:.2f}× peak RSS{mark(mem <= 0.5)}; final loss |Δ| = {delta:.4f} vs "
-                         f"batch-order spread {spread:.4f} {'✅' if delta <= max(spread, 1e-3) else '❌'}.")
+            lines.append(
+                f"- {name} ({'goal ≥ 2× tokens/s, ≤ 0.5× peak RSS' if goal else 'no goal set'}): "
+                f"{speed:.2f}× tokens/s (wall){mark(speed >= 2)}, "
+                f"{cpu_speed:.2f}× by CPU time{mark(cpu_speed >= 2)}; "
+                f"{mem:.2f}× peak RSS{mark(mem <= 0.5)}; final loss |Δ| = {delta:.4f} vs "
+                f"batch-order spread {spread:.4f} {'✅' if delta <= max(spread, 1e-3) else '❌'}."
+            )
         comp, ref4 = find("phase4", COMPACT_VOCAB, "gaplab"), find("phase4", GPT2_VOCAB, "reference")
         ref4c = find("phase4", COMPACT_VOCAB, "reference")
         if comp and ref4:
             speed = comp["tokens_per_s"] / ref4["tokens_per_s"]
             cpu_speed = ref4["cpu_s_per_iter"] / comp["cpu_s_per_iter"]
-            lines.append(f"- phase4 compact (goal ≥ 10× the faithful reference): {speed:.1f}× (wall) "
-                         f"{'✅' if speed >= 10 else '❌'}, {cpu_speed:.1f}× by CPU time "
-                         f"{'✅' if cpu_speed >= 10 else '❌'}"
-                         + (f"; {comp['tokens_per_s'] / ref4c['tokens_per_s']:.2f}× the reference loop at the same "
-                            f"{COMPACT_VOCAB:,}-token vocabulary." if ref4c else "."))
+            lines.append(
+                f"- phase4 compact (goal ≥ 10× the faithful reference): {speed:.1f}× (wall) "
+                f"{'✅' if speed >= 10 else '❌'}, {cpu_speed:.1f}× by CPU time "
+                f"{'✅' if cpu_speed >= 10 else '❌'}"
+                + (
+                    f"; {comp['tokens_per_s'] / ref4c['tokens_per_s']:.2f}× the reference loop at the same "
+                    f"{COMPACT_VOCAB:,}-token vocabulary."
+                    if ref4c
+                    else "."
+                )
+            )
     return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- precision check
 #: (config, vocabulary, iterations, tokens): seed 003's data sizes; 2000 is its phase 3's own max_iters
-PRECISION_RUNS = [("phase3", "compact", 2000, 15000), ("phase3", "gpt2", 200, 15000), ("phase4", "compact", 1200, 23000)]
+PRECISION_RUNS = [
+    ("phase3", "compact", 2000, 15000),
+    ("phase3", "gpt2", 200, 15000),
+    ("phase4", "compact", 1200, 23000),
+]
 
 
 def precision_check(out: Path, threads: int = 1) -> str:
@@ -508,31 +635,35 @@ def precision_check(out: Path, threads: int = 1) -> str:
     Same seed for all three, plus fp32 with the next seed: the run-to-run noise
     that a precision change has to stay within.  Goes through ``train_phase``.
     """
-    import numpy as np
     from types import SimpleNamespace
 
-    from gaplab.schema import PhaseParams
+    import numpy as np
     from gaplab.files import atomic_write_json, atomic_write_text
+    from gaplab.schema import PhaseParams
     from gaplab.train.loop import train_phase
 
     stream, data_note = _tokens(HYPER["seed"])
     machine = _machine()
     lines = [
-        "# Does bf16 change the losses? (CPU)", "",
+        "# Does bf16 change the losses? (CPU)",
+        "",
         f"Generated by `benchmarks/bench_train.py --precision` on {dt.date.today().isoformat()}; "
         f"{machine.get('cpu')}, native bf16: {machine.get('bf16', '?')}, torch {machine.get('torch')}, "
-        f"{threads} thread(s).", "",
+        f"{threads} thread(s).",
+        "",
         "Seed 003's phase 3 (4 layers, 4 heads, 96 wide, block 64, batch 12, lr 3e-4, constant) on the first "
         "15,000 tokens, and its phase 4 (4/4/128, block 128, batch 16, lr 1e-4) on the first 23,000 tokens, of: "
         f"{data_note.split(':')[0]} (90/10 tail split: little data, so the compact runs overfit). "
         "`compact` keeps the ids present in the train split + 1 unknown id. Evaluations (every 100 iterations, "
-        "20 batches per split, fixed windows) are fp32 in every run, so only training precision differs.", "",
+        "20 batches per split, fixed windows) are fp32 in every run, so only training precision differs.",
+        "",
         "- `fp32`: everything fp32. `bf16`: bf16 autocast (linear layers in bf16; residual stream, attention, "
         "softmax, loss, LayerNorm and optimizer fp32). `auto` (see `gaplab.model.device`): on CPUs with native bf16, "
         "bf16 autocast when n_embd >= 128, else an fp32 model with the tied head's matmuls in bf16 when the "
         "vocabulary has >= 8,192 ids, else fp32. The dtype column shows what each run used.",
         "- `max abs Δval` = largest absolute difference of the val-loss curve from the fp32 run with the same seed; the "
-        "`fp32` run with seed + 1 (other initial weights and batches) gives the run-to-run noise.", "",
+        "`fp32` run with seed + 1 (other initial weights and batches) gives the run-to-run noise.",
+        "",
         "| config | vocab | dtype | seed | iters | best val (iter) | final train | final val | final gap | max abs Δval vs fp32 "
         "| s/iter |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -540,7 +671,7 @@ def precision_check(out: Path, threads: int = 1) -> str:
     raw = {}
     for config, vocab_kind, iters, n_tokens in PRECISION_RUNS:
         small = stream[:n_tokens]
-        train, val = small[: n_tokens * 9 // 10], small[n_tokens * 9 // 10:]
+        train, val = small[: n_tokens * 9 // 10], small[n_tokens * 9 // 10 :]
         if vocab_kind == "compact":
             kept = np.unique(train)
             lut = np.full(GPT2_VOCAB, len(kept), dtype=np.int64)
@@ -548,32 +679,57 @@ def precision_check(out: Path, threads: int = 1) -> str:
             tr, va, vocab = lut[train], lut[val], len(kept) + 1
         else:
             tr, va, vocab = train, val, GPT2_VOCAB
-        data = SimpleNamespace(train=tr, val=va, vocab_size=vocab, vocab_size_original=GPT2_VOCAB,
-                               corpus=SimpleNamespace(fingerprint="bench"))
+        data = SimpleNamespace(
+            train=tr,
+            val=va,
+            vocab_size=vocab,
+            vocab_size_original=GPT2_VOCAB,
+            corpus=SimpleNamespace(fingerprint="bench"),
+        )
         cfg = CONFIGS[config]
         hist = {}
-        for dtype, seed in (("fp32", HYPER["seed"]), ("auto", HYPER["seed"]), ("bf16", HYPER["seed"]),
-                            ("fp32", HYPER["seed"] + 1)):
-            params = PhaseParams.model_validate({
-                "model": {k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size")},
-                "train": {"max_iters": iters, "batch_size": cfg["batch_size"], "learning_rate": cfg["lr"],
-                          "lr_schedule": "constant", "weight_decay": HYPER["weight_decay"], "grad_clip": 1.0,
-                          "eval_interval": 100, "eval_iters": 20, "seed": seed, "device": "cpu", "dtype": dtype,
-                          "threads": threads},
-            })
+        for dtype, seed in (
+            ("fp32", HYPER["seed"]),
+            ("auto", HYPER["seed"]),
+            ("bf16", HYPER["seed"]),
+            ("fp32", HYPER["seed"] + 1),
+        ):
+            params = PhaseParams.model_validate(
+                {
+                    "model": {k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size")},
+                    "train": {
+                        "max_iters": iters,
+                        "batch_size": cfg["batch_size"],
+                        "learning_rate": cfg["lr"],
+                        "lr_schedule": "constant",
+                        "weight_decay": HYPER["weight_decay"],
+                        "grad_clip": 1.0,
+                        "eval_interval": 100,
+                        "eval_iters": 20,
+                        "seed": seed,
+                        "device": "cpu",
+                        "dtype": dtype,
+                        "threads": threads,
+                    },
+                }
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 m = train_phase(params, data, tmp, progress=False)
                 rows = list(csv_rows(Path(tmp) / "history.csv"))
             vals = [r["val_loss"] for r in rows]
             hist[(dtype, seed)] = vals
             ref = hist.get(("fp32", HYPER["seed"]))
-            delta = max(abs(a - b) for a, b in zip(vals, ref)) if ref and (dtype, seed) != ("fp32", HYPER["seed"]) else 0.0
+            delta = (
+                max(abs(a - b) for a, b in zip(vals, ref)) if ref and (dtype, seed) != ("fp32", HYPER["seed"]) else 0.0
+            )
             raw[f"{config}/{vocab_kind}/{dtype}/{seed}"] = {"metrics": m, "val_curve": vals}
             short = {"bfloat16": "bf16", "float32": "fp32"}
             shown = f"{dtype} (model {short[m['dtype']]}, head {short[m['head_dtype']]})"
-            lines.append(f"| {config} | {vocab_kind} ({vocab:,}) | {shown} | {seed} | {iters} | {m['best_val_loss']:.4f} "
-                         f"({m['best_iter']}) | {m['final_train_loss']:.4f} | {m['final_val_loss']:.4f} | "
-                         f"{m['final_gap']:+.4f} | {delta:.4f} | {m['train_time_s'] / iters:.3f} |")
+            lines.append(
+                f"| {config} | {vocab_kind} ({vocab:,}) | {shown} | {seed} | {iters} | {m['best_val_loss']:.4f} "
+                f"({m['best_iter']}) | {m['final_train_loss']:.4f} | {m['final_val_loss']:.4f} | "
+                f"{m['final_gap']:+.4f} | {delta:.4f} | {m['train_time_s'] / iters:.3f} |"
+            )
             print(lines[-1], flush=True)
     report = "\n".join(lines) + "\n"
     atomic_write_text(out, report)

@@ -105,20 +105,23 @@ def load_weights_in_order(model: nn.Module, tensors: list[torch.Tensor]) -> None
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
     params = list(model.parameters())
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 
 def get_batch(data: torch.Tensor, block_size: int, batch_size: int, gen: torch.Generator):
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=gen)
-    x = torch.stack([data[i:i + block_size] for i in ix.tolist()])
-    y = torch.stack([data[i + 1:i + 1 + block_size] for i in ix.tolist()])
+    x = torch.stack([data[i : i + block_size] for i in ix.tolist()])
+    y = torch.stack([data[i + 1 : i + 1 + block_size] for i in ix.tolist()])
     return x, y
 
 
-def train_step(model: ReferenceGPT, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               grad_clip: float) -> float:
+def train_step(
+    model: ReferenceGPT, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, grad_clip: float
+) -> float:
     _, loss = model(x, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -133,9 +136,9 @@ def evaluate(model: ReferenceGPT, data: torch.Tensor, offsets: torch.Tensor, blo
     model.eval()
     total, count = 0.0, 0
     for s in range(0, len(offsets), batch_size):
-        ix = offsets[s:s + batch_size].tolist()
-        x = torch.stack([data[i:i + block_size] for i in ix])
-        y = torch.stack([data[i + 1:i + 1 + block_size] for i in ix])
+        ix = offsets[s : s + batch_size].tolist()
+        x = torch.stack([data[i : i + block_size] for i in ix])
+        y = torch.stack([data[i + 1 : i + 1 + block_size] for i in ix])
         _, loss = model(x, y)
         total += loss.item() * len(ix)
         count += len(ix)
@@ -182,12 +185,17 @@ def main(argv=None) -> int:
     optimizer = make_optimizer(model, args.lr, 0.01, (0.9, 0.95))
     gen = torch.Generator().manual_seed(1337)
     fixed = torch.Generator().manual_seed(1338)
-    offsets = {name: torch.randint(len(d) - args.block - 1, (args.eval_iters * args.batch,), generator=fixed)
-               for name, d in (("train", train), ("val", val))}
+    offsets = {
+        name: torch.randint(len(d) - args.block - 1, (args.eval_iters * args.batch,), generator=fixed)
+        for name, d in (("train", train), ("val", val))
+    }
     start = time.perf_counter()
 
     def evaluate_both() -> dict:
-        return {name: evaluate(model, d, offsets[name], args.block, args.batch) for name, d in (("train", train), ("val", val))}
+        return {
+            name: evaluate(model, d, offsets[name], args.block, args.batch)
+            for name, d in (("train", train), ("val", val))
+        }
 
     try:  # seconds from the process's start to its first evaluation (its start-up), for the benchmark
         import psutil
@@ -203,8 +211,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, out / "last.pt")
-    print(f"plain loop: {args.iters} iters in {time.perf_counter() - start:.1f} s; val {first['val']:.3f} -> "
-          f"{last['val']:.3f}")
+    print(
+        f"plain loop: {args.iters} iters in {time.perf_counter() - start:.1f} s; val {first['val']:.3f} -> "
+        f"{last['val']:.3f}"
+    )
     return 0
 
 

@@ -36,8 +36,10 @@ def _pm(row, col: str, fmt: str = "{:.2f}") -> str:
 
 
 def journey(table: pd.DataFrame) -> str:
-    head = ("| phase | verdict | params (all / non-emb) | train tokens | tokens/param (all) | epochs | "
-            "best val @ iter (nats) | best val (bits/byte) | final train / val | gap | onset | seeds |")
+    head = (
+        "| phase | verdict | params (all / non-emb) | train tokens | tokens/param (all) | epochs | "
+        "best val @ iter (nats) | best val (bits/byte) | final train / val | gap | onset | seeds |"
+    )
     lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for _, r in table.iterrows():
         onset = "—" if pd.isna(r.get("onset_iter")) else f"{int(r['onset_iter'])}"
@@ -48,14 +50,20 @@ def journey(table: pd.DataFrame) -> str:
             f"{_f(r.get('tokens_per_param_total'), '{:.2g}')} | {_f(r.get('epochs'), '{:.3g}')} | "
             f"{_pm(r, 'best_val')} @ {int(r['best_iter'])} | {_pm(r, 'best_val_bpb', '{:.3f}')} | "
             f"{_f(r.get('final_train'))} / {_f(r.get('final_val'))} | {_pm(r, 'final_gap', '{:+.2f}')} | {onset} | "
-            f"{seeds} |")
+            f"{seeds} |"
+        )
     return "\n".join(lines)
 
 
-SAMPLE_COLS = (("sample_distinct_2", "distinct-2", "{:.2f}"), ("sample_repeated_3gram_share", "repeated 3-gram share", "{:.2f}"),
-               ("sample_stutter_share", "stutter share", "{:.2f}"), ("sample_train_ngram_share", "8-grams copied from train", "{:.0%}"),
-               ("sample_mem_longest_tokens_max", "longest copy (tokens)", "{:.0f}"), ("sample_parse_ok_share", "samples that parse", "{:.0%}"),
-               ("sample_keyword_score", "keyword score", "{:.2f}"))
+SAMPLE_COLS = (
+    ("sample_distinct_2", "distinct-2", "{:.2f}"),
+    ("sample_repeated_3gram_share", "repeated 3-gram share", "{:.2f}"),
+    ("sample_stutter_share", "stutter share", "{:.2f}"),
+    ("sample_train_ngram_share", "8-grams copied from train", "{:.0%}"),
+    ("sample_mem_longest_tokens_max", "longest copy (tokens)", "{:.0f}"),
+    ("sample_parse_ok_share", "samples that parse", "{:.0%}"),
+    ("sample_keyword_score", "keyword score", "{:.2f}"),
+)
 
 
 def samples(table: pd.DataFrame) -> str:
@@ -67,17 +75,21 @@ def samples(table: pd.DataFrame) -> str:
 
 
 def tokenizers(table: pd.DataFrame, study_dir: Path) -> str:
-    lines = ["| tokenizer | vocabulary | tokens per byte (val) | embedding share of params | params | epochs | "
-             "best val bpb | final gap (bpb) | onset | verdict | train time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"]
+    lines = [
+        "| tokenizer | vocabulary | tokens per byte (val) | embedding share of params | params | epochs | "
+        "best val bpb | final gap (bpb) | onset | verdict | train time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
+    ]
     for _, r in table.iterrows():
         m = json.loads((study_dir / r["phase"] / "metrics.json").read_text(encoding="utf-8"))
         p, a = m["params"], m.get("analysis") or {}
         onset = "none" if a.get("onset_iter") is None else str(a["onset_iter"])
-        lines.append(f"| {r['phase']} | {int(m['vocab_size']):,} | {m['val_tokens'] / m['val_bytes']:.3f} | "
-                     f"{p['embedding'] / p['total']:.1%} | {_f(p['total'] / 1e6, '{:.3g}')} M | {_f(m['epochs'], '{:.3g}')} | "
-                     f"{_f(m['best_val_bpb'], '{:.3f}')} | {_f(m['final_val_bpb'] - m['final_train_bpb'], '{:+.3f}')} | "
-                     f"{onset} | {a.get('verdict', '—')} | {_f(m.get('train_time_s'), '{:.0f}')} s |")
+        lines.append(
+            f"| {r['phase']} | {int(m['vocab_size']):,} | {m['val_tokens'] / m['val_bytes']:.3f} | "
+            f"{p['embedding'] / p['total']:.1%} | {_f(p['total'] / 1e6, '{:.3g}')} M | {_f(m['epochs'], '{:.3g}')} | "
+            f"{_f(m['best_val_bpb'], '{:.3f}')} | {_f(m['final_val_bpb'] - m['final_train_bpb'], '{:+.3f}')} | "
+            f"{onset} | {a.get('verdict', '—')} | {_f(m.get('train_time_s'), '{:.0f}')} s |"
+        )
     return "\n".join(lines)
 
 

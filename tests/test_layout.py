@@ -41,8 +41,12 @@ def imports_of(path: Path) -> set[str]:
                 continue
             for a in node.names:  # `from .pkg import module` imports a module, not a name
                 sub = f"{mod}.{a.name}"
-                out.add(sub if (PKG.parent / Path(*sub.split("."))).with_suffix(".py").exists()
-                        or (PKG.parent / Path(*sub.split("."))).is_dir() else mod)
+                out.add(
+                    sub
+                    if (PKG.parent / Path(*sub.split("."))).with_suffix(".py").exists()
+                    or (PKG.parent / Path(*sub.split("."))).is_dir()
+                    else mod
+                )
     out.discard(name)
     return out
 
@@ -61,7 +65,7 @@ def find_cycle(g: dict[str, set[str]]):
         stack.append(n)
         for d in sorted(g[n]):
             if state.get(d) == 1:
-                return stack[stack.index(d):] + [d]
+                return stack[stack.index(d) :] + [d]
             if d not in state:
                 found = visit(d)
                 if found:
@@ -92,8 +96,20 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_rooms_follow_the_data_flow():
     """The lower rooms never import the higher ones: data < model < train < measure < datareport/pipeline < ui."""
-    order = {"errors": 0, "schema": 0, "files": 0, "versioning": 0, "data": 1, "model": 1, "train": 2,
-             "measure": 3, "datareport": 4, "pipeline": 5, "ui": 6, "cli": 7}
+    order = {
+        "errors": 0,
+        "schema": 0,
+        "files": 0,
+        "versioning": 0,
+        "data": 1,
+        "model": 1,
+        "train": 2,
+        "measure": 3,
+        "datareport": 4,
+        "pipeline": 5,
+        "ui": 6,
+        "cli": 7,
+    }
     g = graph()
     base = {m for m in g if m.count(".") == 1 and m.split(".")[1] in ("errors", "schema", "files", "versioning")}
     # a leaf imports nothing of gaplab but the base modules (units, references): every room may use it
@@ -131,8 +147,14 @@ def test_one_copy_of_the_notebooks():
     root_nb = PKG.parents[1] / "notebooks"
     shipped = PKG / "notebooks"
     names = sorted(p.name for p in shipped.glob("*.ipynb"))
-    assert names[:6] == ["00_playground.ipynb", "01_inspect_data.ipynb", "02_train.ipynb", "03_loss_gap.ipynb",
-                         "04_samples.ipynb", "05_compare.ipynb"]
+    assert names[:6] == [
+        "00_playground.ipynb",
+        "01_inspect_data.ipynb",
+        "02_train.ipynb",
+        "03_loss_gap.ipynb",
+        "04_samples.ipynb",
+        "05_compare.ipynb",
+    ]
     if root_nb.is_symlink() or os.path.samefile(root_nb, shipped):
         assert os.path.samefile(root_nb, shipped)
     else:  # a checkout without symlinks: the two folders must hold the same bytes

@@ -22,8 +22,11 @@ def test_environment_yml_matches_lock(root):
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "-e ." in pip
     env_pins = _pins(pip)
-    top = [re.split(r"[=<>]", l.strip())[0].lower() for l in (root / "requirements.in").read_text().splitlines()
-           if l.strip() and not l.startswith("#")]
+    top = [
+        re.split(r"[=<>]", line.strip())[0].lower()
+        for line in (root / "requirements.in").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert set(top) <= set(env_pins), set(top) - set(env_pins)
     for name, version in env_pins.items():
         assert lock.get(name) == version, f"environment.yml pins {name}=={version}, lock has {lock.get(name)}"

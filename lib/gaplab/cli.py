@@ -12,7 +12,8 @@ import argparse
 import signal
 import sys
 import threading
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from .errors import DataError, UsageError
 from .pipeline.check import CHECK_TABLE_ROWS
@@ -26,28 +27,54 @@ def cmd_check(args) -> int:
     from .pipeline.check import check_report
 
     study = load_study(args.study)
-    print(check_report(study, _phase_list(args.phases), memory_check=not args.skip_memory_check,
-                       limit=None if args.all else CHECK_TABLE_ROWS))
+    print(
+        check_report(
+            study,
+            _phase_list(args.phases),
+            memory_check=not args.skip_memory_check,
+            limit=None if args.all else CHECK_TABLE_ROWS,
+        )
+    )
     return 0
 
 
 def cmd_train(args) -> int:
     from .pipeline.retrain import train_one
 
-    metrics, run_dir = train_one(args.study, args.phase, outputs=args.outputs, resume=args.resume, wait=args.wait,
-                                 memory_check=not args.skip_memory_check, progress=not args.quiet)
-    print(f"{args.phase}: best val {metrics['best_val_loss']:.4f} at iter {metrics['best_iter']}, "
-          f"final gap {metrics['final_gap']:.3f}, stop: {metrics['stop_reason']} -> {run_dir}")
+    metrics, run_dir = train_one(
+        args.study,
+        args.phase,
+        outputs=args.outputs,
+        resume=args.resume,
+        wait=args.wait,
+        memory_check=not args.skip_memory_check,
+        progress=not args.quiet,
+    )
+    print(
+        f"{args.phase}: best val {metrics['best_val_loss']:.4f} at iter {metrics['best_iter']}, "
+        f"final gap {metrics['final_gap']:.3f}, stop: {metrics['stop_reason']} -> {run_dir}"
+    )
     return 0
 
 
 def cmd_run(args) -> int:
     from .pipeline.runner import run_study
 
-    return run_study(args.study, phases=_phase_list(args.phases), force=args.force, keep_going=args.keep_going,
-                     workers=args.workers, timeout=args.timeout, dry_run=args.dry_run, outputs=args.outputs,
-                     executor=args.executor, scheduler=args.scheduler, threads=args.threads, wait=args.wait,
-                     memory_check=not args.skip_memory_check)
+    return run_study(
+        args.study,
+        phases=_phase_list(args.phases),
+        force=args.force,
+        keep_going=args.keep_going,
+        workers=args.workers,
+        timeout=args.timeout,
+        dry_run=args.dry_run,
+        outputs=args.outputs,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        threads=args.threads,
+        wait=args.wait,
+        memory_check=not args.skip_memory_check,
+    )
 
 
 def cmd_inspect(args) -> int:
@@ -100,13 +127,16 @@ def read_training_log(path: str):
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; give a CSV training log with {need}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as a UTF-8 CSV file ({exc}); give a CSV training log with "
-                        f"{need}") from None
+        raise DataError(
+            f"{path}: cannot be read as a UTF-8 CSV file ({exc}); give a CSV training log with {need}"
+        ) from None
     header = [h.strip() for h in rows[0]] if rows else []
     missing = [c for c in _LOG_COLUMNS if c not in header]
     if missing:
-        raise DataError(f"{path}, line 1 (the header): missing column {', '.join(map(repr, missing))}; found "
-                        f"{', '.join(map(repr, header)) or 'nothing'}; a training log needs {need}")
+        raise DataError(
+            f"{path}, line 1 (the header): missing column {', '.join(map(repr, missing))}; found "
+            f"{', '.join(map(repr, header)) or 'nothing'}; a training log needs {need}"
+        )
     cols = [c for c in _LOG_COLUMNS + _LOG_OPTIONAL if c in header]
     data: dict[str, list[float]] = {c: [] for c in cols}
     for line, row in enumerate(rows[1:], start=2):
@@ -123,8 +153,9 @@ def read_training_log(path: str):
                 raise DataError(f"{path}, line {line}, column {c!r}: {cell!r} is not allowed; give {allowed}")
             data[c].append(value)
     if not any(math.isfinite(t) and math.isfinite(v) for t, v in zip(data["train_loss"], data["val_loss"])):
-        raise DataError(f"{path}: no row has both a finite train_loss and a finite val_loss; a training log "
-                        f"needs {need}")
+        raise DataError(
+            f"{path}: no row has both a finite train_loss and a finite val_loss; a training log needs {need}"
+        )
     return pd.DataFrame(data)
 
 
@@ -137,12 +168,17 @@ def cmd_analyze(args) -> int:
     if args.json:
         print(json.dumps(dict(j, file=args.history), allow_nan=False))
         return 0
-    onset = (f"iter {j['onset_iter']} (val {j['onset_val']:.3f} nats there, level {j['onset_level']:.3f})"
-             if j["onset_iter"] is not None else "none")
-    print(f"{args.history}: {j['n_evals']} evals\nverdict: {j['verdict']}\nonset: {onset}\n"
-          f"best val: {j['best_val']:.3f} nats at iter {j['best_iter']}\n"
-          f"noise: val ±{j['val_noise']:.3f} nats per eval ({j['val_noise_source']}), "
-          f"train ±{j['train_noise']:.3f} ({j['train_noise_source']})\nreason: {j['reason']}")
+    onset = (
+        f"iter {j['onset_iter']} (val {j['onset_val']:.3f} nats there, level {j['onset_level']:.3f})"
+        if j["onset_iter"] is not None
+        else "none"
+    )
+    print(
+        f"{args.history}: {j['n_evals']} evals\nverdict: {j['verdict']}\nonset: {onset}\n"
+        f"best val: {j['best_val']:.3f} nats at iter {j['best_iter']}\n"
+        f"noise: val ±{j['val_noise']:.3f} nats per eval ({j['val_noise_source']}), "
+        f"train ±{j['train_noise']:.3f} ({j['train_noise_source']})\nreason: {j['reason']}"
+    )
     return 0
 
 
@@ -175,14 +211,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("study")
     r.add_argument("--phases", help="comma-separated phase names (default: all)")
     r.add_argument("--force", action="store_true", help="rerun phases even when cached")
-    r.add_argument("--keep-going", dest="keep_going", action="store_true", default=True,
-                   help="continue with other phases when one fails (default)")
+    r.add_argument(
+        "--keep-going",
+        dest="keep_going",
+        action="store_true",
+        default=True,
+        help="continue with other phases when one fails (default)",
+    )
     r.add_argument("--no-keep-going", dest="keep_going", action="store_false", help="stop at the first failure")
-    r.add_argument("--workers", type=_positive_int, default=None,
-                   help="phases run at once, one OS process each (default: one per core while the phases to run "
-                        "fit in memory together, training on the CPU; 1 with a GPU or --executor dask)")
-    r.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch threads per phase (default: CPUs / workers; a phase's train.threads wins)")
+    r.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="phases run at once, one OS process each (default: one per core while the phases to run "
+        "fit in memory together, training on the CPU; 1 with a GPU or --executor dask)",
+    )
+    r.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch threads per phase (default: CPUs / workers; a phase's train.threads wins)",
+    )
     r.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook cell")
     r.add_argument("--dry-run", action="store_true", help="print what would run and what is cached")
     r.add_argument("--outputs", default=None, help="outputs folder (default: ./outputs or $GAPLAB_OUTPUTS)")
@@ -195,8 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one phase through the library (no notebooks)")
     t.add_argument("study")
     t.add_argument("--phase", required=True)
-    t.add_argument("--resume", action="store_true",
-                   help="continue from ckpt/last.pt of an interrupted gaplab train, else of the phase folder")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from ckpt/last.pt of an interrupted gaplab train, else of the phase folder",
+    )
     t.add_argument("--outputs", default=None)
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--wait", action="store_true", help=WAIT_HELP)
@@ -212,8 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="the verdict (onset, noise, reason) for a training log CSV")
     a.add_argument("history", help="CSV with columns iter, train_loss, val_loss (optional *_se, tokens_seen)")
     a.add_argument("--json", action="store_true", help="print one JSON object")
-    a.add_argument("--vocab-size", type=_positive_int, default=None,
-                   help="vocabulary size: a best val near ln(V), a uniform guess, reads as underfitting")
+    a.add_argument(
+        "--vocab-size",
+        type=_positive_int,
+        default=None,
+        help="vocabulary size: a best val near ln(V), a uniform guess, reads as underfitting",
+    )
     a.set_defaults(fn=cmd_analyze)
 
     k = sub.add_parser("tokenizer", help="tokenizer set-up")

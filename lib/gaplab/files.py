@@ -12,8 +12,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Union
 
 import yaml
 
@@ -82,8 +83,10 @@ def read_json(path: PathLike, default: Any = None) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise CorruptFileError(f"{path}: not valid JSON ({exc}); it was changed or damaged after gaplab wrote it: "
-                               "delete it, or run again the stage (or gaplab run) that writes it") from None
+        raise CorruptFileError(
+            f"{path}: not valid JSON ({exc}); it was changed or damaged after gaplab wrote it: "
+            "delete it, or run again the stage (or gaplab run) that writes it"
+        ) from None
 
 
 def update_json(path: PathLike, updates: dict[str, Any]) -> dict[str, Any]:

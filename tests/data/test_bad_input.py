@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-
 from gaplab.data.corpus import load_corpus, skipped_summary
 from gaplab.data.split import prepare_data
 from gaplab.errors import DataError, UsageError
@@ -13,8 +12,9 @@ from gaplab.schema import PhaseParams
 
 
 def params(**data):
-    return PhaseParams.model_validate({"data": data, "train": {"max_iters": 10, "eval_interval": 5},
-                                       "model": {"block_size": 8}})
+    return PhaseParams.model_validate(
+        {"data": data, "train": {"max_iters": 10, "eval_interval": 5}, "model": {"block_size": 8}}
+    )
 
 
 def csv_data(path, **extra):
@@ -23,8 +23,10 @@ def csv_data(path, **extra):
 
 def test_csv_row_with_a_missing_value_is_an_error_naming_the_line(tmp_path):
     f = tmp_path / "qa.csv"
-    f.write_text("question,answer\nwhat,that\n\"who\nis it\",me\nwhere\n")
-    with pytest.raises(DataError, match=r"qa.csv:5: the row has 1 value but the header has 2 \(question, answer\)") as e:
+    f.write_text('question,answer\nwhat,that\n"who\nis it",me\nwhere\n')
+    with pytest.raises(
+        DataError, match=r"qa.csv:5: the row has 1 value but the header has 2 \(question, answer\)"
+    ) as e:
         load_corpus(csv_data(f))
     assert isinstance(e.value, UsageError)  # the CLI prints it and exits 2
 
@@ -84,7 +86,9 @@ def test_a_utf8_byte_order_mark_is_dropped_in_every_source(tmp_path, source):
         (tmp_path / "a.txt").write_text(bom + "hello", encoding="utf-8")
         data = params(source="files", path=str(tmp_path), glob="*.txt").data
     elif source == "jsonl":
-        (tmp_path / "a.jsonl").write_text(bom + json.dumps({"question": "hello", "answer": "x"}) + "\n", encoding="utf-8")
+        (tmp_path / "a.jsonl").write_text(
+            bom + json.dumps({"question": "hello", "answer": "x"}) + "\n", encoding="utf-8"
+        )
         data = params(source="jsonl", path=str(tmp_path / "a.jsonl"), fields=["question"]).data
     else:
         (tmp_path / "a.csv").write_text(bom + "question,answer\nhello,x\n", encoding="utf-8")
@@ -106,10 +110,14 @@ def test_reading_stops_once_max_tokens_is_reached(tmp_path):
     f = tmp_path / "big.jsonl"
     words = " ".join(f"word{i % 977} and{i % 13}" for i in range(400_000))  # ~5 MB in one line
     f.write_text(json.dumps({"text": words}) + "\n" + json.dumps({"text": "second"}) + "\n{broken\n")
-    p = PhaseParams.model_validate({"data": {"source": "jsonl", "path": str(f), "fields": ["text"],
-                                             "max_tokens": 3000, "split": "tail"},
-                                    "tokenizer": {"name": "gpt2"}, "model": {"block_size": 8},
-                                    "train": {"max_iters": 10, "eval_interval": 5}})
+    p = PhaseParams.model_validate(
+        {
+            "data": {"source": "jsonl", "path": str(f), "fields": ["text"], "max_tokens": 3000, "split": "tail"},
+            "tokenizer": {"name": "gpt2"},
+            "model": {"block_size": 8},
+            "train": {"max_iters": 10, "eval_interval": 5},
+        }
+    )
     prep = prepare_data(p)  # the broken third line is never reached: no error
     assert prep.total_tokens == 3000
     assert len(prep.corpus.documents) == 1 and not prep.corpus.complete

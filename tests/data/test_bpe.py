@@ -7,10 +7,9 @@ import json
 import subprocess
 import sys
 
+import gaplab.data.tokenizer as tok_mod
 import numpy as np
 import pytest
-
-import gaplab.data.tokenizer as tok_mod
 from gaplab.data.split import prepare_data
 from gaplab.data.tokenizer import BPE_FILE, BPE_TRAINING_FILE, BPETokenizer, phase_bpe, train_bpe
 from gaplab.errors import StudyError, TokenizerError
@@ -23,17 +22,23 @@ MARKER = "zyzzyvaquux"
 
 
 def _params(tokenizer=None, **data) -> PhaseParams:
-    d = {"source": "stdlib", "packages": ["json"], "split": "chunks", "chunk_size": 512, "split_on": "text",
-         "val_fraction": 0.2}
+    d = {
+        "source": "stdlib",
+        "packages": ["json"],
+        "split": "chunks",
+        "chunk_size": 512,
+        "split_on": "text",
+        "val_fraction": 0.2,
+    }
     d.update(data)
-    return PhaseParams.model_validate({"data": d, "tokenizer": tokenizer or {"name": "bpe", "vocab_size": 512},
-                                       "model": {"block_size": 16}})
+    return PhaseParams.model_validate(
+        {"data": d, "tokenizer": tokenizer or {"name": "bpe", "vocab_size": 512}, "model": {"block_size": 16}}
+    )
 
 
 def _marker_corpus(tmp_path):
     """Documents as JSON lines: 40 ordinary ones, then 10 whose text repeats MARKER (a tail split puts them in val)."""
-    rows = [{"text": f"def handler_{i}(request):\n    return request.get('value_{i % 7}') or {i}\n"}
-            for i in range(40)]
+    rows = [{"text": f"def handler_{i}(request):\n    return request.get('value_{i % 7}') or {i}\n"} for i in range(40)]
     rows += [{"text": " ".join([MARKER] * 6) + f" end {i}\n"} for i in range(10)]
     path = tmp_path / "corpus.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -64,14 +69,23 @@ def test_bpe_is_trained_on_the_training_split_only(tmp_path, monkeypatch):
 
 def test_bpe_training_is_deterministic_across_processes(tmp_path):
     """Same data settings, same tokenizer.json, byte for byte, even in fresh interpreters (hash seeds differ)."""
-    code = ("import sys; from gaplab.data.split import prepare_data; from gaplab.schema import PhaseParams; "
-            "p = PhaseParams.model_validate({'data': {'packages': ['json'], 'split': 'chunks', 'chunk_size': 512, "
-            "'split_on': 'text', 'val_fraction': 0.2, 'seed': int(sys.argv[1])}, "
-            "'tokenizer': {'name': 'bpe', 'vocab_size': 700}, 'model': {'block_size': 16}}); "
-            "sys.stdout.write(prepare_data(p).tokenizer.to_json())")
-    runs = [subprocess.run([sys.executable, "-c", code, seed], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": str(i), "PATH": "", "PYTHONPATH": ":".join(sys.path)}).stdout
-            for i, seed in enumerate(["1337", "1337", "7"])]
+    code = (
+        "import sys; from gaplab.data.split import prepare_data; from gaplab.schema import PhaseParams; "
+        "p = PhaseParams.model_validate({'data': {'packages': ['json'], 'split': 'chunks', 'chunk_size': 512, "
+        "'split_on': 'text', 'val_fraction': 0.2, 'seed': int(sys.argv[1])}, "
+        "'tokenizer': {'name': 'bpe', 'vocab_size': 700}, 'model': {'block_size': 16}}); "
+        "sys.stdout.write(prepare_data(p).tokenizer.to_json())"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code, seed],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": str(i), "PATH": "", "PYTHONPATH": ":".join(sys.path)},
+        ).stdout
+        for i, seed in enumerate(["1337", "1337", "7"])
+    ]
     assert runs[0] == runs[1] and len(json.loads(runs[0])["model"]["vocab"]) == 700
     assert runs[2] != runs[0]  # another data.seed: another training split, other merges
 
@@ -104,24 +118,33 @@ def test_vocab_size_above_what_the_training_text_supports_names_the_limit():
     with pytest.raises(StudyError) as err:
         prepare_data(_params({"name": "bpe", "vocab_size": 50_000}), "big", "study.yaml")
     (problem,) = err.value.problems
-    assert (problem.file, problem.phase, problem.key, problem.value) == ("study.yaml", "big", "tokenizer.vocab_size",
-                                                                         50_000)
+    assert (problem.file, problem.phase, problem.key, problem.value) == (
+        "study.yaml",
+        "big",
+        "tokenizer.vocab_size",
+        50_000,
+    )
     assert "supports at most" in problem.message and "allowed: 256 to" in problem.message
     with pytest.raises(TokenizerError, match="below the byte alphabet"):
         train_bpe(["some text"], 255)
 
 
-@pytest.mark.parametrize("tokenizer, data, key, says", [
-    ({"name": "bpe", "vocab_size": 100}, {"split_on": "text"}, "tokenizer.vocab_size", "below the byte alphabet"),
-    ({"name": "bpe"}, {"split_on": "text"}, "tokenizer.vocab_size", "needs a vocabulary size"),
-    ({"name": "gpt2", "vocab_size": 1024}, {}, "tokenizer.vocab_size", "only applies to tokenizer.name: bpe"),
-    ({"name": "bpe", "vocab_size": 1024}, {}, "data.split_on", "set data.split_on: text"),
-    ({"name": "char"}, {"split_on": "text", "max_tokens": 1000}, "data.max_tokens", "data.max_train_tokens"),
-    ({"name": "bep", "vocab_size": 1024}, {"split_on": "text"}, "tokenizer.name", "did you mean 'bpe'"),
-])
+@pytest.mark.parametrize(
+    "tokenizer, data, key, says",
+    [
+        ({"name": "bpe", "vocab_size": 100}, {"split_on": "text"}, "tokenizer.vocab_size", "below the byte alphabet"),
+        ({"name": "bpe"}, {"split_on": "text"}, "tokenizer.vocab_size", "needs a vocabulary size"),
+        ({"name": "gpt2", "vocab_size": 1024}, {}, "tokenizer.vocab_size", "only applies to tokenizer.name: bpe"),
+        ({"name": "bpe", "vocab_size": 1024}, {}, "data.split_on", "set data.split_on: text"),
+        ({"name": "char"}, {"split_on": "text", "max_tokens": 1000}, "data.max_tokens", "data.max_train_tokens"),
+        ({"name": "bep", "vocab_size": 1024}, {"split_on": "text"}, "tokenizer.name", "did you mean 'bpe'"),
+    ],
+)
 def test_bpe_settings_are_checked_before_anything_runs(tokenizer, data, key, says):
-    raw = {"study": "s", "phases": {"p": {"tokenizer": tokenizer, "data": data,
-                                          "train": {"max_iters": 10, "eval_interval": 5}}}}
+    raw = {
+        "study": "s",
+        "phases": {"p": {"tokenizer": tokenizer, "data": data, "train": {"max_iters": 10, "eval_interval": 5}}},
+    }
     with pytest.raises(StudyError) as err:
         parse_study(raw, "s.yaml")
     problem = next(p for p in err.value.problems if p.key == key)
@@ -129,8 +152,13 @@ def test_bpe_settings_are_checked_before_anything_runs(tokenizer, data, key, say
 
 
 def test_split_on_text_scores_every_tokenizer_on_the_same_val_text():
-    tokenizers = [{"name": "char"}, {"name": "bpe", "vocab_size": 256}, {"name": "bpe", "vocab_size": 800},
-                  {"name": "gpt2"}, {"name": "gpt2", "compact": True}]
+    tokenizers = [
+        {"name": "char"},
+        {"name": "bpe", "vocab_size": 256},
+        {"name": "bpe", "vocab_size": 800},
+        {"name": "gpt2"},
+        {"name": "gpt2", "compact": True},
+    ]
     for split in ("tail", "documents", "chunks"):
         extra = {"packages": ["json", "email"]} if split == "documents" else {}
         preps = [prepare_data(_params(t, split=split, **extra)) for t in tokenizers]
@@ -139,7 +167,9 @@ def test_split_on_text_scores_every_tokenizer_on_the_same_val_text():
         if split == "documents":
             assert len({tuple(p.doc_split) for p in preps}) == 1
     # the token split (the default) gives each tokenizer its own val text: why split_on: text exists
-    by_tokens = [prepare_data(_params(t, split="tail", split_on="tokens")) for t in ({"name": "char"}, {"name": "gpt2"})]
+    by_tokens = [
+        prepare_data(_params(t, split="tail", split_on="tokens")) for t in ({"name": "char"}, {"name": "gpt2"})
+    ]
     assert by_tokens[0].val_text_fingerprint != by_tokens[1].val_text_fingerprint
 
 
@@ -180,6 +210,9 @@ def test_phase_folder_keeps_the_bpe_and_later_stages_reuse_it(tmp_path, monkeypa
 def test_phase_fingerprint_covers_the_bpe():
     """The BPE is a function of the resolved params and the corpus, both in the phase fingerprint."""
     a, b = _params({"name": "bpe", "vocab_size": 400}), _params({"name": "bpe", "vocab_size": 401})
-    fp = lambda p: phase_fingerprint({"study": "s", "phase": "p", **p.to_dict()}, "corpus-fp")
+
+    def fp(p):
+        return phase_fingerprint({"study": "s", "phase": "p", **p.to_dict()}, "corpus-fp")
+
     assert fp(a) != fp(b) and fp(a) == fp(_params({"name": "bpe", "vocab_size": 400}))
     assert prepare_data(a).tokenizer.to_json() == prepare_data(a).tokenizer.to_json()

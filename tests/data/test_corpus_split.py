@@ -6,18 +6,12 @@ import tarfile
 
 import numpy as np
 import pytest
-
-from gaplab.data.corpus import Document
 from gaplab.data import tokenizer as tk
-from gaplab.data.tokenizer import get_tokenizer
-from gaplab.data.tokenizer import install_ranks_from_sdist
-from gaplab.data.tokenizer import ranks_path
-from gaplab.errors import TokenizerError
-from gaplab.schema import PhaseParams
-from gaplab.errors import StudyError
-from gaplab.errors import DataError
-from gaplab.data.corpus import load_corpus
+from gaplab.data.corpus import Document, load_corpus
 from gaplab.data.split import prepare_data
+from gaplab.data.tokenizer import get_tokenizer, install_ranks_from_sdist, ranks_path
+from gaplab.errors import DataError, StudyError, TokenizerError
+from gaplab.schema import PhaseParams
 
 
 def params(**sections):
@@ -63,9 +57,21 @@ def test_glob_matching_nothing(tmp_path):
 
 def test_jsonl_template_labels_and_errors(tmp_path):
     f = tmp_path / "qa.jsonl"
-    f.write_text(json.dumps({"q": "2+2?", "a": "4", "kind": "math"}) + "\n\n" + json.dumps({"q": "hi", "a": "yo", "kind": "chat"}) + "\n")
-    d = params(data={"source": "jsonl", "path": str(f), "fields": ["q", "a"], "template": "Q: {q}\nA: {a}",
-                     "label_field": "kind"}).data
+    f.write_text(
+        json.dumps({"q": "2+2?", "a": "4", "kind": "math"})
+        + "\n\n"
+        + json.dumps({"q": "hi", "a": "yo", "kind": "chat"})
+        + "\n"
+    )
+    d = params(
+        data={
+            "source": "jsonl",
+            "path": str(f),
+            "fields": ["q", "a"],
+            "template": "Q: {q}\nA: {a}",
+            "label_field": "kind",
+        }
+    ).data
     c = load_corpus(d)
     assert [x.text for x in c.documents] == ["Q: 2+2?\nA: 4", "Q: hi\nA: yo"]
     assert [x.source for x in c.documents] == ["math", "chat"]
@@ -152,8 +158,12 @@ def test_compact_vocabulary_shrinks_and_round_trips():
 
 def test_compact_from_corpus_gives_every_data_size_the_same_vocabulary():
     def prep(max_tokens, source):
-        return prepare_data(params(data={"packages": ["json"], "max_tokens": max_tokens},
-                                   tokenizer={"compact": True, "compact_from": source}))
+        return prepare_data(
+            params(
+                data={"packages": ["json"], "max_tokens": max_tokens},
+                tokenizer={"compact": True, "compact_from": source},
+            )
+        )
 
     small, large = prep(2000, "corpus"), prep(8000, "corpus")
     assert small.vocab_size == large.vocab_size > len(np.unique(large.train_base)) + 1
@@ -172,8 +182,17 @@ def test_max_tokens_and_tail_split():
 
 
 def _docs_params(split, **extra):
-    return params(data={"source": "generated", "generator": "tests.data.test_corpus_split:_labelled", "split": split,
-                        "val_fraction": 0.2, **extra}, tokenizer={"name": "char"}, model={"block_size": 4})
+    return params(
+        data={
+            "source": "generated",
+            "generator": "tests.data.test_corpus_split:_labelled",
+            "split": split,
+            "val_fraction": 0.2,
+            **extra,
+        },
+        tokenizer={"name": "char"},
+        model={"block_size": 4},
+    )
 
 
 def _labelled():
@@ -211,11 +230,15 @@ def test_split_too_small_for_block(tmp_path):
 
 def test_max_train_tokens_keeps_one_val_set_and_nested_spread_out_train_subsets():
     def prep(n):
-        return prepare_data(params(data={"packages": ["json", "email"], "split": "chunks", "chunk_size": 64,
-                                         "max_train_tokens": n}))
+        return prepare_data(
+            params(data={"packages": ["json", "email"], "split": "chunks", "chunk_size": 64, "max_train_tokens": n})
+        )
 
-    small, large, full = prep(2000), prep(6000), prepare_data(params(data={"packages": ["json", "email"],
-                                                                            "split": "chunks", "chunk_size": 64}))
+    small, large, full = (
+        prep(2000),
+        prep(6000),
+        prepare_data(params(data={"packages": ["json", "email"], "split": "chunks", "chunk_size": 64})),
+    )
     assert len(small.train) == 2000 and len(large.train) == 6000
     assert np.array_equal(small.val, large.val) and np.array_equal(small.val, full.val)  # the same val set
     # nested: the small training subset is part of the large one

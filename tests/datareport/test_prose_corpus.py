@@ -5,9 +5,8 @@ spelling, no boilerplate.  What the report must say about it is what a person re
 import re
 
 import pytest
-
-from gaplab.datareport.build import build_report
 from gaplab.data.split import prepare_data
+from gaplab.datareport.build import build_report
 from gaplab.schema import PhaseParams
 
 from .prose_corpus import plays_or_skip
@@ -18,23 +17,36 @@ pytestmark = pytest.mark.slow
 def _edition(name: str) -> str:
     """The play a file is an edition of, from its name (the folio spells some titles its own way)."""
     stem = re.sub(r"_gut(_f)?\.txt$", "", name)
-    aliases = {"all_is_well_that_ends_well": "alls_well_that_ends_well", "anthonie_and_cleopatra": "antony_and_cleopatra",
-               "comedy_of_errours": "comedy_of_errors", "loves_labour_lost": "loves_labours_lost",
-               "midsummer_nights_dreame": "midsummer_nights_dream", "titus_andronicus": "tragedy_of_titus_andronicus",
-               "twelfe-night": "twelfth_night"}
+    aliases = {
+        "all_is_well_that_ends_well": "alls_well_that_ends_well",
+        "anthonie_and_cleopatra": "antony_and_cleopatra",
+        "comedy_of_errours": "comedy_of_errors",
+        "loves_labour_lost": "loves_labours_lost",
+        "midsummer_nights_dreame": "midsummer_nights_dream",
+        "titus_andronicus": "tragedy_of_titus_andronicus",
+        "twelfe-night": "twelfth_night",
+    }
     return aliases.get(stem, stem)
 
 
 @pytest.fixture(scope="module")
 def report():
     folder = plays_or_skip()
-    params = PhaseParams.model_validate({
-        "data": {"source": "files", "path": str(folder), "glob": "*_gut*.txt", "split": "documents",
-                 "val_fraction": 0.1, "seed": 1337},
-        "tokenizer": {"name": "gpt2", "compact": True},
-        "model": {"n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 128},
-        "train": {"max_iters": 100},
-    })
+    params = PhaseParams.model_validate(
+        {
+            "data": {
+                "source": "files",
+                "path": str(folder),
+                "glob": "*_gut*.txt",
+                "split": "documents",
+                "val_fraction": 0.1,
+                "seed": 1337,
+            },
+            "tokenizer": {"name": "gpt2", "compact": True},
+            "model": {"n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 128},
+            "train": {"max_iters": 100},
+        }
+    )
     prep = prepare_data(params)
     return build_report(prep, params, param_counts={"total": 1, "embedding": 0, "non_embedding": 1}), prep
 

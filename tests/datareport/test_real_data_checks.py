@@ -6,23 +6,24 @@ import json
 
 import numpy as np
 import pytest
-
+from gaplab.data.corpus import Document
+from gaplab.data.teaching import other_edition
 from gaplab.datareport.boilerplate import boilerplate
 from gaplab.datareport.build import build_report
 from gaplab.datareport.checks import evaluate_checks
 from gaplab.datareport.detectors import unseen_val_tokens
 from gaplab.datareport.leakage import ngram_leakage
 from gaplab.datareport.near_duplicates import cross_split_near_duplicates, near_duplicates, normalize_words
-from gaplab.data.corpus import Document
-from gaplab.data.teaching import other_edition
 from gaplab.schema import PhaseParams
 
 # ----------------------------------------------------------------------------- a crafted genre
-VOCAB = ("the and of to my lord i you is that in not it with be this your for his me have what he so will "
-         "but thou thee all her do shall by are our good sir come now here no are upon love give know heart "
-         "night king well more then let him speak make may there must yet such death live them fair say one "
-         "great man hand eye see time honour sweet world word true nothing bear stand hear fear never about "
-         "mine own how doth hath noble").split()
+VOCAB = (
+    "the and of to my lord i you is that in not it with be this your for his me have what he so will "
+    "but thou thee all her do shall by are our good sir come now here no are upon love give know heart "
+    "night king well more then let him speak make may there must yet such death live them fair say one "
+    "great man hand eye see time honour sweet world word true nothing bear stand hear fear never about "
+    "mine own how doth hath noble"
+).split()
 
 
 def sentence(rng, k):
@@ -56,8 +57,9 @@ def test_twins_in_another_spelling_are_found_and_unrelated_documents_are_not_pai
     assert all(0.3 <= e["similarity"] < 1 and not e["identical"] for e in out["examples"])
     # the same genre, without the normalization, is too far apart to be called a twin: it is doing work
     raw = [len(set(zip(*[t.lower().split()[i:] for i in range(5)]))) for t in (texts[0], texts[30])]
-    shared = set(zip(*[texts[0].lower().split()[i:] for i in range(5)])) & \
-        set(zip(*[texts[30].lower().split()[i:] for i in range(5)]))
+    shared = set(zip(*[texts[0].lower().split()[i:] for i in range(5)])) & set(
+        zip(*[texts[30].lower().split()[i:] for i in range(5)])
+    )
     assert len(shared) / (sum(raw) - len(shared)) < 0.3
     # the check: half the documents have a near-twin -> fail at the default thresholds
     report = {"duplicates": {"near": out}, "size": {"documents": len(texts)}}
@@ -77,8 +79,14 @@ def test_cross_split_near_twins_are_the_val_documents_whose_twin_is_in_train():
 
 
 # ----------------------------------------------------------------------------- boilerplate
-NATURAL = ["how now what is the matter", "i know not what to say", "i am glad to see you here",
-           "give me your hand my lord", "what is the news from the court", "let us go in together now"]
+NATURAL = [
+    "how now what is the matter",
+    "i know not what to say",
+    "i am glad to see you here",
+    "give me your hand my lord",
+    "what is the news from the court",
+    "let us go in together now",
+]
 
 
 def _unrelated(k, words=200, seed=0):
@@ -115,7 +123,9 @@ def test_natural_phrases_pass_and_an_injected_footer_fails():
     assert [p["phrase"] for p in out["phrases"]] == [footer] and out["phrases"][0]["where"] == "end"
     cov = out["coverage"]
     assert cov["mean_in_documents"] == pytest.approx(np.mean([11 / (len(d) + 11) for d in docs[:20]]))
-    row = next(r for r in evaluate_checks({"boilerplate": out, "size": {"documents": 30}}) if r["name"] == "boilerplate")
+    row = next(
+        r for r in evaluate_checks({"boilerplate": out, "size": {"documents": 30}}) if r["name"] == "boilerplate"
+    )
     assert row["status"] == "fail" and "at the end" in row["message"]
 
 
@@ -124,9 +134,11 @@ def test_a_licence_header_and_a_long_repeated_paragraph_are_boilerplate():
     header = "copyright the example foundation all rights reserved see the licence file".split()
     for d in docs[:12]:
         d[0:0] = header
-    paragraph = ("please note that the views expressed in this section are those of the authors alone and "
-                 "they do not reflect the official position of any institution mentioned anywhere in this "
-                 "document or elsewhere in related publications").split()
+    paragraph = (
+        "please note that the views expressed in this section are those of the authors alone and "
+        "they do not reflect the official position of any institution mentioned anywhere in this "
+        "document or elsewhere in related publications"
+    ).split()
     for d in docs[12:18]:
         d[100:100] = paragraph  # in the middle, but a real share (15%) of each document
     out = boilerplate([" ".join(d) for d in docs], [f"d{i}" for i in range(30)])
@@ -158,10 +170,20 @@ def test_exact_longest_span_against_brute_force():
     for _ in range(60):
         train, val = rng.integers(0, 3, int(rng.integers(5, 60))), rng.integers(0, 3, int(rng.integers(5, 40)))
         n = int(rng.integers(1, 4))
-        best = max((k for i in range(len(val)) for j in range(len(train))
-                    for k in [next((m for m in range(min(len(val) - i, len(train) - j))
-                                    if val[i + m] != train[j + m]), min(len(val) - i, len(train) - j))]),
-                   default=0)
+        best = max(
+            (
+                k
+                for i in range(len(val))
+                for j in range(len(train))
+                for k in [
+                    next(
+                        (m for m in range(min(len(val) - i, len(train) - j)) if val[i + m] != train[j + m]),
+                        min(len(val) - i, len(train) - j),
+                    )
+                ]
+            ),
+            default=0,
+        )
         assert ngram_leakage(train, val, n)["longest_span_tokens"] == (best if best >= n else 0)
 
 
@@ -210,7 +232,9 @@ def _poems(n_docs=40):
     rng = np.random.default_rng(4)
     docs = []
     for i in range(n_docs):
-        words = " ".join(f"{chr(97 + int(c))}{int(j)}" for c, j in zip(rng.integers(0, 26, 60), rng.integers(0, 400, 60)))
+        words = " ".join(
+            f"{chr(97 + int(c))}{int(j)}" for c, j in zip(rng.integers(0, 26, 60), rng.integers(0, 400, 60))
+        )
         docs.append(Document(words, "rare" if i % 10 == 0 else "common", f"p{i}"))
     return docs
 
@@ -218,13 +242,20 @@ def _poems(n_docs=40):
 def test_unseen_val_tokens_in_the_report_are_the_unknown_ids_of_a_compact_vocabulary(monkeypatch):
     from gaplab.data import split as split_mod
 
-    params = PhaseParams.model_validate({
-        "data": {"source": "generated", "generator": "tests.datareport.test_real_data_checks:_poems",
-                 "split": "documents", "val_fraction": 0.2, "seed": 3},
-        "tokenizer": {"name": "gpt2", "compact": True, "compact_from": "train"},
-        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
-        "train": {"max_iters": 10, "eval_interval": 5},
-    })
+    params = PhaseParams.model_validate(
+        {
+            "data": {
+                "source": "generated",
+                "generator": "tests.datareport.test_real_data_checks:_poems",
+                "split": "documents",
+                "val_fraction": 0.2,
+                "seed": 3,
+            },
+            "tokenizer": {"name": "gpt2", "compact": True, "compact_from": "train"},
+            "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+            "train": {"max_iters": 10, "eval_interval": 5},
+        }
+    )
     prep = split_mod.prepare_data(params)
     report = build_report(prep, params, param_counts={"total": 10, "embedding": 5, "non_embedding": 5})
     unseen = report["size"]["unseen_val_tokens"]

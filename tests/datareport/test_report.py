@@ -3,22 +3,15 @@ import math
 
 import numpy as np
 import pytest
-
-from gaplab.datareport import detectors as detectors_mod
 from gaplab.datareport import boilerplate as boilerplate_mod
+from gaplab.datareport import detectors as detectors_mod
 from gaplab.datareport import leakage as leakage_mod
 from gaplab.datareport.build import build_report
-from gaplab.datareport.checks import DEFAULT_CHECKS
-from gaplab.datareport.checks import evaluate_checks
-from gaplab.datareport.checks import raise_on_failures
-from gaplab.datareport.detectors import length_stats
-from gaplab.datareport.detectors import split_balance
-from gaplab.datareport.detectors import template_skeleton
-from gaplab.datareport.detectors import vocab_usage
+from gaplab.datareport.checks import DEFAULT_CHECKS, DataCheckFailed, evaluate_checks, raise_on_failures
+from gaplab.datareport.detectors import length_stats, split_balance, template_skeleton, vocab_usage
 from gaplab.datareport.leakage import ngram_leakage
 from gaplab.measure.ngram_index import window_hashes
 from gaplab.schema import PhaseParams, Threshold
-from gaplab.datareport.checks import DataCheckFailed
 
 
 def word(j: int) -> str:
@@ -102,8 +95,10 @@ def test_boilerplate_threshold_and_template_counted_once():
         texts = [distinct_doc(i) + (" " + phrase if i < k else "") for i in range(100)]
         assert boilerplate_mod.boilerplate(texts, [str(i) for i in range(100)])["documents"] == expected
     # 50 templated documents share their fixed words, but as one family they are not boilerplate
-    texts = [f"Q: {n} has {i} cats in the big red barn today" for i, n in
-             enumerate(["Alice", "Bruno", "Chen", "Dana", "Emeka"] * 10)] + [distinct_doc(i) for i in range(50)]
+    texts = [
+        f"Q: {n} has {i} cats in the big red barn today"
+        for i, n in enumerate(["Alice", "Bruno", "Chen", "Dana", "Emeka"] * 10)
+    ] + [distinct_doc(i) for i in range(50)]
     out = boilerplate_mod.boilerplate(texts, [str(i) for i in range(100)])
     assert out["documents"] == 0
 
@@ -137,8 +132,7 @@ def _composition(rows):
 
 
 def test_a_source_19_of_20_in_val_is_flagged():
-    comp = _composition({"alpaca": (1979, 19790, 1, 10),
-                         "key_examples": (1, 100, 19, 1900)})
+    comp = _composition({"alpaca": (1979, 19790, 1, 10), "key_examples": (1, 100, 19, 1900)})
     out = split_balance(comp)
     key = next(r for r in out["sources"] if r["source"] == "key_examples")
     assert key["val_share"] == 0.95
@@ -233,15 +227,17 @@ def test_model_vs_data_numbers():
     assert out["tokens_per_param_total"] == pytest.approx(19_350 / 3_300_000)
     assert out["chinchilla_tokens_per_param"] == 20
     assert out["epochs"] == pytest.approx(500 * 512 / 19_350)
-    assert out["kaplan_min_tokens"] == pytest.approx(5e3 * 1e6 ** 0.74)
+    assert out["kaplan_min_tokens"] == pytest.approx(5e3 * 1e6**0.74)
     assert out["kaplan_min_tokens"] == pytest.approx(1.3771e8, rel=1e-4)
     assert out["meets_kaplan"] is False
     assert "Kaplan et al. 2020" in out["references"]["kaplan"]
     assert "Hoffmann et al. 2022" in out["references"]["chinchilla"]
     assert "make 13.2 epochs" in out["summary"] and "asks for 137,711,435 tokens: not met" in out["summary"]
     # Chinchilla's ~20 is set against tokens per parameter counting every parameter, and the text says so
-    assert out["summary"].startswith("19,350 training tokens for 3,300,000 parameters, embeddings included: "
-                                     "0.00586 tokens per parameter, against the ~20")
+    assert out["summary"].startswith(
+        "19,350 training tokens for 3,300,000 parameters, embeddings included: "
+        "0.00586 tokens per parameter, against the ~20"
+    )
     big = detectors_mod.model_vs_data({"total": 10, "embedding": 0, "non_embedding": 10}, 10**6, 1, 1)
     assert big["meets_kaplan"] is True
 
@@ -249,23 +245,49 @@ def test_model_vs_data_numbers():
 # --------------------------------------------------------------------------- checks
 def _report(**values):
     """A minimal report with the given check values."""
-    v = {"exact_duplicates": 0.0, "templated": 0.0, "boilerplate": 0.0, "split_imbalance": 0.0, "leakage": 0.0,
-         "cross_split_duplicates": 0.0, "truncated": 0.0, "validators": None, **values}
+    v = {
+        "exact_duplicates": 0.0,
+        "templated": 0.0,
+        "boilerplate": 0.0,
+        "split_imbalance": 0.0,
+        "leakage": 0.0,
+        "cross_split_duplicates": 0.0,
+        "truncated": 0.0,
+        "validators": None,
+        **values,
+    }
     return {
         "size": {"documents": 100},
-        "duplicates": {"exact": {"share": v["exact_duplicates"], "documents": 0, "examples": []},
-                       "templated": {"share": v["templated"], "documents": 0, "families": 0, "examples": []}},
+        "duplicates": {
+            "exact": {"share": v["exact_duplicates"], "documents": 0, "examples": []},
+            "templated": {"share": v["templated"], "documents": 0, "families": 0, "examples": []},
+        },
         "boilerplate": {"share": v["boilerplate"], "documents": 0, "ngram": 6, "min_documents": 10, "phrases": []},
-        "split": {"imbalance": {"value": v["split_imbalance"], "source": None}, "sources": [],
-                  "overall_val_share": 0.1},
-        "leakage": {"ngram": {"share": v["leakage"], "in_train": 0, "val_ngrams": 0, "n": 8},
-                    "cross_split_duplicates": {"share": v["cross_split_duplicates"], "documents": 0,
-                                               "val_documents": 10, "examples": []}},
+        "split": {
+            "imbalance": {"value": v["split_imbalance"], "source": None},
+            "sources": [],
+            "overall_val_share": 0.1,
+        },
+        "leakage": {
+            "ngram": {"share": v["leakage"], "in_train": 0, "val_ngrams": 0, "n": 8},
+            "cross_split_duplicates": {
+                "share": v["cross_split_duplicates"],
+                "documents": 0,
+                "val_documents": 10,
+                "examples": [],
+            },
+        },
         "lengths": {"documents": 100, "truncated": {"share": v["truncated"], "documents": 0, "block_size": 64}},
-        "validators": ({"validators": {}, "documents_checked": 0, "documents_failing": 0, "share": 0.0}
-                       if v["validators"] is None else
-                       {"validators": {"cart_arithmetic": {"checked": 10, "failing": 3, "examples": []}},
-                        "documents_checked": 10, "documents_failing": 3, "share": v["validators"]}),
+        "validators": (
+            {"validators": {}, "documents_checked": 0, "documents_failing": 0, "share": 0.0}
+            if v["validators"] is None
+            else {
+                "validators": {"cart_arithmetic": {"checked": 10, "failing": 3, "examples": []}},
+                "documents_checked": 10,
+                "documents_failing": 3,
+                "share": v["validators"],
+            }
+        ),
     }
 
 
@@ -332,14 +354,22 @@ def test_raise_on_failures_names_check_value_threshold():
 
 # --------------------------------------------------------------------------- the whole report
 def _teaching_phase(**data):
-    return PhaseParams.model_validate({
-        "data": {"source": "generated", "generator": "gaplab.data.teaching:qa_defects",
-                 "generator_args": {"n": 200, "seed": 0}, "split": "tail", "val_fraction": 0.1,
-                 "validators": ["gaplab.data.validators:cart_arithmetic"], **data},
-        "tokenizer": {"name": "char", "compact": False},
-        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 64},
-        "train": {"max_iters": 100, "batch_size": 4, "eval_interval": 50},
-    })
+    return PhaseParams.model_validate(
+        {
+            "data": {
+                "source": "generated",
+                "generator": "gaplab.data.teaching:qa_defects",
+                "generator_args": {"n": 200, "seed": 0},
+                "split": "tail",
+                "val_fraction": 0.1,
+                "validators": ["gaplab.data.validators:cart_arithmetic"],
+                **data,
+            },
+            "tokenizer": {"name": "char", "compact": False},
+            "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 64},
+            "train": {"max_iters": 100, "batch_size": 4, "eval_interval": 50},
+        }
+    )
 
 
 COUNTS = {"total": 20_000, "embedding": 5_000, "non_embedding": 15_000}
@@ -392,8 +422,8 @@ def test_document_split_balances_the_key_examples():
 
 
 def test_build_report_counts_parameters_with_the_model_module():
-    from gaplab.model.gpt import count_params
     from gaplab.data.split import prepare_data
+    from gaplab.model.gpt import count_params
 
     params = _teaching_phase(generator_args={"n": 60, "seed": 1})
     prep = prepare_data(params)

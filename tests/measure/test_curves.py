@@ -10,15 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from gaplab.measure import curves as curves_mod
 from gaplab.measure.curves import detect_onset
 from gaplab.measure.references import load_seed_reference
-from gaplab.pipeline.summary import done_rows
-from gaplab.pipeline.summary import journey_table
+from gaplab.pipeline.summary import done_rows, journey_table
 from gaplab.train.history import load_history
-from gaplab.ui.notes import seed_findings
-from gaplab.ui.notes import seed_findings_sentences
+from gaplab.ui.notes import seed_findings, seed_findings_sentences
+
 from tests.measure.seed_curves import seed_curve
 
 # Seed 003's "Training Progress" logs (data and sources in tests/measure/seed_curves.py)
@@ -32,19 +30,34 @@ def make_history(iters, train, val, tokens_per_iter: int = 100, train_tokens: in
     """A history.csv-shaped frame (as the trainer writes it) from iters and losses."""
     it = np.asarray(iters, dtype=float)
     tr, va = np.asarray(train, dtype=float), np.asarray(val, dtype=float)
-    return pd.DataFrame({
-        "iter": it.astype(int), "train_loss": tr, "val_loss": va, "gap": va - tr,
-        "lr": np.full(len(it), 1e-3), "tokens_seen": (it * tokens_per_iter).astype(int),
-        "epochs": it * tokens_per_iter / train_tokens, "elapsed_s": it * 0.01,
-    })
+    return pd.DataFrame(
+        {
+            "iter": it.astype(int),
+            "train_loss": tr,
+            "val_loss": va,
+            "gap": va - tr,
+            "lr": np.full(len(it), 1e-3),
+            "tokens_seen": (it * tokens_per_iter).astype(int),
+            "epochs": it * tokens_per_iter / train_tokens,
+            "elapsed_s": it * 0.01,
+        }
+    )
 
 
 def seed4() -> pd.DataFrame:
     return make_history(SEED4_ITERS, SEED4_TRAIN, SEED4_VAL, tokens_per_iter=16 * 128, train_tokens=20700)
 
 
-def write_phase(sdir: Path, name: str, history: pd.DataFrame | None, metrics: dict | None, state: str | None = "done",
-                error: str = "", where: str | None = None, model: dict | None = None) -> Path:
+def write_phase(
+    sdir: Path,
+    name: str,
+    history: pd.DataFrame | None,
+    metrics: dict | None,
+    state: str | None = "done",
+    error: str = "",
+    where: str | None = None,
+    model: dict | None = None,
+) -> Path:
     """Fabricate a phase folder as the runner leaves it (``where='_failed'`` for a failed one)."""
     pdir = sdir / where / name if where else sdir / name
     pdir.mkdir(parents=True, exist_ok=True)
@@ -52,10 +65,16 @@ def write_phase(sdir: Path, name: str, history: pd.DataFrame | None, metrics: di
         history.to_csv(pdir / "history.csv", index=False)
     if metrics is not None:
         (pdir / "metrics.json").write_text(json.dumps(metrics))
-    params = {"study": sdir.name, "phase": name, "run_dir": str(pdir),
-              "data": {"max_tokens": 1000}, "tokenizer": {"name": "gpt2"},
-              "model": model or {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32},
-              "train": {"max_iters": 3000, "learning_rate": 1e-3}, "sample": {}}
+    params = {
+        "study": sdir.name,
+        "phase": name,
+        "run_dir": str(pdir),
+        "data": {"max_tokens": 1000},
+        "tokenizer": {"name": "gpt2"},
+        "model": model or {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32},
+        "train": {"max_iters": 3000, "learning_rate": 1e-3},
+        "sample": {},
+    }
     (pdir / "params.yaml").write_text(yaml.safe_dump(params))
     if state is not None:
         (pdir / "status.json").write_text(json.dumps({"phase": name, "state": state, "error": error}))
@@ -65,13 +84,24 @@ def write_phase(sdir: Path, name: str, history: pd.DataFrame | None, metrics: di
 def metrics_for(history: pd.DataFrame, **extra) -> dict:
     va, tr = history["val_loss"], history["train_loss"]
     b = int(va.idxmin())
-    m = {"best_val_loss": float(va[b]), "best_iter": int(history["iter"][b]),
-         "final_train_loss": float(tr.iloc[-1]), "final_val_loss": float(va.iloc[-1]),
-         "final_gap": float(va.iloc[-1] - tr.iloc[-1]),
-         "params": {"total": 120_000, "embedding": 80_000, "non_embedding": 40_000},
-         "train_tokens": 900, "val_tokens": 100, "tokens_per_param_non_emb": 900 / 40_000, "epochs": 12.5,
-         "iters": int(history["iter"].iloc[-1]), "max_iters": 3000, "wall_time_s": 12.0, "tokens_per_s": 5000.0,
-         "stop_reason": "max_iters", "vocab_size": 1000}
+    m = {
+        "best_val_loss": float(va[b]),
+        "best_iter": int(history["iter"][b]),
+        "final_train_loss": float(tr.iloc[-1]),
+        "final_val_loss": float(va.iloc[-1]),
+        "final_gap": float(va.iloc[-1] - tr.iloc[-1]),
+        "params": {"total": 120_000, "embedding": 80_000, "non_embedding": 40_000},
+        "train_tokens": 900,
+        "val_tokens": 100,
+        "tokens_per_param_non_emb": 900 / 40_000,
+        "epochs": 12.5,
+        "iters": int(history["iter"].iloc[-1]),
+        "max_iters": 3000,
+        "wall_time_s": 12.0,
+        "tokens_per_s": 5000.0,
+        "stop_reason": "max_iters",
+        "vocab_size": 1000,
+    }
     m.update(extra)
     return m
 
@@ -200,7 +230,9 @@ def test_non_finite_rows_are_ignored():
 def test_verdict_flat_at_uniform_guess_is_underfitting():
     it = np.arange(0, 501, 50)
     u = math.log(1000)
-    label, reason = curves_mod.verdict(make_history(it, np.full(len(it), u), np.full(len(it), u + 0.01)), vocab_size=1000)
+    label, reason = curves_mod.verdict(
+        make_history(it, np.full(len(it), u), np.full(len(it), u + 0.01)), vocab_size=1000
+    )
     assert label == "underfitting"
     assert "ln(1000)" in reason and f"{u:.3f}" in reason
 
@@ -260,8 +292,17 @@ def test_verdict_on_seed_phases():
 def test_overfitting_reason_quotes_the_numbers_the_rule_used():
     o = detect_onset(seed4())
     label, reason = curves_mod.verdict(seed4(), vocab_size=50257, onset=o)
-    for key in ("onset_level", "comeback_margin", "val_noise", "onset_train_level", "train_end", "gap_at_onset",
-                "gap_end", "final_val", "worst_val_after_onset"):
+    for key in (
+        "onset_level",
+        "comeback_margin",
+        "val_noise",
+        "onset_train_level",
+        "train_end",
+        "gap_at_onset",
+        "gap_end",
+        "final_val",
+        "worst_val_after_onset",
+    ):
         assert f"{o[key]:.3f}" in reason, key
     assert o["worst_val_after_onset"] >= o["final_val"] and o["gap_end"] > o["gap_at_onset"]
     assert reason.endswith(".") and ". " not in reason  # one sentence
@@ -272,11 +313,20 @@ def test_verdict_needs_two_evals():
         curves_mod.verdict(make_history([0], [5.0], [5.0]))
 
 
-@pytest.mark.parametrize("gap,label", [
-    (-0.17, "perfect generalization (may be too generic)"), (0.17, "perfect generalization (may be too generic)"),
-    (0.5, "excellent balance"), (0.99, "excellent balance"), (1.0, "mild overfitting"), (1.5, "mild overfitting"),
-    (2.5, "moderate overfitting"), (3.14, "severe overfitting"), (6.9, "severe overfitting"),
-])
+@pytest.mark.parametrize(
+    "gap,label",
+    [
+        (-0.17, "perfect generalization (may be too generic)"),
+        (0.17, "perfect generalization (may be too generic)"),
+        (0.5, "excellent balance"),
+        (0.99, "excellent balance"),
+        (1.0, "mild overfitting"),
+        (1.5, "mild overfitting"),
+        (2.5, "moderate overfitting"),
+        (3.14, "severe overfitting"),
+        (6.9, "severe overfitting"),
+    ],
+)
 def test_seed_gap_label(gap, label):
     assert curves_mod.seed_gap_label(gap) == f"seed 003's heuristic: {label}"
 
@@ -326,27 +376,65 @@ def make_study(sdir: Path) -> list[str]:
     m1["analysis"] = {"onset_iter": 100, "verdict": "memorizing"}
     write_phase(sdir, "tiny", h1, m1)
     h2 = seed4()
-    m2 = metrics_for(h2, params={"total": 7_242_624, "embedding": 6_445_952, "non_embedding": 796_672},
-                     train_tokens=20_700, tokens_per_param_non_emb=20_700 / 796_672, epochs=98.9, wall_time_s=3899.0)
+    m2 = metrics_for(
+        h2,
+        params={"total": 7_242_624, "embedding": 6_445_952, "non_embedding": 796_672},
+        train_tokens=20_700,
+        tokens_per_param_non_emb=20_700 / 796_672,
+        epochs=98.9,
+        wall_time_s=3899.0,
+    )
     write_phase(sdir, "big", h2, m2, model={"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128})
-    write_phase(sdir, "broken", h1, metrics_for(h1), state="failed", error="FileNotFoundError: iter_999.pt is missing",
-                where="_failed")
-    (sdir / "study_status.json").write_text(json.dumps({
-        "study": sdir.name, "phases_order": ["tiny", "big", "broken", "ghost"],
-        "phases": {"tiny": {"state": "cached"}, "big": {"state": "done"},
-                   "broken": {"state": "failed", "error": "FileNotFoundError: iter_999.pt is missing"}},
-    }))
+    write_phase(
+        sdir,
+        "broken",
+        h1,
+        metrics_for(h1),
+        state="failed",
+        error="FileNotFoundError: iter_999.pt is missing",
+        where="_failed",
+    )
+    (sdir / "study_status.json").write_text(
+        json.dumps(
+            {
+                "study": sdir.name,
+                "phases_order": ["tiny", "big", "broken", "ghost"],
+                "phases": {
+                    "tiny": {"state": "cached"},
+                    "big": {"state": "done"},
+                    "broken": {"state": "failed", "error": "FileNotFoundError: iter_999.pt is missing"},
+                },
+            }
+        )
+    )
     return ["tiny", "big", "broken", "ghost"]
 
 
 def test_journey_table(tmp_path):
     phases = make_study(tmp_path)
     t = journey_table(tmp_path, phases)
-    assert list(t.columns[:20]) == ["phase", "state", "params_total", "params_non_embedding", "train_tokens",
-                                    "tokens_per_param_total", "tokens_per_param_non_emb", "epochs", "best_val",
-                                    "best_iter", "final_train", "final_val", "final_gap", "best_val_bpb",
-                                    "final_val_bpb", "onset_iter", "wall_time_s", "tokens_per_s", "verdict",
-                                    "stop_reason"]
+    assert list(t.columns[:20]) == [
+        "phase",
+        "state",
+        "params_total",
+        "params_non_embedding",
+        "train_tokens",
+        "tokens_per_param_total",
+        "tokens_per_param_non_emb",
+        "epochs",
+        "best_val",
+        "best_iter",
+        "final_train",
+        "final_val",
+        "final_gap",
+        "best_val_bpb",
+        "final_val_bpb",
+        "onset_iter",
+        "wall_time_s",
+        "tokens_per_s",
+        "verdict",
+        "stop_reason",
+    ]
     assert t["phase"].tolist() == phases
     assert t["state"].tolist() == ["done", "done", "failed", "missing"]
     row = t.set_index("phase")
@@ -407,13 +495,15 @@ def _seed_table(rows):
 
 
 def test_seed_findings_all_reproduced():
-    table = _seed_table([
-        ("phase0", "done", 6.1, 100, 0.2, 7.0, 6.8, 500),
-        ("phase1", "done", 6.0, 400, 2.5, 6.3, 3.8, 500),
-        ("phase2", "done", 1.8, 900, 1.7, 1.6, -0.1, 1000),
-        ("phase3", "done", 2.1, 1800, 0.6, 2.1, 1.5, 2000),
-        ("phase4", "done", 4.0, 2000, 1.1, 4.2, 3.1, 3000),
-    ])
+    table = _seed_table(
+        [
+            ("phase0", "done", 6.1, 100, 0.2, 7.0, 6.8, 500),
+            ("phase1", "done", 6.0, 400, 2.5, 6.3, 3.8, 500),
+            ("phase2", "done", 1.8, 900, 1.7, 1.6, -0.1, 1000),
+            ("phase3", "done", 2.1, 1800, 0.6, 2.1, 1.5, 2000),
+            ("phase4", "done", 4.0, 2000, 1.1, 4.2, 3.1, 3000),
+        ]
+    )
     found = seed_findings(table)
     assert [f["reproduced"] for f in found] == [True, True, True]
     assert "smallest at phase2" in found[1]["ours"]
@@ -422,12 +512,14 @@ def test_seed_findings_all_reproduced():
 
 
 def test_seed_findings_disagreement_is_said_plainly_with_both_numbers():
-    table = _seed_table([
-        ("phase0", "done", 6.1, 500, 0.2, 6.12, 5.9, 500),   # still improving at the end: no rise
-        ("phase1", "done", 3.2, 200, 1.5, 3.4, 1.7, 500),     # smallest gap here, not at phase 2
-        ("phase2", "done", 3.5, 900, 1.2, 3.6, 2.4, 1000),
-        ("phase4", "failed", None, None, None, None, None, 3000),
-    ])
+    table = _seed_table(
+        [
+            ("phase0", "done", 6.1, 500, 0.2, 6.12, 5.9, 500),  # still improving at the end: no rise
+            ("phase1", "done", 3.2, 200, 1.5, 3.4, 1.7, 500),  # smallest gap here, not at phase 2
+            ("phase2", "done", 3.5, 900, 1.2, 3.6, 2.4, 1000),
+            ("phase4", "failed", None, None, None, None, None, 3000),
+        ]
+    )
     found = seed_findings(table)
     assert [f["reproduced"] for f in found] == [False, False, None]
     sentences = seed_findings_sentences(found)

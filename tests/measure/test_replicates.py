@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from gaplab.measure.replicates import aggregate_histories, aggregate_metrics
 from gaplab.measure.stats import difference_sentence, welch
 
@@ -17,8 +16,9 @@ def test_aggregate_histories_by_hand():
     b = pd.DataFrame({"iter": [0, 10, 20], "train_loss": [5.2, 3.2, 2.2], "val_loss": [5.1, 3.9, 3.4], "lr": 1e-3})
     agg = aggregate_histories([a, b])
     assert agg["val_loss"].tolist() == pytest.approx([5.05, 3.7, 3.2])
-    assert agg["val_loss_std"].tolist() == pytest.approx([np.std([5.0, 5.1], ddof=1), np.std([3.5, 3.9], ddof=1),
-                                                          np.std([3.0, 3.4], ddof=1)])
+    assert agg["val_loss_std"].tolist() == pytest.approx(
+        [np.std([5.0, 5.1], ddof=1), np.std([3.5, 3.9], ddof=1), np.std([3.0, 3.4], ddof=1)]
+    )
     assert agg["val_loss_se"].tolist() == pytest.approx((agg["val_loss_std"] / math.sqrt(2)).tolist())
     assert agg["val_loss_min"].tolist() == [5.0, 3.5, 3.0] and agg["val_loss_max"].tolist() == [5.1, 3.9, 3.4]
     assert agg["gap"].tolist() == pytest.approx([-0.05, 0.6, 1.1]) and agg["replicates"].iloc[0] == 2
@@ -29,9 +29,11 @@ def test_aggregate_histories_by_hand():
 
 
 def test_aggregate_metrics_and_onsets():
-    runs = [{"best_val_loss": 3.0, "final_gap": 1.0, "analysis": {"onset_iter": 100, "verdict": "overfitting"}},
-            {"best_val_loss": 3.2, "final_gap": 1.4, "analysis": {"onset_iter": None, "verdict": "healthy"}},
-            {"best_val_loss": 3.1, "final_gap": 1.2, "analysis": {"onset_iter": 120, "verdict": "overfitting"}}]
+    runs = [
+        {"best_val_loss": 3.0, "final_gap": 1.0, "analysis": {"onset_iter": 100, "verdict": "overfitting"}},
+        {"best_val_loss": 3.2, "final_gap": 1.4, "analysis": {"onset_iter": None, "verdict": "healthy"}},
+        {"best_val_loss": 3.1, "final_gap": 1.2, "analysis": {"onset_iter": 120, "verdict": "overfitting"}},
+    ]
     agg = aggregate_metrics(runs)
     assert agg["n"] == 3 and agg["best_val_loss"]["mean"] == pytest.approx(3.1)
     assert agg["best_val_loss"]["std"] == pytest.approx(0.1)
@@ -50,7 +52,9 @@ def test_welch_matches_a_hand_computation():
     assert welch([3.0], [3.1, 3.2]) is None
     assert not welch([3.0, 3.3, 2.9], [3.1, 3.0, 3.2])["significant"]
     s = difference_sentence("a", a, "b", b, "best val loss")
-    assert s.startswith("a's best val loss is lower than b's by 0.433 ±") and s.endswith("beyond their seed-to-seed spread.")
+    assert s.startswith("a's best val loss is lower than b's by 0.433 ±") and s.endswith(
+        "beyond their seed-to-seed spread."
+    )
     assert "cannot be told from seed noise" in difference_sentence("a", [3.0], "b", b, "best val loss")
 
 
@@ -93,7 +97,8 @@ phases:
     assert mean["val_loss_se"].iloc[-1] == pytest.approx(mean["val_loss_std"].iloc[-1] / math.sqrt(3))
     table = journey_table(tmp_path / "out", ["a", "b"]).set_index("phase")
     assert table.loc["a", "replicates"] == 3 and table.loc["a", "best_val"] == pytest.approx(
-        metrics["replicates"]["best_val_loss"]["mean"])
+        metrics["replicates"]["best_val_loss"]["mean"]
+    )
     assert table.loc["a", "best_val_std"] > 0 and len(table.loc["a", "best_val_values"].split(";")) == 3
     notes = compare_notes(tmp_path / "out", table.reset_index())
     assert any("(Welch t =" in n and "3 and 3 seeds" in n for n in notes)

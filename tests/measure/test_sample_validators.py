@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from gaplab.measure.samples import sample_document_text, validate_samples
 
 CART = "gaplab.data.validators:cart_arithmetic"
@@ -13,17 +12,25 @@ PROMPT = '{"cart_id": "'
 
 
 def _cart(total_ok: bool = True) -> str:
-    items = [{"product_name": "Mug", "quantity": 2, "price": 10.5}, {"product_name": "Lamp", "quantity": 1,
-                                                                     "price": 30.0}]
-    cart = {"cart_id": "c1", "items": items, "subtotal": 51.0, "tax": 4.08, "shipping_cost": 7.5,
-            "total": 62.58 if total_ok else 418.2}
+    items = [
+        {"product_name": "Mug", "quantity": 2, "price": 10.5},
+        {"product_name": "Lamp", "quantity": 1, "price": 30.0},
+    ]
+    cart = {
+        "cart_id": "c1",
+        "items": items,
+        "subtotal": 51.0,
+        "tax": 4.08,
+        "shipping_cost": 7.5,
+        "total": 62.58 if total_ok else 418.2,
+    }
     return json.dumps(cart)
 
 
 def _sample(full: str, checkpoint: str = "best") -> dict:
     """A generated sample as 04_samples writes it: the prompt, the continuation and both together."""
     assert full.startswith(PROMPT)
-    return {"prompt": PROMPT, "text": full[len(PROMPT):], "full_text": full, "checkpoint": checkpoint}
+    return {"prompt": PROMPT, "text": full[len(PROMPT) :], "full_text": full, "checkpoint": checkpoint}
 
 
 def raises_on_lamps(document):
@@ -34,12 +41,12 @@ def raises_on_lamps(document):
 
 def test_cart_totals_on_crafted_samples_are_counted():
     samples = [
-        _sample(_cart()),                                       # adds up
+        _sample(_cart()),  # adds up
         _sample(_cart() + "\n\n" + '{"cart_id": "c2", "items'),  # adds up; a second cart begins after the separator
-        _sample(_cart(total_ok=False)),                          # a decorative total
-        _sample(_cart()[:60]),                                   # cut off: no cart to check
-        _sample(PROMPT + 'c9", "note": "no items here"}'),     # JSON, but not a cart: the validator does not apply
-        _sample(_cart(total_ok=False) + "\n\n" + _cart()),       # only the first document counts: fails
+        _sample(_cart(total_ok=False)),  # a decorative total
+        _sample(_cart()[:60]),  # cut off: no cart to check
+        _sample(PROMPT + 'c9", "note": "no items here"}'),  # JSON, but not a cart: the validator does not apply
+        _sample(_cart(total_ok=False) + "\n\n" + _cart()),  # only the first document counts: fails
     ]
     rows, agg = validate_samples(samples, [CART], separator="\n\n")
     assert [r["validators_ok"] for r in rows] == [True, True, False, None, None, False]
@@ -65,8 +72,7 @@ def test_without_a_separator_the_whole_sample_counts():
 
 
 def test_several_validators_and_one_that_raises():
-    samples = [_sample(_cart()), _sample(PROMPT + 'c2", "items": [], "total": 0}'),
-               _sample(PROMPT + "not json at all")]
+    samples = [_sample(_cart()), _sample(PROMPT + 'c2", "items": [], "total": 0}'), _sample(PROMPT + "not json at all")]
     rows, agg = validate_samples(samples, ["json_valid", CART, "tests.measure.test_sample_validators:raises_on_lamps"])
     # sample 0: all three apply; the raising validator makes it fail (a bug in a validator never hides a sample)
     assert rows[0]["validators_ok"] is False and any("raised RuntimeError" in p for p in rows[0]["validator_problems"])
@@ -89,6 +95,7 @@ def test_cart_total_near_tells_a_related_total_from_a_decorative_one():
     assert by["cart_total_near"] == {"checked": 3, "passing": 2, "pass_share": pytest.approx(2 / 3)}
     assert [r["validators_ok"] for r in rows] == [True, False, False, None]  # a sample passes when all pass
     assert any("not within 5% of subtotal + tax + shipping = 62.58" in p for p in rows[2]["validator_problems"])
-    rows, _ = validate_samples([_sample(PROMPT + 'c", "items": [], "subtotal": "n/a", "total": 3}')],
-                               ["cart_total_near"])
+    rows, _ = validate_samples(
+        [_sample(PROMPT + 'c", "items": [], "subtotal": "n/a", "total": 3}')], ["cart_total_near"]
+    )
     assert rows[0]["validator_problems"] == ["'subtotal' is not a number ('n/a')"]

@@ -8,36 +8,30 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from gaplab.measure import text_quality as text_quality_mod
-from gaplab.measure.generate import collect_prompts
-from gaplab.measure.generate import derive_seed
-from gaplab.measure.generate import filter_logits
-from gaplab.measure.generate import generate
-from gaplab.measure.generate import load_prompts
-from gaplab.measure.ngram_index import MemorizationIndex
-from gaplab.measure.ngram_index import suffix_array
-from gaplab.measure.samples import evaluate_samples
-from gaplab.measure.samples import read_samples
-from gaplab.measure.samples import write_samples
-from gaplab.measure.text_quality import bracket_balance
-from gaplab.measure.text_quality import code_metrics
-from gaplab.measure.text_quality import compile_patterns
-from gaplab.measure.text_quality import distinct_n
-from gaplab.measure.text_quality import find_stutters
-from gaplab.measure.text_quality import format_compliance
-from gaplab.measure.text_quality import is_parseable_prefix
-from gaplab.measure.text_quality import is_python_corpus
-from gaplab.measure.text_quality import load_keyword_set
-from gaplab.measure.text_quality import longest_repeated_substring
-from gaplab.measure.text_quality import parse_keyword_set
-from gaplab.measure.text_quality import parseable_lines
-from gaplab.measure.text_quality import repeated_ngram_share
-from gaplab.measure.text_quality import repetition_metrics
-from gaplab.measure.text_quality import tokenize_errors
-from gaplab.measure.text_quality import words
+from gaplab.measure.generate import collect_prompts, derive_seed, filter_logits, generate, load_prompts
+from gaplab.measure.ngram_index import MemorizationIndex, suffix_array
+from gaplab.measure.samples import evaluate_samples, read_samples, write_samples
+from gaplab.measure.text_quality import (
+    bracket_balance,
+    code_metrics,
+    compile_patterns,
+    distinct_n,
+    find_stutters,
+    format_compliance,
+    is_parseable_prefix,
+    is_python_corpus,
+    load_keyword_set,
+    longest_repeated_substring,
+    parse_keyword_set,
+    parseable_lines,
+    repeated_ngram_share,
+    repetition_metrics,
+    tokenize_errors,
+    words,
+)
 from gaplab.schema import DataConfig
+from torch import nn
 
 
 # --------------------------------------------------------------------------- helpers
@@ -100,7 +94,12 @@ def test_same_seed_same_samples_and_other_rng_use_does_not_matter(lm):
     torch.rand(1000)  # other use of the global generator between runs
     second = _gen(model, tok)
     assert [r["token_ids"] for r in first] == [r["token_ids"] for r in second]
-    assert len(first) == 4 and [(r["prompt_index"], r["sample_index"]) for r in first] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert len(first) == 4 and [(r["prompt_index"], r["sample_index"]) for r in first] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+    ]
 
 
 def test_different_seed_different_samples(lm):
@@ -122,7 +121,7 @@ def test_sample_depends_only_on_seed_prompt_and_index(lm):
 def _greedy(model, ids, steps):
     ids = list(ids)
     for _ in range(steps):
-        logits, _ = model(torch.tensor([ids[-model.config.block_size:]]))
+        logits, _ = model(torch.tensor([ids[-model.config.block_size :]]))
         ids.append(int(logits[0, -1].argmax()))
     return ids
 
@@ -130,8 +129,9 @@ def _greedy(model, ids, steps):
 @pytest.mark.parametrize("last_only", [False, True])
 def test_top_k_1_is_greedy_and_context_is_cropped(last_only):
     model, tok = TinyLM(len(ALPHABET), block_size=8, last_only=last_only), CharTok(ALPHABET)
-    rows = generate(model, tok, ["abc"], max_new_tokens=20, temperature=0.7, top_k=1, top_p=None,
-                      num_samples=2, seed=3)  # 23 tokens > block_size 8: the model asserts on longer input
+    rows = generate(
+        model, tok, ["abc"], max_new_tokens=20, temperature=0.7, top_k=1, top_p=None, num_samples=2, seed=3
+    )  # 23 tokens > block_size 8: the model asserts on longer input
     expected = _greedy(model, tok.encode("abc"), 20)[3:]
     assert rows[0]["token_ids"] == expected and rows[1]["token_ids"] == expected
     assert rows[0]["text"] == tok.decode(expected)
@@ -142,8 +142,9 @@ def test_top_k_1_is_greedy_and_context_is_cropped(last_only):
 def test_tiny_top_p_is_greedy_and_training_mode_restored(lm):
     model, tok = lm
     model.train()
-    rows = generate(model, tok, ["ab"], max_new_tokens=10, temperature=1.0, top_k=None, top_p=1e-6,
-                      num_samples=1, seed=0)
+    rows = generate(
+        model, tok, ["ab"], max_new_tokens=10, temperature=1.0, top_k=None, top_p=1e-6, num_samples=1, seed=0
+    )
     assert rows[0]["token_ids"] == _greedy(model, tok.encode("ab"), 10)[2:]
     assert model.training
 
@@ -173,7 +174,7 @@ def test_prompt_with_no_tokens_is_a_clear_error():
 def test_derive_seed_is_stable_and_distinct():
     assert derive_seed(1337, 0, 0) == derive_seed(1337, 0, 0)
     seeds = {derive_seed(1337, p, s) for p in range(5) for s in range(5)}
-    assert len(seeds) == 25 and all(0 <= x < 2 ** 63 for x in seeds)
+    assert len(seeds) == 25 and all(0 <= x < 2**63 for x in seeds)
 
 
 # --------------------------------------------------------------------------- prompts
@@ -234,8 +235,10 @@ def test_stutters_from_the_seed_samples():
 
 
 def test_no_stutters_in_ordinary_code():
-    code = ("import logging\n# ==========\nlogger = logging.getLogger(__name__)\n"
-            "def get_page(x):\n    '''%s%s%s'''\n    return x + 1000000\n")
+    code = (
+        "import logging\n# ==========\nlogger = logging.getLogger(__name__)\n"
+        "def get_page(x):\n    '''%s%s%s'''\n    return x + 1000000\n"
+    )
     assert find_stutters(code) == []
 
 
@@ -265,17 +268,24 @@ def test_matching_statistics_agree_with_brute_force_and_the_binary_search_index(
         text, query = rng.integers(0, 3, int(rng.integers(1, 50))), rng.integers(0, 3, int(rng.integers(1, 30)))
         lengths, where = matching_statistics(text, query)
         for i in range(len(query)):
-            best = max(next((m for m in range(min(len(query) - i, len(text) - j)) if query[i + m] != text[j + m]),
-                            min(len(query) - i, len(text) - j)) for j in range(len(text)))
+            best = max(
+                next(
+                    (m for m in range(min(len(query) - i, len(text) - j)) if query[i + m] != text[j + m]),
+                    min(len(query) - i, len(text) - j),
+                )
+                for j in range(len(text))
+            )
             assert lengths[i] == best
-            assert list(text[where[i]:where[i] + best]) == list(query[i:i + best])
+            assert list(text[where[i] : where[i] + best]) == list(query[i : i + best])
         assert SuffixIndex(text).matching_lengths(query)[0].tolist() == lengths.tolist()
     spans = exact_spans([1, 2, 9, 2, 3, 9, 3, 4, 9, 4, 5], [1, 2, 3, 4, 5], min_tokens=2)
     assert [s["tokens"] for s in spans] == [2, 2, 2]
-    values = rng.integers(0, 2 ** 63, 5000, dtype=np.uint64)
+    values = rng.integers(0, 2**63, 5000, dtype=np.uint64)
     members = np.unique(values[::7])
     got = index_in(values, members)
-    assert np.array_equal(got >= 0, np.isin(values, members)) and np.array_equal(members[got[got >= 0]], values[got >= 0])
+    assert np.array_equal(got >= 0, np.isin(values, members)) and np.array_equal(
+        members[got[got >= 0]], values[got >= 0]
+    )
 
 
 def test_planted_training_span_is_found_with_exact_length():
@@ -283,12 +293,12 @@ def test_planted_training_span_is_found_with_exact_length():
     train = rng.integers(0, 1000, 20_000)
     val = rng.integers(0, 1000, 2_000)
     index = MemorizationIndex(train, val, n=8)
-    planted = train[4321:4321 + 37].tolist()
+    planted = train[4321 : 4321 + 37].tolist()
     sample = [5000, 5001] + planted + [5002, 5003, 5004]  # ids the training stream never holds
     m = index.measure(sample)
     assert m["mem_longest_tokens"] == 37
     assert m["mem_longest_start"] == 2
-    assert train[m["mem_train_position"]:m["mem_train_position"] + 37].tolist() == planted
+    assert train[m["mem_train_position"] : m["mem_train_position"] + 37].tolist() == planted
     windows = len(sample) - 8 + 1
     assert m["train_ngram_share"] == pytest.approx((37 - 8 + 1) / windows)
 
@@ -335,7 +345,7 @@ def test_longest_copied_span_is_trimmed_and_needs_content():
     assert m["mem_longest_tokens"] == len("return self.total")
     assert m["mem_longest_content_tokens"] == len("returnselftotal")
     assert m["mem_longest_start"] == 6
-    assert train[m["mem_train_position"]:m["mem_train_position"] + 17] == tok.encode("return self.total")
+    assert train[m["mem_train_position"] : m["mem_train_position"] + 17] == tok.encode("return self.total")
     # three letters are not a copy with min_content 4
     assert index.measure(tok.encode("  ret  "))["mem_longest_tokens"] == 0
 
@@ -359,7 +369,7 @@ def test_memorization_index_rejects_non_integer_ids():
 VALID = "import json\n\n\ndef load(path):\n    with open(path) as f:\n        return json.load(f)\n"
 TRUNCATED = "import json\n\ndef load(path):\n    return json.loads(open(path).read(\n"
 UNFINISHED_LAST_LINE = 'import logging\nlogging.basicConfig(level=logging.DEBUG)\nprint(f"\\tPage Text'
-BROKEN = "def get_page_number']}\")\n                print(f\"\\tPage Text\n"
+BROKEN = 'def get_page_number\']}")\n                print(f"\\tPage Text\n'
 
 
 def test_parseable_prefix_valid_truncated_broken():
@@ -461,13 +471,14 @@ def _rows():
 
 
 def test_evaluate_samples_aggregates():
-    ks = parse_keyword_set([
-        {"prompt": "p1", "keywords": ["a", "c"], "category": "basics", "difficulty": "easy"},
-        {"prompt": "p2", "keywords": ["ging", "x", "y", "z"], "category": "gates", "difficulty": "hard"},
-    ])
+    ks = parse_keyword_set(
+        [
+            {"prompt": "p1", "keywords": ["a", "c"], "category": "basics", "difficulty": "easy"},
+            {"prompt": "p2", "keywords": ["ging", "x", "y", "z"], "category": "gates", "difficulty": "hard"},
+        ]
+    )
     index = MemorizationIndex([0, 1, 2, 5], [9, 9, 9], n=2)
-    rows, agg = evaluate_samples(_rows(), index=index, python=True, format_patterns=["^### Solution"],
-                                   keyword_set=ks)
+    rows, agg = evaluate_samples(_rows(), index=index, python=True, format_patterns=["^### Solution"], keyword_set=ks)
     assert [r["keyword_score"] if "keyword_score" in r else None for r in rows] == [1.0, 0.5, 0.25, None]
     assert agg["keyword_score"] == pytest.approx((1.0 + 0.5 + 0.25) / 3)
     assert agg["keyword_by_category"] == {"basics": 0.75, "gates": 0.25}
@@ -503,8 +514,8 @@ def test_write_and_read_samples(tmp_path):
 
 def test_gaplab_gpt_samples_with_its_kv_cache_as_without_it():
     """The cached path (gaplab's GPT) picks the same tokens as a full forward over the cropped context."""
-    from gaplab.schema import ModelConfig
     from gaplab.model.gpt import GPT
+    from gaplab.schema import ModelConfig
 
     torch.manual_seed(0)
     model = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=8), len(ALPHABET)).eval()

@@ -7,15 +7,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from gaplab.measure.references import KAPLAN_2020_FIT
-
-from gaplab.measure.references import CHINCHILLA_TOKENS_PER_PARAM
-from gaplab.measure.references import chinchilla_tokens
-from gaplab.measure.references import kaplan_overfit_min_tokens
-from gaplab.measure.scaling import fit_journey
-from gaplab.measure.scaling import fit_kaplan
-from gaplab.measure.scaling import kaplan_loss
+from gaplab.measure.references import (
+    CHINCHILLA_TOKENS_PER_PARAM,
+    KAPLAN_2020_FIT,
+    chinchilla_tokens,
+    kaplan_overfit_min_tokens,
+)
+from gaplab.measure.scaling import fit_journey, fit_kaplan, kaplan_loss
 
 TRUE = {"Nc": 3e6, "Dc": 2e5, "alpha_N": 0.35, "alpha_D": 0.45}
 
@@ -40,7 +38,7 @@ def test_kaplan_loss_by_hand():
 def test_reference_rules():
     assert CHINCHILLA_TOKENS_PER_PARAM == 20
     assert chinchilla_tokens(1e6) == 2e7
-    assert kaplan_overfit_min_tokens(1e6) == pytest.approx(5e3 * 1e6 ** 0.74)
+    assert kaplan_overfit_min_tokens(1e6) == pytest.approx(5e3 * 1e6**0.74)
     assert kaplan_overfit_min_tokens(1e6) == pytest.approx(1.377e8, rel=1e-3)
 
 
@@ -86,8 +84,15 @@ def test_fit_errors():
 def test_fit_journey_holds_out_the_largest_data():
     N, D = grid_points()
     L = kaplan_loss(N, D, **TRUE)
-    table = pd.DataFrame({"phase": [f"p{i}" for i in range(N.size)], "state": "done",
-                          "params_non_embedding": N.astype(int), "train_tokens": D.astype(int), "best_val": L})
+    table = pd.DataFrame(
+        {
+            "phase": [f"p{i}" for i in range(N.size)],
+            "state": "done",
+            "params_non_embedding": N.astype(int),
+            "train_tokens": D.astype(int),
+            "best_val": L,
+        }
+    )
     table.loc[0, "state"] = "failed"  # not used
     fj = fit_journey(table)
     assert fj is not None and "p0" not in fj["phases"]

@@ -2,14 +2,19 @@
 
 import pandas as pd
 import pytest
-
 from gaplab.measure.unseen import seen_unseen_summary
 from gaplab.ui.notes import shift_note
 
 
 def test_seen_unseen_summary_by_hand():
-    h = pd.DataFrame({"iter": [0, 100, 200], "val_loss": [8.0, 4.4, 5.5], "val_loss_seen": [8.0, 2.6, 3.0],
-                      "val_loss_unseen": [9.0, 11.4, 15.4]})
+    h = pd.DataFrame(
+        {
+            "iter": [0, 100, 200],
+            "val_loss": [8.0, 4.4, 5.5],
+            "val_loss_seen": [8.0, 2.6, 3.0],
+            "val_loss_unseen": [9.0, 11.4, 15.4],
+        }
+    )
     s = seen_unseen_summary(h, {"best_iter": 100, "val_unseen_token_share": 0.2, "val_unseen_byte_share": 0.3})
     assert s["seen_at_best"] == 2.6 and s["unseen_final"] == 15.4 and s["best_iter"] == 100
     assert s["unseen_part_of_final"] == pytest.approx(0.2 * 15.4 / 5.5)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from gaplab.measure.curves import ONSET_RULE, detect_onset, judge
+
 from tests.measure import curve_battery as B
 from tests.measure.seed_curves import SEED_CURVES
 
@@ -36,7 +36,7 @@ def _false_onsets(draw, n: int, rel: float, seed: int) -> float:
     return hits / n
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def measure() -> dict[str, float]:
     rates = {
         "still_improving_false_onset": _false_onsets(B.still_improving, N_CURVES, 0.01, seed=1),
@@ -55,13 +55,21 @@ def measure() -> dict[str, float]:
             near += offset <= 2
             one += offset <= 1
             exact += offset == 0
-    rates.update({"u_found": found / N_CURVES, "u_within_two_evals": near / N_CURVES,
-                  "u_within_one_eval": one / N_CURVES, "u_exact": exact / N_CURVES})
+    rates.update(
+        {
+            "u_found": found / N_CURVES,
+            "u_within_two_evals": near / N_CURVES,
+            "u_within_one_eval": one / N_CURVES,
+            "u_exact": exact / N_CURVES,
+        }
+    )
     return rates
 
 
-@pytest.mark.parametrize("family", ["still_improving_false_onset", "plateau_false_onset", "flat_3.1_1%_false_onset",
-                                    "flat_1.0_1.5%_false_onset"])
+@pytest.mark.parametrize(
+    "family",
+    ["still_improving_false_onset", "plateau_false_onset", "flat_3.1_1%_false_onset", "flat_1.0_1.5%_false_onset"],
+)
 def test_false_onsets_within_budget(family):
     assert measure()[family] <= FALSE_ONSET_BUDGET
 

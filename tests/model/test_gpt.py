@@ -6,12 +6,11 @@ import math
 
 import pytest
 import torch
-from torch.nn import functional as F
-
-from gaplab.schema import ModelConfig
 from gaplab.model.device import cpu_supports_bf16
-from gaplab.model.gpt import GPT, count_params
 from gaplab.model.fused_loss import chunked_cross_entropy, default_chunk
+from gaplab.model.gpt import GPT, count_params
+from gaplab.schema import ModelConfig
+from torch.nn import functional as F
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,8 +29,7 @@ SEED_003 = {
 
 
 def _cfg(n_layer=2, n_head=2, n_embd=32, block_size=16, bias=True, dropout=0.0) -> ModelConfig:
-    return ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
-                       dropout=dropout)
+    return ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias, dropout=dropout)
 
 
 def _model(vocab=97, seed=0, **kw) -> GPT:
@@ -242,8 +240,9 @@ def test_chunked_cross_entropy_survives_an_underflowing_target():
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no working bf16 matmuls")
 def test_bf16_head_with_a_large_vocabulary_in_several_chunks_and_sub_blocks():
     """70,000 ids: the fp32 softmax runs in 29-row blocks inside 64-row chunks."""
-    ref, gh, gw, got, h, w = _fused_vs_full_logits(3, vocab=70_000, d=8, n=150, scale=0.3, chunk=64,
-                                                    matmul_dtype=torch.bfloat16)
+    ref, gh, gw, got, h, w = _fused_vs_full_logits(
+        3, vocab=70_000, d=8, n=150, scale=0.3, chunk=64, matmul_dtype=torch.bfloat16
+    )
     assert got.item() == pytest.approx(ref.item(), abs=5e-3)
     assert ((h.grad - gh).norm() / gh.norm()).item() < 0.02
     assert ((w.grad - gw).norm() / gw.norm()).item() < 0.02
@@ -256,7 +255,7 @@ def test_cached_next_logits_match_the_full_forward_at_every_step():
     got = [model.next_logits(ids[:, :5], cache)]  # the prompt at once
     for t in range(5, 16):
         assert model.cached_tokens(cache) == t
-        got.append(model.next_logits(ids[:, t:t + 1], cache))  # then one token at a time
+        got.append(model.next_logits(ids[:, t : t + 1], cache))  # then one token at a time
     with torch.no_grad():
         full, _ = model(ids)
     for step, logits in enumerate(got):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import gaplab.data.tokenizer as tok_mod
+import pytest
 from gaplab.data.tokenizer import BPE_FILE, BPETokenizer
 from gaplab.measure.samples import read_samples
 from gaplab.pipeline import stages
@@ -16,14 +15,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _params(run_dir):
-    return {"study": "t", "phase": "bpe", "run_dir": str(run_dir),
-            "data": {"packages": ["json"], "split": "chunks", "chunk_size": 512, "split_on": "text",
-                     "val_fraction": 0.2},
-            "tokenizer": {"name": "bpe", "vocab_size": 384},
-            "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 32},
-            "train": {"max_iters": 6, "eval_interval": 3, "eval_iters": 1, "batch_size": 4},
-            "sample": {"prompts": ["def ", "{"], "max_new_tokens": 12, "num_samples": 2,
-                       "validators": ["json_valid"]}}
+    return {
+        "study": "t",
+        "phase": "bpe",
+        "run_dir": str(run_dir),
+        "data": {"packages": ["json"], "split": "chunks", "chunk_size": 512, "split_on": "text", "val_fraction": 0.2},
+        "tokenizer": {"name": "bpe", "vocab_size": 384},
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 32},
+        "train": {"max_iters": 6, "eval_interval": 3, "eval_iters": 1, "batch_size": 4},
+        "sample": {"prompts": ["def ", "{"], "max_new_tokens": 12, "num_samples": 2, "validators": ["json_valid"]},
+    }
 
 
 def test_a_bpe_phase_runs_every_stage_on_the_tokenizer_it_saved(tmp_path, monkeypatch):

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from gaplab import cli
 from gaplab.errors import CorruptFileError, StudyLocked
 from gaplab.files import read_json
@@ -41,13 +40,24 @@ def test_a_finished_phase_is_reusable_and_its_hashes_recorded(tmp_path):
     assert reuse_problem(pdir, "fp2") == "its settings, data or gaplab's code changed"
 
 
-@pytest.mark.parametrize("damage, why", [
-    (lambda d: (d / "ckpt" / "best.pt").write_bytes((d / "ckpt" / "best.pt").read_bytes()[:1000]),
-     "ckpt/best.pt does not match its recorded hash"),
-    (lambda d: (d / "history.csv").write_text(HISTORY + "garbage,,\n"), "history.csv does not match its recorded hash"),
-    (lambda d: (d / "metrics.json").write_text('{"best_val_loss": 3.'), "metrics.json does not match its recorded hash"),
-    (lambda d: (d / "ckpt" / "best.pt").unlink(), "ckpt/best.pt is missing"),
-])
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (
+            lambda d: (d / "ckpt" / "best.pt").write_bytes((d / "ckpt" / "best.pt").read_bytes()[:1000]),
+            "ckpt/best.pt does not match its recorded hash",
+        ),
+        (
+            lambda d: (d / "history.csv").write_text(HISTORY + "garbage,,\n"),
+            "history.csv does not match its recorded hash",
+        ),
+        (
+            lambda d: (d / "metrics.json").write_text('{"best_val_loss": 3.'),
+            "metrics.json does not match its recorded hash",
+        ),
+        (lambda d: (d / "ckpt" / "best.pt").unlink(), "ckpt/best.pt is missing"),
+    ],
+)
 def test_a_damaged_artifact_is_not_reused(tmp_path, damage, why):
     pdir = finished_phase(tmp_path)
     damage(pdir)
@@ -94,7 +104,12 @@ def test_dry_run_with_an_invalid_status_says_why_even_with_force(tmp_path, capsy
     (out / "ci" / "small_data" / "status.json").write_text('{"state": "do')
     assert cli.main(["run", str(study), "--outputs", str(out), "--dry-run"]) == 0
     text = capsys.readouterr().out
-    assert "small_data" in text and "would run" in text and "does not read as JSON" in text and "treated as not done" in text
+    assert (
+        "small_data" in text
+        and "would run" in text
+        and "does not read as JSON" in text
+        and "treated as not done" in text
+    )
     assert cli.main(["run", str(study), "--outputs", str(out), "--dry-run", "--force"]) == 0
     assert "would run  fingerprint" in capsys.readouterr().out
 

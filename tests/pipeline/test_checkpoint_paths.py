@@ -2,7 +2,6 @@
 (never torch's advice to load with ``weights_only=False``): ``gaplab train --resume`` (exit 2) and 04_samples."""
 
 import pytest
-
 from gaplab import cli
 from gaplab.errors import CheckpointError
 from gaplab.pipeline.config import load_study
@@ -16,8 +15,18 @@ def test_train_resume_from_a_bad_checkpoint_is_exit_2(tmp_path, capsys, recwarn,
     ckpt = out / "ci" / ".staging" / "train-small_data" / "ckpt" / "last.pt"  # an interrupted gaplab train
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(content)
-    code = cli.main(["train", str(root / "params" / "ci.yaml"), "--phase", "small_data", "--outputs", str(out),
-                     "--quiet", "--resume"])
+    code = cli.main(
+        [
+            "train",
+            str(root / "params" / "ci.yaml"),
+            "--phase",
+            "small_data",
+            "--outputs",
+            str(out),
+            "--quiet",
+            "--resume",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert str(ckpt) in err and "not a readable gaplab checkpoint" in err
@@ -28,8 +37,18 @@ def test_train_resume_from_a_bad_checkpoint_is_exit_2(tmp_path, capsys, recwarn,
 
 def test_resume_with_nothing_to_resume_is_one_sentence(tmp_path, capsys, root):
     out = tmp_path / "outputs"
-    code = cli.main(["train", str(root / "params" / "ci.yaml"), "--phase", "small_data", "--outputs", str(out),
-                     "--quiet", "--resume"])
+    code = cli.main(
+        [
+            "train",
+            str(root / "params" / "ci.yaml"),
+            "--phase",
+            "small_data",
+            "--outputs",
+            str(out),
+            "--quiet",
+            "--resume",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "nothing to resume for phase 'small_data'" in err and "ckpt/last.pt" in err
 

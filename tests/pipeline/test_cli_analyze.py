@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from gaplab import cli
+
 from tests.measure.seed_curves import seed_curve
 
 
@@ -42,8 +42,11 @@ def test_analyze_json_is_one_object(tmp_path, capsys):
 
 def test_analyze_uses_standard_error_columns_and_ignores_others(tmp_path, capsys):
     c = seed_curve("003 phase 4 log")
-    log = write_log(tmp_path / "log.csv", extra=",val_loss_se,tokens_seen,lr",
-                    extra_values=[f"0.4,{i * 2048},1e-3" for i in c.iters])
+    log = write_log(
+        tmp_path / "log.csv",
+        extra=",val_loss_se,tokens_seen,lr",
+        extra_values=[f"0.4,{i * 2048},1e-3" for i in c.iters],
+    )
     assert cli.main(["analyze", log, "--json"]) == 0
     j = json.loads(capsys.readouterr().out)
     assert j["val_noise_source"] == "val_loss_se" and j["val_noise"] == pytest.approx(0.4)
@@ -59,15 +62,26 @@ def test_analyze_vocab_size_flags_a_uniform_guess(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["verdict"] == "underfitting"
 
 
-@pytest.mark.parametrize("text,where,what", [
-    (None, "no such file", "iter, train_loss, val_loss"),
-    ("", "line 1 (the header)", "missing column 'iter', 'train_loss', 'val_loss'"),
-    ("iter,train_loss\n0,1.0\n", "line 1 (the header)", "missing column 'val_loss'; found 'iter', 'train_loss'"),
-    ("iter,train_loss,val_loss\n0,5.0,5.1\n100,4.0,four\n", "line 3, column 'val_loss'", "'four' is not allowed"),
-    ("iter,train_loss,val_loss\n0,5.0,5.1\n,4.0,4.5\n", "line 3, column 'iter'", "'' is not allowed; give a finite number"),
-    ("iter,train_loss,val_loss,val_loss_se\n0,5.0,5.1,x\n", "line 2, column 'val_loss_se'", "'x' is not allowed"),
-    ("iter,train_loss,val_loss\n0,nan,5.1\n100,4.0,\n", "no row has both a finite train_loss and a finite val_loss", ""),
-])
+@pytest.mark.parametrize(
+    "text,where,what",
+    [
+        (None, "no such file", "iter, train_loss, val_loss"),
+        ("", "line 1 (the header)", "missing column 'iter', 'train_loss', 'val_loss'"),
+        ("iter,train_loss\n0,1.0\n", "line 1 (the header)", "missing column 'val_loss'; found 'iter', 'train_loss'"),
+        ("iter,train_loss,val_loss\n0,5.0,5.1\n100,4.0,four\n", "line 3, column 'val_loss'", "'four' is not allowed"),
+        (
+            "iter,train_loss,val_loss\n0,5.0,5.1\n,4.0,4.5\n",
+            "line 3, column 'iter'",
+            "'' is not allowed; give a finite number",
+        ),
+        ("iter,train_loss,val_loss,val_loss_se\n0,5.0,5.1,x\n", "line 2, column 'val_loss_se'", "'x' is not allowed"),
+        (
+            "iter,train_loss,val_loss\n0,nan,5.1\n100,4.0,\n",
+            "no row has both a finite train_loss and a finite val_loss",
+            "",
+        ),
+    ],
+)
 def test_analyze_bad_log_is_one_sentence_and_exit_2(tmp_path, capsys, text, where, what):
     path = tmp_path / "log.csv"
     if text is not None:

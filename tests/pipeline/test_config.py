@@ -3,7 +3,6 @@
 import textwrap
 
 import pytest
-
 from gaplab import cli
 from gaplab.errors import StudyError
 from gaplab.pipeline.config import deep_merge, expand_grid, load_study, parse_study
@@ -56,15 +55,19 @@ def test_grid_expansion_names_and_counts():
 
 
 def test_grid_in_a_study(tmp_path):
-    text = GOOD.replace("phases:\n  a: {}\n  b:\n    model: {n_embd: 64}\n",
-                        "grid:\n  data.max_tokens: [2000, 3000]\n  model: [micro, tiny]\n")
+    text = GOOD.replace(
+        "phases:\n  a: {}\n  b:\n    model: {n_embd: 64}\n",
+        "grid:\n  data.max_tokens: [2000, 3000]\n  model: [micro, tiny]\n",
+    )
     study = load_study(write(tmp_path, text))
     assert [p.name for p in study.phases] == ["d2k_micro", "d2k_tiny", "d3k_micro", "d3k_tiny"]
     assert study.phase("d3k_tiny").params.model.n_embd == 64
 
 
 def test_planned_iters_from_epochs():
-    study = parse_study({"study": "s", "phases": {"p": {"train": {"epochs": 2, "batch_size": 4, "eval_interval": 1}}}}, "f")
+    study = parse_study(
+        {"study": "s", "phases": {"p": {"train": {"epochs": 2, "batch_size": 4, "eval_interval": 1}}}}, "f"
+    )
     t = study.phases[0].params.train
     assert planned_iters(t, block_size=10, train_tokens=400) == 20  # 2 * 400 / (4 * 10)
 
@@ -75,16 +78,29 @@ BAD = [
     ("defaults:\n  modle: {n_layer: 2}\n", "modle", "n_layer", "did you mean 'model'"),
     ("defaults:\n  train: {learning_rat: 0.1}\n", "train.learning_rat", "0.1", "did you mean 'learning_rate'"),
     ("defaults:\n  data: {val_fraction: 0.7}\n", "data.val_fraction", "0.7", "less than or equal to 0.5"),
-    ("defaults:\n  train: {max_iters: 10, eval_interval: 50}\n", "train.eval_interval", "50", "<= train.max_iters (10)"),
+    (
+        "defaults:\n  train: {max_iters: 10, eval_interval: 50}\n",
+        "train.eval_interval",
+        "50",
+        "<= train.max_iters (10)",
+    ),
     ("defaults:\n  train: {max_iters: 10, epochs: 2}\n", "train.max_iters", "10", "exactly one of"),
     ("defaults:\n  train: {learning_rate: -1}\n", "train.learning_rate", "-1", "greater than 0"),
     ("defaults:\n  model: {n_layer: 0}\n", "model.n_layer", "0", "greater than 0"),
     ("defaults:\n  tokenizer: {name: gtp2}\n", "tokenizer.name", "gtp2", "did you mean 'gpt2'"),
     ("defaults:\n  data: {split: random}\n", "data.split", "random", "'tail', 'documents' or 'chunks'"),
-    ("defaults:\n  tokenizer: {compact_from: corpus}\n", "tokenizer.compact_from", "corpus",
-     "set tokenizer.compact: true"),
-    ("defaults:\n  tokenizer: {compact: true, compact_from: all}\n", "tokenizer.compact_from", "all",
-     "'train' or 'corpus'"),
+    (
+        "defaults:\n  tokenizer: {compact_from: corpus}\n",
+        "tokenizer.compact_from",
+        "corpus",
+        "set tokenizer.compact: true",
+    ),
+    (
+        "defaults:\n  tokenizer: {compact: true, compact_from: all}\n",
+        "tokenizer.compact_from",
+        "all",
+        "'train' or 'corpus'",
+    ),
     ("defaults:\n  data: {source: jsonl}\n", "data.path", "None", "needs a path"),
     ("defaults:\n  data: {fail_on: [templatd]}\n", "data.fail_on", "templatd", "did you mean 'templated'"),
     ("defaults:\n  model: {size: huge}\n", "model.size", "huge", "unknown model size"),
@@ -152,8 +168,12 @@ def test_shipped_studies_validate(root):
 
 def test_extends_inherits_and_overrides(tmp_path):
     write(tmp_path, GOOD, "base.yaml")
-    child = write(tmp_path, "study: child\nextends: base.yaml\ndefaults:\n  tokenizer: {compact: false}\n"
-                            "phases:\n  b: {train: {max_iters: 30}}\n  c: {}\n", "child.yaml")
+    child = write(
+        tmp_path,
+        "study: child\nextends: base.yaml\ndefaults:\n  tokenizer: {compact: false}\n"
+        "phases:\n  b: {train: {max_iters: 30}}\n  c: {}\n",
+        "child.yaml",
+    )
     study = load_study(child)
     assert study.name == "child" and [p.name for p in study.phases] == ["a", "b", "c"]
     b = study.phase("b").params

@@ -50,8 +50,15 @@ def _as_from_a_terminal() -> None:
 def start(cmd, log: Path, env=None) -> subprocess.Popen:
     """A command in its own session (so ``os.killpg`` reaches it and every child), output into ``log``."""
     fh = open(log, "w")
-    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
-                            preexec_fn=_as_from_a_terminal)
+    return subprocess.Popen(
+        cmd,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=env,
+        preexec_fn=_as_from_a_terminal,
+    )
 
 
 def wait_for(predicate, what: str, timeout: float = 180.0, proc=None) -> None:
@@ -109,7 +116,9 @@ def test_train_killed_mid_run_keeps_the_finished_phase_and_resume_matches(tmp_pa
     (final / "metrics.json").write_text(json.dumps(dict(metrics, analysis={"verdict": "from the first run"})))
     before = snapshot(final)
 
-    rows = lambda: len((work / "history.csv").read_text().splitlines()) - 1 if (work / "history.csv").exists() else 0
+    def rows():
+        return len((work / "history.csv").read_text().splitlines()) - 1 if (work / "history.csv").exists() else 0
+
     retrain = gaplab("train", str(study), "--phase", "p", "--outputs", str(out), "--quiet")
 
     # 2. train it again and press Ctrl-C (SIGINT to the process group) after its second eval
@@ -138,7 +147,7 @@ def test_train_killed_mid_run_keeps_the_finished_phase_and_resume_matches(tmp_pa
 
 
 # --------------------------------------------------------------------------- gaplab run, twice at once
-STANDIN = '''
+STANDIN = """
 import os, pathlib, time
 pathlib.Path(STAGE + ".txt").write_text(phase)
 if STAGE == "02_train":
@@ -148,11 +157,11 @@ if STAGE == "02_train":
     hold = os.environ.get("STANDIN_HOLD")
     while hold and os.path.exists(hold):  # held here until the test lets go
         time.sleep(0.05)
-'''
-COMPARE = '''
+"""
+COMPARE = """
 import pathlib
 pathlib.Path(study_dir, "report.html").write_text("<p>" + ", ".join(phases) + "</p>")
-'''
+"""
 
 
 def standin_notebooks(folder: Path) -> Path:
@@ -160,8 +169,11 @@ def standin_notebooks(folder: Path) -> Path:
     stages = ("01_inspect_data", "02_train", "03_loss_gap", "04_samples")
     for stage in stages + ("05_compare",):
         nb = nbformat.v4.new_notebook()
-        defaults = ('study = "s"\nstudy_dir = "."\nphases = []' if stage == "05_compare"
-                    else 'study = "s"\nphase = "p"\nrun_dir = "."')
+        defaults = (
+            'study = "s"\nstudy_dir = "."\nphases = []'
+            if stage == "05_compare"
+            else 'study = "s"\nphase = "p"\nrun_dir = "."'
+        )
         params = nbformat.v4.new_code_cell(defaults)
         params.metadata["tags"] = ["parameters"]
         body = COMPARE if stage == "05_compare" else f"STAGE = {stage!r}\n" + STANDIN
@@ -178,8 +190,12 @@ def test_two_runs_at_once_and_kill_9_of_the_first(tmp_path):
     sdir = out / "crash"
     hold = tmp_path / "hold"
     hold.write_text("hold")
-    env = dict(os.environ, GAPLAB_NOTEBOOKS=str(standin_notebooks(tmp_path / "nbs")), STANDIN_HOLD=str(hold),
-               PYTHONPATH=os.pathsep.join(sys.path))
+    env = dict(
+        os.environ,
+        GAPLAB_NOTEBOOKS=str(standin_notebooks(tmp_path / "nbs")),
+        STANDIN_HOLD=str(hold),
+        PYTHONPATH=os.pathsep.join(sys.path),
+    )
     cmd = gaplab("run", str(study), "--outputs", str(out))
 
     first = start(cmd, tmp_path / "first.log", env)
@@ -195,8 +211,9 @@ def test_two_runs_at_once_and_kill_9_of_the_first(tmp_path):
 
     # a third waits for it; kill -9 of the first's whole process group hands it the study
     third = start(cmd + ["--wait"], tmp_path / "third.log", env)
-    wait_for(lambda: "waiting for gaplab run" in (tmp_path / "third.log").read_text(), "the third run waits",
-             proc=third)
+    wait_for(
+        lambda: "waiting for gaplab run" in (tmp_path / "third.log").read_text(), "the third run waits", proc=third
+    )
     kill9(first)
     hold.unlink()
     assert third.wait(timeout=300) == 0, (tmp_path / "third.log").read_text()[-3000:]

@@ -19,11 +19,20 @@ import nbformat
 import pandas as pd
 import pytest
 import yaml
-
-from gaplab.versioning import gaplab_version
-from gaplab.pipeline.executors.dask import DaskExecutor, DaskExecutorError, decide_gpu, lost_status, missing_paths, pack_dir, plan_threads, run_phase_on_worker, unpack_into
 from gaplab.pipeline.execute import PhaseJob
+from gaplab.pipeline.executors.dask import (
+    DaskExecutor,
+    DaskExecutorError,
+    decide_gpu,
+    lost_status,
+    missing_paths,
+    pack_dir,
+    plan_threads,
+    run_phase_on_worker,
+    unpack_into,
+)
 from gaplab.pipeline.stages import STAGES
+from gaplab.versioning import gaplab_version
 
 
 # --------------------------------------------------------------------------- packing
@@ -41,7 +50,12 @@ def test_pack_unpack_round_trip(tmp_path):
     assert (dest / "ckpt" / "best.pt").read_bytes() == blob
     assert (dest / "figures" / "empty").is_dir()
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == [
-        "ckpt", "ckpt/best.pt", "figures", "figures/empty", "metrics.json"]
+        "ckpt",
+        "ckpt/best.pt",
+        "figures",
+        "figures/empty",
+        "metrics.json",
+    ]
 
 
 def _tar_with(member: tarfile.TarInfo, payload: bytes = b"") -> bytes:
@@ -71,8 +85,10 @@ def test_unpack_refuses_links(tmp_path):
 def test_missing_paths_names_key_and_path(tmp_path):
     data_file = tmp_path / "corpus.txt"
     data_file.write_text("hello")
-    params = {"data": {"source": "text", "path": str(data_file)},
-              "sample": {"prompts": str(tmp_path / "nope.txt"), "keyword_sets": None}}
+    params = {
+        "data": {"source": "text", "path": str(data_file)},
+        "sample": {"prompts": str(tmp_path / "nope.txt"), "keyword_sets": None},
+    }
     assert missing_paths(params) == [f"sample.prompts = {tmp_path / 'nope.txt'}"]
     assert missing_paths({"data": {"source": "stdlib", "path": None}, "sample": {"prompts": ["def "]}}) == []
 
@@ -129,24 +145,27 @@ def test_plan_threads_shares_each_hosts_cpus():
     }
     cpus = {"tcp://10.0.0.1:1": 8, "tcp://10.0.0.1:2": 8, "tcp://10.0.0.2:1": 2, "tcp://10.0.0.3:1": 2}
     assert plan_threads(workers, cpus, gpu=False) == {
-        "tcp://10.0.0.1:1": 4, "tcp://10.0.0.1:2": 4,  # 8 CPUs, two phases at once
+        "tcp://10.0.0.1:1": 4,
+        "tcp://10.0.0.1:2": 4,  # 8 CPUs, two phases at once
         "tcp://10.0.0.2:1": 1,  # 2 CPUs, two phases at once
         "tcp://10.0.0.3:1": 1,  # fewer CPUs than phases: still one thread, never zero
     }
 
 
 def test_plan_threads_with_gpus_counts_one_phase_per_gpu():
-    workers = {"tcp://g:1": {"host": "g", "nthreads": 8, "resources": {"GPU": 1}},
-               "tcp://g:2": {"host": "g", "nthreads": 8, "resources": {"GPU": 1}}}
+    workers = {
+        "tcp://g:1": {"host": "g", "nthreads": 8, "resources": {"GPU": 1}},
+        "tcp://g:2": {"host": "g", "nthreads": 8, "resources": {"GPU": 1}},
+    }
     cpus = {"tcp://g:1": 16, "tcp://g:2": 16}
     assert plan_threads(workers, cpus, gpu=True) == {"tcp://g:1": 8, "tcp://g:2": 8}
     assert plan_threads(workers, cpus, gpu=False) == {"tcp://g:1": 1, "tcp://g:2": 1}
 
 
 def test_lost_status_wording():
-    from distributed.scheduler import KilledWorker
-
     from types import SimpleNamespace
+
+    from distributed.scheduler import KilledWorker
 
     st = lost_status("a", KilledWorker("gaplab-s-a-1", SimpleNamespace(address="tcp://127.0.0.1:4000"), 0))
     assert "tcp://127.0.0.1:4000" in st["error"]
@@ -163,25 +182,32 @@ def test_a_failure_names_phase_stage_and_worker_never_none():
     """The issue: Dask failures printed as "FAILED at None / executed notebook: None"."""
     from gaplab.pipeline.runner import failure_message
 
-    lost = {"state": "failed", "stage": "02_train", "worker": "tcp://10.0.0.5:4000", "error": "worker lost: KilledWorker"}
+    lost = {
+        "state": "failed",
+        "stage": "02_train",
+        "worker": "tcp://10.0.0.5:4000",
+        "error": "worker lost: KilledWorker",
+    }
     msg = failure_message("p1", lost, "02_train", None)
     assert msg.startswith("p1: FAILED at 02_train on worker tcp://10.0.0.5:4000: worker lost: KilledWorker")
     assert "None" not in msg and "no executed notebook came back" in msg
     early = failure_message("p2", {"state": "failed", "error": "worker tcp://w has gaplab 0.0"}, None, None)
     assert early == "p2: FAILED before its first stage: worker tcp://w has gaplab 0.0"
     local = failure_message("p3", {"error": "ValueError: boom"}, "03_loss_gap", "/o/s/_failed/p3/03_loss_gap.ipynb")
-    assert local == "p3: FAILED at 03_loss_gap: ValueError: boom\n  executed notebook: /o/s/_failed/p3/03_loss_gap.ipynb"
+    assert (
+        local == "p3: FAILED at 03_loss_gap: ValueError: boom\n  executed notebook: /o/s/_failed/p3/03_loss_gap.ipynb"
+    )
 
 
 # --------------------------------------------------------------------------- LocalCluster, stand-in notebooks
-STANDIN = '''
+STANDIN = """
 import os, pathlib, signal
 if phase == "bad" and STAGE == "03_loss_gap":
     raise ValueError("boom")
 if phase == "kill" and STAGE == "02_train":
     os.kill(os.getppid(), signal.SIGKILL)  # the kernel's parent is the Dask worker process
 pathlib.Path(STAGE + ".txt").write_text(f"{phase}:{x}:{os.environ.get('GAPLAB_THREADS')}")
-'''
+"""
 
 
 def _standin_notebooks(folder: Path) -> Path:
@@ -210,8 +236,9 @@ class Recorder:
         if folder:
             assert Path(folder).parent == self.work_root  # a fresh folder in the staging area
             files = {p.name: p.read_text() for p in Path(folder).glob("*.txt")}
-        self.done[job.name] = dict(status, files=files, ipynbs=sorted(p.name for p in Path(folder).glob("*.ipynb"))
-                                   if folder else [])
+        self.done[job.name] = dict(
+            status, files=files, ipynbs=sorted(p.name for p in Path(folder).glob("*.ipynb")) if folder else []
+        )
         return status.get("state") == "done"
 
 
@@ -220,8 +247,19 @@ def _standin_jobs(tmp_path, names):
     jobs = []
     for i, name in enumerate(names):
         params = {"study": "s", "phase": name, "run_dir": str(tmp_path / "final" / name), "x": i * 10}
-        jobs.append(PhaseJob("s", name, params, f"fp{i}", str(tmp_path / "final" / name), timeout=60,
-                             kernel="python3", notebooks=str(nbdir), threads=None))
+        jobs.append(
+            PhaseJob(
+                "s",
+                name,
+                params,
+                f"fp{i}",
+                str(tmp_path / "final" / name),
+                timeout=60,
+                kernel="python3",
+                notebooks=str(nbdir),
+                threads=None,
+            )
+        )
     return jobs
 
 
@@ -281,36 +319,51 @@ def test_lost_worker_is_a_failed_phase_and_the_rest_completes(tmp_path):
 def _metrics(pdir: Path) -> dict:
     m = json.loads((pdir / "metrics.json").read_text())
     hist = pd.read_csv(pdir / "history.csv").drop(columns=["elapsed_s"])
-    return {"best_val_loss": m["best_val_loss"], "best_iter": m["best_iter"],
-            "final_train_loss": m["final_train_loss"], "final_val_loss": m["final_val_loss"],
-            "history": hist.to_dict("list")}
+    return {
+        "best_val_loss": m["best_val_loss"],
+        "best_iter": m["best_iter"],
+        "final_train_loss": m["final_train_loss"],
+        "final_val_loss": m["final_val_loss"],
+        "history": hist.to_dict("list"),
+    }
 
 
 @pytest.mark.slow
 def test_ci_study_on_dask_matches_local(tmp_path, capsys, ci_study_with_a_broken_phase):
     from distributed import LocalCluster
-
     from gaplab import cli
 
     study = ci_study_with_a_broken_phase("bad_ckpt")
 
     # both executors run one phase per core with one torch thread each, so the numbers can match exactly
     local_out = tmp_path / "local"
-    assert cli.main(["run", str(study), "--outputs", str(local_out), "--workers", "2",
-                     "--phases", "small_data,more_data"]) == 0
+    assert (
+        cli.main(["run", str(study), "--outputs", str(local_out), "--workers", "2", "--phases", "small_data,more_data"])
+        == 0
+    )
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         dask_out = tmp_path / "dask"
-        code = cli.main(["run", str(study), "--outputs", str(dask_out), "--executor", "dask",
-                         "--scheduler", cluster.scheduler_address])
+        code = cli.main(
+            [
+                "run",
+                str(study),
+                "--outputs",
+                str(dask_out),
+                "--executor",
+                "dask",
+                "--scheduler",
+                cluster.scheduler_address,
+            ]
+        )
     err = capsys.readouterr().err
     assert code == 1
     assert "bad_ckpt: FAILED at 04_samples" in err
 
     for phase in ("small_data", "more_data"):
-        d, l = dask_out / "ci" / phase, local_out / "ci" / phase
+        d, loc = dask_out / "ci" / phase, local_out / "ci" / phase
         assert json.loads((d / "status.json").read_text())["state"] == "done"
         assert json.loads((d / "status.json").read_text())["worker"].startswith("tcp://")
-        assert _metrics(d) == _metrics(l)
+        assert _metrics(d) == _metrics(loc)
         params = yaml.safe_load((d / "params.yaml").read_text())
         assert params["run_dir"] == str(d.resolve())
         assert (d / "ckpt" / "best.pt").exists() and (d / "04_samples.ipynb").exists()
@@ -319,7 +372,10 @@ def test_ci_study_on_dask_matches_local(tmp_path, capsys, ci_study_with_a_broken
     st = json.loads((failed / "status.json").read_text())
     assert st["state"] == "failed" and st["stage"] == "04_samples" and "iter_999" in st["error"]
     summary = json.loads((dask_out / "ci" / "study_status.json").read_text())["phases"]
-    assert {k: v["state"] for k, v in summary.items()} == {"small_data": "done", "more_data": "done",
-                                                            "bad_ckpt": "failed"}
+    assert {k: v["state"] for k, v in summary.items()} == {
+        "small_data": "done",
+        "more_data": "done",
+        "bad_ckpt": "failed",
+    }
     assert not (dask_out / "ci" / ".staging").exists()
     shutil.rmtree(local_out, ignore_errors=True)

@@ -7,7 +7,6 @@ import textwrap
 
 import pytest
 import yaml
-
 from gaplab import cli
 from gaplab.pipeline.config import load_study
 
@@ -60,8 +59,10 @@ def test_alias_bomb_is_refused_at_once(tmp_path, capsys, outputs):
 
 @pytest.mark.timeout(30)
 def test_alias_bomb_hidden_in_generator_args_stops_check_and_dry_run(tmp_path, capsys, outputs):
-    body = ("study: bomb\ndefaults:\n  data:\n    source: generated\n    generator: gaplab.data.teaching:qa_defects\n"
-            "    generator_args:\n      junk:\n" + alias_bomb(indent="        ") + "\nphases: {a: {}}\n")
+    body = (
+        "study: bomb\ndefaults:\n  data:\n    source: generated\n    generator: gaplab.data.teaching:qa_defects\n"
+        "    generator_args:\n      junk:\n" + alias_bomb(indent="        ") + "\nphases: {a: {}}\n"
+    )
     p = tmp_path / "bomb.yaml"
     p.write_text(body)
     code, _, err = check(p, capsys)
@@ -79,12 +80,18 @@ def test_recursive_alias_is_refused(tmp_path, capsys):
 
 
 def test_ordinary_anchors_and_merge_keys_still_load(tmp_path):
-    p = write(tmp_path, study_text("anchors", """
+    p = write(
+        tmp_path,
+        study_text(
+            "anchors",
+            """
     phases:
       a: &wide {model: {n_embd: 64}}
       b: *wide
       c: {<<: *wide, train: {max_iters: 10}}
-    """))
+    """,
+        ),
+    )
     study = load_study(p)
     assert [ph.name for ph in study.phases] == ["a", "b", "c"]
     assert study.phase("b").params.model.n_embd == 64 == study.phase("c").params.model.n_embd
@@ -92,18 +99,23 @@ def test_ordinary_anchors_and_merge_keys_still_load(tmp_path):
 
 
 # --------------------------------------------------------------------------- names
-@pytest.mark.parametrize("name", ["ok\n", "figures", "report.html", "summary.csv", "study_status.json",
-                                  "05_compare.ipynb", "Figures", "a" * 201])
+@pytest.mark.parametrize(
+    "name",
+    ["ok\n", "figures", "report.html", "summary.csv", "study_status.json", "05_compare.ipynb", "Figures", "a" * 201],
+)
 def test_unsafe_or_reserved_phase_names_are_refused(tmp_path, capsys, outputs, name):
     p = tmp_path / "study.yaml"
-    p.write_text(yaml.safe_dump({"study": "names", "defaults": yaml.safe_load(BASE)["defaults"],
-                                 "phases": {name: {}, "fine": {}}}))
+    p.write_text(
+        yaml.safe_dump(
+            {"study": "names", "defaults": yaml.safe_load(BASE)["defaults"], "phases": {name: {}, "fine": {}}}
+        )
+    )
     code, _, err = check(p, capsys)
     assert code == 2, err
     assert "(phase name)" in err and repr(name)[:30] in err
-    assert ("study-level file or folder" in err) == (name.casefold() in
-                                                        ("figures", "report.html", "summary.csv",
-                                                         "study_status.json", "05_compare.ipynb"))
+    assert ("study-level file or folder" in err) == (
+        name.casefold() in ("figures", "report.html", "summary.csv", "study_status.json", "05_compare.ipynb")
+    )
     assert not outputs.exists()
 
 
@@ -117,11 +129,17 @@ def test_study_name_with_a_trailing_newline_is_refused(tmp_path, capsys):
 # --------------------------------------------------------------------------- callables
 def test_stdlib_generator_is_refused_and_never_runs(tmp_path, capsys, outputs):
     marker = tmp_path / "PWNED"
-    p = write(tmp_path, study_text("evil", f"""
+    p = write(
+        tmp_path,
+        study_text(
+            "evil",
+            f"""
     phases:
       a:
         data: {{source: generated, generator: "os:system", generator_args: {{command: "touch {marker}"}}}}
-    """))
+    """,
+        ),
+    )
     code, _, err = check(p, capsys)
     assert code == 2
     assert "data.generator = 'os:system'" in err and "standard library" in err
@@ -134,8 +152,10 @@ def test_stdlib_generator_is_refused_and_never_runs(tmp_path, capsys, outputs):
 def test_stdlib_callables_are_refused_even_when_re_exported(tmp_path, capsys, monkeypatch, spec):
     (tmp_path / "evilmod.py").write_text("from subprocess import run as run_it\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    for key, section in (("data.generator", f"data: {{source: generated, generator: '{spec}'}}"),
-                         ("data.validators", f"data: {{validators: ['{spec}']}}")):
+    for key, section in (
+        ("data.generator", f"data: {{source: generated, generator: '{spec}'}}"),
+        ("data.validators", f"data: {{validators: ['{spec}']}}"),
+    ):
         p = write(tmp_path, study_text("evil", f"phases:\n  a: {{{section}}}\n"))
         code, _, err = check(p, capsys)
         assert code == 2, err
@@ -144,7 +164,8 @@ def test_stdlib_callables_are_refused_even_when_re_exported(tmp_path, capsys, mo
 
 def test_check_lists_callables_and_calls_none(tmp_path, capsys, monkeypatch, outputs):
     """A study's own generator and validator: check names them, says they run as code, and calls neither."""
-    (tmp_path / "mygen.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "mygen.py").write_text(
+        textwrap.dedent(f"""
         import pathlib
         from gaplab.data.corpus import Document
 
@@ -155,13 +176,20 @@ def test_check_lists_callables_and_calls_none(tmp_path, capsys, monkeypatch, out
         def no_todo(document):
             pathlib.Path({str(tmp_path / "validator_called")!r}).write_text("yes")
             return []
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    p = write(tmp_path, study_text("own", """
+    p = write(
+        tmp_path,
+        study_text(
+            "own",
+            """
     phases:
       gen: {data: {source: generated, generator: "mygen:docs", generator_args: {n: 5}, validators: ["mygen:no_todo"]}}
       plain: {}
-    """))
+    """,
+        ),
+    )
     code, out, err = check(p, capsys)
     assert code == 0, err
     assert "run as code when the data is prepared" in out and "called none" in out
@@ -176,10 +204,16 @@ def test_check_lists_callables_and_calls_none(tmp_path, capsys, monkeypatch, out
 
 # --------------------------------------------------------------------------- memory
 def test_a_model_that_cannot_fit_is_refused_by_check_and_train(tmp_path, capsys, outputs):
-    p = write(tmp_path, study_text("huge", """
+    p = write(
+        tmp_path,
+        study_text(
+            "huge",
+            """
     phases:
       big: {model: {n_layer: 12, n_head: 10, n_embd: 100000, block_size: 64}}
-    """))
+    """,
+        ),
+    )
     code, _, err = check(p, capsys)
     assert code == 2
     assert "phase 'big', model = " in err and "training needs about" in err and "TiB at its peak" in err
@@ -212,11 +246,16 @@ def test_peak_memory_parts():
 
 
 # --------------------------------------------------------------------------- templates, extends
-@pytest.mark.parametrize("template, says", [("Q: {question} {", "not a valid template"),
-                                            ("Q: {0}", "placeholder {0} is not a field name"),
-                                            ("Q: {}", "placeholder {} is not a field name"),
-                                            ("Q: {question:d}", "not a valid template"),
-                                            ("Q: {answer}", "not in data.fields")])
+@pytest.mark.parametrize(
+    "template, says",
+    [
+        ("Q: {question} {", "not a valid template"),
+        ("Q: {0}", "placeholder {0} is not a field name"),
+        ("Q: {}", "placeholder {} is not a field name"),
+        ("Q: {question:d}", "not a valid template"),
+        ("Q: {answer}", "not in data.fields"),
+    ],
+)
 def test_broken_template_is_one_sentence(tmp_path, capsys, template, says):
     (tmp_path / "qa.jsonl").write_text('{"question": "why?"}\n' * 50)
     p = tmp_path / "study.yaml"
@@ -229,14 +268,22 @@ def test_broken_template_is_one_sentence(tmp_path, capsys, template, says):
 
 
 def test_extends_a_study_whose_phases_are_a_list(tmp_path, capsys):
-    write(tmp_path, study_text("base", """
+    write(
+        tmp_path,
+        study_text(
+            "base",
+            """
     phases:
       - name: a
       - name: b
         model: {n_embd: 64}
-    """), "base.yaml")
-    child = write(tmp_path, "study: child\nextends: base.yaml\nphases:\n  b: {train: {max_iters: 30}}\n  c: {}\n",
-                  "child.yaml")
+    """,
+        ),
+        "base.yaml",
+    )
+    child = write(
+        tmp_path, "study: child\nextends: base.yaml\nphases:\n  b: {train: {max_iters: 30}}\n  c: {}\n", "child.yaml"
+    )
     study = load_study(child)
     assert [p.name for p in study.phases] == ["a", "b", "c"]
     assert study.phase("b").params.model.n_embd == 64 and study.phase("b").params.train.max_iters == 30
@@ -256,13 +303,19 @@ def test_check_on_a_10000_phase_grid_prepares_the_data_once(tmp_path, capsys, mo
     real = split.prepare_data
     monkeypatch.setattr(split, "prepare_data", lambda *a, **k: calls.append(1) or real(*a, **k))
     ten = [round(0.1 * i, 1) for i in range(10)]
-    p = write(tmp_path, study_text("grid", f"""
+    p = write(
+        tmp_path,
+        study_text(
+            "grid",
+            f"""
     grid:
       train.learning_rate: {[1e-4 * (i + 1) for i in range(10)]}
       train.seed: {list(range(10))}
       train.weight_decay: {ten}
       train.batch_size: {list(range(1, 11))}
-    """))
+    """,
+        ),
+    )
     code, out, err = check(p, capsys)
     assert code == 0, err
     assert "10,000 phases" in out

@@ -4,9 +4,9 @@ import ast
 
 import nbformat
 import pytest
+from gaplab.schema import PHASE_KEYS as SCHEMA_KEYS
 
 STAGES = ["01_inspect_data", "02_train", "03_loss_gap", "04_samples"]
-from gaplab.schema import PHASE_KEYS as SCHEMA_KEYS
 
 PHASE_KEYS = {"study", "phase", "run_dir", *SCHEMA_KEYS}  # the notebook's signature is the resolved phase
 
@@ -49,8 +49,11 @@ def test_nbstripout_verify(root):
     from pathlib import Path
 
     tool = Path(sys.executable).with_name("nbstripout")
-    res = subprocess.run([str(tool), "--verify", *sorted(str(p) for p in (root / "notebooks").glob("*.ipynb"))],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [str(tool), "--verify", *sorted(str(p) for p in (root / "notebooks").glob("*.ipynb"))],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -60,24 +63,34 @@ def test_executed_stage_notebooks_read_well(tmp_path, root, monkeypatch):
     table, 03_loss_gap a short table with the details folded, 04_samples each sample as a code block with the
     span copied from training marked."""
     import papermill as pm
-
     from gaplab.pipeline.execute import kernel_name
 
     monkeypatch.setenv("GAPLAB_BATCH", "1")  # what execute_phase sets: no live widgets
     # A phase that memorises (1,200 tokens, 200 iterations), so its samples copy spans from training for certain
     # rather than by chance, as the 40-iteration defaults would on one machine and not another.
-    params = {"run_dir": str(tmp_path / "tiny"), "phase": "tiny",
-              "data": {"source": "stdlib", "packages": ["json"], "max_tokens": 1200, "split": "tail",
-                       "val_fraction": 0.1},
-              "train": {"max_iters": 200, "batch_size": 8, "learning_rate": 1e-2, "eval_interval": 20,
-                        "eval_iters": 4},
-              "sample": {"prompts": ["import json", "def "], "max_new_tokens": 32, "num_samples": 1,
-                         "checkpoints": ["best", "last"]}}
+    params = {
+        "run_dir": str(tmp_path / "tiny"),
+        "phase": "tiny",
+        "data": {"source": "stdlib", "packages": ["json"], "max_tokens": 1200, "split": "tail", "val_fraction": 0.1},
+        "train": {"max_iters": 200, "batch_size": 8, "learning_rate": 1e-2, "eval_interval": 20, "eval_iters": 4},
+        "sample": {
+            "prompts": ["import json", "def "],
+            "max_new_tokens": 32,
+            "num_samples": 1,
+            "checkpoints": ["best", "last"],
+        },
+    }
     done = {}
     for stage in ("02_train", "03_loss_gap", "04_samples"):
         out = tmp_path / f"{stage}.ipynb"
-        pm.execute_notebook(str(root / "notebooks" / f"{stage}.ipynb"), str(out), parameters=params,
-                            kernel_name=kernel_name(), progress_bar=False, cwd=str(tmp_path))
+        pm.execute_notebook(
+            str(root / "notebooks" / f"{stage}.ipynb"),
+            str(out),
+            parameters=params,
+            kernel_name=kernel_name(),
+            progress_bar=False,
+            cwd=str(tmp_path),
+        )
         done[stage] = nbformat.read(out, as_version=4)
 
     def outputs(nb, needle):

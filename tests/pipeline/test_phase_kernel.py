@@ -9,7 +9,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from gaplab.pipeline.execute import PhaseJob, execute_phase, kernel_name
 from gaplab.pipeline.stages import STAGES
 
@@ -32,16 +31,20 @@ def _stage_notebooks(folder: Path, fail_at: str = "") -> None:
     the first leaves a variable, a warning and a figure behind for the others to (not) find."""
     folder.mkdir()
     for i, stage in enumerate(STAGES):
-        record = (f"import os, json\n"
-                  f"seen = sorted(k for k in globals() if k in ('left_behind', 'os_first'))\n"
-                  f"open('{stage}.json', 'w').write(json.dumps({{'pid': os.getpid(), 'seen': seen}}))")
+        record = (
+            f"import os, json\n"
+            f"seen = sorted(k for k in globals() if k in ('left_behind', 'os_first'))\n"
+            f"open('{stage}.json', 'w').write(json.dumps({{'pid': os.getpid(), 'seen': seen}}))"
+        )
         # a library function's warning: Python shows it once per place, and a new kernel shows it again
-        warn = ("import sys, types\n"
-                "if 'gaplab_test_warner' not in sys.modules:\n"
-                "    m = sys.modules['gaplab_test_warner'] = types.ModuleType('gaplab_test_warner')\n"
-                "    exec('import warnings\\ndef warn():\\n    warnings.warn(\"shown once per place\", UserWarning)',"
-                " m.__dict__)\n"
-                "sys.modules['gaplab_test_warner'].warn()")
+        warn = (
+            "import sys, types\n"
+            "if 'gaplab_test_warner' not in sys.modules:\n"
+            "    m = sys.modules['gaplab_test_warner'] = types.ModuleType('gaplab_test_warner')\n"
+            "    exec('import warnings\\ndef warn():\\n    warnings.warn(\"shown once per place\", UserWarning)',"
+            " m.__dict__)\n"
+            "sys.modules['gaplab_test_warner'].warn()"
+        )
         cells = [record, warn]
         if i == 0:
             cells.append("left_behind = 42\nos_first = os")
@@ -51,8 +54,16 @@ def _stage_notebooks(folder: Path, fail_at: str = "") -> None:
 
 
 def _job(tmp_path: Path, notebooks: Path) -> PhaseJob:
-    return PhaseJob("s", "p", {"study": "s", "phase": "p"}, "fp", str(tmp_path / "final"), timeout=120,
-                    kernel=kernel_name(), notebooks=str(notebooks))
+    return PhaseJob(
+        "s",
+        "p",
+        {"study": "s", "phase": "p"},
+        "fp",
+        str(tmp_path / "final"),
+        timeout=120,
+        kernel=kernel_name(),
+        notebooks=str(notebooks),
+    )
 
 
 def _gone(pid: int, wait: float = 20.0) -> bool:

@@ -8,7 +8,6 @@ import nbformat
 import pandas as pd
 import pytest
 import yaml
-
 from gaplab import cli
 from gaplab.train.history import HISTORY_COLUMNS
 
@@ -23,7 +22,9 @@ def _run(args, capsys):
 
 def _errors_in(nb_path):
     nb = nbformat.read(nb_path, as_version=4)
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    return [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,9 @@ def test_new_code_reruns_a_finished_phase(ci_run, capsys, monkeypatch):
 def test_dry_run_lists_cache_state(ci_run, capsys):
     _, out, study = ci_run
     code, stdout, _ = _run([str(study), "--outputs", str(out), "--dry-run"], capsys)
-    assert code == 0 and "small_data" in stdout and "cached" in stdout and "would run" not in stdout.split("05_compare")[0]
+    assert (
+        code == 0 and "small_data" in stdout and "cached" in stdout and "would run" not in stdout.split("05_compare")[0]
+    )
 
 
 def test_changing_one_phase_reruns_only_it(ci_run, capsys):
@@ -144,18 +147,32 @@ def test_papermill_by_hand_with_params_yaml(ci_run, root, tmp_path):
     params = yaml.safe_load((pdir / "params.yaml").read_text())
     (pdir / "params.yaml").write_text(yaml.safe_dump(dict(params, run_dir=str(pdir))))
     before = json.loads((pdir / "metrics.json").read_text())["analysis"]
-    res = subprocess.run([sys.executable, "-m", "papermill", str(root / "notebooks" / "03_loss_gap.ipynb"),
-                          str(tmp_path / "out.ipynb"), "-f", str(pdir / "params.yaml"), "--no-progress-bar"],
-                         capture_output=True, text=True, cwd=tmp_path)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(root / "notebooks" / "03_loss_gap.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            "-f",
+            str(pdir / "params.yaml"),
+            "--no-progress-bar",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert not _errors_in(tmp_path / "out.ipynb")
     after = json.loads((pdir / "metrics.json").read_text())["analysis"]
     assert after["best_iter"] == before["best_iter"] and after["verdict"] == before["verdict"]
 
 
-@pytest.mark.parametrize("signame, whole_group, code, workers", [("SIGINT", True, 130, 1), ("SIGTERM", False, 143, 1),
-                                                                   ("SIGINT", True, 130, 2)],
-                         ids=["ctrl-c", "kill-parent", "ctrl-c-two-workers"])
+@pytest.mark.parametrize(
+    "signame, whole_group, code, workers",
+    [("SIGINT", True, 130, 1), ("SIGTERM", False, 143, 1), ("SIGINT", True, 130, 2)],
+    ids=["ctrl-c", "kill-parent", "ctrl-c-two-workers"],
+)
 def test_ctrl_c_stops_cleanly_and_keeps_finished_phases(tmp_path, root, signame, whole_group, code, workers):
     """Ctrl-C (SIGINT to the process group), or a plain `kill` of the gaplab process alone (SIGTERM), mid-run:
     exit 130 / 143, no worker or kernel left training, no staging left, finished phases reused.  With one
@@ -216,11 +233,14 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_phases(tmp_path, root, signame,
 
 
 # --------------------------------------------------------------------------- corrupt files in a finished study
-@pytest.mark.parametrize("name, damage", [
-    ("ckpt/best.pt", lambda b: b[: len(b) // 2]),  # truncated
-    ("history.csv", lambda b: b + b"999,garbage,,\n"),  # a garbage row appended
-    ("metrics.json", lambda b: b[:-5]),  # no longer JSON
-])
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("ckpt/best.pt", lambda b: b[: len(b) // 2]),  # truncated
+        ("history.csv", lambda b: b + b"999,garbage,,\n"),  # a garbage row appended
+        ("metrics.json", lambda b: b[:-5]),  # no longer JSON
+    ],
+)
 def test_a_damaged_artifact_is_not_cached(ci_run, capsys, name, damage):
     _, out, study = ci_run
     path = out / "ci" / "small_data" / name
@@ -274,8 +294,11 @@ def test_replicates_train_together_inside_the_phase_kernel(tmp_path, root, capsy
     from gaplab.train.replicates import replicate_plan
 
     study = tmp_path / "ci_r3.yaml"
-    study.write_text(f"study: ci_r3\nextends: {root / 'params' / 'ci.yaml'}\ndefaults:\n  replicates: 3\n"
-                     "phases:\n  small_data:\n    data: {max_tokens: 2000}\n", encoding="utf-8")
+    study.write_text(
+        f"study: ci_r3\nextends: {root / 'params' / 'ci.yaml'}\ndefaults:\n  replicates: 3\n"
+        "phases:\n  small_data:\n    data: {max_tokens: 2000}\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "outputs"
     code, text, err = _run([str(study), "--outputs", str(out), "--phases", "small_data"], capsys)
     assert code == 0, text + err

@@ -3,11 +3,7 @@
 import json
 
 import pytest
-
-from gaplab.files import atomic_path
-from gaplab.files import atomic_write_json
-from gaplab.files import stable_hash
-from gaplab.files import update_json
+from gaplab.files import atomic_path, atomic_write_json, stable_hash, update_json
 from gaplab.ui.plots import save_figure
 
 

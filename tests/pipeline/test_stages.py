@@ -1,22 +1,21 @@
 """Stage functions: files in run_dir are the only channel between stages."""
 
 import pytest
-
-from gaplab.pipeline import stages
-from gaplab.pipeline.stages import StageInputMissing
-from gaplab.pipeline.stages import enforce_data_checks
-from gaplab.pipeline.stages import inspect_phase
-from gaplab.pipeline.stages import loss_gap
 from gaplab.datareport.checks import DataCheckFailed
+from gaplab.pipeline import stages
+from gaplab.pipeline.stages import StageInputMissing, enforce_data_checks, inspect_phase, loss_gap
 
 
 def _params(run_dir):
-    return {"study": "t", "phase": "p", "run_dir": str(run_dir),
-            "data": {"packages": ["json"], "max_tokens": 3000, "fail_on": ["validators"],
-                     "validators": ["json_valid"]},
-            "tokenizer": {"name": "gpt2", "compact": True},
-            "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
-            "train": {"max_iters": 4, "eval_interval": 2, "eval_iters": 1}}
+    return {
+        "study": "t",
+        "phase": "p",
+        "run_dir": str(run_dir),
+        "data": {"packages": ["json"], "max_tokens": 3000, "fail_on": ["validators"], "validators": ["json_valid"]},
+        "tokenizer": {"name": "gpt2", "compact": True},
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "train": {"max_iters": 4, "eval_interval": 2, "eval_iters": 1},
+    }
 
 
 def test_failed_fail_on_check_stops_training_before_it_starts(tmp_path):

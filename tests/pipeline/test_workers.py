@@ -34,6 +34,9 @@ def test_the_seed_study_starts_with_its_longest_phase(root):
     assert longest_first([ph.name for ph in study.phases], costs) == ["phase4", "phase0", "phase3", "phase2", "phase1"]
     assert costs["phase4"].flops > 5 * costs["phase3"].flops
     # three replicates: three trainings' memory, plus the worker's own
-    assert costs["phase4"].bytes > PROCESS_BYTES and costs["phase4"].flops == 3 * phase_cost(
-        "p", study.phase("phase4").params.model_copy(update={"replicates": 1}), 2036, 20700).flops
+    assert (
+        costs["phase4"].bytes > PROCESS_BYTES
+        and costs["phase4"].flops
+        == 3 * phase_cost("p", study.phase("phase4").params.model_copy(update={"replicates": 1}), 2036, 20700).flops
+    )
     assert longest_first(["x", "phase1"], costs) == ["phase1", "x"]  # no estimate: last

@@ -5,13 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
-
 from gaplab.data.split import prepare_data
 from gaplab.model.gpt import GPT
 from gaplab.schema import PhaseParams
 from gaplab.train.batches import Batches
 from gaplab.train.loop import evaluate
+from torch.nn import functional as F
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -23,16 +22,28 @@ def _phase(tmp_path, tokenizer="char", **data):
     path = tmp_path / "text.txt"
     path.write_text(TEXT, encoding="utf-8")
     d = {"source": "text", "path": str(path), "split": "tail", "val_fraction": 0.2, **data}
-    return PhaseParams.model_validate({"data": d, "tokenizer": {"name": tokenizer},
-                                       "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
-                                       "train": {"max_iters": 10, "eval_iters": 3, "batch_size": 4, "device": "cpu"}})
+    return PhaseParams.model_validate(
+        {
+            "data": d,
+            "tokenizer": {"name": tokenizer},
+            "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+            "train": {"max_iters": 10, "eval_iters": 3, "batch_size": 4, "device": "cpu"},
+        }
+    )
 
 
 def _eval(prep, params, model):
-    b = Batches(prep.train, prep.val, params.model.block_size, params.train.batch_size, params.train.seed,
-                params.train.eval_iters)
-    return b, evaluate(model, b, torch.device("cpu"), torch.float32, {"train": prep.train_bytes, "val": prep.val_bytes},
-                       prep.val_seen)
+    b = Batches(
+        prep.train,
+        prep.val,
+        params.model.block_size,
+        params.train.batch_size,
+        params.train.seed,
+        params.train.eval_iters,
+    )
+    return b, evaluate(
+        model, b, torch.device("cpu"), torch.float32, {"train": prep.train_bytes, "val": prep.val_bytes}, prep.val_seen
+    )
 
 
 def _raw_bytes(tok, ids) -> bytes:
@@ -53,8 +64,8 @@ def test_bits_per_byte_equals_a_hand_computation(tmp_path, tokenizer):
     loss_sum, byte_sum, n = 0.0, 0, 0
     with torch.no_grad():
         for off in b.eval_offsets["val"].tolist():
-            x = torch.as_tensor(prep.val[off:off + 16])[None]
-            y = torch.as_tensor(prep.val[off + 1:off + 17])
+            x = torch.as_tensor(prep.val[off : off + 16])[None]
+            y = torch.as_tensor(prep.val[off + 1 : off + 17])
             logits = model(x)[0][0]
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             byte_sum += len(_raw_bytes(prep.tokenizer, y.tolist()))
@@ -89,8 +100,8 @@ def test_the_standard_error_of_an_eval(tmp_path):
     means = []
     with torch.no_grad():
         for off in b.eval_offsets["val"].tolist():
-            x = torch.as_tensor(prep.val[off:off + 16])[None]
-            y = torch.as_tensor(prep.val[off + 1:off + 17])
+            x = torch.as_tensor(prep.val[off : off + 16])[None]
+            y = torch.as_tensor(prep.val[off + 1 : off + 17])
             means.append(float(F.cross_entropy(model(x)[0][0], y)))
     assert got["val_se"] == pytest.approx(np.std(means, ddof=1) / math.sqrt(len(means)), rel=1e-5)
     assert got["val_se"] > 0
@@ -102,8 +113,11 @@ def test_the_standard_error_of_an_eval(tmp_path):
 
 
 def test_val_fingerprints_follow_the_val_set_and_the_vocabulary(tmp_path):
-    json_phase = {"data": {"source": "stdlib", "packages": ["json"], "split": "chunks", "chunk_size": 64},
-                  "tokenizer": {"name": "gpt2", "compact": True, "compact_from": "corpus"}, "model": {"block_size": 32}}
+    json_phase = {
+        "data": {"source": "stdlib", "packages": ["json"], "split": "chunks", "chunk_size": 64},
+        "tokenizer": {"name": "gpt2", "compact": True, "compact_from": "corpus"},
+        "model": {"block_size": 32},
+    }
 
     def prep(**data):
         raw = {**json_phase, "data": {**json_phase["data"], **data}}
@@ -116,8 +130,15 @@ def test_val_fingerprints_follow_the_val_set_and_the_vocabulary(tmp_path):
     assert cut_small.val_fingerprint != cut_big.val_fingerprint  # each size its own val set
     assert cut_small.val_text_fingerprint != cut_big.val_text_fingerprint
     # the same val text over another vocabulary: different nats per token, comparable bits per byte
-    own = prepare_data(PhaseParams.model_validate({**json_phase, "data": {**json_phase["data"], "max_train_tokens": 2000},
-                                                   "tokenizer": {"name": "gpt2", "compact": True}}))
+    own = prepare_data(
+        PhaseParams.model_validate(
+            {
+                **json_phase,
+                "data": {**json_phase["data"], "max_train_tokens": 2000},
+                "tokenizer": {"name": "gpt2", "compact": True},
+            }
+        )
+    )
     assert own.val_fingerprint != small.val_fingerprint and own.val_text_fingerprint == small.val_text_fingerprint
 
 
@@ -125,10 +146,13 @@ def test_the_share_of_val_tokens_never_seen_in_train(tmp_path):
     # tail split over characters: train "aaaa...bbbb", val "ab" repeated with "x" and "yy" that train never has
     path = tmp_path / "t.txt"
     path.write_text("a" * 60 + "b" * 60 + "abxyyab" * 6, encoding="utf-8")
-    params = PhaseParams.model_validate({"data": {"source": "text", "path": str(path), "split": "tail",
-                                                  "val_fraction": 42 / 162, "separator": ""},
-                                         "tokenizer": {"name": "char", "compact": True},
-                                         "model": {"block_size": 4}})
+    params = PhaseParams.model_validate(
+        {
+            "data": {"source": "text", "path": str(path), "split": "tail", "val_fraction": 42 / 162, "separator": ""},
+            "tokenizer": {"name": "char", "compact": True},
+            "model": {"block_size": 4},
+        }
+    )
     prep = prepare_data(params)
     assert prepare_data(params).tokenizer.decode(prep.val[:7]) == "ab\ufffd\ufffd\ufffdab"  # unseen -> one unknown id
     assert prep.val_unseen_token_share == pytest.approx(3 / 7)
@@ -136,8 +160,9 @@ def test_the_share_of_val_tokens_never_seen_in_train(tmp_path):
     torch.manual_seed(0)
     model = GPT(params.model, prep.vocab_size)
     b = Batches(prep.train, prep.val, 4, 2, 0, 2)
-    got = evaluate(model, b, torch.device("cpu"), torch.float32, {"train": prep.train_bytes, "val": prep.val_bytes},
-                   prep.val_seen)
+    got = evaluate(
+        model, b, torch.device("cpu"), torch.float32, {"train": prep.train_bytes, "val": prep.val_bytes}, prep.val_seen
+    )
     assert math.isfinite(got["val_loss_seen"]) and math.isfinite(got["val_loss_unseen"])
     pos = b.eval_offsets["val"].numpy()[:, None] + 1 + np.arange(4)
     share = 1 - prep.val_seen[pos].mean()

@@ -7,37 +7,72 @@ import csv
 import math
 from types import SimpleNamespace
 
+import gaplab.train.loop as train_mod
 import numpy as np
 import pytest
 import torch
-
-import gaplab.train.loop as train_mod
-from gaplab.schema import PhaseParams, TrainConfig
-from gaplab.model.device import BF16_AUTOCAST_MIN_WIDTH, BF16_HEAD_MIN_VOCAB, DeviceError, autocast_context, cpu_has_native_bf16, cpu_supports_bf16, head_matmul_dtype, needs_grad_scaler, resolve_device, resolve_dtype
-from gaplab.files import atomic_write_json, read_json
-from gaplab.train.history import HISTORY_COLUMNS
-from gaplab.train.batches import Batches
 from gaplab.errors import TrainingError
-from gaplab.train.loop import evaluate, train_phase
+from gaplab.files import atomic_write_json, read_json
+from gaplab.model.device import (
+    BF16_AUTOCAST_MIN_WIDTH,
+    BF16_HEAD_MIN_VOCAB,
+    DeviceError,
+    autocast_context,
+    cpu_has_native_bf16,
+    cpu_supports_bf16,
+    head_matmul_dtype,
+    needs_grad_scaler,
+    resolve_device,
+    resolve_dtype,
+)
+from gaplab.schema import PhaseParams, TrainConfig
+from gaplab.train.batches import Batches
 from gaplab.train.checkpoint import load_checkpoint, load_model
+from gaplab.train.history import HISTORY_COLUMNS
+from gaplab.train.loop import evaluate, train_phase
 from gaplab.train.schedule import lr_at, make_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 ARCH_METRIC_KEYS = {
-    "best_val_loss", "best_iter", "final_train_loss", "final_val_loss", "final_gap", "best_val_perplexity",
-    "final_val_perplexity", "params", "train_tokens", "val_tokens", "tokens_per_param_total",
-    "tokens_per_param_non_emb", "epochs", "iters", "best_val_bpb", "final_val_bpb", "val_fingerprint",
-    "wall_time_s", "tokens_per_s", "device", "dtype", "stop_reason", "corpus_fingerprint", "vocab_size",
-    "vocab_size_original", "versions",
+    "best_val_loss",
+    "best_iter",
+    "final_train_loss",
+    "final_val_loss",
+    "final_gap",
+    "best_val_perplexity",
+    "final_val_perplexity",
+    "params",
+    "train_tokens",
+    "val_tokens",
+    "tokens_per_param_total",
+    "tokens_per_param_non_emb",
+    "epochs",
+    "iters",
+    "best_val_bpb",
+    "final_val_bpb",
+    "val_fingerprint",
+    "wall_time_s",
+    "tokens_per_s",
+    "device",
+    "dtype",
+    "stop_reason",
+    "corpus_fingerprint",
+    "vocab_size",
+    "vocab_size_original",
+    "versions",
 }
 
 
 def _data(train, val, vocab: int) -> SimpleNamespace:
-    return SimpleNamespace(train=np.asarray(train, dtype=np.int64), val=np.asarray(val, dtype=np.int64),
-                           vocab_size=vocab, vocab_size_original=50257,
-                           corpus=SimpleNamespace(fingerprint="fp-test"))
+    return SimpleNamespace(
+        train=np.asarray(train, dtype=np.int64),
+        val=np.asarray(val, dtype=np.int64),
+        vocab_size=vocab,
+        vocab_size_original=50257,
+        corpus=SimpleNamespace(fingerprint="fp-test"),
+    )
 
 
 def _pattern_data(vocab: int = 32, period: int = 20) -> SimpleNamespace:
@@ -46,8 +81,7 @@ def _pattern_data(vocab: int = 32, period: int = 20) -> SimpleNamespace:
 
 
 def _phase(model=None, **train) -> PhaseParams:
-    t = {"max_iters": 40, "eval_interval": 10, "eval_iters": 2, "batch_size": 4, "learning_rate": 3e-3,
-         "device": "cpu"}
+    t = {"max_iters": 40, "eval_interval": 10, "eval_iters": 2, "batch_size": 4, "learning_rate": 3e-3, "device": "cpu"}
     t.update(train)
     m = {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16}
     m.update(model or {})
@@ -68,7 +102,9 @@ def test_lr_warmup_cosine_and_constant():
     assert lr_at(10, t, 110) == pytest.approx(1e-3)  # cosine starts at the peak
     assert lr_at(60, t, 110) == pytest.approx(5.5e-4)  # half way: the mean of peak and floor
     assert lr_at(110, t, 110) == pytest.approx(1e-4)
-    assert lr_at(10, TrainConfig(learning_rate=1e-3), 100) == pytest.approx(1e-3 / 10 + 0.5 * (1 + math.cos(math.pi * 0.1)) * 9e-4)
+    assert lr_at(10, TrainConfig(learning_rate=1e-3), 100) == pytest.approx(
+        1e-3 / 10 + 0.5 * (1 + math.cos(math.pi * 0.1)) * 9e-4
+    )
     assert lr_at(50, TrainConfig(learning_rate=2e-3, lr_schedule="constant"), 100) == 2e-3
 
 
@@ -109,9 +145,13 @@ def test_short_val_split_is_a_clear_error():
 def test_loss_falls_on_a_repeated_pattern_and_files_are_consistent(tmp_path):
     atomic_write_json(tmp_path / "metrics.json", {"analysis": {"kept": True}})  # a later stage's key
     rows_seen = []
-    m = train_phase(_phase(max_iters=60, eval_interval=20, learning_rate=1e-2), _pattern_data(), tmp_path,
-                    progress=False,
-                    on_eval=rows_seen.append)
+    m = train_phase(
+        _phase(max_iters=60, eval_interval=20, learning_rate=1e-2),
+        _pattern_data(),
+        tmp_path,
+        progress=False,
+        on_eval=rows_seen.append,
+    )
     hist = _read_history(tmp_path)
     assert [r["iter"] for r in hist] == [0, 20, 40, 60]
     assert hist[0]["train_loss"] == pytest.approx(math.log(32), abs=0.1)  # uniform guessing at init
@@ -131,7 +171,11 @@ def test_loss_falls_on_a_repeated_pattern_and_files_are_consistent(tmp_path):
     assert m["final_val_loss"] == hist[-1]["val_loss"] and m["final_gap"] == hist[-1]["gap"]
     assert m["best_val_loss"] == min(r["val_loss"] for r in hist) and m["best_iter"] == 60
     assert m["best_val_perplexity"] == pytest.approx(math.exp(m["best_val_loss"]))
-    assert m["params"] == {"total": 4080, "embedding": 32 * 16 + 16 * 16, "non_embedding": 12 * 16**2 + 13 * 16 + 2 * 16}
+    assert m["params"] == {
+        "total": 4080,
+        "embedding": 32 * 16 + 16 * 16,
+        "non_embedding": 12 * 16**2 + 13 * 16 + 2 * 16,
+    }
     assert m["train_tokens"] == 3000 and m["val_tokens"] == 1000
     assert m["tokens_per_param_non_emb"] == pytest.approx(3000 / 3312)
     assert m["tokens_per_param_total"] == pytest.approx(3000 / m["params"]["total"])
@@ -178,8 +222,9 @@ def test_resume_after_a_stop_gives_the_identical_history(tmp_path, dropout):
 
     cols = [c for c in HISTORY_COLUMNS if c != "elapsed_s"]
     ha, hb = _read_history(tmp_path / "a"), _read_history(tmp_path / "b")
-    assert np.array_equal([[r[c] for c in cols] for r in ha], [[r[c] for c in cols] for r in hb],
-                          equal_nan=True)  # exact floats
+    assert np.array_equal(
+        [[r[c] for c in cols] for r in ha], [[r[c] for c in cols] for r in hb], equal_nan=True
+    )  # exact floats
     sa = load_checkpoint(tmp_path / "a" / "ckpt" / "last.pt")["model"]
     sb = load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -268,14 +313,17 @@ def test_last_checkpoint_is_written_at_every_eval(tmp_path, monkeypatch):
     """A run killed between evals leaves the state of its last eval to resume from."""
     saved = []
     real = train_mod.save_checkpoint
-    monkeypatch.setattr(train_mod, "save_checkpoint", lambda path, st: (saved.append((path.name, st.iter)),
-                                                                        real(path, st))[1])
+    monkeypatch.setattr(
+        train_mod, "save_checkpoint", lambda path, st: (saved.append((path.name, st.iter)), real(path, st))[1]
+    )
     train_phase(_phase(max_iters=30, eval_interval=10), _pattern_data(), tmp_path, progress=False)
     assert [it for name, it in saved if name == "last.pt"] == [0, 10, 20, 30]
 
 
-@pytest.mark.parametrize("content,why", [(b"", "the file is empty"), (b"PK\x03\x04garbage", "truncated"),
-                                         (b"not a checkpoint at all", "truncated")])
+@pytest.mark.parametrize(
+    "content,why",
+    [(b"", "the file is empty"), (b"PK\x03\x04garbage", "truncated"), (b"not a checkpoint at all", "truncated")],
+)
 def test_an_unreadable_checkpoint_is_one_sentence(tmp_path, content, why):
     from gaplab.errors import CheckpointError
 
@@ -302,8 +350,12 @@ def test_early_stopping_stops_and_keeps_the_best(tmp_path):
     # Train on 0, 1, 2, ..., 15, 0, 1, ...; validate on the same ids counting down.  Both splits share
     # the unigram counts (val improves at first), then every order learned from train is wrong on val.
     data = _data(np.tile(np.arange(16), 200), np.tile(np.arange(16)[::-1], 40), 32)
-    m = train_phase(_phase(max_iters=200, eval_interval=5, patience=2, learning_rate=1e-2, dtype="fp32"), data,
-                    tmp_path, progress=False)
+    m = train_phase(
+        _phase(max_iters=200, eval_interval=5, patience=2, learning_rate=1e-2, dtype="fp32"),
+        data,
+        tmp_path,
+        progress=False,
+    )
     hist = _read_history(tmp_path)
     vals = [r["val_loss"] for r in hist]
     assert m["stop_reason"] == "early_stop (patience 2)"
@@ -322,8 +374,7 @@ def test_min_delta_counts_small_improvements_as_none(tmp_path):
 
 
 def test_huge_learning_rate_stops_on_a_non_finite_loss(tmp_path):
-    m = train_phase(_phase(learning_rate=1e30, max_iters=30, dtype="fp32"), _pattern_data(), tmp_path,
-                    progress=False)
+    m = train_phase(_phase(learning_rate=1e30, max_iters=30, dtype="fp32"), _pattern_data(), tmp_path, progress=False)
     assert m["stop_reason"].startswith("non-finite loss at iter ")
     assert (tmp_path / "ckpt" / "best.pt").exists() and not (tmp_path / "ckpt" / "last.pt").exists()
     assert m["best_iter"] == 0
@@ -345,8 +396,12 @@ def test_non_finite_step_stops_at_that_iteration(tmp_path, monkeypatch):
 
 
 def test_epochs_grad_accum_and_save_every(tmp_path):
-    m = train_phase(_phase(max_iters=None, epochs=2.0, grad_accum=2, eval_interval=100, save_every=[3]),
-                    _pattern_data(), tmp_path, progress=False)
+    m = train_phase(
+        _phase(max_iters=None, epochs=2.0, grad_accum=2, eval_interval=100, save_every=[3]),
+        _pattern_data(),
+        tmp_path,
+        progress=False,
+    )
     per_iter = 4 * 2 * 16
     assert m["iters"] == math.ceil(2.0 * 3000 / per_iter) == 47
     assert m["epochs"] == pytest.approx(47 * per_iter / 3000)
@@ -427,8 +482,9 @@ def test_auto_trains_wide_models_in_bf16_and_still_evaluates_in_fp32(tmp_path):
     data = _pattern_data()
     params = _phase(model={"n_embd": 128, "n_head": 4}, max_iters=10)
     m = train_phase(params, data, tmp_path / "auto", progress=False)
-    f = train_phase(_phase(model={"n_embd": 128, "n_head": 4}, max_iters=10, dtype="fp32"), data,
-                    tmp_path / "fp32", progress=False)
+    f = train_phase(
+        _phase(model={"n_embd": 128, "n_head": 4}, max_iters=10, dtype="fp32"), data, tmp_path / "fp32", progress=False
+    )
     assert m["dtype"] == "bfloat16" and f["dtype"] == "float32"
     assert _read_history(tmp_path / "auto")[0]["val_loss"] == _read_history(tmp_path / "fp32")[0]["val_loss"]
     assert abs(m["final_val_loss"] - f["final_val_loss"]) < 0.1

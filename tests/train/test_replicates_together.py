@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from gaplab.schema import PhaseParams
 from gaplab.train.loop import train_phase
 from gaplab.train.replicates import ReplicatePlan, replicate_plan, replicate_runs, train_replicates
@@ -34,16 +33,29 @@ def _data():
 
     rng = np.random.default_rng(0)
     stream = np.concatenate([np.tile(np.arange(24), 80), rng.integers(0, 40, 1200)])  # learnable, with noise
-    return SimpleNamespace(train=stream[:2600].astype(np.int64), val=stream[2600:].astype(np.int64), vocab_size=40,
-                           vocab_size_original=40, corpus=SimpleNamespace(fingerprint="fp-test"))
+    return SimpleNamespace(
+        train=stream[:2600].astype(np.int64),
+        val=stream[2600:].astype(np.int64),
+        vocab_size=40,
+        vocab_size_original=40,
+        corpus=SimpleNamespace(fingerprint="fp-test"),
+    )
 
 
 def _params(**train) -> PhaseParams:
-    t = {"max_iters": 40, "eval_interval": 10, "eval_iters": 2, "batch_size": 4, "learning_rate": 3e-3,
-         "device": "cpu", "threads": 1}
+    t = {
+        "max_iters": 40,
+        "eval_interval": 10,
+        "eval_iters": 2,
+        "batch_size": 4,
+        "learning_rate": 3e-3,
+        "device": "cpu",
+        "threads": 1,
+    }
     t.update(train)
-    return PhaseParams.model_validate({"model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
-                                       "train": t, "replicates": 3})
+    return PhaseParams.model_validate(
+        {"model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16}, "train": t, "replicates": 3}
+    )
 
 
 def _history(folder) -> dict[str, np.ndarray]:
@@ -71,8 +83,15 @@ def test_replicates_in_processes_equal_each_seed_trained_alone(tmp_path):
 def test_stop_ends_every_replicate_with_a_final_eval(tmp_path):
     params, data = _params(max_iters=3000, eval_interval=10), _data()
     rows = []
-    out = train_replicates(params, data, tmp_path, progress=False, plan=ReplicatePlan(3, 1),
-                           on_eval=rows.append, should_stop=lambda: len(rows) >= 2)
+    out = train_replicates(
+        params,
+        data,
+        tmp_path,
+        progress=False,
+        plan=ReplicatePlan(3, 1),
+        on_eval=rows.append,
+        should_stop=lambda: len(rows) >= 2,
+    )
     assert out[0]["stop_reason"] == "stopped by user" and out[0]["iters"] == 11  # polled before iter 11
     # the others were stopped before they began (skipped) or at their next iteration, never run to the end
     assert all(m["stop_reason"] == "stopped by user" and m["iters"] < 3000 for m in out)
@@ -104,8 +123,10 @@ def test_a_replicate_process_exits_when_its_parent_dies(tmp_path):
     script.write_text(_ORPHAN_PARENT, encoding="utf-8")
     import gaplab
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(gaplab.__file__).parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(Path(gaplab.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     child = int(out.stdout.split()[0])

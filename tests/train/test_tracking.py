@@ -7,13 +7,12 @@ import math
 
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from gaplab.data.split import prepare_data
 from gaplab.schema import PhaseParams
 from gaplab.train.loop import train_phase
 from gaplab.train.replicates import train_replicates
 from gaplab.train.tracking import SCALARS, events_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -21,10 +20,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _phase(**train) -> PhaseParams:
     t = {"max_iters": 6, "eval_interval": 2, "eval_iters": 1, "batch_size": 4, "device": "cpu"}
     t.update(train)
-    return PhaseParams.model_validate({
-        "data": {"packages": ["json"], "split": "chunks", "chunk_size": 256, "split_on": "text"},
-        "tokenizer": {"name": "char"}, "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
-        "train": t})
+    return PhaseParams.model_validate(
+        {
+            "data": {"packages": ["json"], "split": "chunks", "chunk_size": 256, "split_on": "text"},
+            "tokenizer": {"name": "char"},
+            "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+            "train": t,
+        }
+    )
 
 
 def _scalars(folder) -> dict[str, list[tuple[int, float]]]:
@@ -51,12 +54,19 @@ def test_every_eval_is_in_the_event_files(tmp_path, prep):
     history = _history(tmp_path)
     steps = [int(r["iter"]) for r in history]
     assert steps == [0, 2, 4, 6]
-    for tag, column in (("loss_nats/train", "train_loss"), ("loss_nats/val", "val_loss"), ("gap/nats", "gap"),
-                        ("loss_bpb/train", "train_bpb"), ("loss_bpb/val", "val_bpb"), ("lr", "lr")):
+    for tag, column in (
+        ("loss_nats/train", "train_loss"),
+        ("loss_nats/val", "val_loss"),
+        ("gap/nats", "gap"),
+        ("loss_bpb/train", "train_bpb"),
+        ("loss_bpb/val", "val_bpb"),
+        ("lr", "lr"),
+    ):
         assert [s for s, _ in scalars[tag]] == steps, tag
         np.testing.assert_allclose([v for _, v in scalars[tag]], [r[column] for r in history], rtol=1e-6)
-    np.testing.assert_allclose([v for _, v in scalars["gap/bpb"]], [r["val_bpb"] - r["train_bpb"] for r in history],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        [v for _, v in scalars["gap/bpb"]], [r["val_bpb"] - r["train_bpb"] for r in history], rtol=1e-5
+    )
     # tokens/s from the first update on (iteration 0 has trained nothing); the last one is the run's average
     tps = scalars["tokens_per_s"]
     assert [s for s, _ in tps] == steps[1:] and all(v > 0 for _, v in tps)

@@ -28,13 +28,20 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from gaplab.files import atomic_write_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 NOTEBOOK = "00_playground.ipynb"
 
 
@@ -49,13 +56,16 @@ def _require_browser() -> str:
     chromium = _chromium()
     if chromium is None:
         where = os.environ.get("GAPLAB_CHROMIUM") or "`chromium` on PATH and /usr/bin/chromium"
-        missing.append(f"Chromium is not installed (looked for {where}); install Debian's package: "
-                       "`apt-get install chromium` (or point GAPLAB_CHROMIUM at a Chromium binary)")
+        missing.append(
+            f"Chromium is not installed (looked for {where}); install Debian's package: "
+            "`apt-get install chromium` (or point GAPLAB_CHROMIUM at a Chromium binary)"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        missing.append("the Python package playwright is missing: `make setup` installs it "
-                       "(its browser downloads are not needed)")
+        missing.append(
+            "the Python package playwright is missing: `make setup` installs it (its browser downloads are not needed)"
+        )
     if missing:
         msg = "browser test: " + "; ".join(missing)
         if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
@@ -87,9 +97,17 @@ def lab(tmp_path_factory):
     config_dir = base / "jupyter-config"
     config_dir.mkdir()
     # no news feed and no update check: nothing outside 127.0.0.1 is contacted
-    (config_dir / "jupyter_lab_config.json").write_text(json.dumps(
-        {"LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
-                    "extension_manager": "readonly"}}))
+    (config_dir / "jupyter_lab_config.json").write_text(
+        json.dumps(
+            {
+                "LabApp": {
+                    "news_url": None,
+                    "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+                    "extension_manager": "readonly",
+                }
+            }
+        )
+    )
     # and no "get notified about Jupyter news?" toast over the page: the app-level defaults `make lab` installs
     app_settings = base / "app-settings"
     shutil.copytree(root / "jupyter-settings" / "overrides.d", app_settings / "overrides.d")
@@ -97,17 +115,35 @@ def lab(tmp_path_factory):
     tracker = base / "lab-settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
     tracker.write_text(json.dumps({"autoStartDefaultKernel": True}))
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config_dir), JUPYTER_RUNTIME_DIR=str(base / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(base / "lab-settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(base / "lab-workspaces"))
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(config_dir),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(base / "lab-settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(base / "lab-workspaces"),
+    )
     env.pop("MPLBACKEND", None)  # the kernel should see what a learner's kernel sees
     port, token = _free_port(), secrets.token_hex(16)
     log = open(base / "jupyterlab.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={served}", f"--LabApp.app_settings_dir={app_settings}"] + (["--allow-root"] if os.geteuid() == 0 else []),
-        cwd=served, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={served}",
+            f"--LabApp.app_settings_dir={app_settings}",
+        ]
+        + (["--allow-root"] if os.geteuid() == 0 else []),
+        cwd=served,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -153,7 +189,7 @@ def _faded_pixels(page) -> int:
     img = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"), dtype=int)
     from gaplab.ui.plots import FADED
 
-    rgb = [int(FADED[0][i:i + 2], 16) for i in (1, 3, 5)]
+    rgb = [int(FADED[0][i : i + 2], 16) for i in (1, 3, 5)]
     return int((img == rgb).all(axis=2).sum())
 
 
@@ -270,26 +306,42 @@ def _small_png(path: Path, colors: int = 128) -> bytes:
 
 
 #: the executed notebooks shown in docs/, as (file in the study's output folder, docs/ name)
-STAGE_SHOTS = (("{phase}/02_train.ipynb", "stage_02_train.png"), ("{phase}/03_loss_gap.ipynb", "stage_03_loss_gap.png"),
-               ("{phase}/04_samples.ipynb", "stage_04_samples.png"), ("05_compare.ipynb", "stage_05_compare.png"),
-               ("{phase}/01_inspect_data.ipynb", "stage_01_inspect_data.png"))
+STAGE_SHOTS = (
+    ("{phase}/02_train.ipynb", "stage_02_train.png"),
+    ("{phase}/03_loss_gap.ipynb", "stage_03_loss_gap.png"),
+    ("{phase}/04_samples.ipynb", "stage_04_samples.png"),
+    ("05_compare.ipynb", "stage_05_compare.png"),
+    ("{phase}/01_inspect_data.ipynb", "stage_01_inspect_data.png"),
+)
 
 
-@pytest.mark.skipif(os.environ.get("GAPLAB_UPDATE_SCREENSHOT") != "1",
-                    reason="renders docs/ screenshots of the stage notebooks: set GAPLAB_UPDATE_SCREENSHOT=1")
+@pytest.mark.skipif(
+    os.environ.get("GAPLAB_UPDATE_SCREENSHOT") != "1",
+    reason="renders docs/ screenshots of the stage notebooks: set GAPLAB_UPDATE_SCREENSHOT=1",
+)
 def test_stage_notebook_screenshots(tmp_path, root):
     """Run params/quickstart.yaml (or use $GAPLAB_SCREENSHOT_OUTPUTS, a finished run's outputs folder), render
     its executed notebooks as JupyterLab's HTML in Chromium, and write full-page screenshots into docs/."""
-    from playwright.sync_api import sync_playwright
-
     import yaml
+    from playwright.sync_api import sync_playwright
 
     chromium = _require_browser()
     study = yaml.safe_load((root / "params" / "quickstart.yaml").read_text())
     outputs = Path(os.environ.get("GAPLAB_SCREENSHOT_OUTPUTS") or tmp_path / "outputs")
     if not (outputs / study["study"] / "05_compare.ipynb").exists():
-        subprocess.run([sys.executable, "-m", "gaplab.cli", "run", str(root / "params" / "quickstart.yaml"),
-                        "--outputs", str(outputs)], check=True, cwd=tmp_path)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gaplab.cli",
+                "run",
+                str(root / "params" / "quickstart.yaml"),
+                "--outputs",
+                str(outputs),
+            ],
+            check=True,
+            cwd=tmp_path,
+        )
     sdir = outputs / study["study"]
     phases = json.loads((sdir / "study_status.json").read_text())["phases_order"]
     phase = os.environ.get("GAPLAB_SCREENSHOT_PHASE") or phases[len(phases) // 2]
@@ -300,9 +352,24 @@ def test_stage_notebook_screenshots(tmp_path, root):
             page = browser.new_page(viewport={"width": 1100, "height": 1000})
             for rel, name in STAGE_SHOTS:
                 nb = sdir / rel.format(phase=phase)
-                subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--template", "lab",
-                                "--output-dir", str(html_dir), "--output", Path(name).stem, str(nb)], check=True,
-                               capture_output=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "nbconvert",
+                        "--to",
+                        "html",
+                        "--template",
+                        "lab",
+                        "--output-dir",
+                        str(html_dir),
+                        "--output",
+                        Path(name).stem,
+                        str(nb),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
                 page.goto((html_dir / f"{Path(name).stem}.html").as_uri())
                 page.wait_for_load_state("load")
                 shot = tmp_path / name

@@ -5,23 +5,50 @@ import time
 import numpy as np
 import pytest
 import yaml
-
 from gaplab import files as files_mod
-
-from gaplab.pipeline.config import validate_phase
-from gaplab.ui.playground_view import live_plot_into
 from gaplab.errors import StudyError
-from gaplab.pipeline.config import load_study
-from gaplab.ui.playground import (CorpusStats, describe_changes, next_phase_name, outcome_line, predict_risk, readout,
-                                  run_hint, save_as_phase, settings_to_phase)
-from gaplab.ui.playground_view import Playground
+from gaplab.pipeline.config import load_study, validate_phase
+from gaplab.ui.playground import (
+    CorpusStats,
+    describe_changes,
+    next_phase_name,
+    outcome_line,
+    predict_risk,
+    readout,
+    run_hint,
+    save_as_phase,
+    settings_to_phase,
+)
+from gaplab.ui.playground_view import Playground, live_plot_into
 
 # Seed 003, phase 1: 1,000 tokens, 2 layers, 2 heads, n_embd 32, block 16, 500 iters of batch 4, GPT-2 vocabulary.
-SEED_P1 = dict(corpus="json+logging", max_tokens=1000, n_layer=2, n_head=2, n_embd=32, block_size=16,
-               max_iters=500, batch_size=4, learning_rate=1e-3, compact=False)
+SEED_P1 = dict(
+    corpus="json+logging",
+    max_tokens=1000,
+    n_layer=2,
+    n_head=2,
+    n_embd=32,
+    block_size=16,
+    max_iters=500,
+    batch_size=4,
+    learning_rate=1e-3,
+    compact=False,
+)
 # A fast, valid run for training tests: 1 layer, compact vocabulary, 2,000 tokens of json.
-TINY = dict(corpus="json", max_tokens=2000, compact=True, n_layer=1, n_head=2, n_embd=32, block_size=32,
-            max_iters=40, batch_size=8, learning_rate=3e-3, eval_iters=2, evals=4)
+TINY = dict(
+    corpus="json",
+    max_tokens=2000,
+    compact=True,
+    n_layer=1,
+    n_head=2,
+    n_embd=32,
+    block_size=32,
+    max_iters=40,
+    batch_size=8,
+    learning_rate=3e-3,
+    eval_iters=2,
+    evals=4,
+)
 
 
 def fake_stats(tokens=100_000, vocab=50257, distinct=300):
@@ -45,7 +72,7 @@ def test_seed_phase1_readout_by_hand():
     assert r["tokens_per_iter"] == 64 and r["tokens_seen"] == 32_000
     assert r["epochs"] == pytest.approx(32_000 / 900)  # 35.6
     assert r["chinchilla_tokens"] == 20 * 1_634_208
-    assert r["kaplan_tokens"] == pytest.approx(5e3 * 25_472 ** 0.74)
+    assert r["kaplan_tokens"] == pytest.approx(5e3 * 25_472**0.74)
     assert r["risk"] == "overfitting-high"
     assert "0.000551 tokens per parameter (all counted" in r["prediction"] and "35.6 epochs" in r["prediction"]
     assert "98%" in r["embedding_note"] and "Only 300 of GPT-2's 50,257 tokens" in r["embedding_note"]
@@ -58,8 +85,11 @@ def test_readout_matches_the_real_model():
 
     r = readout(SEED_P1, stats=fake_stats())
     model = GPT(ModelConfig(block_size=16, n_layer=2, n_head=2, n_embd=32), 50257)
-    assert model.param_breakdown() == {"total": r["params_total"], "embedding": r["params_embedding"],
-                                       "non_embedding": r["params_non_embedding"]}
+    assert model.param_breakdown() == {
+        "total": r["params_total"],
+        "embedding": r["params_embedding"],
+        "non_embedding": r["params_non_embedding"],
+    }
 
 
 def test_compact_vocabulary_and_small_corpus():
@@ -87,8 +117,9 @@ def test_readout_refuses_values_outside_the_schema():
         readout({**SEED_P1, "dropout": 1.5}, stats=fake_stats())
 
 
-@pytest.mark.parametrize("tokenizer,compact,max_tokens", [("gpt2", True, 3000), ("gpt2", False, 4321),
-                                                          ("char", True, 5000)])
+@pytest.mark.parametrize(
+    "tokenizer,compact,max_tokens", [("gpt2", True, 3000), ("gpt2", False, 4321), ("char", True, 5000)]
+)
 def test_exact_sizes_match_prepare_data(tokenizer, compact, max_tokens):
     from gaplab.data.split import prepare_data
 
@@ -101,17 +132,20 @@ def test_exact_sizes_match_prepare_data(tokenizer, compact, max_tokens):
 
 
 # --------------------------------------------------------------------------- risk rule
-@pytest.mark.parametrize("tpp,epochs,iters,category", [
-    (0.0353, 35.6, 500, "overfitting-high"),  # seed 003 phase 1
-    (19.9, 16.0, 1000, "overfitting-high"),  # boundary: 16 epochs counts
-    (1.0, 8.0, 1000, "overfitting"),
-    (1.0, 4.0, 1000, "balanced"),  # 4 epochs is still safe
-    (25.0, 30.0, 1000, "balanced"),  # many epochs, but >= 20 tokens per parameter
-    (50.0, 0.5, 5000, "underfitting"),  # not even one epoch
-    (4.2, 1.42, 75, "underfitting"),  # quickstart's underfit phase: 75 steps
-    (1.08, 3.8, 400, "balanced"),  # quickstart's balanced phase
-    (0.001, 40.0, 50, "overfitting-high"),  # few steps, but 40 epochs of tiny data
-])
+@pytest.mark.parametrize(
+    "tpp,epochs,iters,category",
+    [
+        (0.0353, 35.6, 500, "overfitting-high"),  # seed 003 phase 1
+        (19.9, 16.0, 1000, "overfitting-high"),  # boundary: 16 epochs counts
+        (1.0, 8.0, 1000, "overfitting"),
+        (1.0, 4.0, 1000, "balanced"),  # 4 epochs is still safe
+        (25.0, 30.0, 1000, "balanced"),  # many epochs, but >= 20 tokens per parameter
+        (50.0, 0.5, 5000, "underfitting"),  # not even one epoch
+        (4.2, 1.42, 75, "underfitting"),  # quickstart's underfit phase: 75 steps
+        (1.08, 3.8, 400, "balanced"),  # quickstart's balanced phase
+        (0.001, 40.0, 50, "overfitting-high"),  # few steps, but 40 epochs of tiny data
+    ],
+)
 def test_predict_risk_categories(tpp, epochs, iters, category):
     risk = predict_risk(tpp, epochs, iters)
     assert risk.category == category
@@ -119,8 +153,9 @@ def test_predict_risk_categories(tpp, epochs, iters, category):
 
 
 def test_predict_risk_text_names_its_numbers():
-    assert predict_risk(0.01, 40, 500).text.startswith("High risk of overfitting: 0.01 tokens per parameter (all "
-                                                       "counted; Chinchilla ~20) and 40 epochs.")
+    assert predict_risk(0.01, 40, 500).text.startswith(
+        "High risk of overfitting: 0.01 tokens per parameter (all counted; Chinchilla ~20) and 40 epochs."
+    )
     assert "only 50% of the training tokens" in predict_risk(50, 0.5, 5000).text
     assert "only 75 optimizer steps" in predict_risk(4.2, 1.42, 75).text
 
@@ -199,9 +234,15 @@ def test_save_quotes_names_yaml_would_read_as_other_types(tmp_path, name):
     assert "# the first phase" in path.read_text()  # appended as text, not re-dumped
 
 
-@pytest.mark.parametrize("name, message", [("b", "already has a phase with this name.*taken: a, b"),
-                                           ("my phase!", "phase name"), ("p1\n", "phase name"),
-                                           ("figures", "study-level file or folder")])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("b", "already has a phase with this name.*taken: a, b"),
+        ("my phase!", "phase name"),
+        ("p1\n", "phase name"),
+        ("figures", "study-level file or folder"),
+    ],
+)
 def test_save_refuses_a_taken_or_bad_phase_name_and_leaves_the_file(tmp_path, name, message):
     path = tmp_path / "study.yaml"
     path.write_text(STUDY)
@@ -267,8 +308,15 @@ def test_playground_default_is_seed_phase1_with_a_compact_vocabulary(tmp_path):
     the readout still tells the 98 % of GPT-2's full table."""
     pg = Playground(run_dir=tmp_path / "runs", study_path=tmp_path / "study.yaml")
     s = pg.settings
-    assert (s.n_layer, s.n_head, s.n_embd, s.block_size, s.max_tokens, s.max_iters, s.batch_size) == \
-        (2, 2, 32, 16, 1000, 500, 4)
+    assert (s.n_layer, s.n_head, s.n_embd, s.block_size, s.max_tokens, s.max_iters, s.batch_size) == (
+        2,
+        2,
+        32,
+        16,
+        1000,
+        500,
+        4,
+    )
     assert s.compact and s.learning_rate == 3e-3
     assert pg.readout["params_non_embedding"] == 25_472 and pg.readout["risk"] == "overfitting-high"
     assert "1,634,208 parameters, 98% of them embeddings" in pg.readout_panel.value
@@ -294,10 +342,16 @@ def test_playground_builds_and_updates_on_change(tmp_path):
 
 def test_playground_widgets_have_classes_and_display():
     pg = Playground()
-    for widget, cls in ((pg.train_button, "gaplab-train"), (pg.stop_button, "gaplab-stop"),
-                        (pg.controls["n_embd"], "gaplab-n-embd"), (pg.readout_panel, "gaplab-readout"),
-                        (pg.curves, "gaplab-curves"), (pg.save_button, "gaplab-save"),
-                        (pg.progress, "gaplab-progress"), (pg.ui, "gaplab-playground")):
+    for widget, cls in (
+        (pg.train_button, "gaplab-train"),
+        (pg.stop_button, "gaplab-stop"),
+        (pg.controls["n_embd"], "gaplab-n-embd"),
+        (pg.readout_panel, "gaplab-readout"),
+        (pg.curves, "gaplab-curves"),
+        (pg.save_button, "gaplab-save"),
+        (pg.progress, "gaplab-progress"),
+        (pg.ui, "gaplab-playground"),
+    ):
         assert cls in widget._dom_classes
     assert pg.controls["max_iters"].description == "iterations"
     assert "application/vnd.jupyter.widget-view+json" in pg._repr_mimebundle_()
@@ -347,17 +401,36 @@ def test_live_plot_redraws_are_throttled_until_flush():
 
 
 # --------------------------------------------------------------------------- run history, prediction vs outcome
-@pytest.mark.parametrize("risk,analysis,line", [
-    ("overfitting-high", {"verdict": "overfitting", "onset_iter": 250},
-     "predicted: high risk of overfitting → observed: overfitting from iter 250 (as predicted)"),
-    ("overfitting-high", {"verdict": "memorizing", "onset_iter": 100},
-     "predicted: high risk of overfitting → observed: memorizing from iter 100 (as predicted)"),
-    ("underfitting", {"verdict": "overfitting", "onset_iter": 40},
-     "predicted: likely underfitting → observed: overfitting from iter 40 (not as predicted)"),
-    ("balanced", {"verdict": "healthy", "onset_iter": None}, "predicted: balanced → observed: healthy (as predicted)"),
-    ("overfitting", {"verdict": "underfitting", "onset_iter": None},
-     "predicted: some risk of overfitting → observed: underfitting (not as predicted)"),
-])
+@pytest.mark.parametrize(
+    "risk,analysis,line",
+    [
+        (
+            "overfitting-high",
+            {"verdict": "overfitting", "onset_iter": 250},
+            "predicted: high risk of overfitting → observed: overfitting from iter 250 (as predicted)",
+        ),
+        (
+            "overfitting-high",
+            {"verdict": "memorizing", "onset_iter": 100},
+            "predicted: high risk of overfitting → observed: memorizing from iter 100 (as predicted)",
+        ),
+        (
+            "underfitting",
+            {"verdict": "overfitting", "onset_iter": 40},
+            "predicted: likely underfitting → observed: overfitting from iter 40 (not as predicted)",
+        ),
+        (
+            "balanced",
+            {"verdict": "healthy", "onset_iter": None},
+            "predicted: balanced → observed: healthy (as predicted)",
+        ),
+        (
+            "overfitting",
+            {"verdict": "underfitting", "onset_iter": None},
+            "predicted: some risk of overfitting → observed: underfitting (not as predicted)",
+        ),
+    ],
+)
 def test_outcome_line(risk, analysis, line):
     assert outcome_line(risk, analysis) == line
 

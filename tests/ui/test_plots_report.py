@@ -11,20 +11,28 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-
 from gaplab.measure.curves import detect_onset
 from gaplab.measure.references import load_seed_reference
-from gaplab.measure.scaling import fit_kaplan
-from gaplab.measure.scaling import kaplan_loss
+from gaplab.measure.scaling import fit_kaplan, kaplan_loss
 from gaplab.pipeline.summary import journey_table
-from gaplab.ui.html_report import build_report
-from gaplab.ui.html_report import format_cell
 from gaplab.ui import plots
 from gaplab.ui import study_plots as study_plots_mod
+from gaplab.ui.html_report import build_report, format_cell
 from gaplab.ui.notes import compare_notes
 from gaplab.ui.study_plots import compare_figures, is_grid, is_seed_study
-from tests.measure.test_curves import (SEED0_ITERS, SEED0_TRAIN, SEED0_VAL, SEED4_ITERS, SEED4_TRAIN, make_history,
-                                       make_study, metrics_for, seed4, write_phase)
+
+from tests.measure.test_curves import (
+    SEED0_ITERS,
+    SEED0_TRAIN,
+    SEED0_VAL,
+    SEED4_ITERS,
+    SEED4_TRAIN,
+    make_history,
+    make_study,
+    metrics_for,
+    seed4,
+    write_phase,
+)
 
 TOKENS_PER_ITER, TRAIN_TOKENS = 16 * 128, 20700
 
@@ -43,7 +51,7 @@ def check_image_files(out_dir: Path, name: str, min_w: int = 600, min_h: int = 3
 
 
 def has_color(rgb: np.ndarray, hex_color: str, tol: float = 0.06, min_pixels: int = 20) -> bool:
-    target = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    target = np.array([int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)])
     return int((np.abs(rgb - target).max(axis=2) < tol).sum()) >= min_pixels
 
 
@@ -83,8 +91,13 @@ def check_readable(fig, png: Path) -> None:
     def seen(points: float) -> float:  # 1 CSS px = 1/96 in; a PNG wider than 900 px is scaled down to it
         return points * dpi / 96 * min(1.0, 900 / width)
 
-    small = sorted({(round(seen(t.get_fontsize()), 1), t.get_text()[:30]) for t in fig.findobj(Text)
-                    if t.get_visible() and t.get_text().strip() and seen(t.get_fontsize()) < 11})
+    small = sorted(
+        {
+            (round(seen(t.get_fontsize()), 1), t.get_text()[:30])
+            for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip() and seen(t.get_fontsize()) < 11
+        }
+    )
     assert not small, f"{png.name}: texts under 11 pt at display size: {small[:8]}"
     panels = [ax.get_position() for ax in _data_axes(fig)]
     for p in panels:  # the panels whose vertical span overlaps this one's by more than half: its row
@@ -118,8 +131,13 @@ def test_loss_curves(tmp_path):
     assert has_color(rgb, "#d62728")  # the red best-val star / onset line (matplotlib C3)
     assert has_color(rgb, "#1f77b4") and has_color(rgb, "#ff7f0e")  # train (C0) and val (C1) curves
     texts = legend_texts(fig)
-    assert {"best val 4.045 @ iter 2000 (ckpt/best.pt)", "overfitting onset (iter 2000)", "early stop (iter 2800)",
-            "train loss", "val loss"} <= texts
+    assert {
+        "best val 4.045 @ iter 2000 (ckpt/best.pt)",
+        "overfitting onset (iter 2000)",
+        "early stop (iter 2800)",
+        "train loss",
+        "val loss",
+    } <= texts
     assert fig.get_suptitle() == "phase4: verdict overfitting"
     # the learning rate has its own small axis under each loss panel, crossing no loss curve
     lr_axes = [ax for ax in fig.axes if ax.get_ylabel() == "learning\nrate"]
@@ -133,7 +151,7 @@ def test_loss_curves(tmp_path):
     log_ax = next(ax for ax in fig.axes if ax.get_xscale() == "log")
     assert log_ax.lines[0].get_xdata()[0] == 200  # iter 0 cannot sit on a log axis
     gap_ax = next(ax for ax in fig.axes if ax.get_title() == "gap: final +3.138 nats")
-    assert gap_ax.get_ylim()[0] <= -0.25 and any(np.allclose(l.get_ydata(), 0) for l in gap_ax.lines)  # zero line
+    assert gap_ax.get_ylim()[0] <= -0.25 and any(np.allclose(line.get_ydata(), 0) for line in gap_ax.lines)  # zero line
     assert "below 0" not in all_texts(fig)  # seed 4's gap never goes negative: no note about it
 
 
@@ -175,10 +193,10 @@ def test_live_figure_overlays_earlier_runs(tmp_path):
     plots.save_figure(fig, tmp_path, "live")
     check_readable(fig, tmp_path / "live.png")
     loss_ax = fig.axes[0]
-    faded = next(l for l in loss_ax.lines if l.get_label() == "run-001: n_embd 32: val")
+    faded = next(line for line in loss_ax.lines if line.get_label() == "run-001: n_embd 32: val")
     assert np.allclose(faded.get_ydata(), h0["val_loss"])  # the whole earlier curve, under this run's
     assert loss_ax.get_xlim()[1] >= 500  # the axis is the whole run's, from the first eval
-    star = next(l for l in loss_ax.lines if l.get_label().startswith("best val"))
+    star = next(line for line in loss_ax.lines if line.get_label().startswith("best val"))
     assert (star.get_xdata()[0], round(star.get_ydata()[0], 4)) == (100, 6.1531)
     assert any(ax.get_xlabel() == "epochs over the train split" for ax in loss_ax.child_axes)
     with pytest.raises(ValueError, match="no eval yet"):
@@ -197,15 +215,22 @@ def test_perplexity_curves(tmp_path):
 
 # --------------------------------------------------------------------------- study figures
 def small_table() -> pd.DataFrame:
-    return pd.DataFrame({
-        "phase": ["a", "b", "c", "gone"], "state": ["done", "done", "done", "failed"],
-        "params_non_embedding": [40_000, 40_000, 800_000, None], "train_tokens": [900, 9000, 20_700, None],
-        "tokens_per_param_total": [0.0225, 0.225, 0.0259, None], "epochs": [12.5, 1.25, 98.9, None],
-        "best_val": [6.15, 4.5, 4.04, None], "final_val": [7.07, 4.6, 4.20, None],
-        "final_gap": [6.90, 0.3, 3.14, None], "best_iter": [100, 900, 2000, None],
-        "verdict": ["memorizing", "healthy", "overfitting", None],
-        "model_size": ["2L-32d", "2L-32d", "4L-128d", None],
-    })
+    return pd.DataFrame(
+        {
+            "phase": ["a", "b", "c", "gone"],
+            "state": ["done", "done", "done", "failed"],
+            "params_non_embedding": [40_000, 40_000, 800_000, None],
+            "train_tokens": [900, 9000, 20_700, None],
+            "tokens_per_param_total": [0.0225, 0.225, 0.0259, None],
+            "epochs": [12.5, 1.25, 98.9, None],
+            "best_val": [6.15, 4.5, 4.04, None],
+            "final_val": [7.07, 4.6, 4.20, None],
+            "final_gap": [6.90, 0.3, 3.14, None],
+            "best_iter": [100, 900, 2000, None],
+            "verdict": ["memorizing", "healthy", "overfitting", None],
+            "model_size": ["2L-32d", "2L-32d", "4L-128d", None],
+        }
+    )
 
 
 def scatter_points(ax) -> np.ndarray:
@@ -249,8 +274,14 @@ def test_best_val_vs_train_tokens(tmp_path):
 
 def test_seed_vs_ours(tmp_path):
     ref = load_seed_reference()
-    ours = pd.DataFrame({"phase": ["phase0", "phase4", "extra"], "best_val": [5.9, 3.8, 1.0],
-                         "final_val": [6.5, 4.0, 1.0], "final_gap": [5.0, 1.5, 0.1]})
+    ours = pd.DataFrame(
+        {
+            "phase": ["phase0", "phase4", "extra"],
+            "best_val": [5.9, 3.8, 1.0],
+            "final_val": [6.5, 4.0, 1.0],
+            "final_gap": [5.0, 1.5, 0.1],
+        }
+    )
     fig = study_plots_mod.seed_vs_ours(ours, ref, tmp_path)
     check_image_files(tmp_path, "seed_vs_ours", min_w=850)
     check_readable(fig, tmp_path / "seed_vs_ours.png")
@@ -267,10 +298,21 @@ def grid_table() -> pd.DataFrame:
     rows = []
     for model, n in (("4L-128d", 800_000), ("1L-32d", 12_000)):  # deliberately not in size order
         for d in (8000, 2000):
-            rows.append({"phase": f"d{d}_{model}", "state": "done", "model_size": model, "data_max_tokens": d,
-                         "params_non_embedding": n, "train_tokens": int(d * 0.9), "epochs": 1e5 / d,
-                         "best_val": round(3 + 1e4 / d + n / 1e6, 3), "final_val": 9.0,
-                         "final_gap": round(n / 1e5 / d * 1000, 3), "tokens_per_param_total": d * 0.9 / n})
+            rows.append(
+                {
+                    "phase": f"d{d}_{model}",
+                    "state": "done",
+                    "model_size": model,
+                    "data_max_tokens": d,
+                    "params_non_embedding": n,
+                    "train_tokens": int(d * 0.9),
+                    "epochs": 1e5 / d,
+                    "best_val": round(3 + 1e4 / d + n / 1e6, 3),
+                    "final_val": 9.0,
+                    "final_gap": round(n / 1e5 / d * 1000, 3),
+                    "tokens_per_param_total": d * 0.9 / n,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -287,7 +329,9 @@ def test_grid_heatmaps(tmp_path):
     assert fig.axes[0].get_xlabel() == "data.max_train_tokens"
     best_ax, gap_ax = fig.axes[:2]  # the colour bars come after the two heatmaps
     # rows: models by size (small first); columns: data sizes ascending
-    assert np.allclose(best_ax.images[0].get_array(), [[3 + 5 + 0.012, 3 + 1.25 + 0.012], [3 + 5 + 0.8, 3 + 1.25 + 0.8]])
+    assert np.allclose(
+        best_ax.images[0].get_array(), [[3 + 5 + 0.012, 3 + 1.25 + 0.012], [3 + 5 + 0.8, 3 + 1.25 + 0.8]]
+    )
     assert np.allclose(gap_ax.images[0].get_array(), [[0.06, 0.015], [4.0, 1.0]])
     assert [t.get_text() for t in best_ax.get_xticklabels()] == ["2k", "8k"]
     assert best_ax.get_yticklabels()[0].get_text().startswith("1L-32d")
@@ -336,10 +380,17 @@ def demo(tmp_path_factory):
 
 def test_compare_figures_and_notes(demo):
     sdir, phases, table, paths = demo
-    assert {p.name for p in paths} == {f"{n}.{ext}" for n in ("compare_val_curves", "gap_curves",
-                                                               "gap_vs_tokens_per_param",
-                                                               "best_val_vs_train_tokens", "loss_vs_epochs")
-                                       for ext in ("png", "svg")}
+    assert {p.name for p in paths} == {
+        f"{n}.{ext}"
+        for n in (
+            "compare_val_curves",
+            "gap_curves",
+            "gap_vs_tokens_per_param",
+            "best_val_vs_train_tokens",
+            "loss_vs_epochs",
+        )
+        for ext in ("png", "svg")
+    }
     assert all(p.exists() and p.parent == sdir / "figures" for p in paths)
     notes = compare_notes(sdir, table, study="demo")
     # histories from before val fingerprints: ranked, but with the warning that the val sets are not known
@@ -352,9 +403,16 @@ def test_compare_figures_and_notes(demo):
 
 def test_compare_figures_picks_seed_grid_and_kaplan_figures(tmp_path, monkeypatch):
     drawn: list[str] = []
-    for name in ("compare_val_curves", "gap_curves", "gap_vs_tokens_per_param", "best_val_vs_train_tokens",
-                 "loss_vs_epochs",
-                 "seed_vs_ours", "grid_heatmaps", "kaplan_fit_plot"):
+    for name in (
+        "compare_val_curves",
+        "gap_curves",
+        "gap_vs_tokens_per_param",
+        "best_val_vs_train_tokens",
+        "loss_vs_epochs",
+        "seed_vs_ours",
+        "grid_heatmaps",
+        "kaplan_fit_plot",
+    ):
         monkeypatch.setattr(study_plots_mod, name, lambda *a, _n=name, **k: drawn.append(_n))
     # the seed study: seed 003's phase names
     sdir = tmp_path / "seed_study"
@@ -379,10 +437,23 @@ def test_compare_figures_picks_seed_grid_and_kaplan_figures(tmp_path, monkeypatc
     assert "grid_heatmaps" in names and "kaplan_fit" not in names and "seed_vs_ours" not in names
     # a 3 x 3 grid gets the Kaplan fit too
     drawn.clear()
-    rows = [{"phase": f"p{n}_{d}", "state": "done", "model_size": f"m{n}", "data_max_tokens": d,
-             "params_non_embedding": n, "train_tokens": d, "epochs": 1.0, "tokens_per_param_total": d / n,
-             "best_val": kaplan_loss(n, d, 3e6, 2e5, 0.35, 0.45), "final_val": 5.0, "final_gap": 0.1}
-            for n in (1e4, 1e5, 1e6) for d in (1e4, 1e5, 1e6)]
+    rows = [
+        {
+            "phase": f"p{n}_{d}",
+            "state": "done",
+            "model_size": f"m{n}",
+            "data_max_tokens": d,
+            "params_non_embedding": n,
+            "train_tokens": d,
+            "epochs": 1.0,
+            "tokens_per_param_total": d / n,
+            "best_val": kaplan_loss(n, d, 3e6, 2e5, 0.35, 0.45),
+            "final_val": 5.0,
+            "final_gap": 0.1,
+        }
+        for n in (1e4, 1e5, 1e6)
+        for d in (1e4, 1e5, 1e6)
+    ]
     names = {p.stem for p in compare_figures(tmp_path, pd.DataFrame(rows), [], study="big_grid")}
     assert {"grid_heatmaps", "kaplan_fit"} <= names and "kaplan_fit_plot" in drawn
 
@@ -394,10 +465,22 @@ def test_compare_with_nothing_finished(tmp_path):
 
 
 # --------------------------------------------------------------------------- report.html
-@pytest.mark.parametrize("value,text", [
-    (1234567, "1,234,567"), (0.0225, "0.0225"), (4.04490, "4.045"), (12345.6, "12,346"), (3899.0, "3,899"),
-    (float("nan"), "—"), (pd.NA, "—"), (None, "—"), (True, "true"), ("a<b", "a<b"), (np.int64(20700), "20,700"),
-])
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        (1234567, "1,234,567"),
+        (0.0225, "0.0225"),
+        (4.04490, "4.045"),
+        (12345.6, "12,346"),
+        (3899.0, "3,899"),
+        (float("nan"), "—"),
+        (pd.NA, "—"),
+        (None, "—"),
+        (True, "true"),
+        ("a<b", "a<b"),
+        (np.int64(20700), "20,700"),
+    ],
+)
 def test_format_cell(value, text):
     assert format_cell(value) == text
 
@@ -405,18 +488,32 @@ def test_format_cell(value, text):
 def test_build_report(demo):
     sdir, phases, table, figs = demo
     failed = {"broken": "FileNotFoundError: <iter_999.pt> is missing & more"}
-    out = build_report(sdir, table, figs, title="gaplab study: demo <1>",
-                              description="First paragraph with `gaplab run`.\n\nSecond <b>para</b>.",
-                              failed=failed,
-                              notes=["note with <script>alert(1)</script>"])
+    out = build_report(
+        sdir,
+        table,
+        figs,
+        title="gaplab study: demo <1>",
+        description="First paragraph with `gaplab run`.\n\nSecond <b>para</b>.",
+        failed=failed,
+        notes=["note with <script>alert(1)</script>"],
+    )
     assert out == sdir / "report.html"
     html = out.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     # the journey: its key columns first, one row per phase, in order, with formatted numbers
     key = html.split('<table class="key">')[1].split("</table>")[0]
     heads = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", key)
-    assert heads == ["phase", "verdict", "params", "train tokens", "tokens / param", "epochs", "best val @ iter",
-                     "final gap", "onset"]
+    assert heads == [
+        "phase",
+        "verdict",
+        "params",
+        "train tokens",
+        "tokens / param",
+        "epochs",
+        "best val @ iter",
+        "final gap",
+        "onset",
+    ]
     rows = re.findall(r"<tr class=\"[a-z]*\">(.*?)</tr>", key)
     assert [re.search(r"<td[^>]*>(.*?)</td>", r).group(1) for r in rows] == phases
     big = rows[1]
@@ -456,15 +553,40 @@ def test_build_report_without_figures_or_failures(tmp_path):
 def test_compare_notes_never_rank_nats_across_validation_sets(tmp_path):
     import pandas as pd
 
-    base = {"state": "done", "best_iter": 10, "onset_iter": None, "final_val": 3.0, "params_non_embedding": 1000,
-            "params_total": 3000, "train_tokens": 5000, "val_tokens": 800}
+    base = {
+        "state": "done",
+        "best_iter": 10,
+        "onset_iter": None,
+        "final_val": 3.0,
+        "params_non_embedding": 1000,
+        "params_total": 3000,
+        "train_tokens": 5000,
+        "val_tokens": 800,
+    }
     # two compact vocabularies over one val text (a study mixing vocabularies): nats per token favour the
     # small vocabulary (b), bits per byte say a is better
-    table = pd.DataFrame([
-        {**base, "phase": "a", "best_val": 2.9, "best_val_bpb": 1.10, "vocab_size": 7000, "val_fingerprint": "v1",
-         "val_text_fingerprint": "t"},
-        {**base, "phase": "b", "best_val": 2.0, "best_val_bpb": 1.25, "vocab_size": 400, "val_fingerprint": "v2",
-         "val_text_fingerprint": "t"}])
+    table = pd.DataFrame(
+        [
+            {
+                **base,
+                "phase": "a",
+                "best_val": 2.9,
+                "best_val_bpb": 1.10,
+                "vocab_size": 7000,
+                "val_fingerprint": "v1",
+                "val_text_fingerprint": "t",
+            },
+            {
+                **base,
+                "phase": "b",
+                "best_val": 2.0,
+                "best_val_bpb": 1.25,
+                "vocab_size": 400,
+                "val_fingerprint": "v2",
+                "val_text_fingerprint": "t",
+            },
+        ]
+    )
     notes = compare_notes(tmp_path, table)
     assert not any("Lowest val loss" in n for n in notes)
     assert any("2 different validation sets" in n and "not compared across sets" in n for n in notes)
@@ -483,8 +605,6 @@ def test_compare_notes_never_rank_nats_across_validation_sets(tmp_path):
     # old results without fingerprints over different vocabularies: not ranked at all
     old = table.drop(columns=["val_fingerprint", "val_text_fingerprint", "best_val_bpb"])
     assert any("not ranked" in n for n in compare_notes(tmp_path, old))
-
-
 
 
 def test_comparison_figures_pick_the_unit_in_which_losses_compare():

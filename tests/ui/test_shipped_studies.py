@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from gaplab.pipeline.config import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,5 +25,7 @@ def test_every_phase_evaluates_at_least_10_times(path):
         if t.max_iters is None:  # an epochs-based phase: its iterations depend on the data
             continue
         n = eval_count(t.max_iters, t.eval_interval)
-        assert n >= 10, (f"{path.name}: phase {phase.name} evaluates {n} times (max_iters {t.max_iters}, "
-                         f"eval_interval {t.eval_interval}); a curve needs at least 10 points")
+        assert n >= 10, (
+            f"{path.name}: phase {phase.name} evaluates {n} times (max_iters {t.max_iters}, "
+            f"eval_interval {t.eval_interval}); a curve needs at least 10 points"
+        )

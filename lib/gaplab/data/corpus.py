@@ -34,14 +34,14 @@ import json
 import re
 import sys
 import sysconfig
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Optional
+
 from ..errors import DataError
 
 TEST_DIRS = {"test", "tests", "idle_test", "__pycache__", "site-packages", "dist-packages"}
-
-
 
 
 @dataclass
@@ -49,6 +49,10 @@ class Document:
     text: str
     source: str  # label used in split composition reports (e.g. "json", "logging", "qa/templated")
     name: str  # file name or record id, for messages and examples
+    #: a fine-tuning record's two sides, when its format has roles (chat turns, instruction/output,
+    #: prompt/completion, question/answer): what the model is given and what it must answer; ``text`` is both
+    prompt: Optional[str] = None
+    answer: Optional[str] = None
 
 
 @dataclass
@@ -96,9 +100,13 @@ def stdlib_files(packages: list[str]) -> list[tuple[str, Path]]:
     """``(label, path)`` of stdlib source files, packages in the order given, files sorted."""
     root = stdlib_dir()
     if not packages:
-        names = sorted({p.stem if p.suffix == ".py" else p.name for p in root.iterdir()
-                        if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
-                        and p.name not in TEST_DIRS})
+        names = sorted(
+            {
+                p.stem if p.suffix == ".py" else p.name
+                for p in root.iterdir()
+                if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists())) and p.name not in TEST_DIRS
+            }
+        )
     else:
         names = list(packages)
     out: list[tuple[str, Path]] = []
@@ -107,8 +115,7 @@ def stdlib_files(packages: list[str]) -> list[tuple[str, Path]]:
         rel = Path(*name.split("."))
         pkg, mod = root / rel, (root / rel).with_suffix(".py")
         if pkg.is_dir():
-            files = sorted(p for p in pkg.rglob("*.py")
-                           if not (set(p.relative_to(root).parts[:-1]) & TEST_DIRS))
+            files = sorted(p for p in pkg.rglob("*.py") if not (set(p.relative_to(root).parts[:-1]) & TEST_DIRS))
             out.extend((name, p) for p in files)
         elif mod.is_file():
             out.append((name, mod))
@@ -118,10 +125,19 @@ def stdlib_files(packages: list[str]) -> list[tuple[str, Path]]:
         import difflib
 
         avail = sorted({p.stem for p in root.glob("*.py")} | {p.name for p in root.iterdir() if p.is_dir()})
-        hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, avail, 1)[0]!r}?)"
-                             if difflib.get_close_matches(m, avail, 1) else "") for m in missing]
-        raise DataError(f"data.packages: no stdlib package or module named {', '.join(hints)} "
-                        f"under {root}; allowed: names such as 'json', 'logging', 'email.mime'")
+        hints = [
+            f"{m!r}"
+            + (
+                f" (did you mean {difflib.get_close_matches(m, avail, 1)[0]!r}?)"
+                if difflib.get_close_matches(m, avail, 1)
+                else ""
+            )
+            for m in missing
+        ]
+        raise DataError(
+            f"data.packages: no stdlib package or module named {', '.join(hints)} "
+            f"under {root}; allowed: names such as 'json', 'logging', 'email.mime'"
+        )
     return out
 
 
@@ -160,8 +176,10 @@ def _record_text(record: dict, fields: list[str], template: Optional[str], where
         try:
             return template.format(**values)
         except (KeyError, IndexError, ValueError) as exc:
-            raise DataError(f"data.template = {template!r} cannot be filled ({type(exc).__name__}: {exc}); "
-                            f"allowed: placeholders among data.fields {fields}, such as {{{fields[0] if fields else 'text'}}}") from None
+            raise DataError(
+                f"data.template = {template!r} cannot be filled ({type(exc).__name__}: {exc}); "
+                f"allowed: placeholders among data.fields {fields}, such as {{{fields[0] if fields else 'text'}}}"
+            ) from None
     return "\n".join(values[f] for f in fields)
 
 
@@ -174,7 +192,7 @@ def _open_text(path: Path, kind: str):
 def _csv_records(path: Path, handle) -> Iterator[tuple[str, Any]]:
     """``(where, record or _BadRecord)`` for each csv row; a row must have as many values as the header."""
     old = csv.field_size_limit()
-    csv.field_size_limit(max(old, 2 ** 31 - 1))  # a long answer is data, not an error
+    csv.field_size_limit(max(old, 2**31 - 1))  # a long answer is data, not an error
     try:
         reader = csv.reader(handle)
         try:
@@ -187,15 +205,20 @@ def _csv_records(path: Path, handle) -> Iterator[tuple[str, Any]]:
             if not any(v.strip() for v in row):
                 continue
             if len(row) != len(header):
-                yield where, _BadRecord(
-                    f"{where}: the row has {len(row)} value{'s' if len(row) != 1 else ''} but the header "
-                    f"has {len(header)} ({', '.join(header)}); allowed: one value per column (quote values "
-                    f"that contain commas or line breaks)")
+                yield (
+                    where,
+                    _BadRecord(
+                        f"{where}: the row has {len(row)} value{'s' if len(row) != 1 else ''} but the header "
+                        f"has {len(header)} ({', '.join(header)}); allowed: one value per column (quote values "
+                        f"that contain commas or line breaks)"
+                    ),
+                )
                 continue
             yield where, dict(zip(header, row))
     except csv.Error as exc:
-        raise DataError(f"{path}:{reader.line_num}: not valid csv ({exc}); allowed: a csv file with a header "
-                        f"row") from None
+        raise DataError(
+            f"{path}:{reader.line_num}: not valid csv ({exc}); allowed: a csv file with a header row"
+        ) from None
     finally:
         csv.field_size_limit(old)
 
@@ -214,21 +237,36 @@ def _records(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield f"{path}:{i}", _BadRecord(f"{path}:{i}: line is not JSON ({exc.msg} at column "
-                                                    f"{exc.colno}): {line[:60]!r}; allowed: one JSON object per line")
+                    yield (
+                        f"{path}:{i}",
+                        _BadRecord(
+                            f"{path}:{i}: line is not JSON ({exc.msg} at column "
+                            f"{exc.colno}): {line[:60]!r}; allowed: one JSON object per line"
+                        ),
+                    )
                     continue
                 if not isinstance(rec, dict):
-                    yield f"{path}:{i}", _BadRecord(
-                        f"{path}:{i}: a JSON {type(rec).__name__} where a JSON object is required")
+                    yield (
+                        f"{path}:{i}",
+                        _BadRecord(f"{path}:{i}: a JSON {type(rec).__name__} where a JSON object is required"),
+                    )
                     continue
                 yield f"{path}:{i}", rec
         except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text (byte {exc.start} of a block); allowed: a UTF-8 {kind} "
-                            f"file") from None
+            raise DataError(
+                f"{path}: not UTF-8 text (byte {exc.start} of a block); allowed: a UTF-8 {kind} file"
+            ) from None
 
 
-def _record_documents(path: Path, kind: str, fields: list[str], template: Optional[str],
-                      label_field: Optional[str], bad_records: str = "error", stop: Stop = None) -> Corpus:
+def _record_documents(
+    path: Path,
+    kind: str,
+    fields: list[str],
+    template: Optional[str],
+    label_field: Optional[str],
+    bad_records: str = "error",
+    stop: Stop = None,
+) -> Corpus:
     docs, skipped = [], []
     for where, rec in _records(path, kind):
         name = where.rsplit("/", 1)[-1]
@@ -238,14 +276,15 @@ def _record_documents(path: Path, kind: str, fields: list[str], template: Option
             label = path.stem
             if label_field:
                 if label_field not in rec:
-                    raise _BadRecord(f"{where}: missing label field {label_field!r} (data.label_field); "
-                                     f"the record has fields {sorted(rec)}")
+                    raise _BadRecord(
+                        f"{where}: missing label field {label_field!r} (data.label_field); "
+                        f"the record has fields {sorted(rec)}"
+                    )
                 label = str(rec[label_field])
             text = _record_text(rec, fields, template, where)
         except _BadRecord as exc:
             if bad_records != "skip":
-                raise DataError(f"{exc} (data.bad_records: skip would skip such records and count "
-                                f"them)") from None
+                raise DataError(f"{exc} (data.bad_records: skip would skip such records and count them)") from None
             skipped.append((name, str(exc).replace(f"{where}: ", "", 1)))
             continue
         docs.append(Document(text, label, name))
@@ -276,12 +315,19 @@ def import_callable(spec: str, key: str, error: type = DataError, allowed: Optio
     """
     allowed = allowed or "allowed: 'package.module:function' from your own code or gaplab (never the standard library)"
     module_name, sep, attr = spec.partition(":") if isinstance(spec, str) else ("", "", "")
-    if not sep or not module_name or not attr or not re.fullmatch(r"[A-Za-z_][\w.]*", module_name) \
-            or not attr.isidentifier():
+    if (
+        not sep
+        or not module_name
+        or not attr
+        or not re.fullmatch(r"[A-Za-z_][\w.]*", module_name)
+        or not attr.isidentifier()
+    ):
         raise error(f"{key}: {spec!r} is not 'module:function'; {allowed}")
     if refused_module(module_name):
-        raise error(f"{key}: {spec!r}: names the standard library or a builtin ({module_name.split('.')[0]}), "
-                    f"whose functions a study may not call; {allowed}")
+        raise error(
+            f"{key}: {spec!r}: names the standard library or a builtin ({module_name.split('.')[0]}), "
+            f"whose functions a study may not call; {allowed}"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -293,8 +339,10 @@ def import_callable(spec: str, key: str, error: type = DataError, allowed: Optio
         raise error(f"{key}: {spec!r} is a {type(fn).__name__}, not a function; {allowed}")
     defined_in = getattr(fn, "__module__", None)
     if refused_module(defined_in if isinstance(defined_in, str) else None):
-        raise error(f"{key}: {spec!r}: it is {defined_in or 'a builtin'}'s {getattr(fn, '__name__', attr)}, "
-                    f"from the standard library, which a study may not call; {allowed}")
+        raise error(
+            f"{key}: {spec!r}: it is {defined_in or 'a builtin'}'s {getattr(fn, '__name__', attr)}, "
+            f"from the standard library, which a study may not call; {allowed}"
+        )
     return fn
 
 
@@ -311,11 +359,15 @@ def load_corpus(data: Any, stop: Stop = None) -> Corpus:
         root = Path(data.path)
         if not root.is_dir():
             raise DataError(f"data.path: no such folder: {root}")
-        items = [(p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else root.name, p)
-                 for p in sorted(root.glob(data.glob)) if p.is_file()]
+        items = [
+            (p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else root.name, p)
+            for p in sorted(root.glob(data.glob))
+            if p.is_file()
+        ]
         if not items:
-            raise DataError(f"data.glob: {data.glob!r} matches no files under {root}; "
-                            f"allowed: a glob such as '**/*.py' or '*.txt'")
+            raise DataError(
+                f"data.glob: {data.glob!r} matches no files under {root}; allowed: a glob such as '**/*.py' or '*.txt'"
+            )
         corpus = _files_documents(root, items, stop)
     elif src == "text":
         path = Path(data.path)
@@ -323,8 +375,15 @@ def load_corpus(data: Any, stop: Stop = None) -> Corpus:
             raise DataError(f"data.path: no such text file: {path}")
         corpus = _files_documents(path.parent, [(path.stem, path)])
     elif src in ("jsonl", "csv"):
-        corpus = _record_documents(Path(data.path), src, list(data.fields), data.template, data.label_field,
-                                   getattr(data, "bad_records", "error"), stop)
+        corpus = _record_documents(
+            Path(data.path),
+            src,
+            list(data.fields),
+            data.template,
+            data.label_field,
+            getattr(data, "bad_records", "error"),
+            stop,
+        )
     elif src == "generated":
         fn = import_callable(data.generator, "data.generator")
         docs = fn(**dict(data.generator_args))

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 from .corpus import TEST_DIRS, read_text_file, stdlib_dir, stdlib_files
 
@@ -61,8 +62,9 @@ def stdlib_packages() -> list[str]:
     return out
 
 
-def closest_stdlib_package(tokenizer, target: Optional[dict[str, int]] = None,
-                           max_tokens_factor: float = 20.0) -> list[tuple[float, str, dict[str, int]]]:
+def closest_stdlib_package(
+    tokenizer, target: Optional[dict[str, int]] = None, max_tokens_factor: float = 20.0
+) -> list[tuple[float, str, dict[str, int]]]:
     """Stdlib packages ranked by :func:`distance` to ``target`` (default: seed 003's corpus), closest first.
 
     Only packages with at least the target's tokens qualify.  Packages whose source is more than

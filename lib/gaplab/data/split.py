@@ -54,10 +54,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..schema import PhaseParams
 from ..errors import Problem, StudyError
+from ..schema import PhaseParams
 from .corpus import Corpus, Document, load_corpus
 from .tokenizer import BPEVocabTooLarge, CompactTokenizer, Tokenizer, get_tokenizer, phase_bpe
+
 
 @dataclass
 class Prepared:
@@ -126,7 +127,7 @@ def _val_mask(data, owners: np.ndarray, n_docs: int, n: int) -> np.ndarray:
     n_val = val_token_count(n, data.val_fraction)
     rng = np.random.default_rng(data.seed)
     if data.split == "tail":
-        mask[n - n_val:] = True
+        mask[n - n_val :] = True
     elif data.split == "documents":
         sizes = np.bincount(owners, minlength=n_docs)
         chosen, got = [], 0
@@ -141,7 +142,7 @@ def _val_mask(data, owners: np.ndarray, n_docs: int, n: int) -> np.ndarray:
         n_chunks = -(-n // size)
         k = min(n_chunks - 1, max(1, int(round(n_chunks * data.val_fraction)))) if n_chunks > 1 else 0
         for c in rng.choice(n_chunks, size=k, replace=False):
-            mask[c * size:(c + 1) * size] = True
+            mask[c * size : (c + 1) * size] = True
     return mask
 
 
@@ -153,7 +154,7 @@ def _train_subset(data, val_mask: np.ndarray) -> np.ndarray:
         keep[train_pos] = True
         return keep
     size = data.chunk_size
-    pieces = [train_pos[i:i + size] for i in range(0, len(train_pos), size)]
+    pieces = [train_pos[i : i + size] for i in range(0, len(train_pos), size)]
     got = 0
     for i in np.random.default_rng(data.seed + 1).permutation(len(pieces)):
         take = pieces[i][: data.max_train_tokens - got]
@@ -177,8 +178,7 @@ def composition(documents: list[Document], owners: np.ndarray, val_mask: np.ndar
         dcount = np.bincount(doc_label[docs_in], minlength=len(labels)) if len(docs_in) else np.zeros(len(labels), int)
         out[split] = {s: {"tokens": int(tok[i]), "documents": int(dcount[i])} for i, s in enumerate(labels)}
     out["val_share_by_source"] = {
-        s: (out["val"][s]["tokens"] / max(1, out["val"][s]["tokens"] + out["train"][s]["tokens"]))
-        for s in labels
+        s: (out["val"][s]["tokens"] / max(1, out["val"][s]["tokens"] + out["train"][s]["tokens"])) for s in labels
     }
     return out
 
@@ -258,8 +258,9 @@ def _text_pieces(texts: list[str], separator: str, data) -> list[tuple[str, int,
     return out
 
 
-def _tokenize_text_split(params: PhaseParams, texts: list[str], phase: str, file: str, tokenizer_dir,
-                         reuse_tokenizer: bool):
+def _tokenize_text_split(
+    params: PhaseParams, texts: list[str], phase: str, file: str, tokenizer_dir, reuse_tokenizer: bool
+):
     """``data.split_on: text``: cut the text, train a bpe on the training pieces, tokenize every piece.
 
     Returns ``(base tokenizer, token stream, owner document per token, val mask, tokens per document)``.
@@ -271,8 +272,9 @@ def _tokenize_text_split(params: PhaseParams, texts: list[str], phase: str, file
         try:
             base = phase_bpe(train_texts, tok_cfg.vocab_size, tokenizer_dir, reuse_only=reuse_tokenizer)
         except BPEVocabTooLarge as exc:
-            raise StudyError([Problem(file, phase, "tokenizer.vocab_size", tok_cfg.vocab_size,
-                                      str(exc).split(": ", 1)[1])]) from None
+            raise StudyError(
+                [Problem(file, phase, "tokenizer.vocab_size", tok_cfg.vocab_size, str(exc).split(": ", 1)[1])]
+            ) from None
     else:
         base = get_tokenizer(tok_cfg.name, texts + [data.separator])
     ids = [np.asarray(t, dtype=np.int64) for t in base.encode_batch([t for t, _, _, _ in pieces])]
@@ -288,8 +290,9 @@ def _tokenize_text_split(params: PhaseParams, texts: list[str], phase: str, file
     return base, stream, owners, mask, doc_tokens_flat
 
 
-def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)", *, tokenizer_dir=None,
-                 reuse_tokenizer: bool = False) -> Prepared:
+def prepare_data(
+    params: PhaseParams, phase: str = "?", file: str = "(study)", *, tokenizer_dir=None, reuse_tokenizer: bool = False
+) -> Prepared:
     """Corpus → tokens → max_tokens cut → split → (compact) ids, with a composition report.
 
     With ``data.split_on: text`` the split comes first, then the tokens (see the module docstring).  A
@@ -300,8 +303,9 @@ def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)", *
     if data.split_on == "text":
         corpus = load_corpus(data)
         texts = [d.text for d in corpus.documents]
-        base, stream, owners, mask, kept_tokens = _tokenize_text_split(params, texts, phase, file, tokenizer_dir,
-                                                                       reuse_tokenizer)
+        base, stream, owners, mask, kept_tokens = _tokenize_text_split(
+            params, texts, phase, file, tokenizer_dir, reuse_tokenizer
+        )
         kept, documents, doc_tokens = len(texts), corpus.documents, kept_tokens
         sep = np.asarray(base.encode(data.separator), dtype=np.int64)
     else:
@@ -324,11 +328,18 @@ def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)", *
     problems = []
     for split, arr in (("train", train_base), ("val", val_base)):
         if len(arr) < need:
-            problems.append(Problem(file, phase, "model.block_size", params.model.block_size,
-                                    f"the {split} split has {len(arr)} tokens but needs at least block_size + 1 = "
-                                    f"{need} (corpus {len(stream)} tokens, data.max_tokens={data.max_tokens}, "
-                                    f"data.val_fraction={data.val_fraction}); allowed: a smaller block_size or "
-                                    f"more data"))
+            problems.append(
+                Problem(
+                    file,
+                    phase,
+                    "model.block_size",
+                    params.model.block_size,
+                    f"the {split} split has {len(arr)} tokens but needs at least block_size + 1 = "
+                    f"{need} (corpus {len(stream)} tokens, data.max_tokens={data.max_tokens}, "
+                    f"data.val_fraction={data.val_fraction}); allowed: a smaller block_size or "
+                    f"more data",
+                )
+            )
     if problems:
         raise StudyError(problems)
 
@@ -338,8 +349,9 @@ def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)", *
     in_val[np.unique(owners[mask])] = True
     in_train[np.unique(owners[~mask])] = True
     for i in range(kept):
-        doc_split.append("both" if in_val[i] and in_train[i] else
-                         "val" if in_val[i] else "train" if in_train[i] else "unused")  # unused: max_train_tokens
+        doc_split.append(
+            "both" if in_val[i] and in_train[i] else "val" if in_val[i] else "train" if in_train[i] else "unused"
+        )  # unused: max_train_tokens
 
     if tok_cfg.compact:
         if tok_cfg.compact_from == "corpus":  # every id of the whole corpus, before max_tokens cut it
@@ -353,11 +365,24 @@ def prepare_data(params: PhaseParams, phase: str = "?", file: str = "(study)", *
     nbytes = base.byte_lengths()
     val_text = base.decode(val_base.tolist()).encode("utf-8", "surrogatepass")
     return Prepared(
-        corpus=corpus, documents=documents, doc_tokens=kept_tokens, base_tokenizer=base, tokenizer=model_tok,
-        train_base=train_base, val_base=val_base, train=train, val=val, doc_split=doc_split,
-        composition=composition(documents, owners, mask), vocab_size=model_tok.vocab_size,
-        vocab_size_original=base.vocab_size, train_owners=owners[~mask], val_owners=owners[mask],
-        train_bytes=nbytes[train_base], val_bytes=nbytes[val_base], val_seen=np.isin(val_base, train_base),
+        corpus=corpus,
+        documents=documents,
+        doc_tokens=kept_tokens,
+        base_tokenizer=base,
+        tokenizer=model_tok,
+        train_base=train_base,
+        val_base=val_base,
+        train=train,
+        val=val,
+        doc_split=doc_split,
+        composition=composition(documents, owners, mask),
+        vocab_size=model_tok.vocab_size,
+        vocab_size_original=base.vocab_size,
+        train_owners=owners[~mask],
+        val_owners=owners[mask],
+        train_bytes=nbytes[train_base],
+        val_bytes=nbytes[val_base],
+        val_seen=np.isin(val_base, train_base),
         val_fingerprint=_fingerprint(model_tok.identity().encode(), val_base.astype("<i8").tobytes()),
         val_text_fingerprint=_fingerprint(val_text),
     )

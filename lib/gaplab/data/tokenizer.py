@@ -22,13 +22,14 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
-from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ..errors import TokenizerError
+from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ..schema import BYTE_ALPHABET
 
 R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
@@ -47,8 +48,6 @@ GPT2_NAMES = ("gpt2", "r50k_base")
 
 
 ENDOFTEXT = "<|endoftext|>"
-
-
 
 
 def cache_dir() -> Path:
@@ -74,8 +73,10 @@ def install_ranks_from_sdist(sdist: Path, directory: Optional[Path] = None) -> P
         data = tar.extractfile(member).read()
     digest = _sha256(data)
     if digest != R50K_SHA256:
-        raise TokenizerError(f"{sdist}: {WHISPER_MEMBER} has sha256 {digest}, expected {R50K_SHA256} "
-                             "(tiktoken's hash for r50k_base); refusing to install it")
+        raise TokenizerError(
+            f"{sdist}: {WHISPER_MEMBER} has sha256 {digest}, expected {R50K_SHA256} "
+            "(tiktoken's hash for r50k_base); refusing to install it"
+        )
     return atomic_write_bytes(ranks_path(directory), data)
 
 
@@ -85,13 +86,27 @@ def fetch_gpt2_ranks(directory: Optional[Path] = None, force: bool = False) -> P
     if target.exists() and not force and _sha256(target.read_bytes()) == R50K_SHA256:
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", tmp, WHISPER_SDIST]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            tmp,
+            WHISPER_SDIST,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         sdists = list(Path(tmp).glob("openai*whisper*.tar.gz"))
         if proc.returncode != 0 or not sdists:
-            raise TokenizerError("could not download the openai-whisper sdist from the package registry "
-                                 f"({' '.join(cmd[2:])}):\n{proc.stderr.strip()[-800:]}")
+            raise TokenizerError(
+                "could not download the openai-whisper sdist from the package registry "
+                f"({' '.join(cmd[2:])}):\n{proc.stderr.strip()[-800:]}"
+            )
         return install_ranks_from_sdist(sdists[0], directory)
 
 
@@ -139,8 +154,9 @@ class TiktokenTokenizer(Tokenizer):
 
     def byte_lengths(self) -> np.ndarray:
         if getattr(self, "_byte_lengths", None) is None:
-            self._byte_lengths = np.array([len(self.enc.decode_single_token_bytes(i)) for i in range(self.vocab_size)],
-                                          dtype=np.int64)
+            self._byte_lengths = np.array(
+                [len(self.enc.decode_single_token_bytes(i)) for i in range(self.vocab_size)], dtype=np.int64
+            )
         return self._byte_lengths
 
 
@@ -157,13 +173,20 @@ def gpt2_encoding():
 
         path = ranks_path()
         if not path.exists():
-            raise TokenizerError(f"the GPT-2 ranks are not provisioned (looked for {path}). "
-                                 "Run `gaplab tokenizer fetch` (or `make setup`), which takes them from the "
-                                 "openai-whisper sdist on PyPI and checks tiktoken's sha256; "
-                                 "or use tokenizer.name: char")
+            raise TokenizerError(
+                f"the GPT-2 ranks are not provisioned (looked for {path}). "
+                "Run `gaplab tokenizer fetch` (or `make setup`), which takes them from the "
+                "openai-whisper sdist on PyPI and checks tiktoken's sha256; "
+                "or use tokenizer.name: char"
+            )
         ranks = load_tiktoken_bpe(str(path), expected_hash=R50K_SHA256)
-        _GPT2 = tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
-                                  special_tokens={ENDOFTEXT: 50256}, explicit_n_vocab=50257)
+        _GPT2 = tiktoken.Encoding(
+            name="gpt2",
+            pat_str=r50k_pat_str,
+            mergeable_ranks=ranks,
+            special_tokens={ENDOFTEXT: 50256},
+            explicit_n_vocab=50257,
+        )
     return _GPT2
 
 
@@ -248,8 +271,10 @@ BPE_FILE = "tokenizer.json"
 #: what it was trained on, beside it: the stamp that :func:`phase_bpe` compares, sizes, library version
 BPE_TRAINING_FILE = "tokenizer_training.json"
 #: the training recipe, part of the stamp: a change here retrains every phase's BPE
-BPE_RECIPE = ("byte-level BPE: ByteLevel pre-tokenizer (GPT-2's split pattern, no prefix space), all 256 bytes "
-              "as the initial alphabet, no special tokens, min_frequency 0")
+BPE_RECIPE = (
+    "byte-level BPE: ByteLevel pre-tokenizer (GPT-2's split pattern, no prefix space), all 256 bytes "
+    "as the initial alphabet, no special tokens, min_frequency 0"
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -259,8 +284,9 @@ def _byte_decoder() -> dict[str, int]:
     Bytes that print (``!``..``~``, ``¡``..``¬``, ``®``..``ÿ``) stand for themselves; the other 68 are
     shifted to U+0100 and up, in byte order.  ``tokenizers``' ByteLevel uses this table.
     """
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     table, shift = {}, 0
     for b in range(256):
         if b in printable:
@@ -289,7 +315,7 @@ class BPETokenizer(Tokenizer):
         self._byte_lengths = None
 
     @classmethod
-    def from_json(cls, text: str) -> "BPETokenizer":
+    def from_json(cls, text: str) -> BPETokenizer:
         from tokenizers import Tokenizer as HFTokenizer
 
         return cls(HFTokenizer.from_str(text))
@@ -327,16 +353,24 @@ def train_bpe(texts: Sequence[str], vocab_size: int) -> BPETokenizer:
     equally frequent pairs by their ids, and the byte alphabet comes sorted), so a phase's BPE is a function
     of its data settings.  Raises :class:`BPEVocabTooLarge` when the texts run out of pairs first.
     """
-    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
 
     if vocab_size < BYTE_ALPHABET:
-        raise TokenizerError(f"tokenizer.vocab_size = {vocab_size}: below the byte alphabet; allowed: an integer "
-                             f">= {BYTE_ALPHABET} (a byte-level BPE starts from all {BYTE_ALPHABET} byte values)")
+        raise TokenizerError(
+            f"tokenizer.vocab_size = {vocab_size}: below the byte alphabet; allowed: an integer "
+            f">= {BYTE_ALPHABET} (a byte-level BPE starts from all {BYTE_ALPHABET} byte values)"
+        )
     hf = HFTokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     hf.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=0, show_progress=False, special_tokens=[],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=0,
+        show_progress=False,
+        special_tokens=[],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     hf.train_from_iterator(list(texts), trainer=trainer, length=len(texts))
     tok = BPETokenizer(hf)
     if tok.vocab_size < vocab_size:
@@ -344,7 +378,9 @@ def train_bpe(texts: Sequence[str], vocab_size: int) -> BPETokenizer:
         raise BPEVocabTooLarge(
             f"tokenizer.vocab_size = {vocab_size}: the training text ({chars:,} characters) supports at most "
             f"{tok.vocab_size:,} BPE tokens (by then every word in it is a single token); allowed: "
-            f"{BYTE_ALPHABET} to {tok.vocab_size}", tok.vocab_size)
+            f"{BYTE_ALPHABET} to {tok.vocab_size}",
+            tok.vocab_size,
+        )
     return tok
 
 
@@ -373,29 +409,45 @@ def phase_bpe(texts: Sequence[str], vocab_size: int, run_dir=None, reuse_only: b
             if hashlib.sha256(text.encode()).hexdigest() == info.get("tokenizer_sha256"):
                 return BPETokenizer.from_json(text)
         if reuse_only:
-            what = ("is missing" if not path.exists() else
-                    "was trained on other text or with another vocab_size than this phase's settings give")
-            raise TokenizerError(f"{path} {what}, and the checkpoints in {run_dir} need the tokenizer they were "
-                                 "trained with; allowed: run 01_inspect_data and 02_train for this run_dir first "
-                                 "(they train and save it), or restore the phase's settings")
+            what = (
+                "is missing"
+                if not path.exists()
+                else "was trained on other text or with another vocab_size than this phase's settings give"
+            )
+            raise TokenizerError(
+                f"{path} {what}, and the checkpoints in {run_dir} need the tokenizer they were "
+                "trained with; allowed: run 01_inspect_data and 02_train for this run_dir first "
+                "(they train and save it), or restore the phase's settings"
+            )
     tok = train_bpe(texts, vocab_size)
     if run_dir is not None:
         import tokenizers
 
         text = tok.to_json()
         atomic_write_text(path, text)
-        atomic_write_json(info_path, {
-            "stamp": stamp, "tokenizer_sha256": hashlib.sha256(text.encode()).hexdigest(), "recipe": BPE_RECIPE,
-            "vocab_size": tok.vocab_size, "merges": tok.vocab_size - BYTE_ALPHABET, "train_texts": len(texts),
-            "train_characters": sum(len(t) for t in texts), "tokenizers_version": tokenizers.__version__})
+        atomic_write_json(
+            info_path,
+            {
+                "stamp": stamp,
+                "tokenizer_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                "recipe": BPE_RECIPE,
+                "vocab_size": tok.vocab_size,
+                "merges": tok.vocab_size - BYTE_ALPHABET,
+                "train_texts": len(texts),
+                "train_characters": sum(len(t) for t in texts),
+                "tokenizers_version": tokenizers.__version__,
+            },
+        )
     return tok
 
 
 def get_tokenizer(name: str, corpus_texts: Optional[Iterable[str]] = None) -> Tokenizer:
     """The base tokenizer a study names: ``gpt2`` (offline ranks), ``char``, or another tiktoken encoding."""
     if name == "bpe":
-        raise TokenizerError("tokenizer.name bpe is trained on a phase's training split: build it with "
-                             "gaplab.data.split.prepare_data (or gaplab.data.tokenizer.train_bpe), not get_tokenizer")
+        raise TokenizerError(
+            "tokenizer.name bpe is trained on a phase's training split: build it with "
+            "gaplab.data.split.prepare_data (or gaplab.data.tokenizer.train_bpe), not get_tokenizer"
+        )
     if name in GPT2_NAMES:
         return TiktokenTokenizer(gpt2_encoding(), name)
     if name == "char":
@@ -410,5 +462,7 @@ def get_tokenizer(name: str, corpus_texts: Optional[Iterable[str]] = None) -> To
 
         return TiktokenTokenizer(tiktoken.get_encoding(name), name)
     except Exception as exc:  # network errors, unknown names
-        raise TokenizerError(f"tokenizer.name {name!r}: tiktoken could not load it ({type(exc).__name__}). "
-                             "Only gpt2/r50k_base are provisioned offline; use one of those or char") from None
+        raise TokenizerError(
+            f"tokenizer.name {name!r}: tiktoken could not load it ({type(exc).__name__}). "
+            "Only gpt2/r50k_base are provisioned offline; use one of those or char"
+        ) from None

@@ -23,10 +23,11 @@ Seed 002 trained on shopping carts whose totals were random numbers
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, Union
 
-from .corpus import Document, import_callable
 from ..errors import ValidatorError
+from .corpus import Document, import_callable
 
 #: A validator: problems for one document, or ``None`` when it does not apply.
 Validator = Callable[[Document], Optional[list[str]]]
@@ -41,8 +42,6 @@ _EPS = 1e-6
 
 #: How many failing documents each validator keeps as examples in the report.
 MAX_EXAMPLES = 5
-
-
 
 
 # --------------------------------------------------------------------------- json_valid
@@ -67,8 +66,10 @@ def json_valid(document: Document) -> list[str]:
             try:
                 json.loads(line)
             except json.JSONDecodeError as err:
-                return [f"neither one JSON value ({whole_err.msg} at line {whole_err.lineno}) nor JSON Lines: "
-                        f"line {i} is not JSON ({err.msg} at column {err.colno})"]
+                return [
+                    f"neither one JSON value ({whole_err.msg} at line {whole_err.lineno}) nor JSON Lines: "
+                    f"line {i} is not JSON ({err.msg} at column {err.colno})"
+                ]
         return []
 
 
@@ -91,7 +92,7 @@ def _parse_object(text: str) -> Optional[dict]:
         if start < 0 or end <= start:
             return None
         try:
-            value = json.loads(text[start:end + 1])
+            value = json.loads(text[start : end + 1])
         except json.JSONDecodeError:
             return None
     return value if isinstance(value, dict) else None
@@ -169,8 +170,10 @@ def cart_arithmetic(document: Document) -> Optional[list[str]]:
         if subtotal is None and "subtotal" not in cart:
             subtotal = items_sum  # no subtotal field: the items' sum stands in for it
         elif subtotal is not None and abs(items_sum - subtotal) > CENT + _EPS:
-            problems.append(f"items sum to {_money(items_sum)} (quantity × price) but subtotal is "
-                            f"{_money(subtotal)} (off by {_money(subtotal - items_sum)})")
+            problems.append(
+                f"items sum to {_money(items_sum)} (quantity × price) but subtotal is "
+                f"{_money(subtotal)} (off by {_money(subtotal - items_sum)})"
+            )
 
     extras = {}
     for label, keys in (("tax", ("tax",)), ("shipping", _SHIPPING_KEYS), ("discount", ("discount",))):
@@ -188,8 +191,9 @@ def cart_arithmetic(document: Document) -> Optional[list[str]]:
             parts = f"subtotal {_money(subtotal)} + tax {_money(extras['tax'])} + shipping {_money(extras['shipping'])}"
             if extras["discount"]:
                 parts += f" - discount {_money(extras['discount'])}"
-            problems.append(f"{parts} = {_money(expected)} but total is {_money(total)} "
-                            f"(off by {_money(total - expected)})")
+            problems.append(
+                f"{parts} = {_money(expected)} but total is {_money(total)} (off by {_money(total - expected)})"
+            )
     return problems
 
 
@@ -210,8 +214,13 @@ def cart_total_near(document: Document) -> Optional[list[str]]:
     if cart is None or "items" not in cart or "total" not in cart:
         return None
     amounts = {}
-    for label, keys in (("total", ("total",)), ("subtotal", ("subtotal",)), ("tax", ("tax",)),
-                        ("shipping", _SHIPPING_KEYS), ("discount", ("discount",))):
+    for label, keys in (
+        ("total", ("total",)),
+        ("subtotal", ("subtotal",)),
+        ("tax", ("tax",)),
+        ("shipping", _SHIPPING_KEYS),
+        ("discount", ("discount",)),
+    ):
         key, raw = _first(cart, keys)
         if key is None and label in ("total", "subtotal"):
             return [f"no {label!r} to compare"]
@@ -220,21 +229,28 @@ def cart_total_near(document: Document) -> Optional[list[str]]:
             return [f"{key!r} is not a number ({raw!r})"]
     expected = amounts["subtotal"] + amounts["tax"] + amounts["shipping"] - amounts["discount"]
     if abs(amounts["total"] - expected) > NEAR_SHARE * abs(expected) + CENT + _EPS:
-        return [f"total {_money(amounts['total'])} is not within {NEAR_SHARE:.0%} of subtotal + tax + shipping = "
-                f"{_money(expected)}"]
+        return [
+            f"total {_money(amounts['total'])} is not within {NEAR_SHARE:.0%} of subtotal + tax + shipping = "
+            f"{_money(expected)}"
+        ]
     return []
 
 
 # --------------------------------------------------------------------------- loading
-BUILTINS: dict[str, Validator] = {"json_valid": json_valid, "cart_arithmetic": cart_arithmetic,
-                                  "cart_total_near": cart_total_near}
+BUILTINS: dict[str, Validator] = {
+    "json_valid": json_valid,
+    "cart_arithmetic": cart_arithmetic,
+    "cart_total_near": cart_total_near,
+}
 
 
 def _allowed() -> str:
     names = ", ".join(BUILTINS)
     full = ", ".join(f"gaplab.data.validators:{n}" for n in BUILTINS)
-    return (f"allowed: a built-in name ({names}; or {full}) or 'package.module:function' of an importable function "
-            "(never the standard library's)")
+    return (
+        f"allowed: a built-in name ({names}; or {full}) or 'package.module:function' of an importable function "
+        "(never the standard library's)"
+    )
 
 
 def load_validator(spec: Union[str, Callable]) -> Validator:
@@ -281,9 +297,11 @@ def run_validators(documents: Sequence[Document], specs: Sequence[Union[str, Cal
                 skipped += 1
                 continue
             if not isinstance(problems, (list, tuple)) or not all(isinstance(p, str) for p in problems):
-                raise ValidatorError(f"data.validators: {name!r} returned {type(problems).__name__} for "
-                                     f"{doc.name!r}; a validator must return a list of problem strings "
-                                     "(empty when the document passes) or None when it does not apply")
+                raise ValidatorError(
+                    f"data.validators: {name!r} returned {type(problems).__name__} for "
+                    f"{doc.name!r}; a validator must return a list of problem strings "
+                    "(empty when the document passes) or None when it does not apply"
+                )
             checked += 1
             checked_any[i] = True
             if problems:
@@ -292,8 +310,11 @@ def run_validators(documents: Sequence[Document], specs: Sequence[Union[str, Cal
                 if len(examples) < MAX_EXAMPLES:
                     examples.append({"document": doc.name, "source": doc.source, "problems": list(problems)})
         results[name] = {
-            "checked": checked, "skipped": skipped, "failing": failing,
-            "share": (failing / checked) if checked else 0.0, "examples": examples,
+            "checked": checked,
+            "skipped": skipped,
+            "failing": failing,
+            "share": (failing / checked) if checked else 0.0,
+            "examples": examples,
         }
     n_checked = sum(checked_any)
     n_failing = sum(failing_any)

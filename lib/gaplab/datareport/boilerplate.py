@@ -17,12 +17,13 @@ a *natural phrase*, listed apart so the learner sees what was set aside and why.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from .detectors import share_of, skeleton_groups, word_ids
 from ..measure.ngram_index import sorted_unique, window_hashes
+from .detectors import share_of, skeleton_groups, word_ids
 
 #: a phrase run "sits at the start / end" when it begins (ends) within this share of the document's words
 #: from its start (end), or within 2 n-grams' worth of words, whichever is more
@@ -59,10 +60,17 @@ def _group_reduce(keys: np.ndarray, values: np.ndarray, how: str) -> tuple[np.nd
     return k[starts], (v[lo] + v[hi]) / 2.0
 
 
-def boilerplate(texts: Sequence[str], names: Sequence[str], n: int = 6, min_share: float = 0.10,
-                min_documents: int = 3, groups: Optional[np.ndarray] = None, top: int = 10,
-                min_coverage: float = MIN_COVERAGE,
-                words: Optional[tuple[list[np.ndarray], list[str]]] = None) -> dict[str, Any]:
+def boilerplate(
+    texts: Sequence[str],
+    names: Sequence[str],
+    n: int = 6,
+    min_share: float = 0.10,
+    min_documents: int = 3,
+    groups: Optional[np.ndarray] = None,
+    top: int = 10,
+    min_coverage: float = MIN_COVERAGE,
+    words: Optional[tuple[list[np.ndarray], list[str]]] = None,
+) -> dict[str, Any]:
     """Word ``n``-grams (lower-cased ``\\w+`` words) repeated across documents that are boilerplate.
 
     A candidate occurs in at least ``min_share`` of the documents (and in at least ``min_documents``).
@@ -94,12 +102,19 @@ def boilerplate(texts: Sequence[str], names: Sequence[str], n: int = 6, min_shar
     n_units = int(sorted_unique(groups[groups >= 0]).size)
     need = max(int(min_documents), math.ceil(min_share * n_units - 1e-9))
     result: dict[str, Any] = {
-        "ngram": n, "min_share": min_share, "min_documents": need, "documents": 0, "share": 0.0,
+        "ngram": n,
+        "min_share": min_share,
+        "min_documents": need,
+        "documents": 0,
+        "share": 0.0,
         "coverage": {"mean_in_documents": 0.0, "max": 0.0, "of_all_words": 0.0, "top": []},
-        "phrases": [], "natural_phrases": [],
-        "rule": (f"a {n}-word phrase in ≥ {need} documents (≥ {min_share:.0%}) is boilerplate when it sits "
-                 f"at the start or the end of ≥ {SAME_PLACE_SHARE:.0%} of them (within {EDGE_SHARE:.0%} "
-                 f"of their words) or its run covers ≥ {min_coverage:.0%} of the median one's words"),
+        "phrases": [],
+        "natural_phrases": [],
+        "rule": (
+            f"a {n}-word phrase in ≥ {need} documents (≥ {min_share:.0%}) is boilerplate when it sits "
+            f"at the start or the end of ≥ {SAME_PLACE_SHARE:.0%} of them (within {EDGE_SHARE:.0%} "
+            f"of their words) or its run covers ≥ {min_coverage:.0%} of the median one's words"
+        ),
     }
     if not pieces:
         return result
@@ -107,7 +122,7 @@ def boilerplate(texts: Sequence[str], names: Sequence[str], n: int = 6, min_shar
     doc = np.concatenate(owners)
     offset = np.concatenate(offsets)
     h = window_hashes(ids, n)  # window i covers ids[i:i+n]
-    valid = doc[: h.size] == doc[n - 1:]  # windows inside one document
+    valid = doc[: h.size] == doc[n - 1 :]  # windows inside one document
     where = np.flatnonzero(valid)
     hashes, df = _distinct_owner_counts(h[where], groups[doc[where]])
     frequent = hashes[df >= need]
@@ -161,12 +176,13 @@ def boilerplate(texts: Sequence[str], names: Sequence[str], n: int = 6, min_shar
             "mean_in_documents": float(per_doc[docs_bp].mean()),
             "max": float(per_doc[docs_bp].max()),
             "of_all_words": share_of(int(in_bp.sum()), int(lengths.sum())),
-            "top": [{"name": names[int(d)], "coverage": float(per_doc[d]), "words": int(lengths[d])}
-                    for d in top_docs],
+            "top": [{"name": names[int(d)], "coverage": float(per_doc[d]), "words": int(lengths[d])} for d in top_docs],
         }
     inverse = vocab_list
-    info = {int(x): (int(c), float(p), float(m), int(s_), int(e_))
-            for x, c, p, m, s_, e_ in zip(uh, docs_with, place, med_cover, n_start, n_end)}
+    info = {
+        int(x): (int(c), float(p), float(m), int(s_), int(e_))
+        for x, c, p, m, s_, e_ in zip(uh, docs_with, place, med_cover, n_start, n_end)
+    }
     result["phrases"] = _phrases(h, hit, ids, doc, n, boiler_hashes, info, inverse, names, len(texts), top)
     natural = uh[~is_boiler]
     result["natural_phrases"] = _phrases(h, hit, ids, doc, n, natural, info, inverse, names, len(texts), 5)
@@ -196,12 +212,20 @@ def _phrases(h, hit, ids, doc, n, chosen, info, inverse, names, n_docs, top) -> 
             lo -= 1
         while hi + 1 < h.size and count_at[hi + 1] >= 0.9 * target and doc[hi + 1] == doc[hi]:
             hi += 1
-        covered.update(int(x) for x in h[lo: hi + 1])
+        covered.update(int(x) for x in h[lo : hi + 1])
         c, place, med, n_start, n_end = info[hv]
         where = ("start" if n_start >= n_end else "end") if place >= SAME_PLACE_SHARE else "throughout"
-        out.append({"phrase": " ".join(inverse[int(x)] for x in ids[lo: hi + n]), "documents": c,
-                    "share": share_of(c, n_docs), "where": where, "same_place_share": round(place, 4),
-                    "coverage": round(med, 4), "example": names[int(doc[lo])]})
+        out.append(
+            {
+                "phrase": " ".join(inverse[int(x)] for x in ids[lo : hi + n]),
+                "documents": c,
+                "share": share_of(c, n_docs),
+                "where": where,
+                "same_place_share": round(place, 4),
+                "coverage": round(med, 4),
+                "example": names[int(doc[lo])],
+            }
+        )
         if len(out) >= top:
             break
     return out

@@ -9,16 +9,28 @@ with its per-document view ``documents``, ``cross_split_duplicates``, ``cross_sp
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import numpy as np
 
 from .boilerplate import boilerplate
-from .detectors import (preview, exact_duplicates, length_stats, model_vs_data, skeleton_groups, split_balance,
-                        templated, unseen_val_tokens, vocab_usage, word_ids)
+from .checks import evaluate_checks, failed_checks
+from .detectors import (
+    exact_duplicates,
+    length_stats,
+    model_vs_data,
+    preview,
+    skeleton_groups,
+    split_balance,
+    templated,
+    unseen_val_tokens,
+    vocab_usage,
+    word_ids,
+)
 from .leakage import cross_split_duplicates, ngram_leakage
 from .near_duplicates import cross_split_near_duplicates, near_duplicates
-from .checks import evaluate_checks, failed_checks
+
 
 # --------------------------------------------------------------------------- the report
 def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str, int]] = None) -> dict[str, Any]:
@@ -27,8 +39,8 @@ def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str,
     ``param_counts`` defaults to :func:`gaplab.model.gpt.count_params` for the
     phase's model and the model's vocabulary size.
     """
-    from ..schema import planned_iters
     from ..data.validators import run_validators
+    from ..schema import planned_iters
 
     data, model = params.data, params.model
     timings: dict[str, float] = {}
@@ -47,15 +59,22 @@ def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str,
     val_base = np.asarray(prepared.val_base)
     corpus = getattr(prepared, "corpus", None)
 
-    vocab = vocab_usage(train_base, val_base, prepared.vocab_size_original, prepared.vocab_size, model.n_embd,
-                        np.asarray(prepared.train))
+    vocab = vocab_usage(
+        train_base,
+        val_base,
+        prepared.vocab_size_original,
+        prepared.vocab_size,
+        model.n_embd,
+        np.asarray(prepared.train),
+    )
     sources = sorted({d.source for d in docs})
     code = {s_: i for i, s_ in enumerate(sources)}
     doc_code = np.array([code[d.source] for d in docs], dtype=np.int64)
     val_owners = getattr(prepared, "val_owners", None)
     val_codes = doc_code[np.asarray(val_owners)] if val_owners is not None else np.zeros(val_base.size, np.int64)
-    unseen = unseen_val_tokens(train_base, val_base, val_codes, sources if val_owners is not None else ["(all)"],
-                               prepared.base_tokenizer)
+    unseen = unseen_val_tokens(
+        train_base, val_base, val_codes, sources if val_owners is not None else ["(all)"], prepared.base_tokenizer
+    )
     unseen["compact"] = bool(params.tokenizer.compact)
     unseen["compact_from"] = params.tokenizer.compact_from
     size = {
@@ -80,8 +99,9 @@ def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str,
     dups = {"exact": exact_duplicates(texts, names), "templated": templated(texts, names, groups)}
     lap("duplicates")
     words = word_ids(texts)  # read once for near-twins and boilerplate
-    near = near_duplicates(texts, names, threshold=data.near_duplicate_threshold, shingle=data.near_duplicate_shingle,
-                           words=words)
+    near = near_duplicates(
+        texts, names, threshold=data.near_duplicate_threshold, shingle=data.near_duplicate_shingle, words=words
+    )
     dups["near"] = {k: v for k, v in near.items() if not k.startswith("_")}
     lap("near_duplicates")
     boiler = boilerplate(texts, names, groups=groups, words=words)
@@ -95,15 +115,18 @@ def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str,
     lap("split")
     leak = ngram_leakage(train_base, val_base, data.ngram, val_owners=val_owners, names=names)
     for span in leak["spans"]:
-        piece = val_base[span["start"]: span["start"] + span["tokens"]]
+        piece = val_base[span["start"] : span["start"] + span["tokens"]]
         if val_owners is not None:
             span["document"] = names[int(val_owners[span["start"]])]
         try:
             span["text"] = preview(prepared.base_tokenizer.decode(piece.tolist()), 200)
         except Exception:  # decoding is a convenience; never fail the report on it
             span["text"] = None
-    leakage = {"ngram": leak, "cross_split_duplicates": cross_split_duplicates(texts, names, prepared.doc_split),
-               "cross_split_near_duplicates": cross_split_near_duplicates(near, names, prepared.doc_split)}
+    leakage = {
+        "ngram": leak,
+        "cross_split_duplicates": cross_split_duplicates(texts, names, prepared.doc_split),
+        "cross_split_near_duplicates": cross_split_near_duplicates(near, names, prepared.doc_split),
+    }
     lap("leakage")
     if param_counts is None:
         from ..model.gpt import count_params
@@ -120,8 +143,12 @@ def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str,
         "settings": {
             "tokenizer": getattr(prepared.base_tokenizer, "name", params.tokenizer.name),
             "compact": bool(params.tokenizer.compact),
-            "split": data.split, "val_fraction": data.val_fraction, "ngram": data.ngram,
-            "block_size": model.block_size, "n_embd": model.n_embd, "max_tokens": data.max_tokens,
+            "split": data.split,
+            "val_fraction": data.val_fraction,
+            "ngram": data.ngram,
+            "block_size": model.block_size,
+            "n_embd": model.n_embd,
+            "max_tokens": data.max_tokens,
             "corpus_fingerprint": getattr(corpus, "fingerprint", ""),
         },
         "size": size,

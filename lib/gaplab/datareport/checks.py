@@ -6,8 +6,8 @@ defaults are :data:`DEFAULT_CHECKS`; a study overrides them key by key in ``data
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
-
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 from ..schema import CHECK_NAMES
 
@@ -32,8 +32,10 @@ DEFAULT_CHECKS: dict[str, dict[str, Optional[float]]] = {
 CHECK_MEANING: dict[str, str] = {
     "exact_duplicates": "share of documents that repeat an earlier document exactly",
     "templated": "share of documents that share a template skeleton with a different document",
-    "boilerplate": ("share of documents that contain a boilerplate phrase (repeated across documents and at "
-                    "their start or end, or covering a real share of them)"),
+    "boilerplate": (
+        "share of documents that contain a boilerplate phrase (repeated across documents and at "
+        "their start or end, or covering a real share of them)"
+    ),
     "split_imbalance": "largest gap between a source's val share of tokens and the split's overall val share",
     "leakage": "share of val n-grams that also occur in train",
     "cross_split_duplicates": "share of val documents that also appear verbatim in train",
@@ -129,8 +131,9 @@ def _detail(report: Mapping[str, Any], name: str, warn: Optional[float]) -> str:
     if name == "templated":
         d = report["duplicates"]["templated"]
         n = report["size"]["documents"]
-        text = f"{d['documents']} of {n} documents belong to {d['families']} template famil" + \
-               ("y" if d["families"] == 1 else "ies")
+        text = f"{d['documents']} of {n} documents belong to {d['families']} template famil" + (
+            "y" if d["families"] == 1 else "ies"
+        )
         if d["examples"]:
             e = d["examples"][0]
             text += f"; biggest: {e['count']} documents like {e['examples'][0]['preview'][:80]!r}"
@@ -138,8 +141,10 @@ def _detail(report: Mapping[str, Any], name: str, warn: Optional[float]) -> str:
     if name == "boilerplate":
         d = report["boilerplate"]
         n = report["size"]["documents"]
-        text = (f"{d['documents']} of {n} documents contain boilerplate: a {d['ngram']}-word phrase found in "
-                f"≥ {d['min_documents']} different documents, at their start or end or covering a real share")
+        text = (
+            f"{d['documents']} of {n} documents contain boilerplate: a {d['ngram']}-word phrase found in "
+            f"≥ {d['min_documents']} different documents, at their start or end or covering a real share"
+        )
         if d["phrases"]:
             p = d["phrases"][0]
             where = {"start": "at the start", "end": "at the end"}.get(p.get("where"), "throughout")
@@ -149,19 +154,26 @@ def _detail(report: Mapping[str, Any], name: str, warn: Optional[float]) -> str:
                 text += f"; it is {_pct(cov['mean_in_documents'])} of those documents' words on average"
         natural = d.get("natural_phrases") or []
         if natural:
-            text += (f"; {len(natural)}{'+' if len(natural) >= 5 else ''} recurring phrase"
-                     f"{'s' if len(natural) != 1 else ''} of the language set aside, e.g. {natural[0]['phrase'][:60]!r}")
+            text += (
+                f"; {len(natural)}{'+' if len(natural) >= 5 else ''} recurring phrase"
+                f"{'s' if len(natural) != 1 else ''} of the language set aside, e.g. {natural[0]['phrase'][:60]!r}"
+            )
         return text
     if name == "split_imbalance":
         s = report["split"]
         level = warn if warn is not None else 0.0
-        bad = sorted((r for r in s["sources"] if r["scored"] and r["deviation"] >= level and r["deviation"] > 0),
-                     key=lambda r: -r["deviation"])
+        bad = sorted(
+            (r for r in s["sources"] if r["scored"] and r["deviation"] >= level and r["deviation"] > 0),
+            key=lambda r: -r["deviation"],
+        )
         overall = s["overall_val_share"]
         if not bad:
             return f"every source's val share is within {level:g} of the overall {_pct(overall)}"
-        names = "; ".join(f"{r['source']!r}: {_pct(r['val_share'])} of its tokens in val "
-                          f"({r['val_documents']} val / {r['train_documents']} train documents)" for r in bad[:4])
+        names = "; ".join(
+            f"{r['source']!r}: {_pct(r['val_share'])} of its tokens in val "
+            f"({r['val_documents']} val / {r['train_documents']} train documents)"
+            for r in bad[:4]
+        )
         more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
         return f"the split puts {_pct(overall)} of all tokens in val, but {names}{more}"
     if name == "leakage":
@@ -179,13 +191,17 @@ def _detail(report: Mapping[str, Any], name: str, warn: Optional[float]) -> str:
         return text
     if name == "truncated":
         d = report["lengths"]["truncated"]
-        return (f"{d['documents']} of {report['lengths']['documents']} documents are longer than block_size = "
-                f"{d['block_size']} tokens: the model never sees them whole in one context")
+        return (
+            f"{d['documents']} of {report['lengths']['documents']} documents are longer than block_size = "
+            f"{d['block_size']} tokens: the model never sees them whole in one context"
+        )
     if name == "near_duplicates":
         d = report["duplicates"]["near"]
         n = report["size"]["documents"]
-        text = (f"{d['documents']} of {n} documents have a near-twin (similarity ≥ {d['threshold']:g}), in "
-                f"{d['families']} famil{'y' if d['families'] == 1 else 'ies'}")
+        text = (
+            f"{d['documents']} of {n} documents have a near-twin (similarity ≥ {d['threshold']:g}), in "
+            f"{d['families']} famil{'y' if d['families'] == 1 else 'ies'}"
+        )
         differ = [e for e in d["examples"] if not e["identical"]]
         if differ:
             e = differ[0]
@@ -193,8 +209,10 @@ def _detail(report: Mapping[str, Any], name: str, warn: Optional[float]) -> str:
         return text
     if name == "cross_split_near_duplicates":
         d = report["leakage"]["cross_split_near_duplicates"]
-        text = (f"{d['documents']} of {d['val_documents']} val documents have a near-twin in train "
-                f"(similarity ≥ {d['threshold']:g}): the model has seen another version of them")
+        text = (
+            f"{d['documents']} of {d['val_documents']} val documents have a near-twin in train "
+            f"(similarity ≥ {d['threshold']:g}): the model has seen another version of them"
+        )
         if d["examples"]:
             e = d["examples"][0]
             text += f", e.g. {e['val']!r} ~ {e['train']!r} ({e['similarity']:.2f})"
@@ -206,8 +224,10 @@ def _detail(report: Mapping[str, Any], name: str, warn: Optional[float]) -> str:
             text += f" ({_pct(d['byte_share'])} of their UTF-8 bytes)"
         text += f" have an id ({d['distinct_unseen_ids']:,} distinct) that never occurs in train"
         if d.get("compact") and d.get("compact_from") == "train":
-            text += ("; with tokenizer.compact (compact_from: train) each becomes the one unknown id, never a "
-                     "training target")
+            text += (
+                "; with tokenizer.compact (compact_from: train) each becomes the one unknown id, never a "
+                "training target"
+            )
         worst = [r for r in d["sources"] if r["unseen_tokens"]][:3]
         if len(d["sources"]) > 1 and worst:
             text += "; most in " + ", ".join(f"{r['source']!r} {_pct(r['share'])}" for r in worst)
@@ -225,8 +245,9 @@ def _detail(report: Mapping[str, Any], name: str, warn: Optional[float]) -> str:
     return ""
 
 
-def evaluate_checks(report: Mapping[str, Any], checks: Optional[Mapping[str, Any]] = None,
-                    fail_on: Sequence[str] = ()) -> list[dict[str, Any]]:
+def evaluate_checks(
+    report: Mapping[str, Any], checks: Optional[Mapping[str, Any]] = None, fail_on: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """One row per check in :data:`gaplab.schema.CHECK_NAMES`: name, status, value, warn, fail, message.
 
     ``checks`` (a study's ``data.checks``) overrides :data:`DEFAULT_CHECKS` key
@@ -244,8 +265,11 @@ def evaluate_checks(report: Mapping[str, Any], checks: Optional[Mapping[str, Any
         value = _check_value(report, name)
         if value is None:
             status = "ok"
-            detail = ("not measured: no validators configured (data.validators)" if name == "validators"
-                      else "not measured: too little data for this check")
+            detail = (
+                "not measured: no validators configured (data.validators)"
+                if name == "validators"
+                else "not measured: too little data for this check"
+            )
             message = detail
         else:
             value = float(value)
@@ -257,9 +281,19 @@ def evaluate_checks(report: Mapping[str, Any], checks: Optional[Mapping[str, Any
             detail = _detail(report, name, warn)
             shown = f"{value:.2f}" if name == "split_imbalance" else _pct(value)
             message = f"{shown} — {detail} [{CHECK_MEANING[name]}; {_fmt_threshold(warn, fail)}]"
-        rows.append({"name": name, "status": status, "value": value, "warn": warn, "fail": fail,
-                     "message": message, "detail": detail, "meaning": CHECK_MEANING[name],
-                     "in_fail_on": name in fail_on})
+        rows.append(
+            {
+                "name": name,
+                "status": status,
+                "value": value,
+                "warn": warn,
+                "fail": fail,
+                "message": message,
+                "detail": detail,
+                "meaning": CHECK_MEANING[name],
+                "in_fail_on": name in fail_on,
+            }
+        )
     return rows
 
 
@@ -274,11 +308,15 @@ def raise_on_failures(report: Mapping[str, Any]) -> None:
     failed = failed_checks(report)
     if not failed:
         return
-    lines = [f"  - {c['name']}: measured {c['value']:.4g} ≥ fail threshold {c['fail']:g} "
-             f"({c.get('meaning') or CHECK_MEANING.get(c['name'], '')}): {c.get('detail') or c['message']}"
-             for c in failed]
+    lines = [
+        f"  - {c['name']}: measured {c['value']:.4g} ≥ fail threshold {c['fail']:g} "
+        f"({c.get('meaning') or CHECK_MEANING.get(c['name'], '')}): {c.get('detail') or c['message']}"
+        for c in failed
+    ]
     raise DataCheckFailed(
         f"{len(failed)} data check{'s' if len(failed) != 1 else ''} named in data.fail_on failed, so training "
-        "will not start:\n" + "\n".join(lines) +
-        "\nFix the data, raise the threshold in data.checks, or remove the name from data.fail_on.",
-        failed)
+        "will not start:\n"
+        + "\n".join(lines)
+        + "\nFix the data, raise the threshold in data.checks, or remove the name from data.fail_on.",
+        failed,
+    )

@@ -27,18 +27,24 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from ..measure.references import (CHINCHILLA_TOKENS_PER_PARAM, KAPLAN_OVERFIT_TEXT, SOURCES, cite,
-                                  kaplan_overfit_min_tokens)
 from ..measure.ngram_index import sorted_unique
+from ..measure.references import (
+    CHINCHILLA_TOKENS_PER_PARAM,
+    KAPLAN_OVERFIT_TEXT,
+    SOURCES,
+    cite,
+    kaplan_overfit_min_tokens,
+)
 
-
-
-TIED_NOTE = ("the output head shares the token-embedding matrix (weight tying, Press & Wolf 2017), so each "
-             "token id costs n_embd parameters once, not twice")
+TIED_NOTE = (
+    "the output head shares the token-embedding matrix (weight tying, Press & Wolf 2017), so each "
+    "token id costs n_embd parameters once, not twice"
+)
 
 
 MAX_EXAMPLES = 5
@@ -79,14 +85,21 @@ def word_ids(texts: Sequence[str]) -> tuple[list[np.ndarray], list[str]]:
         for w in dict.fromkeys(words):
             if w not in vocab:
                 vocab[w] = len(vocab)
-        out.append(np.array(list(map(vocab.__getitem__, words)), dtype=np.int64) if words
-                   else np.zeros(0, dtype=np.int64))
+        out.append(
+            np.array(list(map(vocab.__getitem__, words)), dtype=np.int64) if words else np.zeros(0, dtype=np.int64)
+        )
     return out, list(vocab)
 
 
 # --------------------------------------------------------------------------- size and vocabulary
-def vocab_usage(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size_original: int, vocab_size_model: int,
-                n_embd: int, train_model_ids: Optional[np.ndarray] = None) -> dict[str, Any]:
+def vocab_usage(
+    train_ids: np.ndarray,
+    val_ids: np.ndarray,
+    vocab_size_original: int,
+    vocab_size_model: int,
+    n_embd: int,
+    train_model_ids: Optional[np.ndarray] = None,
+) -> dict[str, Any]:
     """Token ids the data uses against the vocabulary the model pays for (seed 003).
 
     ``train_ids``/``val_ids`` are in the base tokenizer's ids; ``train_model_ids``
@@ -103,12 +116,15 @@ def vocab_usage(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size_original:
     unused_rows = max(0, vocab_size_model - rows_used)
     compact_size = used_train + 1
     saves = max(0, vocab_size_model - compact_size) * int(n_embd)
-    summary = (f"the data uses {used:,} of the tokenizer's {vocab_size_original:,} ids "
-               f"({100 * share_of(used, vocab_size_original):.2f}%); {unused_rows:,} of the model's "
-               f"{vocab_size_model:,} embedding rows {'never sees' if unused_rows == 1 else 'never see'} a "
-               f"training token: {unused_rows * int(n_embd):,} parameters (rows × n_embd {n_embd}, counted once: the output head is tied to the embedding)")
-    summary += (f"; tokenizer.compact: true would keep {compact_size:,} ids and save {saves:,} parameters"
-                if saves else "")
+    summary = (
+        f"the data uses {used:,} of the tokenizer's {vocab_size_original:,} ids "
+        f"({100 * share_of(used, vocab_size_original):.2f}%); {unused_rows:,} of the model's "
+        f"{vocab_size_model:,} embedding rows {'never sees' if unused_rows == 1 else 'never see'} a "
+        f"training token: {unused_rows * int(n_embd):,} parameters (rows × n_embd {n_embd}, counted once: the output head is tied to the embedding)"
+    )
+    summary += (
+        f"; tokenizer.compact: true would keep {compact_size:,} ids and save {saves:,} parameters" if saves else ""
+    )
     return {
         "vocab_size_original": int(vocab_size_original),
         "vocab_size_model": int(vocab_size_model),
@@ -139,8 +155,14 @@ def token_bytes(tokenizer: Any, ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def unseen_val_tokens(train_ids: np.ndarray, val_ids: np.ndarray, val_sources: np.ndarray,
-                      source_names: Sequence[str], tokenizer: Any = None, top: int = 10) -> dict[str, Any]:
+def unseen_val_tokens(
+    train_ids: np.ndarray,
+    val_ids: np.ndarray,
+    val_sources: np.ndarray,
+    source_names: Sequence[str],
+    tokenizer: Any = None,
+    top: int = 10,
+) -> dict[str, Any]:
     """Validation tokens whose id never occurs in the training split, overall and per source label.
 
     Ids are the base tokenizer's (``Prepared.train_base`` / ``val_base``), so the number means the same
@@ -170,11 +192,18 @@ def unseen_val_tokens(train_ids: np.ndarray, val_ids: np.ndarray, val_sources: n
         b_unseen = np.bincount(codes[unseen], weights=nbytes[unseen], minlength=k)
     rows = []
     for c in np.flatnonzero(tok_all).tolist():
-        row = {"source": source_names[c], "val_tokens": int(tok_all[c]), "unseen_tokens": int(tok_unseen[c]),
-               "share": share_of(int(tok_unseen[c]), int(tok_all[c]))}
+        row = {
+            "source": source_names[c],
+            "val_tokens": int(tok_all[c]),
+            "unseen_tokens": int(tok_unseen[c]),
+            "share": share_of(int(tok_unseen[c]), int(tok_all[c])),
+        }
         if nbytes is not None:
-            row.update(val_bytes=int(b_all[c]), unseen_bytes=int(b_unseen[c]),
-                       byte_share=share_of(float(b_unseen[c]), float(b_all[c])))
+            row.update(
+                val_bytes=int(b_all[c]),
+                unseen_bytes=int(b_unseen[c]),
+                byte_share=share_of(float(b_unseen[c]), float(b_all[c])),
+            )
         rows.append(row)
     rows.sort(key=lambda r: (-r["share"], r["source"]))
     ids, counts = np.unique(val_ids[unseen], return_counts=True)
@@ -198,8 +227,11 @@ def unseen_val_tokens(train_ids: np.ndarray, val_ids: np.ndarray, val_sources: n
         "examples": examples,
     }
     if nbytes is not None:
-        out.update(val_bytes=int(nbytes.sum()), unseen_bytes=int(nbytes[unseen].sum()),
-                   byte_share=share_of(int(nbytes[unseen].sum()), int(nbytes.sum())))
+        out.update(
+            val_bytes=int(nbytes.sum()),
+            unseen_bytes=int(nbytes[unseen].sum()),
+            byte_share=share_of(int(nbytes[unseen].sum()), int(nbytes.sum())),
+        )
     return out
 
 
@@ -215,27 +247,40 @@ def length_stats(lengths: Sequence[int], names: Sequence[str], block_size: int) 
     """
     lens = np.asarray(lengths, dtype=np.int64)
     if lens.size == 0:
-        return {"documents": 0, "histogram": [], "outliers": {"documents": 0, "examples": []},
-                "truncated": {"block_size": block_size, "documents": 0, "share": 0.0}}
+        return {
+            "documents": 0,
+            "histogram": [],
+            "outliers": {"documents": 0, "examples": []},
+            "truncated": {"block_size": block_size, "documents": 0, "share": 0.0},
+        }
     q1, med, q3, p95, p99 = np.percentile(lens, [25, 50, 75, 95, 99])
     fence = q3 + 3 * (q3 - q1)
     buckets = np.where(lens > 0, np.floor(np.log2(np.maximum(lens, 1))).astype(np.int64) + 1, 0)
     counts = np.bincount(buckets)
     hist = []
     for b in range(int(buckets.min()), int(buckets.max()) + 1):
-        lo, hi = (0, 0) if b == 0 else (2 ** (b - 1), 2 ** b - 1)
+        lo, hi = (0, 0) if b == 0 else (2 ** (b - 1), 2**b - 1)
         hist.append({"lo": lo, "hi": hi, "label": _bucket_label(lo, hi), "documents": int(counts[b])})
     out_idx = np.flatnonzero(lens > fence)
     out_idx = out_idx[np.argsort(-lens[out_idx], kind="stable")]
     long_docs = int((lens > block_size).sum())
     return {
         "documents": int(lens.size),
-        "min": int(lens.min()), "max": int(lens.max()), "mean": float(lens.mean()),
-        "median": float(med), "q1": float(q1), "q3": float(q3), "p95": float(p95), "p99": float(p99),
+        "min": int(lens.min()),
+        "max": int(lens.max()),
+        "mean": float(lens.mean()),
+        "median": float(med),
+        "q1": float(q1),
+        "q3": float(q3),
+        "p95": float(p95),
+        "p99": float(p99),
         "histogram": hist,
         "truncated": {"block_size": int(block_size), "documents": long_docs, "share": share_of(long_docs, lens.size)},
-        "outliers": {"fence": float(fence), "documents": int(out_idx.size),
-                     "examples": [{"name": names[i], "tokens": int(lens[i])} for i in out_idx[:10]]},
+        "outliers": {
+            "fence": float(fence),
+            "documents": int(out_idx.size),
+            "examples": [{"name": names[i], "tokens": int(lens[i])} for i in out_idx[:10]],
+        },
     }
 
 
@@ -261,8 +306,10 @@ def exact_duplicates(texts: Sequence[str], names: Sequence[str]) -> dict[str, An
         "share": share_of(copies, len(texts)),
         "groups": len(dup_groups),
         "empty": empty,
-        "examples": [{"count": len(g), "names": [names[i] for i in g[:MAX_EXAMPLES]],
-                      "preview": preview(texts[g[0]])} for g in dup_groups[:MAX_EXAMPLES]],
+        "examples": [
+            {"count": len(g), "names": [names[i] for i in g[:MAX_EXAMPLES]], "preview": preview(texts[g[0]])}
+            for g in dup_groups[:MAX_EXAMPLES]
+        ],
     }
 
 
@@ -313,7 +360,7 @@ def templated(texts: Sequence[str], names: Sequence[str], groups: Optional[np.nd
         if g >= 0:
             members[g].append(i)
     families = []
-    for g, idx in members.items():
+    for idx in members.values():
         if len(idx) < 2:
             continue
         distinct: dict[str, int] = {}
@@ -328,10 +375,15 @@ def templated(texts: Sequence[str], names: Sequence[str], groups: Optional[np.nd
         "share": share_of(count, len(texts)),
         "families": len(families),
         "rule": "numbers -> 0, Capitalised words -> Name, whitespace collapsed; quoted strings kept",
-        "examples": [{"count": len(idx), "distinct_texts": len(d),
-                      "skeleton": preview(template_skeleton(texts[idx[0]])),
-                      "examples": [{"name": names[i], "preview": preview(texts[i])} for i in d[:2]]}
-                     for idx, d in families[:MAX_EXAMPLES]],
+        "examples": [
+            {
+                "count": len(idx),
+                "distinct_texts": len(d),
+                "skeleton": preview(template_skeleton(texts[idx[0]])),
+                "examples": [{"name": names[i], "preview": preview(texts[i])} for i in d[:2]],
+            }
+            for idx, d in families[:MAX_EXAMPLES]
+        ],
     }
 
 
@@ -358,9 +410,18 @@ def split_balance(composition: Mapping[str, Any], min_documents: int = 5) -> dic
         td = int(train.get(s, {}).get("documents", 0))
         vd = int(val.get(s, {}).get("documents", 0))
         vs = share_of(vt, tt + vt)
-        rows.append({"source": s, "train_tokens": tt, "val_tokens": vt, "train_documents": td,
-                     "val_documents": vd, "val_share": vs, "deviation": abs(vs - overall),
-                     "scored": (td + vd) >= min_documents})
+        rows.append(
+            {
+                "source": s,
+                "train_tokens": tt,
+                "val_tokens": vt,
+                "train_documents": td,
+                "val_documents": vd,
+                "val_share": vs,
+                "deviation": abs(vs - overall),
+                "scored": (td + vd) >= min_documents,
+            }
+        )
     scored = [r for r in rows if r["scored"]]
     worst = max(scored, key=lambda r: r["deviation"], default=None)
     return {
@@ -374,8 +435,9 @@ def split_balance(composition: Mapping[str, Any], min_documents: int = 5) -> dic
 
 
 # --------------------------------------------------------------------------- model vs data
-def model_vs_data(param_counts: Mapping[str, int], train_tokens: int, iters: int,
-                  tokens_per_iter: int) -> dict[str, Any]:
+def model_vs_data(
+    param_counts: Mapping[str, int], train_tokens: int, iters: int, tokens_per_iter: int
+) -> dict[str, Any]:
     """The planned model against its training data.
 
     ``param_counts`` is :func:`gaplab.model.gpt.count_params`'s ``{"total",
@@ -391,12 +453,14 @@ def model_vs_data(param_counts: Mapping[str, int], train_tokens: int, iters: int
     seen = int(iters) * int(tokens_per_iter)
     tpp, tpt, epochs = share_of(train_tokens, ne), share_of(train_tokens, total), share_of(seen, train_tokens)
     meets = bool(train_tokens >= kaplan_min)
-    summary = (f"{int(train_tokens):,} training tokens for {total:,} parameters, embeddings included: {tpt:.3g} "
-               f"tokens per parameter, against the ~{CHINCHILLA_TOKENS_PER_PARAM:g} that "
-               f"{SOURCES['chinchilla'].authors} found compute-optimal counting every parameter; {tpp:.3g} per "
-               f"non-embedding parameter ({ne:,}, Kaplan's N). The planned {int(iters):,} iterations make {epochs:.3g} epochs. Kaplan et al. "
-               f"2020's bound D ≳ 5×10³·N^0.74 asks for {kaplan_min:,.0f} tokens: "
-               + ("met." if meets else f"not met ({share_of(train_tokens, kaplan_min):.2g}× of it); expect overfitting."))
+    summary = (
+        f"{int(train_tokens):,} training tokens for {total:,} parameters, embeddings included: {tpt:.3g} "
+        f"tokens per parameter, against the ~{CHINCHILLA_TOKENS_PER_PARAM:g} that "
+        f"{SOURCES['chinchilla'].authors} found compute-optimal counting every parameter; {tpp:.3g} per "
+        f"non-embedding parameter ({ne:,}, Kaplan's N). The planned {int(iters):,} iterations make {epochs:.3g} epochs. Kaplan et al. "
+        f"2020's bound D ≳ 5×10³·N^0.74 asks for {kaplan_min:,.0f} tokens: "
+        + ("met." if meets else f"not met ({share_of(train_tokens, kaplan_min):.2g}× of it); expect overfitting.")
+    )
     return {
         "params": {"total": total, "embedding": emb, "non_embedding": ne},
         "embedding_share": share_of(emb, total),
@@ -412,10 +476,14 @@ def model_vs_data(param_counts: Mapping[str, int], train_tokens: int, iters: int
         "kaplan_min_tokens": float(kaplan_min),
         "kaplan_ratio": share_of(train_tokens, kaplan_min),
         "meets_kaplan": meets,
-        "references": {"chinchilla": f"{cite('chinchilla')}: {SOURCES['chinchilla'].what}",
-                       "kaplan": f"{cite('kaplan')}: {KAPLAN_OVERFIT_TEXT}"},
-        "note": ("tokens_per_param_total counts every parameter, as Hoffmann et al. 2022 do for their ~20; "
-                 "tokens_per_param_non_emb divides by the non-embedding parameters (Kaplan's N), which their "
-                 "overfitting bound uses"),
+        "references": {
+            "chinchilla": f"{cite('chinchilla')}: {SOURCES['chinchilla'].what}",
+            "kaplan": f"{cite('kaplan')}: {KAPLAN_OVERFIT_TEXT}",
+        },
+        "note": (
+            "tokens_per_param_total counts every parameter, as Hoffmann et al. 2022 do for their ~20; "
+            "tokens_per_param_non_emb divides by the non-embedding parameters (Kaplan's N), which their "
+            "overfitting bound uses"
+        ),
         "summary": summary,
     }

@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from .detectors import MAX_EXAMPLES, preview, share_of
 from ..measure.ngram_index import exact_spans, index_in, sorted_unique, window_hashes
+from .detectors import MAX_EXAMPLES, preview, share_of
 
 #: a val document is *leaked* when at least this share of its n-grams occur in train
 LEAKED_DOCUMENT_SHARE = 0.5
@@ -52,8 +53,15 @@ def _runs(hit: np.ndarray, n: int, min_tokens: int) -> np.ndarray:
     return np.cumsum(marks)[: len(hit) + n - 1] > 0
 
 
-def longest_spans(train_ids: np.ndarray, val_ids: np.ndarray, n: int, train_hashes: np.ndarray,
-                  val_hashes: np.ndarray, hit: np.ndarray, top: int = 3) -> list[dict[str, int]]:
+def longest_spans(
+    train_ids: np.ndarray,
+    val_ids: np.ndarray,
+    n: int,
+    train_hashes: np.ndarray,
+    val_hashes: np.ndarray,
+    hit: np.ndarray,
+    top: int = 3,
+) -> list[dict[str, int]]:
     """The ``top`` longest val spans that occur verbatim in train, exact, each at least ``n`` tokens.
 
     Every n-window of a shared span is a shared n-gram, so a span of L tokens lies inside a *run* of
@@ -85,12 +93,15 @@ def longest_spans(train_ids: np.ndarray, val_ids: np.ndarray, n: int, train_hash
         if len(spans) >= top or bar <= n:
             break
         bar = max(n, bar // 2)
-    return [{"start": int(q_origin[s["start"]]), "tokens": s["tokens"],
-             "train_position": int(t_origin[s["text_position"]])} for s in spans]
+    return [
+        {"start": int(q_origin[s["start"]]), "tokens": s["tokens"], "train_position": int(t_origin[s["text_position"]])}
+        for s in spans
+    ]
 
 
-def per_document_leakage(hit: np.ndarray, val_owners: np.ndarray, names: Sequence[str], n: int,
-                         top: int = 10) -> dict[str, Any]:
+def per_document_leakage(
+    hit: np.ndarray, val_owners: np.ndarray, names: Sequence[str], n: int, top: int = 10
+) -> dict[str, Any]:
     """For each val document: the share of its val n-grams (windows starting in it) found in train.
 
     ``leaked`` lists the documents with at least :data:`LEAKED_DOCUMENT_SHARE` of their n-grams in
@@ -103,10 +114,12 @@ def per_document_leakage(hit: np.ndarray, val_owners: np.ndarray, names: Sequenc
     found = np.bincount(inverse, weights=hit.astype(np.float64), minlength=len(docs)).astype(np.int64)
     shares = found / np.maximum(windows, 1)
     overall = share_of(int(hit.sum()), len(hit))
-    q1, q3 = (np.percentile(shares, [25, 75]) if len(shares) else (0.0, 0.0))
+    q1, q3 = np.percentile(shares, [25, 75]) if len(shares) else (0.0, 0.0)
     fence = float(q3 + 3 * (q3 - q1))
-    rows = [{"name": names[int(d)], "val_ngrams": int(w), "in_train": int(f), "share": float(s)}
-            for d, w, f, s in zip(docs, windows, found, shares)]
+    rows = [
+        {"name": names[int(d)], "val_ngrams": int(w), "in_train": int(f), "share": float(s)}
+        for d, w, f, s in zip(docs, windows, found, shares)
+    ]
     by_share = sorted(range(len(rows)), key=lambda i: (-rows[i]["share"], -rows[i]["val_ngrams"]))
     leaked = [rows[i] for i in by_share if rows[i]["share"] >= LEAKED_DOCUMENT_SHARE]
     outliers = [rows[i] for i in by_share if rows[i]["share"] > max(fence, overall)]
@@ -119,15 +132,23 @@ def per_document_leakage(hit: np.ndarray, val_owners: np.ndarray, names: Sequenc
         "outliers": len(outliers),
         "outlier_examples": outliers[:top],
         "top": [rows[i] for i in by_share[:top]],
-        "rule": (f"per val document: share of its {n}-grams (windows starting in it) found in train; leaked: "
-                 f"≥ {LEAKED_DOCUMENT_SHARE:.0%}; outliers: above Q3 + 3·IQR of those shares and above the "
-                 f"overall share"),
+        "rule": (
+            f"per val document: share of its {n}-grams (windows starting in it) found in train; leaked: "
+            f"≥ {LEAKED_DOCUMENT_SHARE:.0%}; outliers: above Q3 + 3·IQR of those shares and above the "
+            f"overall share"
+        ),
     }
 
 
 # --------------------------------------------------------------------------- leakage
-def ngram_leakage(train_ids: np.ndarray, val_ids: np.ndarray, n: int = 8, max_spans: int = 3,
-                  val_owners: Optional[np.ndarray] = None, names: Optional[Sequence[str]] = None) -> dict[str, Any]:
+def ngram_leakage(
+    train_ids: np.ndarray,
+    val_ids: np.ndarray,
+    n: int = 8,
+    max_spans: int = 3,
+    val_owners: Optional[np.ndarray] = None,
+    names: Optional[Sequence[str]] = None,
+) -> dict[str, Any]:
     """Share of validation ``n``-grams (token windows) that also occur in the training split.
 
     Hashes every window with :func:`window_hashes` and looks the val hashes up
@@ -143,8 +164,16 @@ def ngram_leakage(train_ids: np.ndarray, val_ids: np.ndarray, n: int = 8, max_sp
     th = sorted_unique(th_all)
     vh = window_hashes(val_ids, n)
     if vh.size == 0 or th.size == 0:
-        return {"n": n, "val_ngrams": int(vh.size), "in_train": 0, "share": None, "distinct_share": None,
-                "longest_span_tokens": 0, "spans": [], "documents": None}
+        return {
+            "n": n,
+            "val_ngrams": int(vh.size),
+            "in_train": 0,
+            "share": None,
+            "distinct_share": None,
+            "longest_span_tokens": 0,
+            "spans": [],
+            "documents": None,
+        }
     uv = sorted_unique(vh)
     upos = np.minimum(np.searchsorted(th, uv), th.size - 1)
     hit = index_in(vh, uv[th[upos] == uv]) >= 0  # a val window is shared when its hash is in train
@@ -185,6 +214,7 @@ def cross_split_duplicates(texts: Sequence[str], names: Sequence[str], doc_split
         "val_documents": len(val_idx),
         "documents": len(dups),
         "share": share_of(len(dups), len(val_idx)),
-        "examples": [{"val": names[i], "train": names[j], "preview": preview(texts[i])}
-                     for i, j in dups[:MAX_EXAMPLES]],
+        "examples": [
+            {"val": names[i], "train": names[j], "preview": preview(texts[i])} for i, j in dups[:MAX_EXAMPLES]
+        ],
     }

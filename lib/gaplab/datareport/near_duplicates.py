@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from .detectors import MAX_EXAMPLES, preview, share_of, word_ids
 from ..measure.ngram_index import window_hashes
+from .detectors import MAX_EXAMPLES, preview, share_of, word_ids
 
 #: defaults (``data.near_duplicate_threshold`` / ``data.near_duplicate_shingle``): measured on the plays
 #: above, the two editions of a play are at 0.37–0.61 and two different plays below 0.008
@@ -74,8 +75,9 @@ def normalize_words(text: str) -> list[str]:
     return [w for w in (_skeleton(w) for w in _WORDS.findall(text.lower())) if w]
 
 
-def shingle_sets(texts: Sequence[str], shingle: int = DEFAULT_SHINGLE,
-                 words: Optional[tuple[list[np.ndarray], list[str]]] = None) -> list[np.ndarray]:
+def shingle_sets(
+    texts: Sequence[str], shingle: int = DEFAULT_SHINGLE, words: Optional[tuple[list[np.ndarray], list[str]]] = None
+) -> list[np.ndarray]:
     """Per document: the distinct 32-bit hashes of its runs of ``shingle`` normalized words.
 
     A document with fewer words than ``shingle`` (but at least one) is one shingle of all its words; one
@@ -85,8 +87,9 @@ def shingle_sets(texts: Sequence[str], shingle: int = DEFAULT_SHINGLE,
     """
     per_doc, vocab = word_ids(texts) if words is None else words
     skeletons: dict[str, int] = {}
-    table = np.array([skeletons.setdefault(sk, len(skeletons)) if sk else -1
-                      for sk in map(_skeleton, vocab)] + [-1], dtype=np.int64)
+    table = np.array(
+        [skeletons.setdefault(sk, len(skeletons)) if sk else -1 for sk in map(_skeleton, vocab)] + [-1], dtype=np.int64
+    )
     out = []
     for raw in per_doc:
         ids = table[raw]
@@ -140,10 +143,16 @@ def _families(n: int, pairs: np.ndarray) -> np.ndarray:
     return np.array([find(i) for i in range(n)], dtype=np.int64)
 
 
-def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float = DEFAULT_THRESHOLD,
-                    shingle: int = DEFAULT_SHINGLE, num_perm: int = NUM_PERM, seed: int = 1,
-                    top: int = MAX_EXAMPLES, words: Optional[tuple[list[np.ndarray], list[str]]] = None
-                    ) -> dict[str, Any]:
+def near_duplicates(
+    texts: Sequence[str],
+    names: Sequence[str],
+    threshold: float = DEFAULT_THRESHOLD,
+    shingle: int = DEFAULT_SHINGLE,
+    num_perm: int = NUM_PERM,
+    seed: int = 1,
+    top: int = MAX_EXAMPLES,
+    words: Optional[tuple[list[np.ndarray], list[str]]] = None,
+) -> dict[str, Any]:
     """Pairs of documents whose Jaccard similarity of shingle sets is at least ``threshold`` (module docstring).
 
     Returns ``documents`` (how many have a near-twin) and ``share`` (of all documents), ``pairs`` (how
@@ -157,13 +166,24 @@ def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float
 
     n = len(texts)
     result: dict[str, Any] = {
-        "threshold": threshold, "shingle": shingle, "num_perm": num_perm, "documents": 0, "share": 0.0,
-        "pairs": 0, "families": 0, "examples": [], "family_examples": [], "candidates_capped": 0,
-        "rule": (f"runs of {shingle} normalized words (lower case, punctuation dropped, v/u j/i y/i folded, "
-                 f"inner vowels and doubled letters dropped) as sets; a near-twin shares ≥ {threshold:g} of them "
-                 f"(Jaccard similarity, checked exactly on the candidates that MinHash with {num_perm} "
-                 f"permutations + LSH proposes)"),
-        "_pairs": np.zeros((0, 2), dtype=np.int64), "_similarity": np.zeros(0),
+        "threshold": threshold,
+        "shingle": shingle,
+        "num_perm": num_perm,
+        "documents": 0,
+        "share": 0.0,
+        "pairs": 0,
+        "families": 0,
+        "examples": [],
+        "family_examples": [],
+        "candidates_capped": 0,
+        "rule": (
+            f"runs of {shingle} normalized words (lower case, punctuation dropped, v/u j/i y/i folded, "
+            f"inner vowels and doubled letters dropped) as sets; a near-twin shares ≥ {threshold:g} of them "
+            f"(Jaccard similarity, checked exactly on the candidates that MinHash with {num_perm} "
+            f"permutations + LSH proposes)"
+        ),
+        "_pairs": np.zeros((0, 2), dtype=np.int64),
+        "_similarity": np.zeros(0),
     }
     if n < 2:
         return result
@@ -198,8 +218,7 @@ def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float
     if not found_a:
         result["candidates_capped"] = capped
         return result
-    a, b, s, e = (np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s),
-                  np.concatenate(found_e))
+    a, b, s, e = (np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s), np.concatenate(found_e))
     pairs = np.stack([a, b], axis=1)
     roots = _families(n, pairs)
     members: dict[int, list[int]] = {}
@@ -209,24 +228,36 @@ def near_duplicates(texts: Sequence[str], names: Sequence[str], threshold: float
     with_twin = sum(len(f) for f in fams)
     differ = np.array([texts[x] != texts[y] for x, y in pairs.tolist()], dtype=bool)
     order = np.lexsort((a, -s, ~differ))  # differing texts first, then most similar
-    result.update({
-        "documents": with_twin,
-        "share": share_of(with_twin, n),
-        "pairs": int(len(pairs)),
-        "families": len(fams),
-        "candidates_capped": capped,
-        "examples": [{"a": names[int(a[k])], "b": names[int(b[k])], "similarity": round(float(s[k]), 4),
-                      "estimate": round(float(e[k]), 4),
-                      "identical": not bool(differ[k]), "preview_a": preview(texts[int(a[k])], 100),
-                      "preview_b": preview(texts[int(b[k])], 100)} for k in order[:top]],
-        "family_examples": [{"count": len(f), "names": [names[i] for i in f[:6]]} for f in fams[:top]],
-        "_pairs": pairs, "_similarity": s,
-    })
+    result.update(
+        {
+            "documents": with_twin,
+            "share": share_of(with_twin, n),
+            "pairs": int(len(pairs)),
+            "families": len(fams),
+            "candidates_capped": capped,
+            "examples": [
+                {
+                    "a": names[int(a[k])],
+                    "b": names[int(b[k])],
+                    "similarity": round(float(s[k]), 4),
+                    "estimate": round(float(e[k]), 4),
+                    "identical": not bool(differ[k]),
+                    "preview_a": preview(texts[int(a[k])], 100),
+                    "preview_b": preview(texts[int(b[k])], 100),
+                }
+                for k in order[:top]
+            ],
+            "family_examples": [{"count": len(f), "names": [names[i] for i in f[:6]]} for f in fams[:top]],
+            "_pairs": pairs,
+            "_similarity": s,
+        }
+    )
     return result
 
 
-def cross_split_near_duplicates(near: dict[str, Any], names: Sequence[str], doc_split: Sequence[str],
-                                top: int = MAX_EXAMPLES) -> dict[str, Any]:
+def cross_split_near_duplicates(
+    near: dict[str, Any], names: Sequence[str], doc_split: Sequence[str], top: int = MAX_EXAMPLES
+) -> dict[str, Any]:
     """Validation documents with a near-twin in train (:func:`near_duplicates`'s pairs).
 
     A document on both sides (a tail or chunk split cut it) is its own twin and does not count; its
@@ -248,6 +279,5 @@ def cross_split_near_duplicates(near: dict[str, Any], names: Sequence[str], doc_
         "documents": len(found),
         "share": share_of(len(found), n_val),
         "threshold": near.get("threshold"),
-        "examples": [{"val": names[v], "train": names[t], "similarity": round(sv, 4)}
-                     for v, (t, sv) in ranked[:top]],
+        "examples": [{"val": names[v], "train": names[t], "similarity": round(sv, 4)} for v, (t, sv) in ranked[:top]],
     }

@@ -85,12 +85,12 @@ ONSET_RULE = (
     "while train loss keeps falling and the gap (val minus train) grows by far more than the noise: val has "
     "stopped improving, whether it then rises or only stays flat, while the model keeps fitting its training "
     "text. The level at an eval is the mean of the evals within a tenth of the run on either side of it (at "
-    "least its two neighbours), not the single lowest eval, which is low partly by luck. \"Comes back below\" "
+    'least its two neighbours), not the single lowest eval, which is low partly by luck. "Comes back below" '
     "means as many evals in a row as a level averages (or all those left) whose mean is lower than the level by "
     f"more than {Z_COMEBACK:g} "
-    f"standard deviations of that comparison; train \"keeps falling\" when the mean of its last {END_EVALS} "
-    f"evals is below its level at the onset by more than {Z_TRAIN_FELL:g} standard deviations; the gap \"grows "
-    f"by far more than the noise\" when its change, from its level at the onset to the mean of the last "
+    f'standard deviations of that comparison; train "keeps falling" when the mean of its last {END_EVALS} '
+    f'evals is below its level at the onset by more than {Z_TRAIN_FELL:g} standard deviations; the gap "grows '
+    f'by far more than the noise" when its change, from its level at the onset to the mean of the last '
     f"{END_EVALS} evals, exceeds {Z_GAP_GREW:g} standard deviations and {MIN_GAP_GROWTH:.0%} of val's level "
     "there. The noise is one eval's standard deviation in nats: the larger of the standard error the trainer "
     "recorded for each eval (val_loss_se, train_loss_se) and the curve's own scatter from eval to eval (the robust spread of its second "
@@ -118,17 +118,20 @@ def _column(h: pd.DataFrame, name: str) -> Optional[np.ndarray]:
     return pd.to_numeric(h[name], errors="coerce").to_numpy(dtype=float)
 
 
-def curve_noise(history: pd.DataFrame, *, val_noise: Optional[float] = None,
-                train_noise: Optional[float] = None) -> tuple[Noise, Noise]:
+def curve_noise(
+    history: pd.DataFrame, *, val_noise: Optional[float] = None, train_noise: Optional[float] = None
+) -> tuple[Noise, Noise]:
     """The noise of the val and train curves of a history (its finite rows), see :mod:`gaplab.measure.noise`."""
     return _curve_noise(finite_history(history), val_noise, train_noise)
 
 
 def _curve_noise(h: pd.DataFrame, val_noise: Optional[float], train_noise: Optional[float]) -> tuple[Noise, Noise]:
-    nv = estimate_noise(h["val_loss"].to_numpy(dtype=float), _column(h, "val_loss_se"), given=val_noise,
-                        se_name="val_loss_se")
-    nt = estimate_noise(h["train_loss"].to_numpy(dtype=float), _column(h, "train_loss_se"), given=train_noise,
-                        se_name="train_loss_se")
+    nv = estimate_noise(
+        h["val_loss"].to_numpy(dtype=float), _column(h, "val_loss_se"), given=val_noise, se_name="val_loss_se"
+    )
+    nt = estimate_noise(
+        h["train_loss"].to_numpy(dtype=float), _column(h, "train_loss_se"), given=train_noise, se_name="train_loss_se"
+    )
     return nv, nt
 
 
@@ -158,8 +161,9 @@ def _window_counts(n: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- onset
-def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
-                 train_noise: Optional[float] = None) -> dict[str, Any]:
+def detect_onset(
+    history: pd.DataFrame, *, val_noise: Optional[float] = None, train_noise: Optional[float] = None
+) -> dict[str, Any]:
     """Apply :data:`ONSET_RULE` to a history; rows with a non-finite loss are ignored.
 
     ``val_noise`` / ``train_noise``: a noise (nats per eval) measured elsewhere, e.g. the spread of
@@ -187,15 +191,28 @@ def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
     sv, st = nv.sigma, nt.sigma
 
     b = int(np.argmin(va))  # first occurrence of the lowest val loss
-    after = va[b + 1:]
+    after = va[b + 1 :]
     worst = b + 1 + int(np.argmax(after)) if after.size else None
     out: dict[str, Any] = {
-        "onset_iter": None, "onset_val": None, "onset_train": None, "onset_level": None,
-        "onset_train_level": None, "onset_level_evals": None, "comeback_margin": None, "comeback_evals": None,
-        "evals_after_onset": None, "worst_val_after_onset": None, "worst_iter_after_onset": None,
-        "gap_at_onset": None, "val_end": None, "train_end": None, "gap_end": None,
-        "best_iter": int_or_none(it[b]), "best_val": finite_or_none(va[b]),
-        "train_at_best": finite_or_none(tr[b]), "final_val": finite_or_none(va[-1]),
+        "onset_iter": None,
+        "onset_val": None,
+        "onset_train": None,
+        "onset_level": None,
+        "onset_train_level": None,
+        "onset_level_evals": None,
+        "comeback_margin": None,
+        "comeback_evals": None,
+        "evals_after_onset": None,
+        "worst_val_after_onset": None,
+        "worst_iter_after_onset": None,
+        "gap_at_onset": None,
+        "val_end": None,
+        "train_end": None,
+        "gap_end": None,
+        "best_iter": int_or_none(it[b]),
+        "best_val": finite_or_none(va[b]),
+        "train_at_best": finite_or_none(tr[b]),
+        "final_val": finite_or_none(va[-1]),
         "val_lost_after_best": finite_or_none(va[-1] - va[b]),
         "worst_val_after_best": finite_or_none(va[worst]) if worst is not None else None,
         "worst_iter_after_best": int_or_none(it[worst]) if worst is not None else None,
@@ -230,18 +247,27 @@ def detect_onset(history: pd.DataFrame, *, val_noise: Optional[float] = None,
     if ok.size == 0:
         return out
     o = int(ok[np.argmin(lv[ok])])  # the lowest level among those that qualify (first on a tie)
-    rest = va[o + 1:]
+    rest = va[o + 1 :]
     wo = o + 1 + int(np.argmax(rest))
-    out.update({
-        "onset_iter": int_or_none(it[o]), "onset_val": finite_or_none(va[o]),
-        "onset_train": finite_or_none(tr[o]), "onset_level": finite_or_none(lv[o]),
-        "onset_train_level": finite_or_none(lt[o]), "onset_level_evals": int(m[o]),
-        "comeback_margin": finite_or_none(margin[o]), "comeback_evals": int(size[o]),
-        "evals_after_onset": int(n - 1 - o),
-        "worst_val_after_onset": finite_or_none(va[wo]), "worst_iter_after_onset": int_or_none(it[wo]),
-        "gap_at_onset": finite_or_none(lv[o] - lt[o]), "val_end": finite_or_none(end_v),
-        "train_end": finite_or_none(end_t), "gap_end": finite_or_none(end_v - end_t),
-    })
+    out.update(
+        {
+            "onset_iter": int_or_none(it[o]),
+            "onset_val": finite_or_none(va[o]),
+            "onset_train": finite_or_none(tr[o]),
+            "onset_level": finite_or_none(lv[o]),
+            "onset_train_level": finite_or_none(lt[o]),
+            "onset_level_evals": int(m[o]),
+            "comeback_margin": finite_or_none(margin[o]),
+            "comeback_evals": int(size[o]),
+            "evals_after_onset": int(n - 1 - o),
+            "worst_val_after_onset": finite_or_none(va[wo]),
+            "worst_iter_after_onset": int_or_none(it[wo]),
+            "gap_at_onset": finite_or_none(lv[o] - lt[o]),
+            "val_end": finite_or_none(end_v),
+            "train_end": finite_or_none(end_t),
+            "gap_end": finite_or_none(end_v - end_t),
+        }
+    )
     return out
 
 
@@ -253,8 +279,8 @@ def _recent(h: pd.DataFrame, sv: float, st: float) -> dict[str, Any]:
     it = h["iter"].to_numpy()
     n = len(h)
     k = max(1, min(END_EVALS, n // 2))  # the last k evals against the k before them
-    last, before = float(va[-k:].mean()), float(va[-2 * k:-k].mean())
-    t_last, t_before = float(tr[-k:].mean()), float(tr[-2 * k:-k].mean())
+    last, before = float(va[-k:].mean()), float(va[-2 * k : -k].mean())
+    t_last, t_before = float(tr[-k:].mean()), float(tr[-2 * k : -k].mean())
     z = math.sqrt(2 / k)
     gap = va - tr
     mid = (n - 1) // 2
@@ -276,11 +302,19 @@ def _recent(h: pd.DataFrame, sv: float, st: float) -> dict[str, Any]:
         phrase = f"the gap narrowed, {span}"
     else:
         phrase = f"the gap stayed within the noise, {span}"
-    return {"k": k, "val_before": before, "val_last": last, "train_before": t_before, "train_last": t_last,
-            "iter_before": int(it[-2 * k]),
-            "improving": before - last > Z_IMPROVING * sv * z, "rising": last - before > Z_IMPROVING * sv * z,
-            "train_rising": t_last - t_before > Z_IMPROVING * st * z,
-            "widening": bool(widening), "gap_phrase": phrase}
+    return {
+        "k": k,
+        "val_before": before,
+        "val_last": last,
+        "train_before": t_before,
+        "train_last": t_last,
+        "iter_before": int(it[-2 * k]),
+        "improving": before - last > Z_IMPROVING * sv * z,
+        "rising": last - before > Z_IMPROVING * sv * z,
+        "train_rising": t_last - t_before > Z_IMPROVING * st * z,
+        "widening": bool(widening),
+        "gap_phrase": phrase,
+    }
 
 
 def _evals(count: int) -> str:
@@ -290,23 +324,29 @@ def _evals(count: int) -> str:
 def _stopped_sentence(o: dict[str, Any], final_val: float) -> str:
     """The onset as a clause, with the numbers :func:`detect_onset` used (levels, margin, end means)."""
     oi, k = o["onset_iter"], END_EVALS
-    text = (f"val loss stopped improving at iter {oi}: its level there is {o['onset_level']:.3f} nats (the mean "
-            f"of the {o['onset_level_evals']} evals around it; that eval alone {o['onset_val']:.3f}), and in the "
-            f"{_evals(o['evals_after_onset'])} after it no {o['comeback_evals']} in a row came back below that level by "
-            f"more than {o['comeback_margin']:.3f} nats (noise ±{o['val_noise']:.3f} nats per eval); it ended at "
-            f"{final_val:.3f}")
+    text = (
+        f"val loss stopped improving at iter {oi}: its level there is {o['onset_level']:.3f} nats (the mean "
+        f"of the {o['onset_level_evals']} evals around it; that eval alone {o['onset_val']:.3f}), and in the "
+        f"{_evals(o['evals_after_onset'])} after it no {o['comeback_evals']} in a row came back below that level by "
+        f"more than {o['comeback_margin']:.3f} nats (noise ±{o['val_noise']:.3f} nats per eval); it ended at "
+        f"{final_val:.3f}"
+    )
     if o["worst_val_after_onset"] is not None and o["worst_val_after_onset"] > final_val:
         text += f" (worst {o['worst_val_after_onset']:.3f} at iter {o['worst_iter_after_onset']})"
     if o["best_iter"] is not None and o["best_iter"] != oi:
-        text += (f", and its single lowest eval, {o['best_val']:.3f} at iter {o['best_iter']}, "
-                 + ("did not last" if o["best_iter"] > oi else "came before it"))
-    return (f"{text}, while train loss kept falling, from {o['onset_train_level']:.3f} around the onset to "
-            f"{o['train_end']:.3f} over the last {k} evals, and the gap grew from {o['gap_at_onset']:.3f} to "
-            f"{o['gap_end']:.3f} nats")
+        text += f", and its single lowest eval, {o['best_val']:.3f} at iter {o['best_iter']}, " + (
+            "did not last" if o["best_iter"] > oi else "came before it"
+        )
+    return (
+        f"{text}, while train loss kept falling, from {o['onset_train_level']:.3f} around the onset to "
+        f"{o['train_end']:.3f} over the last {k} evals, and the gap grew from {o['gap_at_onset']:.3f} to "
+        f"{o['gap_end']:.3f} nats"
+    )
 
 
-def verdict(history: pd.DataFrame, vocab_size: Optional[int] = None, *,
-            onset: Optional[dict[str, Any]] = None) -> tuple[str, str]:
+def verdict(
+    history: pd.DataFrame, vocab_size: Optional[int] = None, *, onset: Optional[dict[str, Any]] = None
+) -> tuple[str, str]:
     """Label a run ``underfitting``, ``healthy``, ``overfitting`` or ``memorizing``, with a one-sentence reason.
 
     Losses in nats; the first rule that holds wins:
@@ -343,7 +383,8 @@ def verdict(history: pd.DataFrame, vocab_size: Optional[int] = None, *,
             return "memorizing", (
                 f"Train loss fell to {ft:.3f} nats (perplexity {math.exp(ft):.2f}), {fg:.2f} nats below val, and "
                 f"{stopped}: the model is reproducing its training text rather than learning what transfers to "
-                f"new text.")
+                f"new text."
+            )
         return "overfitting", f"{stopped[0].upper()}{stopped[1:]}."
 
     r = _recent(h, sv, st)
@@ -351,36 +392,46 @@ def verdict(history: pd.DataFrame, vocab_size: Optional[int] = None, *,
     if uniform is not None and bv >= UNIFORM_FRACTION * uniform:
         return "underfitting", (
             f"Best val loss {bv:.3f} is still at least {UNIFORM_FRACTION:.0%} of {uniform:.3f} = ln({vocab_size}), "
-            f"the loss of a uniform guess over the vocabulary: the model has learned little so far.")
+            f"the loss of a uniform guess over the vocabulary: the model has learned little so far."
+        )
     means = "single evals" if r["k"] == 1 else f"means of {r['k']} evals"
-    end = (f"from {r['val_before']:.3f} to {r['val_last']:.3f} ({means}, from iter {r['iter_before']}; noise "
-           f"{noise})")
+    end = f"from {r['val_before']:.3f} to {r['val_last']:.3f} ({means}, from iter {r['iter_before']}; noise {noise})"
     train = f"train went from {r['train_before']:.3f} to {r['train_last']:.3f}"
     gap = r["gap_phrase"]
     if r["rising"] and r["train_rising"]:
         return "underfitting", (
             f"No overfitting onset: val loss rose at the end, {end}, but so did train loss ({train}): the model is "
             f"getting worse at its own training text too, so training became unstable (often a learning rate "
-            f"too high); this is not overfitting.")
+            f"too high); this is not overfitting."
+        )
     if r["rising"]:
         return "healthy", (
             f"No overfitting onset: val loss rose at the end, {end}, while train loss did not keep falling "
-            f"({train}), and {gap}: not the overfitting pattern, but watch the next evals.")
+            f"({train}), and {gap}: not the overfitting pattern, but watch the next evals."
+        )
     if r["improving"] and not r["widening"]:
         return "underfitting", (
             f"No overfitting onset, and val loss was still falling at the end, {end}, while {gap}: both losses "
-            f"are still falling together, so more training, or a larger model, would likely still help.")
+            f"are still falling together, so more training, or a larger model, would likely still help."
+        )
     if r["improving"]:
         return "healthy", (
             f"No overfitting onset: val loss was still falling at the end, {end}, but {gap}: train loss is "
-            f"improving faster than val loss, so watch for val to stop improving.")
+            f"improving faster than val loss, so watch for val to stop improving."
+        )
     return "healthy", (
         f"No overfitting onset: val loss has levelled off (best {bv:.3f} at iter {bi}, final {fv:.3f}; its last "
-        f"evals are within the noise, {noise}, of the ones before), and {gap}.")
+        f"evals are within the noise, {noise}, of the ones before), and {gap}."
+    )
 
 
-def judge(history: pd.DataFrame, vocab_size: Optional[int] = None, *, val_noise: Optional[float] = None,
-          train_noise: Optional[float] = None) -> dict[str, Any]:
+def judge(
+    history: pd.DataFrame,
+    vocab_size: Optional[int] = None,
+    *,
+    val_noise: Optional[float] = None,
+    train_noise: Optional[float] = None,
+) -> dict[str, Any]:
     """The onset and the verdict of one history in one dict: :func:`detect_onset`'s keys plus
     ``verdict``, ``reason``, ``final_train``, ``final_gap`` and ``n_evals`` (finite rows).
 
@@ -394,12 +445,15 @@ def judge(history: pd.DataFrame, vocab_size: Optional[int] = None, *, val_noise:
         label, reason = "underfitting", f"Only one eval (iter {int(h['iter'].iloc[0])}): no trend to judge yet."
     final_train = float(h["train_loss"].iloc[-1])
     out = dict(o)
-    out.update({
-        "verdict": label, "reason": reason,
-        "final_train": finite_or_none(final_train),
-        "final_gap": finite_or_none(float(h["val_loss"].iloc[-1]) - final_train),
-        "n_evals": int(len(h)),
-    })
+    out.update(
+        {
+            "verdict": label,
+            "reason": reason,
+            "final_train": finite_or_none(final_train),
+            "final_gap": finite_or_none(float(h["val_loss"].iloc[-1]) - final_train),
+            "n_evals": int(len(h)),
+        }
+    )
     return out
 
 
@@ -442,17 +496,19 @@ def analyze_run(run_dir: PathLike) -> dict[str, Any]:
     out = judge(h, vocab)
     best_train = float(h["train_loss"].min())
     stop_reason = metrics.get("stop_reason")
-    out.update({
-        "gap_at_best": finite_or_none(out["best_val"] - out["train_at_best"]),
-        "best_train": finite_or_none(best_train),
-        "best_val_perplexity": perplexity(out["best_val"]),
-        "final_val_perplexity": perplexity(out["final_val"]),
-        "best_train_perplexity": perplexity(best_train),
-        "final_train_perplexity": perplexity(out["final_train"]),
-        "uniform_loss": finite_or_none(math.log(vocab)) if vocab and vocab > 1 else None,
-        "seed_gap_label": seed_gap_label(out["final_gap"]),
-        "early_stop_iter": int_or_none(h["iter"].iloc[-1]) if is_early_stop(stop_reason) else None,
-        "stop_reason": stop_reason,
-        "dropped_non_finite_evals": int(len(history) - len(h)),
-    })
+    out.update(
+        {
+            "gap_at_best": finite_or_none(out["best_val"] - out["train_at_best"]),
+            "best_train": finite_or_none(best_train),
+            "best_val_perplexity": perplexity(out["best_val"]),
+            "final_val_perplexity": perplexity(out["final_val"]),
+            "best_train_perplexity": perplexity(best_train),
+            "final_train_perplexity": perplexity(out["final_train"]),
+            "uniform_loss": finite_or_none(math.log(vocab)) if vocab and vocab > 1 else None,
+            "seed_gap_label": seed_gap_label(out["final_gap"]),
+            "early_stop_iter": int_or_none(h["iter"].iloc[-1]) if is_early_stop(stop_reason) else None,
+            "stop_reason": stop_reason,
+            "dropped_non_finite_evals": int(len(history) - len(h)),
+        }
+    )
     return out

@@ -9,12 +9,14 @@ each sample drawn with its own ``torch.Generator`` so the result depends only on
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import yaml
 
 from .text_quality import KeywordSet
+
 
 # =========================================================================== prompts
 def _unescape_line(line: str) -> str:
@@ -46,8 +48,10 @@ def load_prompts(spec: Union[str, Path, Sequence[str]]) -> list[str]:
         path = Path(spec).expanduser()
         where = f"sample.prompts ({path})"
         if not path.is_file():
-            raise ValueError(f"sample.prompts: no such prompts file: {path}; allowed: a list of prompts, "
-                             "or a file with one prompt per line, or a YAML/JSON list")
+            raise ValueError(
+                f"sample.prompts: no such prompts file: {path}; allowed: a list of prompts, "
+                "or a file with one prompt per line, or a YAML/JSON list"
+            )
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
@@ -79,8 +83,7 @@ def derive_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
 
 
-def filter_logits(logits, *, temperature: float = 1.0, top_k: Optional[int] = None,
-                  top_p: Optional[float] = None):
+def filter_logits(logits, *, temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None):
     """Scale by ``1/temperature``, keep the ``top_k`` largest, then the nucleus of mass ``top_p``.
 
     Removed entries become ``-inf``.  Ties with the k-th largest logit are kept.
@@ -115,14 +118,26 @@ def _block_size(model) -> int:
     cfg = getattr(model, "config", None)
     size = getattr(cfg, "block_size", None)
     if not isinstance(size, int) or size <= 0:
-        raise ValueError("generate(): the model needs a `config.block_size` (a positive int); "
-                         f"got {size!r} on {type(model).__name__}")
+        raise ValueError(
+            "generate(): the model needs a `config.block_size` (a positive int); "
+            f"got {size!r} on {type(model).__name__}"
+        )
     return size
 
 
-def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.8,
-             top_k: Optional[int] = 50, top_p: Optional[float] = None, num_samples: int = 2, seed: int = 1337,
-             device: Optional[str] = None) -> list[dict[str, Any]]:
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 0.8,
+    top_k: Optional[int] = 50,
+    top_p: Optional[float] = None,
+    num_samples: int = 2,
+    seed: int = 1337,
+    device: Optional[str] = None,
+) -> list[dict[str, Any]]:
     """Sample ``num_samples`` continuations of each prompt.
 
     Returns one dict per sample: ``prompt, prompt_index, sample_index, seed,
@@ -158,8 +173,10 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
             for pi, prompt in enumerate(prompts):
                 prompt_ids = [int(t) for t in tokenizer.encode(prompt)]
                 if not prompt_ids:
-                    raise ValueError(f"sample.prompts: prompt #{pi} = {prompt!r} encodes to no tokens; "
-                                     "allowed: a prompt with at least one token, e.g. '\\n'")
+                    raise ValueError(
+                        f"sample.prompts: prompt #{pi} = {prompt!r} encodes to no tokens; "
+                        "allowed: a prompt with at least one token, e.g. '\\n'"
+                    )
                 for si in range(num_samples):
                     s = derive_seed(seed, pi, si)
                     gen = torch.Generator(device="cpu").manual_seed(s)
@@ -177,28 +194,33 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
                         else:
                             idx = torch.tensor([ids[-block:]], dtype=torch.long, device=device)
                             next_logits = model(idx)[0][:, -1, :]
-                        last = filter_logits(next_logits.detach().to("cpu"), temperature=temperature,
-                                             top_k=top_k, top_p=top_p)
+                        last = filter_logits(
+                            next_logits.detach().to("cpu"), temperature=temperature, top_k=top_k, top_p=top_p
+                        )
                         probs = torch.softmax(last, dim=-1)
                         ids.append(int(torch.multinomial(probs, 1, generator=gen)[0, 0]))
-                    new = ids[len(prompt_ids):]
-                    rows.append({
-                        "prompt": prompt,
-                        "prompt_index": pi,
-                        "sample_index": si,
-                        "seed": s,
-                        "text": tokenizer.decode(new),
-                        "full_text": tokenizer.decode(ids),
-                        "token_ids": new,
-                        "prompt_tokens": len(prompt_ids),
-                        "new_tokens": len(new),
-                    })
+                    new = ids[len(prompt_ids) :]
+                    rows.append(
+                        {
+                            "prompt": prompt,
+                            "prompt_index": pi,
+                            "sample_index": si,
+                            "seed": s,
+                            "text": tokenizer.decode(new),
+                            "full_text": tokenizer.decode(ids),
+                            "token_ids": new,
+                            "prompt_tokens": len(prompt_ids),
+                            "new_tokens": len(new),
+                        }
+                    )
     finally:
         model.train(was_training)
     return rows
 
 
-def collect_prompts(prompts_spec: Union[str, Path, Sequence[str]], keyword_set: Optional[KeywordSet] = None) -> list[str]:
+def collect_prompts(
+    prompts_spec: Union[str, Path, Sequence[str]], keyword_set: Optional[KeywordSet] = None
+) -> list[str]:
     """``sample.prompts`` followed by the keyword set's prompts that are not already there."""
     prompts = load_prompts(prompts_spec)
     if keyword_set is not None:

@@ -10,7 +10,8 @@ n-token window of a stream for fast set membership over millions of windows.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def _common_prefix(a: np.ndarray, i: int, b: np.ndarray, j: int, limit: Optional
     m = min(len(a) - i, len(b) - j) if limit is None else min(limit, len(a) - i, len(b) - j)
     if m <= 0:
         return 0
-    diff = np.flatnonzero(a[i:i + m] != b[j:j + m])
+    diff = np.flatnonzero(a[i : i + m] != b[j : j + m])
     return int(diff[0]) if len(diff) else m
 
 
@@ -99,7 +100,7 @@ class _PrefixHashes:
     def __init__(self, x: np.ndarray):
         n = len(x)
         base = _HASH_BASE
-        inv = np.uint64(pow(int(base), -1, 2 ** 64))
+        inv = np.uint64(pow(int(base), -1, 2**64))
         with np.errstate(over="ignore"):
             self.pow = np.ones(n + 1, dtype=np.uint64)
             if n:
@@ -233,7 +234,7 @@ class SuffixIndex:
         while lo < hi:
             mid = (lo + hi) // 2
             p = int(sa[mid]) * 4
-            if data[p:p + m] < qbytes:
+            if data[p : p + m] < qbytes:
                 lo = mid + 1
             else:
                 hi = mid
@@ -253,7 +254,7 @@ class SuffixIndex:
         where = np.full(len(q), -1, dtype=np.int64)
         qb = q.astype(">u4").tobytes()
         for i in range(len(q)):
-            lengths[i], where[i] = self.longest_prefix(q[i:], qb[4 * i:])
+            lengths[i], where[i] = self.longest_prefix(q[i:], qb[4 * i :])
         return lengths, where
 
 
@@ -277,8 +278,7 @@ class MemorizationIndex:
     trivial tokens at its ends.  Without a tokenizer every token counts as content.
     """
 
-    def __init__(self, train_tokens, val_tokens=None, n: int = 8, tokenizer=None,
-                 min_content: Optional[int] = None):
+    def __init__(self, train_tokens, val_tokens=None, n: int = 8, tokenizer=None, min_content: Optional[int] = None):
         if n <= 0:
             raise ValueError(f"sample.ngram = {n!r}: allowed: > 0")
         self.n = int(n)
@@ -298,9 +298,10 @@ class MemorizationIndex:
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"MemorizationIndex: {name} must be integer token ids; got dtype {arr.dtype}")
         arr = arr.astype(np.int64)
-        if arr.size and (arr.min() < 0 or arr.max() >= 2 ** 32):
-            raise ValueError(f"MemorizationIndex: {name} holds ids outside 0..2**32-1 "
-                             f"(min {arr.min()}, max {arr.max()})")
+        if arr.size and (arr.min() < 0 or arr.max() >= 2**32):
+            raise ValueError(
+                f"MemorizationIndex: {name} holds ids outside 0..2**32-1 (min {arr.min()}, max {arr.max()})"
+            )
         return arr
 
     def matching_lengths(self, token_ids: Sequence[int], which: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -346,10 +347,16 @@ class MemorizationIndex:
         train_len, train_pos = self.matching_lengths(ids, "train")
         content = self.content_mask(ids, tokenizer)
         csum = np.concatenate([[0], np.cumsum(content)])
-        out: dict[str, Any] = {"mem_longest_tokens": 0, "mem_longest_content_tokens": 0, "mem_longest_start": None,
-                               "mem_train_position": None, "mem_longest_chars": None, "mem_longest_text": None,
-                               "mem_longest_any_tokens": int(train_len.max()) if len(ids) else 0,
-                               "mem_min_content_tokens": self.min_content}
+        out: dict[str, Any] = {
+            "mem_longest_tokens": 0,
+            "mem_longest_content_tokens": 0,
+            "mem_longest_start": None,
+            "mem_train_position": None,
+            "mem_longest_chars": None,
+            "mem_longest_text": None,
+            "mem_longest_any_tokens": int(train_len.max()) if len(ids) else 0,
+            "mem_min_content_tokens": self.min_content,
+        }
         best = (0, -1, -1, -1)  # trimmed length, start, end, start of the match it was trimmed from
         for i in np.flatnonzero(train_len > 0).tolist():
             j = i + int(train_len[i])
@@ -361,15 +368,19 @@ class MemorizationIndex:
                 best = (hi - lo, lo, hi, i)
         if best[0] > 0:
             length, lo, hi, i = best
-            out.update(mem_longest_tokens=length, mem_longest_content_tokens=int(csum[hi] - csum[lo]),
-                       mem_longest_start=lo, mem_train_position=int(train_pos[i]) + (lo - i))
+            out.update(
+                mem_longest_tokens=length,
+                mem_longest_content_tokens=int(csum[hi] - csum[lo]),
+                mem_longest_start=lo,
+                mem_train_position=int(train_pos[i]) + (lo - i),
+            )
             if tokenizer is not None:
                 span = tokenizer.decode(ids[lo:hi])
                 out.update(mem_longest_chars=len(span), mem_longest_text=span)
         windows = len(ids) - self.n + 1
         counted = np.zeros(max(windows, 0), dtype=bool)
         if windows > 0:
-            counted = (csum[self.n:self.n + windows] - csum[:windows]) >= min(self.min_content, self.n)
+            counted = (csum[self.n : self.n + windows] - csum[:windows]) >= min(self.min_content, self.n)
         out["content_ngrams"] = int(counted.sum())
         if not counted.any():
             out.update(train_ngram_share=None, val_only_ngram_share=None, novel_ngram_share=None)
@@ -382,8 +393,7 @@ class MemorizationIndex:
             novel = float(np.mean(~in_val & ~in_train))
         else:
             val_only, novel = None, float(np.mean(~in_train))
-        out.update(train_ngram_share=float(np.mean(in_train)), val_only_ngram_share=val_only,
-                   novel_ngram_share=novel)
+        out.update(train_ngram_share=float(np.mean(in_train)), val_only_ngram_share=val_only, novel_ngram_share=novel)
         return out
 
 
@@ -405,7 +415,7 @@ def window_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     h = np.zeros(m, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for k in range(n):
-            h = h * _HASH_BASE + x[k:k + m]
+            h = h * _HASH_BASE + x[k : k + m]
     return h
 
 

@@ -61,8 +61,12 @@ class Noise:
     floor: float
 
     def as_dict(self, prefix: str) -> dict[str, Any]:
-        return {f"{prefix}_noise": self.sigma, f"{prefix}_noise_source": self.source,
-                f"{prefix}_noise_se": self.se, f"{prefix}_noise_scatter": self.scatter}
+        return {
+            f"{prefix}_noise": self.sigma,
+            f"{prefix}_noise_source": self.source,
+            f"{prefix}_noise_se": self.se,
+            f"{prefix}_noise_scatter": self.scatter,
+        }
 
 
 def scatter_sigma(values: np.ndarray) -> Optional[float]:

@@ -33,30 +33,53 @@ class Source:
     what: str  # what gaplab takes from it
 
 
-SOURCES: dict[str, Source] = {s.key: s for s in (
-    Source("kaplan", "Kaplan et al. 2020", "Scaling Laws for Neural Language Models",
-           "https://arxiv.org/abs/2001.08361",
-           "L(N, D) = [(Nc/N)^(αN/αD) + Dc/D]^αD (eq. 1.5, fit in Table 2) with N non-embedding parameters; "
-           "overfitting stays small while D ≳ 5·10³·N^0.74 tokens (eq. 4.4); their runs' loss varies by about "
-           "0.02 nats between random seeds."),
-    Source("chinchilla", "Hoffmann et al. 2022", "Training Compute-Optimal Large Language Models (Chinchilla)",
-           "https://arxiv.org/abs/2203.15556",
-           "compute-optimal training uses about 20 tokens per parameter, counting all parameters "
-           "(embeddings included)."),
-    Source("muennighoff", "Muennighoff et al. 2023", "Scaling Data-Constrained Language Models",
-           "https://arxiv.org/abs/2305.16264",
-           "up to about 4 epochs, repeated data is almost as good as fresh data; past about 16 epochs further "
-           "repetition adds little (fitted decay constant R*_D ≈ 15)."),
-    Source("press_wolf", "Press & Wolf 2017", "Using the Output Embedding to Improve Language Models",
-           "https://arxiv.org/abs/1608.05859",
-           "weight tying: the output head shares the token-embedding matrix, so each token id costs n_embd "
-           "parameters once."),
-    Source("seed003", "Seed 003 (2025)",
-           "ChromaDB SLM Training - Complete Experiment Documentation (the user's seed document)", None,
-           "the five-phase overfitting study gaplab's seed_study reproduces; its reported numbers are in "
-           "lib/gaplab/reference/seed003.csv, and its gap scale (< 0.5 … > 3) is shown as its heuristic, "
-           "not a rule."),
-)}
+SOURCES: dict[str, Source] = {
+    s.key: s
+    for s in (
+        Source(
+            "kaplan",
+            "Kaplan et al. 2020",
+            "Scaling Laws for Neural Language Models",
+            "https://arxiv.org/abs/2001.08361",
+            "L(N, D) = [(Nc/N)^(αN/αD) + Dc/D]^αD (eq. 1.5, fit in Table 2) with N non-embedding parameters; "
+            "overfitting stays small while D ≳ 5·10³·N^0.74 tokens (eq. 4.4); their runs' loss varies by about "
+            "0.02 nats between random seeds.",
+        ),
+        Source(
+            "chinchilla",
+            "Hoffmann et al. 2022",
+            "Training Compute-Optimal Large Language Models (Chinchilla)",
+            "https://arxiv.org/abs/2203.15556",
+            "compute-optimal training uses about 20 tokens per parameter, counting all parameters "
+            "(embeddings included).",
+        ),
+        Source(
+            "muennighoff",
+            "Muennighoff et al. 2023",
+            "Scaling Data-Constrained Language Models",
+            "https://arxiv.org/abs/2305.16264",
+            "up to about 4 epochs, repeated data is almost as good as fresh data; past about 16 epochs further "
+            "repetition adds little (fitted decay constant R*_D ≈ 15).",
+        ),
+        Source(
+            "press_wolf",
+            "Press & Wolf 2017",
+            "Using the Output Embedding to Improve Language Models",
+            "https://arxiv.org/abs/1608.05859",
+            "weight tying: the output head shares the token-embedding matrix, so each token id costs n_embd "
+            "parameters once.",
+        ),
+        Source(
+            "seed003",
+            "Seed 003 (2025)",
+            "ChromaDB SLM Training - Complete Experiment Documentation (the user's seed document)",
+            None,
+            "the five-phase overfitting study gaplab's seed_study reproduces; its reported numbers are in "
+            "lib/gaplab/reference/seed003.csv, and its gap scale (< 0.5 … > 3) is shown as its heuristic, "
+            "not a rule.",
+        ),
+    )
+}
 
 
 def cite(key: str) -> str:

@@ -10,8 +10,9 @@ when a phase has replicates.  :func:`aggregate_metrics` does the same for the nu
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -20,16 +21,26 @@ from ..train.history import load_history
 from ..train.replicates import REPLICATES_DIR
 
 #: the per-run numbers that get a mean and a spread over the replicates
-AGGREGATED = ("best_val_loss", "best_iter", "final_train_loss", "final_val_loss", "final_gap", "best_val_bpb",
-              "final_val_bpb", "onset_iter")
+AGGREGATED = (
+    "best_val_loss",
+    "best_iter",
+    "final_train_loss",
+    "final_val_loss",
+    "final_gap",
+    "best_val_bpb",
+    "final_val_bpb",
+    "onset_iter",
+)
 _CURVES = ("train_loss", "val_loss", "train_bpb", "val_bpb", "val_loss_seen", "val_loss_unseen")
 
 
 def replicate_folders(run_dir: Path) -> list[Path]:
     """The phase folder (replicate 0) and every ``replicates/seed-*`` folder with a history, in seed order."""
     run_dir = Path(run_dir)
-    extra = sorted((p for p in (run_dir / REPLICATES_DIR).glob("seed-*") if (p / "history.csv").exists()),
-                   key=lambda p: int(p.name.split("-", 1)[1]) if p.name.split("-", 1)[1].isdigit() else 0)
+    extra = sorted(
+        (p for p in (run_dir / REPLICATES_DIR).glob("seed-*") if (p / "history.csv").exists()),
+        key=lambda p: int(p.name.split("-", 1)[1]) if p.name.split("-", 1)[1].isdigit() else 0,
+    )
     return [run_dir] + extra
 
 
@@ -80,9 +91,13 @@ def aggregate_metrics(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for key in AGGREGATED:
         vals = [(r.get("analysis") or {}).get(key) if key == "onset_iter" else r.get(key) for r in runs]
         nums = [float(v) for v in vals if v is not None and math.isfinite(float(v))]
-        out[key] = {"values": vals, "mean": float(np.mean(nums)) if nums else None,
-                    "std": float(np.std(nums, ddof=1)) if len(nums) > 1 else None,
-                    "min": min(nums) if nums else None, "max": max(nums) if nums else None}
+        out[key] = {
+            "values": vals,
+            "mean": float(np.mean(nums)) if nums else None,
+            "std": float(np.std(nums, ddof=1)) if len(nums) > 1 else None,
+            "min": min(nums) if nums else None,
+            "max": max(nums) if nums else None,
+        }
     out["onsets"] = sum(1 for r in runs if (r.get("analysis") or {}).get("onset_iter") is not None)
     out["verdicts"] = [(r.get("analysis") or {}).get("verdict") for r in runs]
     return out

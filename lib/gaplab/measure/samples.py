@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
-
+from typing import Any, Optional, Union
 
 from ..files import atomic_write_text
-from .text_quality import KeywordSet, code_metrics, compile_patterns, format_compliance, keyword_score, repetition_metrics
 from .ngram_index import MemorizationIndex
+from .text_quality import (
+    KeywordSet,
+    code_metrics,
+    compile_patterns,
+    format_compliance,
+    keyword_score,
+    repetition_metrics,
+)
+
 
 # =========================================================================== evaluation
 def _mean(values: Iterable[Any]) -> Optional[float]:
@@ -37,10 +45,16 @@ def _max(values: Iterable[Any]) -> Optional[float]:
     return max(vals) if vals else None
 
 
-def evaluate_samples(samples: Sequence[Mapping[str, Any]], *, index: Optional[MemorizationIndex] = None,
-                     tokenizer=None, python: bool = False, format_patterns: Sequence[str] = (),
-                     keyword_set: Optional[KeywordSet] = None,
-                     repeat_n: int = 3) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def evaluate_samples(
+    samples: Sequence[Mapping[str, Any]],
+    *,
+    index: Optional[MemorizationIndex] = None,
+    tokenizer=None,
+    python: bool = False,
+    format_patterns: Sequence[str] = (),
+    keyword_set: Optional[KeywordSet] = None,
+    repeat_n: int = 3,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Add per-sample metrics to each sample (a copy) and aggregate them.
 
     What is measured on what: repetition, stutters, keywords and format on the
@@ -69,15 +83,20 @@ def evaluate_samples(samples: Sequence[Mapping[str, Any]], *, index: Optional[Me
         if keyword_set is not None:
             item = keyword_set.by_prompt.get(row.get("prompt"))
             if item is not None:
-                row.update(keyword_score(text, item.keywords, item.case_sensitive),
-                           keyword_category=item.category, keyword_difficulty=item.difficulty)
+                row.update(
+                    keyword_score(text, item.keywords, item.case_sensitive),
+                    keyword_category=item.category,
+                    keyword_difficulty=item.difficulty,
+                )
         rows.append(row)
     return rows, aggregate_rows(rows, repeat_n=repeat_n, format_patterns=[p.pattern for p in patterns])
 
 
-def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, repeat_n: int = 3,
-                   format_patterns: Sequence[str] = ()) -> dict[str, Any]:
+def aggregate_rows(
+    rows: Sequence[Mapping[str, Any]], *, repeat_n: int = 3, format_patterns: Sequence[str] = ()
+) -> dict[str, Any]:
     """Means and shares over evaluated rows (see :func:`evaluate_samples`)."""
+
     def col(key: str) -> list[Any]:
         return [r.get(key) for r in rows]
 
@@ -104,29 +123,34 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, repeat_n: int = 3,
     agg["stutter_examples"] = examples[:10]
     if any("mem_longest_tokens" in r for r in rows):
         longest = max(rows, key=lambda r: r.get("mem_longest_tokens") or 0)
-        agg.update({
-            "mem_longest_tokens": _mean(col("mem_longest_tokens")),
-            "mem_longest_tokens_max": _max(col("mem_longest_tokens")),
-            "mem_longest_chars_max": _max(col("mem_longest_chars")),
-            "mem_longest_text": _clip(longest.get("mem_longest_text")),
-            "mem_longest_any_tokens_max": _max(col("mem_longest_any_tokens")),
-            "train_ngram_share": _mean(col("train_ngram_share")),
-            "val_only_ngram_share": _mean(col("val_only_ngram_share")),
-            "novel_ngram_share": _mean(col("novel_ngram_share")),
-        })
+        agg.update(
+            {
+                "mem_longest_tokens": _mean(col("mem_longest_tokens")),
+                "mem_longest_tokens_max": _max(col("mem_longest_tokens")),
+                "mem_longest_chars_max": _max(col("mem_longest_chars")),
+                "mem_longest_text": _clip(longest.get("mem_longest_text")),
+                "mem_longest_any_tokens_max": _max(col("mem_longest_any_tokens")),
+                "train_ngram_share": _mean(col("train_ngram_share")),
+                "val_only_ngram_share": _mean(col("val_only_ngram_share")),
+                "novel_ngram_share": _mean(col("novel_ngram_share")),
+            }
+        )
     if any("parse_ok" in r for r in rows):
-        agg.update({
-            "parse_ok_share": share("parse_ok"),
-            "parse_line_share": _mean(col("parse_line_share")),
-            "brackets_balanced_share": share("brackets_balanced"),
-            "bracket_errors": _mean(col("bracket_errors")),
-            "tokenize_errors": _mean(col("tokenize_errors")),
-        })
+        agg.update(
+            {
+                "parse_ok_share": share("parse_ok"),
+                "parse_line_share": _mean(col("parse_line_share")),
+                "brackets_balanced_share": share("brackets_balanced"),
+                "bracket_errors": _mean(col("bracket_errors")),
+                "tokenize_errors": _mean(col("tokenize_errors")),
+            }
+        )
     if format_patterns:
         agg["format_ok_share"] = share("format_ok")
         agg["format_by_pattern"] = {
             p: _mean([0.0 if p in (r.get("format_missing") or []) else 1.0 for r in rows if "format_ok" in r])
-            for p in format_patterns}
+            for p in format_patterns
+        }
     scored = [r for r in rows if r.get("keyword_score") is not None]
     if scored:
         agg["keyword_score"] = _mean(r["keyword_score"] for r in scored)
@@ -152,8 +176,9 @@ def sample_document_text(row: Mapping[str, Any], separator: str = "") -> str:
     return full[:end] if end >= 0 else full
 
 
-def validate_samples(rows: Sequence[Mapping[str, Any]], specs: Sequence[str],
-                     separator: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def validate_samples(
+    rows: Sequence[Mapping[str, Any]], specs: Sequence[str], separator: str = ""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run ``sample.validators`` (the ``data.validators`` kind) on each sample; per-sample marks and their shares.
 
     Each sample becomes one document (:func:`sample_document_text`) for
@@ -172,13 +197,17 @@ def validate_samples(rows: Sequence[Mapping[str, Any]], specs: Sequence[str],
     by_name: dict[str, dict[str, Any]] = {}
     for i, r in enumerate(rows):
         row = dict(r)
-        doc = Document(text=sample_document_text(row, separator), source=f"sample/{row.get('checkpoint', '?')}",
-                       name=f"sample-{i}")
+        doc = Document(
+            text=sample_document_text(row, separator), source=f"sample/{row.get('checkpoint', '?')}", name=f"sample-{i}"
+        )
         result = run_validators([doc], list(specs))
         problems = [p for v in result["validators"].values() for ex in v["examples"] for p in ex["problems"]]
         checked = bool(result["documents_checked"])
-        row.update(validators_checked=checked, validators_ok=(not result["documents_failing"]) if checked else None,
-                   validator_problems=problems)
+        row.update(
+            validators_checked=checked,
+            validators_ok=(not result["documents_failing"]) if checked else None,
+            validator_problems=problems,
+        )
         for name, v in result["validators"].items():
             agg = by_name.setdefault(name, {"checked": 0, "passing": 0})
             agg["checked"] += v["checked"]

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -93,8 +94,9 @@ def fit_kaplan(
     fit = ~hold
     n_fit = int(fit.sum())
     if n_fit < 4:
-        raise ValueError(f"fit_kaplan needs at least 4 fit points for its 4 constants; got {n_fit} "
-                         f"({int(hold.sum())} held out)")
+        raise ValueError(
+            f"fit_kaplan needs at least 4 fit points for its 4 constants; got {n_fit} ({int(hold.sum())} held out)"
+        )
     Nf, Df, log_lf = N_arr[fit], D_arr[fit], np.log(L_arr[fit])
 
     def resid(theta: np.ndarray) -> np.ndarray:
@@ -105,26 +107,41 @@ def fit_kaplan(
     best = None
     for x0 in _starts(Nf, Df):
         x0 = np.clip(x0, lower, upper)
-        res = least_squares(resid, x0, bounds=(lower, upper), method="trf", x_scale="jac",
-                            xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+        res = least_squares(
+            resid,
+            x0,
+            bounds=(lower, upper),
+            method="trf",
+            x_scale="jac",
+            xtol=1e-12,
+            ftol=1e-12,
+            gtol=1e-12,
+            max_nfev=2000,
+        )
         if best is None or res.cost < best.cost:
             best = res
     theta = best.x
     pred = np.exp(_log_loss(theta, N_arr, D_arr))
     err = pred - L_arr
     out: dict[str, Any] = {
-        "Nc": float(math.exp(theta[0])), "Dc": float(math.exp(theta[1])),
-        "alpha_N": float(theta[2]), "alpha_D": float(theta[3]),
-        "n_fit": n_fit, "n_holdout": int(hold.sum()), "dof": n_fit - 4,
+        "Nc": float(math.exp(theta[0])),
+        "Dc": float(math.exp(theta[1])),
+        "alpha_N": float(theta[2]),
+        "alpha_D": float(theta[3]),
+        "n_fit": n_fit,
+        "n_holdout": int(hold.sum()),
+        "dof": n_fit - 4,
         "predicted": pred.tolist(),
         "residuals": err[fit].tolist(),
         "rmse": float(np.sqrt(np.mean(err[fit] ** 2))),
-        "rmse_log": float(np.sqrt(np.mean(best.fun ** 2))),
+        "rmse_log": float(np.sqrt(np.mean(best.fun**2))),
         "holdout_mask": hold.tolist(),
         "holdout_residuals": err[hold].tolist() if hold.any() else [],
         "holdout_rmse": float(np.sqrt(np.mean(err[hold] ** 2))) if hold.any() else None,
         "holdout_max_abs_error": float(np.max(np.abs(err[hold]))) if hold.any() else None,
-        "success": bool(best.success), "message": str(best.message), "formula": KAPLAN_FORMULA,
+        "success": bool(best.success),
+        "message": str(best.message),
+        "formula": KAPLAN_FORMULA,
     }
     return out
 
@@ -138,12 +155,14 @@ def fit_journey(table: pd.DataFrame, min_points: int = 6) -> Optional[dict[str, 
     Returns ``{"fit": ..., "N", "D", "L", "phases", "holdout"}`` (lists).
     """
     ok = table["state"].isin(["done", "cached"]) if "state" in table else pd.Series(True, index=table.index)
-    df = pd.DataFrame({
-        "phase": table.get("phase", pd.Series(range(len(table)), index=table.index)).astype(str),
-        "N": pd.to_numeric(table["params_non_embedding"], errors="coerce").astype(float),
-        "D": pd.to_numeric(table["train_tokens"], errors="coerce").astype(float),
-        "L": pd.to_numeric(table["best_val"], errors="coerce").astype(float),
-    })[ok.to_numpy()]
+    df = pd.DataFrame(
+        {
+            "phase": table.get("phase", pd.Series(range(len(table)), index=table.index)).astype(str),
+            "N": pd.to_numeric(table["params_non_embedding"], errors="coerce").astype(float),
+            "D": pd.to_numeric(table["train_tokens"], errors="coerce").astype(float),
+            "L": pd.to_numeric(table["best_val"], errors="coerce").astype(float),
+        }
+    )[ok.to_numpy()]
     df = df[np.isfinite(df[["N", "D", "L"]]).all(axis=1) & (df[["N", "D", "L"]] > 0).all(axis=1)]
     if len(df) < min_points or df["N"].nunique() < 2 or df["D"].nunique() < 2:
         return None
@@ -151,5 +170,11 @@ def fit_journey(table: pd.DataFrame, min_points: int = 6) -> Optional[dict[str, 
     if (~hold).sum() < min_points or len(set(df["D"][~hold])) < 2:
         hold = np.zeros(len(df), dtype=bool)
     fit = fit_kaplan(df["N"].to_numpy(), df["D"].to_numpy(), df["L"].to_numpy(), holdout_mask=hold)
-    return {"fit": fit, "N": df["N"].tolist(), "D": df["D"].tolist(), "L": df["L"].tolist(),
-            "phases": df["phase"].tolist(), "holdout": hold.tolist()}
+    return {
+        "fit": fit,
+        "N": df["N"].tolist(),
+        "D": df["D"].tolist(),
+        "L": df["L"].tolist(),
+        "phases": df["phase"].tolist(),
+        "holdout": hold.tolist(),
+    }

@@ -16,12 +16,12 @@ import io
 import re
 import tokenize
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import yaml
-
 
 KEYWORDS_DIR = Path(__file__).resolve().parents[1] / "keywords"
 
@@ -40,7 +40,7 @@ def words(text: str) -> list[str]:
 
 
 def ngrams(units: Sequence, n: int) -> list[tuple]:
-    return [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
+    return [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
 
 
 def distinct_n(units: Sequence, n: int) -> Optional[float]:
@@ -69,10 +69,11 @@ def longest_repeated_substring(text: str) -> str:
     Binary search on the length, with a set of the substrings of that length.
     Among equally long repeats, the one whose second occurrence ends first.
     """
+
     def first_repeat(length: int) -> Optional[str]:
         seen: set[str] = set()
         for i in range(len(text) - length + 1):
-            piece = text[i:i + length]
+            piece = text[i : i + length]
             if piece in seen:
                 return piece
             seen.add(piece)
@@ -100,11 +101,11 @@ def _runs(text: str, min_unit: int, max_unit: int, min_repeats: int) -> list[tup
     while i < n:
         found = None
         for u in range(min_unit, max_unit + 1):
-            unit = text[i:i + u]
+            unit = text[i : i + u]
             if len(unit) < u or sum(c.isalpha() for c in unit) < 2 or not _is_primitive(unit):
                 continue
             reps = 1
-            while text[i + reps * u:i + (reps + 1) * u] == unit:
+            while text[i + reps * u : i + (reps + 1) * u] == unit:
                 reps += 1
             if reps >= min_repeats:
                 found = (i, unit, reps)
@@ -117,8 +118,15 @@ def _runs(text: str, min_unit: int, max_unit: int, min_repeats: int) -> list[tup
     return out
 
 
-def find_stutters(text: str, *, min_unit: int = 2, max_unit: int = 6, min_repeats: int = 3,
-                  word_min_unit: int = 3, word_min_repeats: int = 2) -> list[dict[str, Any]]:
+def find_stutters(
+    text: str,
+    *,
+    min_unit: int = 2,
+    max_unit: int = 6,
+    min_repeats: int = 3,
+    word_min_unit: int = 3,
+    word_min_repeats: int = 2,
+) -> list[dict[str, Any]]:
     """Character-level stutters: a short unit repeated back to back.
 
     Two kinds, each unit *primitive* (not itself a repetition, so ``====`` and
@@ -197,8 +205,9 @@ def repetition_metrics(text: str, *, repeat_n: int = 3) -> dict[str, Any]:
 
 
 # =========================================================================== code well-formedness
-_INCOMPLETE_FLAGS = (getattr(codeop, "PyCF_ALLOW_INCOMPLETE_INPUT", 0x4000)
-                     | getattr(codeop, "PyCF_DONT_IMPLY_DEDENT", 0x200))
+_INCOMPLETE_FLAGS = getattr(codeop, "PyCF_ALLOW_INCOMPLETE_INPUT", 0x4000) | getattr(
+    codeop, "PyCF_DONT_IMPLY_DEDENT", 0x200
+)
 
 
 def _compile_error(source: str) -> Optional[SyntaxError]:
@@ -307,7 +316,7 @@ def bracket_balance(code: str) -> dict[str, int]:
             i = n if j < 0 else j
             continue
         if ch in "'\"":
-            quote = code[i:i + 3] if code[i:i + 3] in ("'''", '"""') else ch
+            quote = code[i : i + 3] if code[i : i + 3] in ("'''", '"""') else ch
             i += len(quote)
             while i < n:
                 if code[i] == "\\":
@@ -420,9 +429,11 @@ def _keyword_path(spec: Union[str, Path]) -> Path:
     builtin = KEYWORDS_DIR / (path.stem + ".yaml")
     if path.suffix in ("", ".yaml") and builtin.is_file():
         return builtin
-    raise ValueError(f"sample.keyword_sets: no such keyword-set file: {path}; allowed: a YAML file "
-                     f"(a list of {{prompt, keywords, category, difficulty}}) or a built-in name: "
-                     f"{', '.join(builtin_keyword_sets()) or '(none)'}")
+    raise ValueError(
+        f"sample.keyword_sets: no such keyword-set file: {path}; allowed: a YAML file "
+        f"(a list of {{prompt, keywords, category, difficulty}}) or a built-in name: "
+        f"{', '.join(builtin_keyword_sets()) or '(none)'}"
+    )
 
 
 def parse_keyword_set(raw: Any, where: str = "keyword set") -> KeywordSet:
@@ -431,8 +442,10 @@ def parse_keyword_set(raw: Any, where: str = "keyword set") -> KeywordSet:
     if isinstance(raw, dict) and isinstance(raw.get("prompts"), list):
         raw = raw["prompts"]
     if not isinstance(raw, list) or not raw:
-        raise ValueError(f"{where}: allowed: a non-empty YAML list of {{prompt, keywords, category, difficulty}}; "
-                         f"got {type(raw).__name__}")
+        raise ValueError(
+            f"{where}: allowed: a non-empty YAML list of {{prompt, keywords, category, difficulty}}; "
+            f"got {type(raw).__name__}"
+        )
     allowed = {"prompt", "keywords", "category", "difficulty", "case_sensitive"}
     items, seen = [], set()
     for i, entry in enumerate(raw):
@@ -457,8 +470,15 @@ def parse_keyword_set(raw: Any, where: str = "keyword set") -> KeywordSet:
         case = entry.get("case_sensitive", False)
         if not isinstance(case, bool):
             raise ValueError(f"{at} ({prompt!r}): case_sensitive = {case!r}: allowed: true or false")
-        items.append(KeywordItem(prompt=prompt, keywords=list(kws), category=str(entry.get("category", "general")),
-                                 difficulty=str(entry.get("difficulty", "unspecified")), case_sensitive=case))
+        items.append(
+            KeywordItem(
+                prompt=prompt,
+                keywords=list(kws),
+                category=str(entry.get("category", "general")),
+                difficulty=str(entry.get("difficulty", "unspecified")),
+                case_sensitive=case,
+            )
+        )
     return KeywordSet(items=items, path=where)
 
 
@@ -476,9 +496,11 @@ def keyword_score(text: str, keywords: Sequence[str], case_sensitive: bool = Fal
     """Fraction of ``keywords`` that occur in ``text`` as substrings (case-insensitive by default)."""
     hay = text if case_sensitive else text.lower()
     found = [k for k in keywords if (k if case_sensitive else k.lower()) in hay]
-    return {"keyword_score": len(found) / len(keywords) if keywords else None,
-            "keywords_found": found,
-            "keywords_missing": [k for k in keywords if k not in found]}
+    return {
+        "keyword_score": len(found) / len(keywords) if keywords else None,
+        "keywords_found": found,
+        "keywords_missing": [k for k in keywords if k not in found],
+    }
 
 
 def compile_patterns(patterns: Iterable[str]) -> list[re.Pattern]:

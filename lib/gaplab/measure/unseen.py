@@ -10,7 +10,8 @@ about the split, not about generalisation; :func:`seen_unseen_summary` separates
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -34,10 +35,13 @@ def seen_unseen_summary(history: pd.DataFrame, metrics: Mapping[str, Any]) -> Op
     last = h.iloc[-1]
     share = finite_or_none(metrics.get("val_unseen_token_share"))
     out = {
-        "unseen_token_share": share, "unseen_byte_share": finite_or_none(metrics.get("val_unseen_byte_share")),
+        "unseen_token_share": share,
+        "unseen_byte_share": finite_or_none(metrics.get("val_unseen_byte_share")),
         "best_iter": int(at_best["iter"]),
-        "seen_at_best": finite_or_none(at_best["val_loss_seen"]), "unseen_at_best": finite_or_none(at_best["val_loss_unseen"]),
-        "seen_final": finite_or_none(last["val_loss_seen"]), "unseen_final": finite_or_none(last["val_loss_unseen"]),
+        "seen_at_best": finite_or_none(at_best["val_loss_seen"]),
+        "unseen_at_best": finite_or_none(at_best["val_loss_unseen"]),
+        "seen_final": finite_or_none(last["val_loss_seen"]),
+        "unseen_final": finite_or_none(last["val_loss_unseen"]),
     }
     final = finite_or_none(last["val_loss"])
     if share and out["unseen_final"] is not None and final:
@@ -53,5 +57,6 @@ def seen_unseen_summary(history: pd.DataFrame, metrics: Mapping[str, Any]) -> Op
             f"{share:.1%} of val tokens never occur in the training split; they cost {out['unseen_final']:.2f} "
             f"nats each at the end ({out['unseen_at_best']:.2f} at the best eval, iter {out['best_iter']}), "
             f"{out['unseen_part_of_final']:.0%} of the final val loss. On the tokens train did contain, val loss "
-            f"went from {out['seen_at_best']:.2f} at the best eval to {out['seen_final']:.2f}.")
+            f"went from {out['seen_at_best']:.2f} at the best eval to {out['seen_final']:.2f}."
+        )
     return out

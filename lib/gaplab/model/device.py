@@ -55,13 +55,17 @@ def resolve_device(spec: str = "auto") -> torch.device:
     try:
         dev = torch.device(spec)
     except (RuntimeError, TypeError):
-        raise DeviceError(f"train.device = {spec!r}: not a device name; allowed: auto, cpu, cuda, cuda:N, mps") from None
+        raise DeviceError(
+            f"train.device = {spec!r}: not a device name; allowed: auto, cpu, cuda, cuda:N, mps"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"train.device = {spec!r}: CUDA is not available here; allowed: auto or cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"train.device = {spec!r}: this machine has {torch.cuda.device_count()} CUDA "
-                              f"device(s); allowed: cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+            raise DeviceError(
+                f"train.device = {spec!r}: this machine has {torch.cuda.device_count()} CUDA "
+                f"device(s); allowed: cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
+            )
     elif dev.type == "mps":
         if not _mps_available():
             raise DeviceError(f"train.device = {spec!r}: Apple MPS is not available here; allowed: auto or cpu")
@@ -113,8 +117,13 @@ def resolve_dtype(spec: str, device: torch.device, n_embd: Optional[int] = None)
     if spec == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
-        if (device.type == "cpu" and n_embd is not None and n_embd >= BF16_AUTOCAST_MIN_WIDTH
-                and cpu_has_native_bf16() and cpu_supports_bf16()):
+        if (
+            device.type == "cpu"
+            and n_embd is not None
+            and n_embd >= BF16_AUTOCAST_MIN_WIDTH
+            and cpu_has_native_bf16()
+            and cpu_supports_bf16()
+        ):
             return torch.bfloat16
         return torch.float32
     if spec == "fp16" and device.type != "cuda":
@@ -129,16 +138,22 @@ def resolve_dtype(spec: str, device: torch.device, n_embd: Optional[int] = None)
 BF16_HEAD_MIN_VOCAB = 8192
 
 
-def head_matmul_dtype(spec: str, device: torch.device, dtype: torch.dtype,
-                      vocab_size: Optional[int] = None) -> Optional[torch.dtype]:
+def head_matmul_dtype(
+    spec: str, device: torch.device, dtype: torch.dtype, vocab_size: Optional[int] = None
+) -> Optional[torch.dtype]:
     """Precision of the tied head's training matmuls; ``None`` means "the model's own".
 
     With ``train.dtype: auto`` on a CPU with native bf16 instructions and a
     vocabulary of at least :data:`BF16_HEAD_MIN_VOCAB` ids this is bf16 (about
     twice the fp32 matmul throughput); otherwise the model's dtype.
     """
-    if (spec == "auto" and device.type == "cpu" and (vocab_size is None or vocab_size >= BF16_HEAD_MIN_VOCAB)
-            and cpu_has_native_bf16() and cpu_supports_bf16()):
+    if (
+        spec == "auto"
+        and device.type == "cpu"
+        and (vocab_size is None or vocab_size >= BF16_HEAD_MIN_VOCAB)
+        and cpu_has_native_bf16()
+        and cpu_supports_bf16()
+    ):
         return torch.bfloat16
     return None if dtype == torch.float32 else dtype
 

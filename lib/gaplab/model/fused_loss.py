@@ -103,16 +103,23 @@ class _TiedHeadCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         if ctx.grads is None:
-            raise RuntimeError("chunked_cross_entropy supports one backward pass per forward; "
-                               "use the plain loss (fused_loss = False) for retain_graph")
+            raise RuntimeError(
+                "chunked_cross_entropy supports one backward pass per forward; "
+                "use the plain loss (fused_loss = False) for retain_graph"
+            )
         grad_h, grad_w = ctx.grads
         ctx.grads = None
         scale = grad_out.float()
         return grad_h.mul_(scale.to(grad_h.dtype)), grad_w.mul_(scale).to(ctx.weight_dtype), None, None, None, None
 
 
-def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                          chunk: Optional[int] = None, matmul_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+def chunked_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    chunk: Optional[int] = None,
+    matmul_dtype: Optional[torch.dtype] = None,
+) -> torch.Tensor:
     """Mean cross-entropy of the tied head ``hidden @ weight.T`` without materialising all logits.
 
     ``hidden``: (..., d); ``weight``: (vocab, d); ``targets``: (...) ids.
@@ -136,8 +143,9 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
 
 
 @torch.no_grad()
-def token_losses(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                 chunk: Optional[int] = None) -> torch.Tensor:
+def token_losses(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: Optional[int] = None
+) -> torch.Tensor:
     """Per-token cross-entropy (nats, fp32) of the tied head ``hidden @ weight.T``, ``chunk`` rows at a time.
 
     The evaluation's loss: the same numbers as ``F.cross_entropy(..., reduction="none")``, shaped like
@@ -149,6 +157,6 @@ def token_losses(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tens
     w = weight.float()
     out = torch.empty(flat_t.shape[0], dtype=torch.float32, device=hidden.device)
     for s in range(0, flat_h.shape[0], rows):
-        logits = flat_h[s:s + rows].float() @ w.t()
-        out[s:s + rows] = torch.logsumexp(logits, dim=1) - logits.gather(1, flat_t[s:s + rows, None]).squeeze(1)
+        logits = flat_h[s : s + rows].float() @ w.t()
+        out[s : s + rows] = torch.logsumexp(logits, dim=1) - logits.gather(1, flat_t[s : s + rows, None]).squeeze(1)
     return out.view(targets.shape)

@@ -35,6 +35,7 @@ from ..schema import ModelConfig
 from .device import attention
 from .fused_loss import chunked_cross_entropy
 
+
 def count_params(model_cfg: Any, vocab_size: int) -> dict[str, int]:
     """``{"total", "embedding", "non_embedding"}`` from the sizes alone, without building the model.
 
@@ -159,8 +160,10 @@ class GPT(nn.Module):
         past, T = (self.cached_tokens(cache) if cache is not None else 0), idx.shape[1]
         if past + T > self.config.block_size:
             if past:
-                raise ValueError(f"{past} cached + {T} new tokens exceed model.block_size = "
-                                 f"{self.config.block_size}; start a new cache from the last block_size tokens")
+                raise ValueError(
+                    f"{past} cached + {T} new tokens exceed model.block_size = "
+                    f"{self.config.block_size}; start a new cache from the last block_size tokens"
+                )
             raise ValueError(f"a sequence of {T} tokens is longer than model.block_size = {self.config.block_size}")
         pos = torch.arange(past, past + T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))

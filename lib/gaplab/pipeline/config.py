@@ -20,8 +20,18 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ValidationError
-from ..schema import BYTE_ALPHABET, CHECK_NAMES, NAMED_SIZES, PHASE_KEYS, SECTION_MODELS, SECTIONS, TIKTOKEN_NAMES, PhaseParams
+
 from ..errors import MISSING, Problem, StudyError
+from ..schema import (
+    BYTE_ALPHABET,
+    CHECK_NAMES,
+    NAMED_SIZES,
+    PHASE_KEYS,
+    SECTION_MODELS,
+    SECTIONS,
+    TIKTOKEN_NAMES,
+    PhaseParams,
+)
 from .runs import STUDY_LEVEL_NAMES
 from .study_file import read_yaml as _read_yaml
 
@@ -30,8 +40,10 @@ TOP_LEVEL_KEYS = ("study", "description", "extends", "defaults", "phases", "grid
 
 #: keys that earlier versions accepted, with what to do instead
 REMOVED_KEYS = {
-    "train.restore_best": ("removed: it never changed what a run wrote; the best weights are always in ckpt/best.pt, "
-                           "which 03_loss_gap and 04_samples read (sample.checkpoints: [best]); delete the key"),
+    "train.restore_best": (
+        "removed: it never changed what a run wrote; the best weights are always in ckpt/best.pt, "
+        "which 03_loss_gap and 04_samples read (sample.checkpoints: [best]); delete the key"
+    ),
 }
 
 
@@ -50,8 +62,10 @@ def name_problem(name: Any, what: str = "phase") -> Optional[str]:
     if not isinstance(name, str) or not PHASE_NAME.match(name) or len(name) > MAX_NAME:
         return f"{allowed} (it names a folder)"
     if what == "phase" and name.casefold() in {n.casefold() for n in STUDY_LEVEL_NAMES}:
-        return (f"{name!r} is the name of a study-level file or folder in outputs/<study>/ "
-                f"({', '.join(STUDY_LEVEL_NAMES)}); allowed: any other name")
+        return (
+            f"{name!r} is the name of a study-level file or folder in outputs/<study>/ "
+            f"({', '.join(STUDY_LEVEL_NAMES)}); allowed: any other name"
+        )
     return None
 
 
@@ -103,7 +117,9 @@ def _format_value(value: Any) -> str:
 
 
 def _grid_label(key: str) -> str:
-    return {"data.max_tokens": "d", "data.max_train_tokens": "d", "train.max_iters": "it", "train.epochs": "ep"}.get(key, key.split(".")[-1])
+    return {"data.max_tokens": "d", "data.max_train_tokens": "d", "train.max_iters": "it", "train.epochs": "ep"}.get(
+        key, key.split(".")[-1]
+    )
 
 
 def expand_grid(grid: dict[str, list]) -> list[tuple[str, dict]]:
@@ -156,9 +172,16 @@ class Study:
             if ph.name == name:
                 return ph
         raise StudyError(
-            [Problem(str(self.path), None, "--phase", name,
-                     f"no such phase; allowed: {', '.join(p.name for p in self.phases)}"
-                     + _did_you_mean(name, [p.name for p in self.phases]))]
+            [
+                Problem(
+                    str(self.path),
+                    None,
+                    "--phase",
+                    name,
+                    f"no such phase; allowed: {', '.join(p.name for p in self.phases)}"
+                    + _did_you_mean(name, [p.name for p in self.phases]),
+                )
+            ]
         )
 
     def select(self, names: Optional[list[str]]) -> list[Phase]:
@@ -190,16 +213,30 @@ def _apply_size(raw: dict, sizes: dict, file: str, phase: str, problems: list[Pr
         if model in sizes:
             raw["model"] = dict(sizes[model])
         else:
-            problems.append(Problem(file, phase, "model", model,
-                                    f"unknown model size; allowed: {', '.join(sizes)}" + _did_you_mean(model, sizes)))
+            problems.append(
+                Problem(
+                    file,
+                    phase,
+                    "model",
+                    model,
+                    f"unknown model size; allowed: {', '.join(sizes)}" + _did_you_mean(model, sizes),
+                )
+            )
             raw["model"] = {}
     elif isinstance(model, dict) and isinstance(model.get("size"), str):
         name = model.pop("size")
         if name in sizes:
             raw["model"] = deep_merge(sizes[name], model)
         else:
-            problems.append(Problem(file, phase, "model.size", name,
-                                    f"unknown model size; allowed: {', '.join(sizes)}" + _did_you_mean(name, sizes)))
+            problems.append(
+                Problem(
+                    file,
+                    phase,
+                    "model.size",
+                    name,
+                    f"unknown model size; allowed: {', '.join(sizes)}" + _did_you_mean(name, sizes),
+                )
+            )
 
 
 def _pydantic_problems(err: ValidationError, raw: dict, file: str, phase: str) -> list[Problem]:
@@ -216,8 +253,11 @@ def _pydantic_problems(err: ValidationError, raw: dict, file: str, phase: str) -
             elif len(loc) == 1:
                 msg = "unknown section; allowed: " + ", ".join(PHASE_KEYS) + _did_you_mean(loc[0], PHASE_KEYS)
             elif model is not None and len(loc) == 2:
-                msg = (f"unknown key in {section}" + _did_you_mean(loc[-1], model.model_fields)
-                       + f" (allowed keys: {', '.join(model.model_fields)})")
+                msg = (
+                    f"unknown key in {section}"
+                    + _did_you_mean(loc[-1], model.model_fields)
+                    + f" (allowed keys: {', '.join(model.model_fields)})"
+                )
             else:
                 msg = "unknown key; allowed: warn, fail" + _did_you_mean(loc[-1], ("warn", "fail"))
             out.append(Problem(file, phase, key, _lookup(raw, loc), msg))
@@ -262,38 +302,77 @@ def cross_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
     out = []
     m, t, d, s = p.model, p.train, p.data, p.sample
     if p.tokenizer.compact_from != "train" and not p.tokenizer.compact:
-        out.append(Problem(file, phase, "tokenizer.compact_from", p.tokenizer.compact_from,
-                           "only applies to a compact vocabulary; allowed: set tokenizer.compact: true, "
-                           "or leave compact_from out"))
+        out.append(
+            Problem(
+                file,
+                phase,
+                "tokenizer.compact_from",
+                p.tokenizer.compact_from,
+                "only applies to a compact vocabulary; allowed: set tokenizer.compact: true, or leave compact_from out",
+            )
+        )
     if m.n_embd % m.n_head:
-        out.append(Problem(file, phase, "model.n_embd", m.n_embd,
-                           f"must be divisible by model.n_head ({m.n_head}); allowed: a multiple of {m.n_head}, "
-                           f"e.g. {m.n_head * max(1, round(m.n_embd / m.n_head))}"))
+        out.append(
+            Problem(
+                file,
+                phase,
+                "model.n_embd",
+                m.n_embd,
+                f"must be divisible by model.n_head ({m.n_head}); allowed: a multiple of {m.n_head}, "
+                f"e.g. {m.n_head * max(1, round(m.n_embd / m.n_head))}",
+            )
+        )
     if (t.max_iters is None) == (t.epochs is None):
-        out.append(Problem(file, phase, "train.max_iters", t.max_iters,
-                           f"give exactly one of train.max_iters and train.epochs (epochs = {t.epochs})"))
+        out.append(
+            Problem(
+                file,
+                phase,
+                "train.max_iters",
+                t.max_iters,
+                f"give exactly one of train.max_iters and train.epochs (epochs = {t.epochs})",
+            )
+        )
     if t.max_iters is not None and t.eval_interval > t.max_iters:
-        out.append(Problem(file, phase, "train.eval_interval", t.eval_interval,
-                           f"must be <= train.max_iters ({t.max_iters})"))
+        out.append(
+            Problem(file, phase, "train.eval_interval", t.eval_interval, f"must be <= train.max_iters ({t.max_iters})")
+        )
     if t.min_lr is not None and t.min_lr > t.learning_rate:
-        out.append(Problem(file, phase, "train.min_lr", t.min_lr,
-                           f"must be <= train.learning_rate ({t.learning_rate})"))
+        out.append(
+            Problem(file, phase, "train.min_lr", t.min_lr, f"must be <= train.learning_rate ({t.learning_rate})")
+        )
     if t.max_iters is not None and t.warmup_iters > t.max_iters:
-        out.append(Problem(file, phase, "train.warmup_iters", t.warmup_iters,
-                           f"must be <= train.max_iters ({t.max_iters})"))
+        out.append(
+            Problem(file, phase, "train.warmup_iters", t.warmup_iters, f"must be <= train.max_iters ({t.max_iters})")
+        )
     bad_save = [i for i in t.save_every if not isinstance(i, int) or i <= 0]
     if bad_save:
-        out.append(Problem(file, phase, "train.save_every", t.save_every, "allowed: a list of positive iteration numbers"))
+        out.append(
+            Problem(file, phase, "train.save_every", t.save_every, "allowed: a list of positive iteration numbers")
+        )
     if not (t.device == "auto" or re.fullmatch(r"cpu|mps|cuda(:\d+)?", t.device)):
         out.append(Problem(file, phase, "train.device", t.device, "allowed: auto, cpu, mps, cuda or cuda:N"))
     if d.source in ("files", "text", "jsonl", "csv") and not d.path:
         out.append(Problem(file, phase, "data.path", d.path, f"data.source {d.source!r} needs a path"))
     if d.source in ("jsonl", "csv") and not d.fields:
-        out.append(Problem(file, phase, "data.fields", d.fields,
-                           f"data.source {d.source!r} needs the fields to join, e.g. [question, answer]"))
+        out.append(
+            Problem(
+                file,
+                phase,
+                "data.fields",
+                d.fields,
+                f"data.source {d.source!r} needs the fields to join, e.g. [question, answer]",
+            )
+        )
     if d.source == "generated" and not d.generator:
-        out.append(Problem(file, phase, "data.generator", d.generator,
-                           "data.source 'generated' needs a generator 'module:function', e.g. 'gaplab.data.teaching:qa_defects'"))
+        out.append(
+            Problem(
+                file,
+                phase,
+                "data.generator",
+                d.generator,
+                "data.source 'generated' needs a generator 'module:function', e.g. 'gaplab.data.teaching:qa_defects'",
+            )
+        )
     if d.template is not None:
         why = template_problem(d.template, list(d.fields))
         if why:
@@ -305,16 +384,37 @@ def cross_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
         try:
             import_callable(d.generator, "data.generator")  # imported to see that it exists; never called here
         except DataError as exc:
-            out.append(Problem(file, phase, "data.generator", d.generator,
-                               str(exc).removeprefix("data.generator: ").removeprefix(f"{d.generator!r}: ")))
+            out.append(
+                Problem(
+                    file,
+                    phase,
+                    "data.generator",
+                    d.generator,
+                    str(exc).removeprefix("data.generator: ").removeprefix(f"{d.generator!r}: "),
+                )
+            )
     for name in d.fail_on:
         if name not in CHECK_NAMES:
-            out.append(Problem(file, phase, "data.fail_on", name,
-                               f"unknown check; allowed: {', '.join(CHECK_NAMES)}" + _did_you_mean(name, CHECK_NAMES)))
+            out.append(
+                Problem(
+                    file,
+                    phase,
+                    "data.fail_on",
+                    name,
+                    f"unknown check; allowed: {', '.join(CHECK_NAMES)}" + _did_you_mean(name, CHECK_NAMES),
+                )
+            )
     for name in d.checks:
         if name not in CHECK_NAMES:
-            out.append(Problem(file, phase, f"data.checks.{name}", name,
-                               f"unknown check; allowed: {', '.join(CHECK_NAMES)}" + _did_you_mean(name, CHECK_NAMES)))
+            out.append(
+                Problem(
+                    file,
+                    phase,
+                    f"data.checks.{name}",
+                    name,
+                    f"unknown check; allowed: {', '.join(CHECK_NAMES)}" + _did_you_mean(name, CHECK_NAMES),
+                )
+            )
     from ..data.validators import ValidatorError, load_validator
 
     for key, specs in (("data.validators", d.validators), ("sample.validators", s.validators)):
@@ -325,8 +425,16 @@ def cross_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
                 out.append(Problem(file, phase, key, spec, str(exc).split(": ", 2)[-1]))
     name = p.tokenizer.name
     if name not in ("char", "bpe") and name not in TIKTOKEN_NAMES:
-        out.append(Problem(file, phase, "tokenizer.name", name, f"allowed: char, bpe, {', '.join(TIKTOKEN_NAMES)}"
-                           + _did_you_mean(name, ("char", "bpe") + TIKTOKEN_NAMES)))
+        out.append(
+            Problem(
+                file,
+                phase,
+                "tokenizer.name",
+                name,
+                f"allowed: char, bpe, {', '.join(TIKTOKEN_NAMES)}"
+                + _did_you_mean(name, ("char", "bpe") + TIKTOKEN_NAMES),
+            )
+        )
     out += _bpe_checks(p, file, phase)
     for pat in s.format_patterns:
         try:
@@ -341,30 +449,67 @@ def _bpe_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
     out, tok, d = [], p.tokenizer, p.data
     if tok.name != "bpe":
         if tok.vocab_size is not None:
-            out.append(Problem(file, phase, "tokenizer.vocab_size", tok.vocab_size,
-                               f"only applies to tokenizer.name: bpe (this phase uses {tok.name!r}, whose vocabulary "
-                               "is fixed); allowed: leave vocab_size out, or set tokenizer.name: bpe"))
+            out.append(
+                Problem(
+                    file,
+                    phase,
+                    "tokenizer.vocab_size",
+                    tok.vocab_size,
+                    f"only applies to tokenizer.name: bpe (this phase uses {tok.name!r}, whose vocabulary "
+                    "is fixed); allowed: leave vocab_size out, or set tokenizer.name: bpe",
+                )
+            )
     elif tok.vocab_size is None:
-        out.append(Problem(file, phase, "tokenizer.vocab_size", None,
-                           f"tokenizer.name bpe needs a vocabulary size; allowed: an integer >= {BYTE_ALPHABET} "
-                           "(the byte alphabet), e.g. 1024"))
+        out.append(
+            Problem(
+                file,
+                phase,
+                "tokenizer.vocab_size",
+                None,
+                f"tokenizer.name bpe needs a vocabulary size; allowed: an integer >= {BYTE_ALPHABET} "
+                "(the byte alphabet), e.g. 1024",
+            )
+        )
     elif tok.vocab_size < BYTE_ALPHABET:
-        out.append(Problem(file, phase, "tokenizer.vocab_size", tok.vocab_size,
-                           f"is below the byte alphabet: a byte-level BPE starts from all {BYTE_ALPHABET} byte values "
-                           f"and adds merges; allowed: an integer >= {BYTE_ALPHABET}"))
+        out.append(
+            Problem(
+                file,
+                phase,
+                "tokenizer.vocab_size",
+                tok.vocab_size,
+                f"is below the byte alphabet: a byte-level BPE starts from all {BYTE_ALPHABET} byte values "
+                f"and adds merges; allowed: an integer >= {BYTE_ALPHABET}",
+            )
+        )
     if tok.name == "bpe" and d.split_on != "text":
-        out.append(Problem(file, phase, "data.split_on", d.split_on,
-                           "tokenizer.name bpe is trained on the training split only, so the split must be made on "
-                           "the text before tokenizing; allowed: text (set data.split_on: text)"))
+        out.append(
+            Problem(
+                file,
+                phase,
+                "data.split_on",
+                d.split_on,
+                "tokenizer.name bpe is trained on the training split only, so the split must be made on "
+                "the text before tokenizing; allowed: text (set data.split_on: text)",
+            )
+        )
     if d.split_on == "text" and d.max_tokens is not None:
-        out.append(Problem(file, phase, "data.max_tokens", d.max_tokens,
-                           "cuts the token stream before the split, so with data.split_on: text each tokenizer would "
-                           "keep different text; allowed: leave it out (data.max_train_tokens cuts only the "
-                           "training side and keeps the val text)"))
+        out.append(
+            Problem(
+                file,
+                phase,
+                "data.max_tokens",
+                d.max_tokens,
+                "cuts the token stream before the split, so with data.split_on: text each tokenizer would "
+                "keep different text; allowed: leave it out (data.max_train_tokens cuts only the "
+                "training side and keeps the val text)",
+            )
+        )
     return out
 
 
-def validate_phase(raw: Any, file: str, phase: str, sizes: Optional[dict] = None) -> tuple[Optional[PhaseParams], list[Problem]]:
+def validate_phase(
+    raw: Any, file: str, phase: str, sizes: Optional[dict] = None
+) -> tuple[Optional[PhaseParams], list[Problem]]:
     problems: list[Problem] = []
     if raw is None:
         raw = {}
@@ -398,17 +543,35 @@ def parse_study(raw: Any, file: str, base_dir: Optional[Path] = None) -> Study:
     """Validate a loaded study mapping; raise :class:`StudyError` listing every problem."""
     problems: list[Problem] = []
     if not isinstance(raw, dict):
-        raise StudyError([Problem(file, None, "(file)", raw, "a study must be a YAML mapping with keys "
-                                  + ", ".join(TOP_LEVEL_KEYS))])
+        raise StudyError(
+            [
+                Problem(
+                    file, None, "(file)", raw, "a study must be a YAML mapping with keys " + ", ".join(TOP_LEVEL_KEYS)
+                )
+            ]
+        )
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            problems.append(Problem(file, None, str(key), raw[key],
-                                    "unknown top-level key; allowed: " + ", ".join(TOP_LEVEL_KEYS)
-                                    + _did_you_mean(key, TOP_LEVEL_KEYS)))
+            problems.append(
+                Problem(
+                    file,
+                    None,
+                    str(key),
+                    raw[key],
+                    "unknown top-level key; allowed: " + ", ".join(TOP_LEVEL_KEYS) + _did_you_mean(key, TOP_LEVEL_KEYS),
+                )
+            )
     name = raw.get("study", MISSING)
     if name_problem(name, "study"):
-        problems.append(Problem(file, None, "study", name, name_problem(name, "study").replace(
-            "(it names a folder)", "(it names outputs/<study>/)")))
+        problems.append(
+            Problem(
+                file,
+                None,
+                "study",
+                name,
+                name_problem(name, "study").replace("(it names a folder)", "(it names outputs/<study>/)"),
+            )
+        )
     description = raw.get("description", "")
     if not isinstance(description, str):
         problems.append(Problem(file, None, "description", description, "allowed: text"))
@@ -440,14 +603,22 @@ def parse_study(raw: Any, file: str, base_dir: Optional[Path] = None) -> Study:
     grid = raw.get("grid")
     if grid is not None:
         if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-            problems.append(Problem(file, None, "grid", grid, "allowed: a mapping of key path -> non-empty list of values"))
+            problems.append(
+                Problem(file, None, "grid", grid, "allowed: a mapping of key path -> non-empty list of values")
+            )
         else:
             for key in grid:
                 head = key.split(".")[0]
                 if head not in SECTIONS:
-                    problems.append(Problem(file, None, f"grid.{key}", grid[key],
-                                            "the key must start with a section: " + ", ".join(SECTIONS)
-                                            + _did_you_mean(head, SECTIONS)))
+                    problems.append(
+                        Problem(
+                            file,
+                            None,
+                            f"grid.{key}",
+                            grid[key],
+                            "the key must start with a section: " + ", ".join(SECTIONS) + _did_you_mean(head, SECTIONS),
+                        )
+                    )
             if not any(p.file == file and p.key.startswith("grid") for p in problems):
                 entries.extend(expand_grid(grid))
     if not entries and not any(p.key in ("phases", "grid") for p in problems):
@@ -491,12 +662,22 @@ def _phases_mapping(phases: Any, file: str) -> dict:
             if not (isinstance(item, dict) and isinstance(item.get("name"), str)):
                 raise StudyError([Problem(file, None, f"phases[{i}]", item, "allowed: a mapping with a 'name' key")])
             if item["name"] in out:
-                raise StudyError([Problem(file, item["name"], "(phase name)", item["name"],
-                                          "phase names must be unique")])
+                raise StudyError(
+                    [Problem(file, item["name"], "(phase name)", item["name"], "phase names must be unique")]
+                )
             out[item["name"]] = {k: v for k, v in item.items() if k != "name"}
         return out
-    raise StudyError([Problem(file, None, "phases", phases, "allowed: a mapping of phase name -> overrides, "
-                              "or a list of mappings with a 'name' key")])
+    raise StudyError(
+        [
+            Problem(
+                file,
+                None,
+                "phases",
+                phases,
+                "allowed: a mapping of phase name -> overrides, or a list of mappings with a 'name' key",
+            )
+        ]
+    )
 
 
 def _extend(raw: dict, path: Path, seen: tuple[Path, ...] = ()) -> dict:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from ..files import atomic_write_json, atomic_write_yaml
 from ..versioning import gaplab_version
@@ -37,8 +38,10 @@ def notebooks_dir() -> Path:
     env = os.environ.get(NOTEBOOK_DIR_ENV)
     path = Path(env) if env else PACKAGE_NOTEBOOKS
     if not (path / f"{STAGES[0]}.ipynb").exists():
-        raise FileNotFoundError(f"{path}: no stage notebooks there ({STAGES[0]}.ipynb is missing); "
-                                f"unset {NOTEBOOK_DIR_ENV} or point it at a folder with the stage notebooks")
+        raise FileNotFoundError(
+            f"{path}: no stage notebooks there ({STAGES[0]}.ipynb is missing); "
+            f"unset {NOTEBOOK_DIR_ENV} or point it at a folder with the stage notebooks"
+        )
     return path
 
 
@@ -117,8 +120,14 @@ def execute_phase(job: PhaseJob, work_root: str, report: Optional[Callable[[str,
     params = dict(job.params, run_dir=str(run_dir))
     atomic_write_yaml(run_dir / "params.yaml", params)
     start = time.time()
-    status: dict[str, Any] = {"phase": job.name, "fingerprint": job.fingerprint, "state": "running",
-                              "gaplab": gaplab_version(), "run_dir": str(run_dir), "stages": {}}
+    status: dict[str, Any] = {
+        "phase": job.name,
+        "fingerprint": job.fingerprint,
+        "state": "running",
+        "gaplab": gaplab_version(),
+        "run_dir": str(run_dir),
+        "stages": {},
+    }
     with take_spare(job.kernel) or PhaseKernel() as kernel:
         kernel.cwd = str(run_dir)
         for i, stage in enumerate(STAGES):
@@ -134,14 +143,27 @@ def execute_phase(job: PhaseJob, work_root: str, report: Optional[Callable[[str,
                         start_spare(job.kernel, work_root, kernel_config(), warm=STAGE_MODULES)
                 import papermill as pm  # the first time: while the kernel starts and imports what the stages use
 
-                pm.execute_notebook(str(Path(job.notebooks) / f"{stage}.ipynb"), str(out_nb), parameters=params,
-                                    kernel_name=job.kernel, progress_bar=False, log_output=False,
-                                    execution_timeout=job.timeout, cwd=str(run_dir), config=kernel_config(),
-                                    engine_name=kernel.engine(), phase_kernel=kernel)
+                pm.execute_notebook(
+                    str(Path(job.notebooks) / f"{stage}.ipynb"),
+                    str(out_nb),
+                    parameters=params,
+                    kernel_name=job.kernel,
+                    progress_bar=False,
+                    log_output=False,
+                    execution_timeout=job.timeout,
+                    cwd=str(run_dir),
+                    config=kernel_config(),
+                    engine_name=kernel.engine(),
+                    phase_kernel=kernel,
+                )
             except BaseException as exc:  # noqa: BLE001 - record and hand back, never crash the study
-                status.update(state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                              stage=stage, error=short_error(exc), notebook=f"{stage}.ipynb",
-                              seconds=time.time() - start)
+                status.update(
+                    state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                    stage=stage,
+                    error=short_error(exc),
+                    notebook=f"{stage}.ipynb",
+                    seconds=time.time() - start,
+                )
                 status["stages"][stage] = round(time.time() - t0, 3)
                 atomic_write_json(run_dir / "status.json", status)
                 if isinstance(exc, KeyboardInterrupt):

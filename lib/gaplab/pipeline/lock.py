@@ -15,9 +15,10 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 from filelock import FileLock, Timeout
 
@@ -40,13 +41,16 @@ def describe(info: Optional[dict]) -> str:
     """``gaplab run (pid 123 on host, since 2026-05-01 12:00:03)``, or ``another gaplab command``."""
     if not info:
         return "another gaplab command"
-    return (f"{info.get('command', 'gaplab')} (pid {info.get('pid', '?')} on {info.get('host', '?')}, "
-            f"since {info.get('since', '?')})")
+    return (
+        f"{info.get('command', 'gaplab')} (pid {info.get('pid', '?')} on {info.get('host', '?')}, "
+        f"since {info.get('since', '?')})"
+    )
 
 
 @contextlib.contextmanager
-def study_lock(sdir: Path, command: str, wait: bool = False,
-               say: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> Iterator[None]:
+def study_lock(
+    sdir: Path, command: str, wait: bool = False, say: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
+) -> Iterator[None]:
     """Hold the lock of the study folder ``sdir`` for the block.
 
     Without ``wait`` a held lock raises :class:`gaplab.errors.StudyLocked` at once; with it, ``say`` tells
@@ -61,18 +65,25 @@ def study_lock(sdir: Path, command: str, wait: bool = False,
     except Timeout:
         info = _holder(sdir)
         if not wait:
-            raise StudyLocked(f"{sdir} is in use by {describe(info)}; wait for it to finish, or pass --wait "
-                              "to start when it does") from None
+            raise StudyLocked(
+                f"{sdir} is in use by {describe(info)}; wait for it to finish, or pass --wait to start when it does"
+            ) from None
         say(f"waiting for {describe(info)} to finish with {sdir}")
         lock.acquire()
     try:
         left = _holder(sdir)
         if left is not None:  # its holder released the OS lock without removing the record: it was killed
-            say(f"note: the last lock on {sdir} was left by {describe(left)}, which is gone (killed?); "
-                "taking it over")
-        atomic_write_json(sdir / HOLDER_NAME, {"command": command, "pid": os.getpid(), "host": socket.gethostname(),
-                                               "since": datetime.now().isoformat(timespec="seconds"),
-                                               "started": time.time()})
+            say(f"note: the last lock on {sdir} was left by {describe(left)}, which is gone (killed?); taking it over")
+        atomic_write_json(
+            sdir / HOLDER_NAME,
+            {
+                "command": command,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": datetime.now().isoformat(timespec="seconds"),
+                "started": time.time(),
+            },
+        )
         try:
             yield
         finally:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 ENGINE = "gaplab_phase_kernel"
 
@@ -44,19 +45,31 @@ class KernelResetFailed(RuntimeError):
 
 
 #: what the stage notebooks import (``start(warm=...)``): the kernel can import them while other work goes on
-STAGE_MODULES = ("gaplab.pipeline.stages", "gaplab.ui.show", "gaplab.ui.plots", "gaplab.datareport.build",
-                 "gaplab.train.loop")
-COMPARE_MODULES = ("gaplab.pipeline.stages", "gaplab.ui.show", "gaplab.ui.study_plots", "gaplab.ui.notes",
-                   "gaplab.ui.html_report")
+STAGE_MODULES = (
+    "gaplab.pipeline.stages",
+    "gaplab.ui.show",
+    "gaplab.ui.plots",
+    "gaplab.datareport.build",
+    "gaplab.train.loop",
+)
+COMPARE_MODULES = (
+    "gaplab.pipeline.stages",
+    "gaplab.ui.show",
+    "gaplab.ui.study_plots",
+    "gaplab.ui.notes",
+    "gaplab.ui.html_report",
+)
 
 
 def warm_code(modules: Sequence[str]) -> str:
     """Kernel code that imports ``modules`` and binds no name (a module that fails to import is left for
     the notebook to report)."""
-    return ("import importlib as _importlib\n"
-            f"for _name in {tuple(modules)!r}:\n"
-            "    try:\n        _importlib.import_module(_name)\n    except Exception:\n        pass\n"
-            "del _importlib, _name\n")
+    return (
+        "import importlib as _importlib\n"
+        f"for _name in {tuple(modules)!r}:\n"
+        "    try:\n        _importlib.import_module(_name)\n    except Exception:\n        pass\n"
+        "del _importlib, _name\n"
+    )
 
 
 class PhaseKernel:
@@ -73,10 +86,10 @@ class PhaseKernel:
         self.notebooks = 0  # notebooks run in this kernel so far
         self.key: Any = None  # what a kernel started ahead must match to be used (see :func:`take_spare`)
 
-    def __enter__(self) -> "PhaseKernel":
+    def __enter__(self) -> PhaseKernel:
         return self
 
-    def start(self, kernel_name: str, cwd: str, config: Any = None, warm: Sequence[str] = ()) -> "PhaseKernel":
+    def start(self, kernel_name: str, cwd: str, config: Any = None, warm: Sequence[str] = ()) -> PhaseKernel:
         """Start the kernel now, in ``cwd``, and have it import ``warm`` in the background; returns at once.
 
         The kernel starts and imports while this process goes on (importing papermill, running other
@@ -88,8 +101,9 @@ class PhaseKernel:
         import nbformat
         from nbclient import NotebookClient
 
-        client = NotebookClient(nbformat.v4.new_notebook(), kernel_name=kernel_name,
-                                **({"config": config} if config is not None else {}))
+        client = NotebookClient(
+            nbformat.v4.new_notebook(), kernel_name=kernel_name, **({"config": config} if config is not None else {})
+        )
         client.km = client.create_kernel_manager()
         client.start_new_kernel(cwd=cwd)
         self.cwd = cwd
@@ -209,8 +223,10 @@ _spare: Optional[PhaseKernel] = None
 
 def _env_key(kernel_name: str) -> tuple:
     """A kernel started ahead serves a phase only if it was started the same way (same kernel and settings)."""
-    return (kernel_name,) + tuple(os.environ.get(k) for k in ("GAPLAB_THREADS", "OMP_NUM_THREADS", "GAPLAB_BATCH",
-                                                              "PYTHONPATH", "GAPLAB_NOTEBOOKS"))
+    return (kernel_name,) + tuple(
+        os.environ.get(k)
+        for k in ("GAPLAB_THREADS", "OMP_NUM_THREADS", "GAPLAB_BATCH", "PYTHONPATH", "GAPLAB_NOTEBOOKS")
+    )
 
 
 def start_spare(kernel_name: str, cwd: str, config: Any = None, warm: Sequence[str] = ()) -> None:
@@ -315,23 +331,40 @@ def _engine_class():
                 reply = self.wait_for_reply(self.kc.execute(code, silent=True, store_history=False))
                 content = (reply or {}).get("content", {})
                 if content.get("status") != "ok":
-                    raise KernelResetFailed(f"resetting the phase's kernel failed: {content.get('ename')}: "
-                                            f"{content.get('evalue')}")
+                    raise KernelResetFailed(
+                        f"resetting the phase's kernel failed: {content.get('ename')}: {content.get('evalue')}"
+                    )
             super().papermill_execute_cells()
 
     class PhaseKernelEngine(NBClientEngine):
         """papermill's nbclient engine with one kernel per :class:`PhaseKernel` instead of one per notebook."""
 
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
-                                     stderr_file=None, start_timeout=60, execution_timeout=None,
-                                     phase_kernel: Optional[PhaseKernel] = None, **kwargs):
+        def execute_managed_notebook(
+            cls,
+            nb_man,
+            kernel_name,
+            log_output=False,
+            stdout_file=None,
+            stderr_file=None,
+            start_timeout=60,
+            execution_timeout=None,
+            phase_kernel: Optional[PhaseKernel] = None,
+            **kwargs,
+        ):
             if phase_kernel is None:
                 raise TypeError(f"the {ENGINE} engine needs phase_kernel=PhaseKernel()")
             kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
-            final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
-                                 kernel_name=kernel_name, log=logger, log_output=log_output,
-                                 stdout_file=stdout_file, stderr_file=stderr_file)
+            final = merge_kwargs(
+                kwargs,
+                timeout=execution_timeout,
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+            )
             client = PhaseNotebookClient(nb_man, km=phase_kernel.km, **final)
             client.phase_kernel = phase_kernel
             client.owns_km = False  # nbclient then leaves the kernel running when the notebook ends

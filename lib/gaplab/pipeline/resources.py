@@ -51,8 +51,13 @@ def peak_memory(model_cfg: Any, train_cfg: Any, vocab_size: int) -> dict[str, in
     else:
         logits = FP32 * 3 * tokens * vocab_size
         eval_logits = FP32 * 2 * tokens * vocab_size
-    parts = {"weights": FP32 * n_params, "gradients": FP32 * n_params, "adamw": 2 * FP32 * n_params,
-             "activations": activations, "logits": max(logits, eval_logits)}
+    parts = {
+        "weights": FP32 * n_params,
+        "gradients": FP32 * n_params,
+        "adamw": 2 * FP32 * n_params,
+        "activations": activations,
+        "logits": max(logits, eval_logits),
+    }
     parts["total"] = sum(parts.values())
     return parts
 
@@ -81,7 +86,9 @@ def _cuda_possible() -> bool:
 
     if "torch" in sys.modules or sys.platform not in ("darwin", "linux"):
         return True
-    return sys.platform == "linux" and (os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia*")))
+    return sys.platform == "linux" and (
+        os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia*"))
+    )
 
 
 def format_bytes(n: Optional[float]) -> str:
@@ -96,8 +103,9 @@ def format_bytes(n: Optional[float]) -> str:
     return f"{value:.0f}{unit}" if value >= 100 or unit == "B" else f"{value:.1f}{unit}"
 
 
-def memory_problem(params: Any, vocab_size: int, file: str, phase: str,
-                   limit: Optional[tuple[int, str]] = None) -> Optional[Problem]:
+def memory_problem(
+    params: Any, vocab_size: int, file: str, phase: str, limit: Optional[tuple[int, str]] = None
+) -> Optional[Problem]:
     """A :class:`gaplab.errors.Problem` when the phase's estimated peak exceeds the memory it would train in."""
     est = peak_memory(params.model, params.train, vocab_size)
     limit_bytes, what = limit if limit is not None else machine_memory(params.train.device)
@@ -105,9 +113,13 @@ def memory_problem(params: Any, vocab_size: int, file: str, phase: str,
         return None
     parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in est.items() if k != "total")
     m = params.model
-    return Problem(file, phase, "model", {"n_layer": m.n_layer, "n_head": m.n_head, "n_embd": m.n_embd,
-                                          "block_size": m.block_size},
-                   f"training needs about {format_bytes(est['total'])} at its peak ({parts}; fp32, batch_size "
-                   f"{params.train.batch_size}, vocabulary {vocab_size:,}), more than {what}, "
-                   f"{format_bytes(limit_bytes)}; allowed: a smaller model, batch_size or block_size "
-                   "(or --skip-memory-check to try anyway)")
+    return Problem(
+        file,
+        phase,
+        "model",
+        {"n_layer": m.n_layer, "n_head": m.n_head, "n_embd": m.n_embd, "block_size": m.block_size},
+        f"training needs about {format_bytes(est['total'])} at its peak ({parts}; fp32, batch_size "
+        f"{params.train.batch_size}, vocabulary {vocab_size:,}), more than {what}, "
+        f"{format_bytes(limit_bytes)}; allowed: a smaller model, batch_size or block_size "
+        "(or --skip-memory-check to try anyway)",
+    )

@@ -34,8 +34,15 @@ def _resume_source(work: Path, final: Path) -> Optional[Path]:
     return None
 
 
-def train_one(study_path: str, phase: str, outputs: Optional[str] = None, resume: bool = False,
-              wait: bool = False, memory_check: bool = True, progress: bool = True) -> tuple[dict[str, Any], Path]:
+def train_one(
+    study_path: str,
+    phase: str,
+    outputs: Optional[str] = None,
+    resume: bool = False,
+    wait: bool = False,
+    memory_check: bool = True,
+    progress: bool = True,
+) -> tuple[dict[str, Any], Path]:
     """Train ``phase`` of the study into its staging folder, then put it in place; ``(metrics, phase folder)``."""
     from ..data.split import prepare_data
     from ..errors import StudyError
@@ -57,9 +64,11 @@ def train_one(study_path: str, phase: str, outputs: Optional[str] = None, resume
         if resume:
             source = _resume_source(work, final)
             if source is None:
-                raise TrainingError(f"resume: nothing to resume for phase {ph.name!r}: neither {work} (an "
-                                    f"interrupted gaplab train) nor {final} holds ckpt/last.pt; train without "
-                                    "--resume first")
+                raise TrainingError(
+                    f"resume: nothing to resume for phase {ph.name!r}: neither {work} (an "
+                    f"interrupted gaplab train) nor {final} holds ckpt/last.pt; train without "
+                    "--resume first"
+                )
             if source == final:  # continue the finished phase's run in a fresh staging folder
                 shutil.rmtree(work, ignore_errors=True)
                 (work / "ckpt").mkdir(parents=True)
@@ -68,22 +77,40 @@ def train_one(study_path: str, phase: str, outputs: Optional[str] = None, resume
                         shutil.copy2(final / "ckpt" / name, work / "ckpt" / name)
         else:
             if (work / "ckpt" / "last.pt").is_file():
-                print(f"note: starting afresh; the interrupted gaplab train in {work} is discarded "
-                      "(--resume continues one)", file=sys.stderr)
+                print(
+                    f"note: starting afresh; the interrupted gaplab train in {work} is discarded "
+                    "(--resume continues one)",
+                    file=sys.stderr,
+                )
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
         atomic_write_yaml(work / "params.yaml", resolved)
         start = time.time()
         try:
-            metrics = train_replicates(ph.params, prep, work, progress=progress, resume=resume,
-                                       plan=replicate_plan_for(ph.params, int(prep.vocab_size)))[0]
+            metrics = train_replicates(
+                ph.params,
+                prep,
+                work,
+                progress=progress,
+                resume=resume,
+                plan=replicate_plan_for(ph.params, int(prep.vocab_size)),
+            )[0]
         except KeyboardInterrupt:
-            print(f"interrupted: {final} is as it was; continue with gaplab train {study.path} --phase {ph.name} "
-                  "--resume", file=sys.stderr)
+            print(
+                f"interrupted: {final} is as it was; continue with gaplab train {study.path} --phase {ph.name} "
+                "--resume",
+                file=sys.stderr,
+            )
             raise
         seconds = time.time() - start
-        status = {"phase": ph.name, "state": "trained", "by": "gaplab train",
-                  "fingerprint": phase_fingerprint(resolved, prep.corpus.fingerprint), "gaplab": gaplab_version(),
-                  "stages": {"02_train": round(seconds, 3)}, "seconds": seconds}
+        status = {
+            "phase": ph.name,
+            "state": "trained",
+            "by": "gaplab train",
+            "fingerprint": phase_fingerprint(resolved, prep.corpus.fingerprint),
+            "gaplab": gaplab_version(),
+            "stages": {"02_train": round(seconds, 3)},
+            "seconds": seconds,
+        }
         target = place_phase(work, final, ph.name, resolved, status)
     return metrics, target

@@ -39,16 +39,17 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
-from .config import Phase, Study, load_study
 from ..errors import StudyError
 from ..files import atomic_write_json
-from .stages import COMPARE, STAGES
+from .config import Phase, Study, load_study
+from .execute import PhaseJob, PhaseResult, kernel_config, kernel_name, notebooks_dir, short_error
 from .executors.local import LocalExecutor
-from .execute import PhaseJob, PhaseResult, short_error, kernel_config, kernel_name, notebooks_dir
 from .lock import study_lock
 from .phase_kernel import COMPARE_MODULES, PhaseKernel, register_engine
 from .resources import machine_memory, memory_problem
 from .runs import phase_fingerprint, place_phase, reuse_problem, study_dir
+from .stages import COMPARE, STAGES
+
 
 def make_executor(kind: str, workers: int, scheduler: Optional[str]):
     if kind == "local":
@@ -61,8 +62,14 @@ def make_executor(kind: str, workers: int, scheduler: Optional[str]):
 
 
 # --------------------------------------------------------------------------- the study
-def plan(study: Study, phases: Optional[list[str]], outputs: Optional[str], prepare_generated: bool = True,
-         memory_check: bool = False, sizes: Optional[dict] = None) -> list[tuple[Phase, dict, Optional[str]]]:
+def plan(
+    study: Study,
+    phases: Optional[list[str]],
+    outputs: Optional[str],
+    prepare_generated: bool = True,
+    memory_check: bool = False,
+    sizes: Optional[dict] = None,
+) -> list[tuple[Phase, dict, Optional[str]]]:
     """Resolve each selected phase and compute its fingerprint; check the data before anything runs.
 
     Each distinct data configuration is prepared once.  With ``prepare_generated`` false (``--dry-run``)
@@ -133,20 +140,42 @@ def failure_message(name: str, status: dict, stage: Optional[str], notebook: Opt
 def _bar(total: int):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="stage", dynamic_ncols=True, file=sys.stderr,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} stages [{elapsed}<{remaining}]")
+    return tqdm(
+        total=total,
+        unit="stage",
+        dynamic_ncols=True,
+        file=sys.stderr,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} stages [{elapsed}<{remaining}]",
+    )
 
 
-def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool = False, keep_going: bool = True,
-              workers: Optional[int] = None, timeout: Optional[float] = None, dry_run: bool = False,
-              outputs: Optional[str] = None, executor: str = "local", scheduler: Optional[str] = None,
-              threads: Optional[int] = None, wait: bool = False, memory_check: bool = True) -> int:
+def run_study(
+    study_path: str,
+    phases: Optional[list[str]] = None,
+    force: bool = False,
+    keep_going: bool = True,
+    workers: Optional[int] = None,
+    timeout: Optional[float] = None,
+    dry_run: bool = False,
+    outputs: Optional[str] = None,
+    executor: str = "local",
+    scheduler: Optional[str] = None,
+    threads: Optional[int] = None,
+    wait: bool = False,
+    memory_check: bool = True,
+) -> int:
     """Run the study; ``workers`` None: :func:`gaplab.pipeline.workers.auto_workers` for the local executor
     (one phase per core while they fit in memory), 1 for Dask; ``threads`` None: cores / workers."""
     study = load_study(study_path)
     sizes: dict = {}
-    planned = plan(study, phases, outputs, prepare_generated=not dry_run,
-                   memory_check=memory_check and executor == "local", sizes=sizes)
+    planned = plan(
+        study,
+        phases,
+        outputs,
+        prepare_generated=not dry_run,
+        memory_check=memory_check and executor == "local",
+        sizes=sizes,
+    )
     sdir = study_dir(study.name, outputs).resolve()
     nbdir = notebooks_dir()
     kern = kernel_name()
@@ -155,8 +184,10 @@ def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool =
         print(f"study {study.name} -> {sdir}")
         for ph, _, fp in planned:
             if fp is None:
-                print(f"  {ph.name:<24} {'unknown':<10} (its data comes from data.generator "
-                      f"{ph.params.data.generator!r}, which --dry-run does not call)")
+                print(
+                    f"  {ph.name:<24} {'unknown':<10} (its data comes from data.generator "
+                    f"{ph.params.data.generator!r}, which --dry-run does not call)"
+                )
                 continue
             why = "--force" if force else reuse_problem(sdir / ph.name, fp)
             state = "cached" if why is None else "would run"
@@ -165,12 +196,14 @@ def run_study(study_path: str, phases: Optional[list[str]] = None, force: bool =
         return 0
 
     with study_lock(sdir, f"gaplab run {study.path}", wait=wait):
-        return _run_locked(study, planned, sdir, nbdir, kern, threads, force, keep_going, workers, timeout,
-                           executor, scheduler, sizes)
+        return _run_locked(
+            study, planned, sdir, nbdir, kern, threads, force, keep_going, workers, timeout, executor, scheduler, sizes
+        )
 
 
-def _schedule(planned, names: list[str], sizes: dict, workers: Optional[int], threads: Optional[int],
-              executor: str) -> tuple[list[str], int, int]:
+def _schedule(
+    planned, names: list[str], sizes: dict, workers: Optional[int], threads: Optional[int], executor: str
+) -> tuple[list[str], int, int]:
     """``(names in the order to start them, workers, threads per phase)`` for the phases that will run."""
     import psutil
 
@@ -195,9 +228,21 @@ def _schedule(planned, names: list[str], sizes: dict, workers: Optional[int], th
     return (longest_first(names, costs) if workers > 1 else names), workers, threads
 
 
-def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threads: Optional[int], force: bool,
-                keep_going: bool, workers: Optional[int], timeout: Optional[float], executor: str,
-                scheduler: Optional[str], sizes: Optional[dict] = None) -> int:
+def _run_locked(
+    study: Study,
+    planned,
+    sdir: Path,
+    nbdir: Path,
+    kern: str,
+    threads: Optional[int],
+    force: bool,
+    keep_going: bool,
+    workers: Optional[int],
+    timeout: Optional[float],
+    executor: str,
+    scheduler: Optional[str],
+    sizes: Optional[dict] = None,
+) -> int:
     jobs, results, reasons, to_run = [], {}, {}, {}
     for ph, resolved, fp in planned:
         why = "--force" if force else reuse_problem(sdir / ph.name, fp)
@@ -218,7 +263,7 @@ def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threa
     run_root = Path(tempfile.mkdtemp(prefix="run-", dir=staging))
     order = [ph.name for ph, _, _ in planned]
     _write_study_status(sdir, study, order, results)
-    for name, r in results.items():
+    for name in results:
         print(f"{name}: cached", file=sys.stderr)
     for name, why in reasons.items():
         if why not in ("not run yet", "--force"):
@@ -237,18 +282,27 @@ def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threa
 
     def on_done(job: PhaseJob, status: dict) -> bool:
         staged = Path(status["run_dir"]) if status.get("run_dir") else None
-        target = place_phase(staged, job.final_dir, job.name, job.params, status) if staged is not None and staged.exists() else None
+        target = (
+            place_phase(staged, job.final_dir, job.name, job.params, status)
+            if staged is not None and staged.exists()
+            else None
+        )
         remaining = len(STAGES) - max(0, started.get(job.name, 1) - 1)
         bar.update(remaining)  # the stages this phase will not report any more
         stage = status.get("stage") or (last_stage.get(job.name) if status.get("state") != "done" else None)
         notebook = str(target / status["notebook"]) if target and status.get("notebook") else None
-        res = PhaseResult(job.name, status.get("state", "failed"), status.get("seconds", 0.0), stage,
-                          status.get("error"), notebook)
+        res = PhaseResult(
+            job.name, status.get("state", "failed"), status.get("seconds", 0.0), stage, status.get("error"), notebook
+        )
         results[job.name] = res
         if res.state == "done":
             shutil.rmtree(staging / f"train-{job.name}", ignore_errors=True)  # superseded by this finished run
-        bar.write(f"{job.name}: done in {res.seconds:.1f}s" if res.state == "done"
-                  else failure_message(job.name, status, stage, notebook), file=sys.stderr)
+        bar.write(
+            f"{job.name}: done in {res.seconds:.1f}s"
+            if res.state == "done"
+            else failure_message(job.name, status, stage, notebook),
+            file=sys.stderr,
+        )
         _write_study_status(sdir, study, order, results)
         return res.state == "done"
 
@@ -262,8 +316,10 @@ def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threa
                 make_executor(executor, workers, scheduler).run(jobs, run_root, on_stage, on_done, keep_going)
         except KeyboardInterrupt:
             interrupted = True
-            bar.write("interrupted: finished phases are kept and will be reused; unfinished ones were discarded",
-                      file=sys.stderr)
+            bar.write(
+                "interrupted: finished phases are kept and will be reused; unfinished ones were discarded",
+                file=sys.stderr,
+            )
         finally:
             shutil.rmtree(run_root, ignore_errors=True)
             try:
@@ -285,8 +341,10 @@ def _run_locked(study: Study, planned, sdir: Path, nbdir: Path, kern: str, threa
     report = sdir / "report.html"
     if compare_err:
         print(f"05_compare FAILED: {compare_err} (see {sdir / (COMPARE + '.ipynb')})", file=sys.stderr)
-        print("report: not rebuilt (05_compare failed)"
-              + (f"; {report} is from an earlier run and does not show this one" if report.exists() else ""))
+        print(
+            "report: not rebuilt (05_compare failed)"
+            + (f"; {report} is from an earlier run and does not show this one" if report.exists() else "")
+        )
     else:
         print(f"report: {report}")
     return 1 if failed or compare_err else 0
@@ -301,16 +359,30 @@ def _start_early(kernel: PhaseKernel, kern: str, sdir: Path) -> None:
 
 
 def _write_study_status(sdir: Path, study: Study, order: list[str], results: dict[str, PhaseResult]) -> None:
-    atomic_write_json(sdir / "study_status.json", {
-        "study": study.name, "description": study.description, "study_file": str(study.path),
-        "phases_order": order,
-        "phases": {n: {"state": r.state, "seconds": r.seconds, "stage": r.stage, "error": r.error,
-                       "notebook": r.notebook} for n, r in results.items()},
-    })
+    atomic_write_json(
+        sdir / "study_status.json",
+        {
+            "study": study.name,
+            "description": study.description,
+            "study_file": str(study.path),
+            "phases_order": order,
+            "phases": {
+                n: {"state": r.state, "seconds": r.seconds, "stage": r.stage, "error": r.error, "notebook": r.notebook}
+                for n, r in results.items()
+            },
+        },
+    )
 
 
-def run_compare(study: Study, sdir: Path, order: list[str], nbdir: Path, kern: str,
-                timeout: Optional[float], kernel: Optional[PhaseKernel] = None) -> Optional[str]:
+def run_compare(
+    study: Study,
+    sdir: Path,
+    order: list[str],
+    nbdir: Path,
+    kern: str,
+    timeout: Optional[float],
+    kernel: Optional[PhaseKernel] = None,
+) -> Optional[str]:
     """Run ``05_compare`` into the study folder (in ``kernel`` if given, else a new one); return an error
     string or None."""
     import papermill as pm
@@ -321,11 +393,19 @@ def run_compare(study: Study, sdir: Path, order: list[str], nbdir: Path, kern: s
         with contextlib.ExitStack() as stack:
             if kernel is None:
                 kernel = stack.enter_context(PhaseKernel())
-            pm.execute_notebook(str(nbdir / f"{COMPARE}.ipynb"), str(tmp),
-                                parameters={"study": study.name, "study_dir": str(sdir), "phases": order},
-                                kernel_name=kern, progress_bar=False, log_output=False, execution_timeout=timeout,
-                                cwd=str(sdir), config=kernel_config(), engine_name=kernel.engine(),
-                                phase_kernel=kernel)
+            pm.execute_notebook(
+                str(nbdir / f"{COMPARE}.ipynb"),
+                str(tmp),
+                parameters={"study": study.name, "study_dir": str(sdir), "phases": order},
+                kernel_name=kern,
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=timeout,
+                cwd=str(sdir),
+                config=kernel_config(),
+                engine_name=kernel.engine(),
+                phase_kernel=kernel,
+            )
         return None
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc(limit=0)

@@ -33,12 +33,23 @@ from ..files import PathLike, atomic_write_json, atomic_write_yaml, stable_hash
 from ..versioning import code_fingerprint
 
 #: the files and folders of ``outputs/<study>/`` beside its phases: no phase may be named like one of them
-STUDY_LEVEL_NAMES = ("figures", "summary.csv", "report.html", "study_status.json", "05_compare.ipynb",
-                     "_previous", "_failed", ".staging", ".gaplab.lock", ".gaplab.lock.json")
+STUDY_LEVEL_NAMES = (
+    "figures",
+    "summary.csv",
+    "report.html",
+    "study_status.json",
+    "05_compare.ipynb",
+    "_previous",
+    "_failed",
+    ".staging",
+    ".gaplab.lock",
+    ".gaplab.lock.json",
+)
 
 
 #: states of a placed phase folder: every stage ran (``gaplab run``), or only training (``gaplab train``)
 PLACED_STATES = ("done", "trained")
+
 
 def outputs_root() -> Path:
     """``$GAPLAB_OUTPUTS`` or ``./outputs``."""
@@ -74,8 +85,13 @@ def _artifacts(folder: Path) -> list[Path]:
     out = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        if (path.is_file() and not path.is_symlink() and rel.as_posix() != "status.json"
-                and path.suffix != ".ipynb" and not any(part.startswith(".") for part in rel.parts)):
+        if (
+            path.is_file()
+            and not path.is_symlink()
+            and rel.as_posix() != "status.json"
+            and path.suffix != ".ipynb"
+            and not any(part.startswith(".") for part in rel.parts)
+        ):
             out.append(path)
     return out
 

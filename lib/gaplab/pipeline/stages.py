@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+from ..files import atomic_write_json, atomic_write_text, atomic_write_yaml, read_json, update_json
 from ..schema import PHASE_KEYS
 from .config import phase_from_dict
-from ..files import atomic_write_json, atomic_write_text, atomic_write_yaml, read_json, update_json
 
 STAGES = ("01_inspect_data", "02_train", "03_loss_gap", "04_samples")
 
@@ -80,12 +80,13 @@ def require(run_dir: Path, name: str, stage: str) -> Path:
 # --------------------------------------------------------------------------- 01
 def inspect_phase(params: dict[str, Any], write: bool = True, enforce: bool = True) -> dict[str, Any]:
     """Build the data report; write ``data_report.json`` and figures; stop on ``data.fail_on`` if ``enforce``."""
-    from ..datareport.build import build_report
     from ..data.split import prepare_data
+    from ..datareport.build import build_report
 
     p = phase_params(params)
-    prep = prepare_data(p, params.get("phase", "?"), str(params.get("run_dir", "")),
-                        tokenizer_dir=run_dir_of(params) if write else None)  # a bpe is trained and saved here
+    prep = prepare_data(
+        p, params.get("phase", "?"), str(params.get("run_dir", "")), tokenizer_dir=run_dir_of(params) if write else None
+    )  # a bpe is trained and saved here
     report = build_report(prep, p)
     if write:
         run_dir = run_dir_of(params)
@@ -124,8 +125,16 @@ def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_st
     if report:  # 01_inspect_data ran here: training must not start on data that failed its fail_on checks
         enforce_data_checks(report)
     prep = prepare_data(p, params.get("phase", "?"), str(run_dir), tokenizer_dir=run_dir, reuse_tokenizer=resume)
-    runs = train_replicates(p, prep, run_dir, progress=progress, resume=resume, on_eval=on_eval,
-                            should_stop=should_stop, plan=replicate_plan_for(p, int(prep.vocab_size)))
+    runs = train_replicates(
+        p,
+        prep,
+        run_dir,
+        progress=progress,
+        resume=resume,
+        on_eval=on_eval,
+        should_stop=should_stop,
+        plan=replicate_plan_for(p, int(prep.vocab_size)),
+    )
     return runs[0]
 
 
@@ -146,8 +155,14 @@ def replicate_plan_for(p, vocab_size: int):
 
     cores = int(os.environ.get("GAPLAB_THREADS") or 0) or os.cpu_count() or 1
     each = peak_memory(p.model, p.train, vocab_size)["total"] + REPLICATE_PROCESS_BYTES
-    return replicate_plan(p.replicates, resolve_device(p.train.device).type, cores, p.train.threads,
-                          bytes_each=each, bytes_free=psutil.virtual_memory().available)
+    return replicate_plan(
+        p.replicates,
+        resolve_device(p.train.device).type,
+        cores,
+        p.train.threads,
+        bytes_each=each,
+        bytes_free=psutil.virtual_memory().available,
+    )
 
 
 def in_papermill() -> bool:
@@ -187,8 +202,10 @@ def loss_gap(params: dict[str, Any]) -> dict[str, Any]:
     else:
         analysis = runs[0]["analysis"]
     unseen = seen_unseen_summary(history, runs[0])
-    update_json(run_dir / "metrics.json", {"analysis": analysis, "val_seen_unseen": unseen,
-                                           "replicates": aggregate_metrics(runs)})
+    update_json(
+        run_dir / "metrics.json",
+        {"analysis": analysis, "val_seen_unseen": unseen, "replicates": aggregate_metrics(runs)},
+    )
     loss_curves(curve, analysis, run_dir / "figures", phase=params.get("phase"))
     return analysis
 
@@ -196,11 +213,11 @@ def loss_gap(params: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 04
 def samples(params: dict[str, Any]):
     """Generate from the chosen checkpoints, measure the samples, write ``samples.jsonl``."""
-    from ..measure.ngram_index import MemorizationIndex
+    from ..data.split import prepare_data
     from ..measure.generate import collect_prompts, generate
+    from ..measure.ngram_index import MemorizationIndex
     from ..measure.samples import evaluate_samples, validate_samples, write_samples
     from ..measure.text_quality import is_python_corpus, load_keyword_set
-    from ..data.split import prepare_data
     from ..train.checkpoint import load_model
 
     p = phase_params(params)
@@ -219,13 +236,27 @@ def samples(params: dict[str, Any]):
     for ck in s.checkpoints:
         path = require(run_dir, f"ckpt/{ck}.pt", "02_train")
         model, _ = load_model(path)
-        gen = generate(model, prep.tokenizer, prompts, max_new_tokens=s.max_new_tokens,
-                           temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                           num_samples=s.num_samples, seed=s.seed)
+        gen = generate(
+            model,
+            prep.tokenizer,
+            prompts,
+            max_new_tokens=s.max_new_tokens,
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            num_samples=s.num_samples,
+            seed=s.seed,
+        )
         for g in gen:
             g["checkpoint"] = ck
-        ck_rows, agg = evaluate_samples(gen, index=index, tokenizer=prep.tokenizer, python=python,
-                                            format_patterns=s.format_patterns, keyword_set=keyword_set)
+        ck_rows, agg = evaluate_samples(
+            gen,
+            index=index,
+            tokenizer=prep.tokenizer,
+            python=python,
+            format_patterns=s.format_patterns,
+            keyword_set=keyword_set,
+        )
         if s.validators:  # the data's validators on what the model wrote, one document per sample
             ck_rows, checked = validate_samples(ck_rows, s.validators, separator=p.data.separator)
             agg.update(checked)
@@ -240,23 +271,32 @@ def samples(params: dict[str, Any]):
 # --------------------------------------------------------------------------- 05
 def compare(study: str, study_dir: str, phases: Optional[list[str]] = None) -> dict[str, Any]:
     """The study's journey table, comparison figures, ``summary.csv`` and ``report.html``."""
-    from ..ui.html_report import build_report as build_html_report
-    from ..ui.study_plots import compare_figures
-    from ..ui.notes import compare_notes
-    from .summary import journey_table
     from ..files import atomic_write_text
+    from ..ui.html_report import build_report as build_html_report
+    from ..ui.notes import compare_notes
+    from ..ui.study_plots import compare_figures
+    from .summary import journey_table
 
     sdir = Path(study_dir).expanduser().resolve()
     status = read_json(sdir / "study_status.json", {}) or {}
     if phases is None:
         phases = status.get("phases_order") or sorted(
-            p.name for p in sdir.iterdir() if p.is_dir() and (p / "params.yaml").exists())
+            p.name for p in sdir.iterdir() if p.is_dir() and (p / "params.yaml").exists()
+        )
     table = journey_table(sdir, phases)
     atomic_write_text(sdir / "summary.csv", table.to_csv(index=False))
     figs = compare_figures(sdir, table, phases, study=study)
-    failed = {name: st.get("error", "") for name, st in (status.get("phases") or {}).items()
-              if st.get("state") == "failed"}
+    failed = {
+        name: st.get("error", "") for name, st in (status.get("phases") or {}).items() if st.get("state") == "failed"
+    }
     notes = compare_notes(sdir, table, study=study)
-    html = build_html_report(sdir, table, figs, title=f"gaplab study: {study}",
-                               description=status.get("description", ""), failed=failed, notes=notes)
+    html = build_html_report(
+        sdir,
+        table,
+        figs,
+        title=f"gaplab study: {study}",
+        description=status.get("description", ""),
+        failed=failed,
+        notes=notes,
+    )
     return {"table": table, "figures": figs, "failed": failed, "notes": notes, "report": html}

@@ -33,8 +33,13 @@ def _alias_expansion(root: Any) -> int:
     stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         node, closing = stack.pop()
-        kids = ([x for pair in node.value for x in pair] if isinstance(node, yaml.MappingNode)
-                else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        kids = (
+            [x for pair in node.value for x in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+            if isinstance(node, yaml.SequenceNode)
+            else []
+        )
         if closing:
             open_.discard(id(node))
             sizes[id(node)] = 1 + sum(sizes[id(k)] for k in kids)
@@ -62,21 +67,43 @@ def read_yaml(path: Path, key: str = "(file)") -> Any:
             node = loader.get_single_node()
             extra = _alias_expansion(node) if node is not None else 0
             if extra < 0 or extra > MAX_ALIAS_NODES:
-                what = ("an alias refers to the node that contains it" if extra < 0 else
-                        f"its aliases expand to {extra:,} more nodes than the file holds")
-                raise StudyError([Problem(file, None, key, path.name,
-                                          f"refused: {what} (allowed: at most {MAX_ALIAS_NODES:,}; "
-                                          "a YAML alias bomb, or a file to write without so many aliases)")])
+                what = (
+                    "an alias refers to the node that contains it"
+                    if extra < 0
+                    else f"its aliases expand to {extra:,} more nodes than the file holds"
+                )
+                raise StudyError(
+                    [
+                        Problem(
+                            file,
+                            None,
+                            key,
+                            path.name,
+                            f"refused: {what} (allowed: at most {MAX_ALIAS_NODES:,}; "
+                            "a YAML alias bomb, or a file to write without so many aliases)",
+                        )
+                    ]
+                )
             return loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise StudyError([Problem(file, None, key, path.name,
-                                  f"not valid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
+        raise StudyError(
+            [Problem(file, None, key, path.name, f"not valid YAML{where}: {getattr(exc, 'problem', exc)}")]
+        ) from None
     except UnicodeDecodeError:
         raise StudyError([Problem(file, None, key, path.name, "not UTF-8 text")]) from None
     except RecursionError:
-        raise StudyError([Problem(file, None, key, path.name, "nested too deeply to read; allowed: "
-                                  "a study of a few levels of mappings and lists")]) from None
+        raise StudyError(
+            [
+                Problem(
+                    file,
+                    None,
+                    key,
+                    path.name,
+                    "nested too deeply to read; allowed: a study of a few levels of mappings and lists",
+                )
+            ]
+        ) from None

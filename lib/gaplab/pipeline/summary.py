@@ -14,29 +14,79 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..files import read_json
-from ..files import PathLike
+from ..files import PathLike, read_json
 from ..measure.curves import analyze_run
 
 #: Columns of :func:`journey_table`, in order (sample metrics follow as ``sample_<name>``).
 JOURNEY_COLUMNS = (
-    "phase", "state", "params_total", "params_non_embedding", "train_tokens", "tokens_per_param_total",
-    "tokens_per_param_non_emb", "epochs", "best_val", "best_iter", "final_train", "final_val", "final_gap",
-    "best_val_bpb", "final_val_bpb", "onset_iter", "wall_time_s", "tokens_per_s", "verdict", "stop_reason",
+    "phase",
+    "state",
+    "params_total",
+    "params_non_embedding",
+    "train_tokens",
+    "tokens_per_param_total",
+    "tokens_per_param_non_emb",
+    "epochs",
+    "best_val",
+    "best_iter",
+    "final_train",
+    "final_val",
+    "final_gap",
+    "best_val_bpb",
+    "final_val_bpb",
+    "onset_iter",
+    "wall_time_s",
+    "tokens_per_s",
+    "verdict",
+    "stop_reason",
     # replicates: the number of training seeds; with more than one, the numbers above are means over the
     # seeds and these their spread (sample standard deviation) and the per-seed values
-    "replicates", "best_val_mean", "best_val_std", "final_gap_mean", "final_gap_std", "onset_iter_mean",
-    "onset_iter_std", "best_val_bpb_std", "best_val_values", "final_gap_values",
+    "replicates",
+    "best_val_mean",
+    "best_val_std",
+    "final_gap_mean",
+    "final_gap_std",
+    "onset_iter_mean",
+    "onset_iter_std",
+    "best_val_bpb_std",
+    "best_val_values",
+    "final_gap_values",
     # which losses compare: the val set (text + vocabulary), the val text alone, the tokenizer
-    "val_fingerprint", "val_text_fingerprint", "tokenizer", "val_unseen_token_share",
+    "val_fingerprint",
+    "val_text_fingerprint",
+    "tokenizer",
+    "val_unseen_token_share",
     # extras: what the phase was (for grids and the report) and why it failed
-    "error", "val_tokens", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "data_max_tokens",
-    "model_size", "max_iters", "learning_rate",
+    "error",
+    "val_tokens",
+    "vocab_size",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "data_max_tokens",
+    "model_size",
+    "max_iters",
+    "learning_rate",
 )
 
 
-_INT_COLUMNS = ("replicates", "params_total", "params_non_embedding", "train_tokens", "best_iter", "onset_iter", "val_tokens",
-                "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "data_max_tokens", "max_iters")
+_INT_COLUMNS = (
+    "replicates",
+    "params_total",
+    "params_non_embedding",
+    "train_tokens",
+    "best_iter",
+    "onset_iter",
+    "val_tokens",
+    "vocab_size",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "data_max_tokens",
+    "max_iters",
+)
 
 
 # --------------------------------------------------------------------------- the study
@@ -95,24 +145,42 @@ def _phase_row(name: str, state: str, folder: Optional[Path], error: str) -> dic
     params = _read_yaml(folder / "params.yaml")
     p = m.get("params") or {}
     row.update(
-        params_total=p.get("total"), params_non_embedding=p.get("non_embedding"),
-        train_tokens=m.get("train_tokens"), tokens_per_param_total=m.get("tokens_per_param_total"),
-        tokens_per_param_non_emb=m.get("tokens_per_param_non_emb"), epochs=m.get("epochs"),
-        best_val_bpb=m.get("best_val_bpb"), final_val_bpb=m.get("final_val_bpb"),
-        val_fingerprint=m.get("val_fingerprint"), val_text_fingerprint=m.get("val_text_fingerprint"),
-        tokenizer=m.get("tokenizer"), val_unseen_token_share=m.get("val_unseen_token_share"),
-        best_val=m.get("best_val_loss"), best_iter=m.get("best_iter"), final_train=m.get("final_train_loss"),
-        final_val=m.get("final_val_loss"), final_gap=m.get("final_gap"), wall_time_s=m.get("wall_time_s"),
-        tokens_per_s=m.get("tokens_per_s"), stop_reason=m.get("stop_reason"), val_tokens=m.get("val_tokens"),
+        params_total=p.get("total"),
+        params_non_embedding=p.get("non_embedding"),
+        train_tokens=m.get("train_tokens"),
+        tokens_per_param_total=m.get("tokens_per_param_total"),
+        tokens_per_param_non_emb=m.get("tokens_per_param_non_emb"),
+        epochs=m.get("epochs"),
+        best_val_bpb=m.get("best_val_bpb"),
+        final_val_bpb=m.get("final_val_bpb"),
+        val_fingerprint=m.get("val_fingerprint"),
+        val_text_fingerprint=m.get("val_text_fingerprint"),
+        tokenizer=m.get("tokenizer"),
+        val_unseen_token_share=m.get("val_unseen_token_share"),
+        best_val=m.get("best_val_loss"),
+        best_iter=m.get("best_iter"),
+        final_train=m.get("final_train_loss"),
+        final_val=m.get("final_val_loss"),
+        final_gap=m.get("final_gap"),
+        wall_time_s=m.get("wall_time_s"),
+        tokens_per_s=m.get("tokens_per_s"),
+        stop_reason=m.get("stop_reason"),
+        val_tokens=m.get("val_tokens"),
         vocab_size=m.get("vocab_size"),
     )
     model = params.get("model") or {}
     data = params.get("data") or {}
     train = params.get("train") or {}
-    row.update(n_layer=model.get("n_layer"), n_head=model.get("n_head"), n_embd=model.get("n_embd"),
-               block_size=model.get("block_size"), data_max_tokens=data.get("max_train_tokens") or data.get("max_tokens"),
-               model_size=model_size_label(model.get("n_layer"), model.get("n_embd")),
-               max_iters=m.get("max_iters", train.get("max_iters")), learning_rate=train.get("learning_rate"))
+    row.update(
+        n_layer=model.get("n_layer"),
+        n_head=model.get("n_head"),
+        n_embd=model.get("n_embd"),
+        block_size=model.get("block_size"),
+        data_max_tokens=data.get("max_train_tokens") or data.get("max_tokens"),
+        model_size=model_size_label(model.get("n_layer"), model.get("n_embd")),
+        max_iters=m.get("max_iters", train.get("max_iters")),
+        learning_rate=train.get("learning_rate"),
+    )
     analysis = m.get("analysis")
     if not isinstance(analysis, dict) and (folder / "history.csv").exists():
         try:
@@ -135,8 +203,12 @@ def _replicate_columns(row: dict[str, Any], agg: Any) -> None:
     """Means and spreads over a phase's replicates (``metrics.json['replicates']``); one seed: its values."""
     n = int(agg.get("n", 1)) if isinstance(agg, dict) else 1
     row["replicates"] = n
-    pairs = (("best_val", "best_val_loss"), ("final_gap", "final_gap"), ("onset_iter", "onset_iter"),
-             ("best_val_bpb", "best_val_bpb"))
+    pairs = (
+        ("best_val", "best_val_loss"),
+        ("final_gap", "final_gap"),
+        ("onset_iter", "onset_iter"),
+        ("best_val_bpb", "best_val_bpb"),
+    )
     for col, key in pairs:
         stats = (agg or {}).get(key) if isinstance(agg, dict) else None
         if n > 1 and isinstance(stats, dict):
@@ -149,8 +221,11 @@ def _replicate_columns(row: dict[str, Any], agg: Any) -> None:
         elif col != "best_val_bpb":
             row[f"{col}_mean"] = row.get(col)
     if n > 1 and isinstance(agg, dict):
-        for col, key in (("final_train", "final_train_loss"), ("final_val", "final_val_loss"),
-                         ("final_val_bpb", "final_val_bpb")):
+        for col, key in (
+            ("final_train", "final_train_loss"),
+            ("final_val", "final_val_loss"),
+            ("final_val_bpb", "final_val_bpb"),
+        ):
             mean = (agg.get(key) or {}).get("mean")
             if mean is not None:
                 row[col] = mean
@@ -175,10 +250,28 @@ def journey_table(study_dir: PathLike, phase_names: list[str]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(JOURNEY_COLUMNS) + sample_cols)
     for col in _INT_COLUMNS:
         table[col] = pd.to_numeric(table[col], errors="coerce").round().astype("Int64")
-    for col in ("tokens_per_param_total", "tokens_per_param_non_emb", "epochs", "best_val", "final_train",
-                "final_val", "final_gap", "best_val_bpb", "final_val_bpb", "val_unseen_token_share", "wall_time_s",
-                "tokens_per_s", "learning_rate", "best_val_mean", "best_val_std", "final_gap_mean", "final_gap_std",
-                "onset_iter_mean", "onset_iter_std", "best_val_bpb_std"):
+    for col in (
+        "tokens_per_param_total",
+        "tokens_per_param_non_emb",
+        "epochs",
+        "best_val",
+        "final_train",
+        "final_val",
+        "final_gap",
+        "best_val_bpb",
+        "final_val_bpb",
+        "val_unseen_token_share",
+        "wall_time_s",
+        "tokens_per_s",
+        "learning_rate",
+        "best_val_mean",
+        "best_val_std",
+        "final_gap_mean",
+        "final_gap_std",
+        "onset_iter_mean",
+        "onset_iter_std",
+        "best_val_bpb_std",
+    ):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     return table
 

@@ -10,8 +10,9 @@ that trains on a GPU runs one phase at a time (the GPU is the shared part).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 #: memory of a phase's worker process and kernel beyond the training estimate (Python, PyTorch, pandas,
 #: matplotlib, the data): measured ~500 MB for the seed study's phases

@@ -70,8 +70,18 @@ class TrainState:
 #: settings a resumed run may change: they decide how far training goes or where it runs, not what the
 #: iterations already trained did (``max_iters``/``epochs`` only with a constant learning rate, see
 #: :func:`resume_problems`)
-RESUMABLE_KEYS = ("train.max_iters", "train.epochs", "train.patience", "train.min_delta", "train.device",
-                  "train.threads", "train.compile", "train.save_every", "sample", "replicates")
+RESUMABLE_KEYS = (
+    "train.max_iters",
+    "train.epochs",
+    "train.patience",
+    "train.min_delta",
+    "train.device",
+    "train.threads",
+    "train.compile",
+    "train.save_every",
+    "sample",
+    "replicates",
+)
 
 
 def data_fingerprint(train: Any, val: Any) -> str:
@@ -98,8 +108,18 @@ def save_checkpoint(path, state: TrainState | dict) -> Path:
 
 
 #: what torch.load raises for an empty, truncated or foreign file
-_UNREADABLE = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError,
-               AttributeError, ImportError, IndexError, OSError)
+_UNREADABLE = (
+    RuntimeError,
+    EOFError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    ValueError,
+    KeyError,
+    AttributeError,
+    ImportError,
+    IndexError,
+    OSError,
+)
 
 
 def load_checkpoint(path) -> dict:
@@ -121,8 +141,9 @@ def load_checkpoint(path) -> dict:
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except _UNREADABLE as exc:
-        raise CheckpointError(f"{what} ({size:,} bytes, truncated or not written by gaplab: "
-                              f"{type(exc).__name__}); {todo}") from None
+        raise CheckpointError(
+            f"{what} ({size:,} bytes, truncated or not written by gaplab: {type(exc).__name__}); {todo}"
+        ) from None
     need = ("model", "model_config", "vocab_size", "iter")
     if not isinstance(obj, dict) or any(k not in obj for k in need):
         keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
@@ -137,8 +158,10 @@ def load_model(ckpt_path, device: str = "cpu") -> tuple[GPT, dict]:
         model = GPT(ModelConfig(**ck["model_config"]), int(ck["vocab_size"]))
         model.load_state_dict(ck["model"])
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{ckpt_path}: its weights do not fit the model it describes "
-                              f"({type(exc).__name__}); delete it and train the phase again") from None
+        raise CheckpointError(
+            f"{ckpt_path}: its weights do not fit the model it describes "
+            f"({type(exc).__name__}); delete it and train the phase again"
+        ) from None
     model.to(device).eval()
     return model, ck
 
@@ -151,8 +174,13 @@ def rng_state(batches: Batches, device: torch.device) -> dict[str, Any]:
     out = {
         "torch": torch.get_rng_state(),
         "batches": batches.gen.get_state(),
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": {"version": version, "state": list(state), "gauss_next": gauss_next},
     }
     if device.type == "cuda":
@@ -164,8 +192,9 @@ def set_rng_state(st: dict[str, Any], batches: Batches, device: torch.device) ->
     torch.set_rng_state(st["torch"])
     batches.gen.set_state(st["batches"])
     n = st["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = st["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
     if device.type == "cuda" and "cuda" in st:
@@ -187,8 +216,9 @@ def _resumable(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
 
 
-def resume_problems(saved: dict[str, Any], current: dict[str, Any], saved_data: Optional[str] = None,
-                    current_data: Optional[str] = None) -> list[str]:
+def resume_problems(
+    saved: dict[str, Any], current: dict[str, Any], saved_data: Optional[str] = None, current_data: Optional[str] = None
+) -> list[str]:
     """What differs between the checkpoint's phase and this one, in words; empty when a resume is exact.
 
     ``saved``/``current`` are resolved phases (``PhaseParams.to_dict()``); ``*_data`` the
@@ -206,7 +236,11 @@ def resume_problems(saved: dict[str, Any], current: dict[str, Any], saved_data: 
             continue
         why = " (the cosine schedule of the iterations already trained depends on it)" if schedule_bound else ""
         out.append(f"{key} {old!r} -> {new!r}{why}")
-    if saved_data and current_data and saved_data != current_data and not any(k.startswith(("data.", "tokenizer."))
-                                                                                for k in out):
+    if (
+        saved_data
+        and current_data
+        and saved_data != current_data
+        and not any(k.startswith(("data.", "tokenizer.")) for k in out)
+    ):
         out.append("the training or validation tokens differ (the corpus changed on disk)")
     return out

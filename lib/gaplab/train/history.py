@@ -22,8 +22,22 @@ import pandas as pd
 
 PathLike = Union[str, Path]
 
-HISTORY_COLUMNS = ("iter", "train_loss", "val_loss", "gap", "lr", "tokens_seen", "epochs", "elapsed_s",
-                   "train_loss_se", "val_loss_se", "train_bpb", "val_bpb", "val_loss_seen", "val_loss_unseen")
+HISTORY_COLUMNS = (
+    "iter",
+    "train_loss",
+    "val_loss",
+    "gap",
+    "lr",
+    "tokens_seen",
+    "epochs",
+    "elapsed_s",
+    "train_loss_se",
+    "val_loss_se",
+    "train_bpb",
+    "val_bpb",
+    "val_loss_seen",
+    "val_loss_unseen",
+)
 #: the columns a history must have to be read at all (``gaplab analyze`` accepts any log with these)
 REQUIRED_COLUMNS = ("iter", "train_loss", "val_loss")
 

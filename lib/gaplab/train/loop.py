@@ -26,8 +26,9 @@ import random
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -35,14 +36,30 @@ import torch
 from ..errors import TrainingError
 from ..files import atomic_write_text, update_json
 from ..measure.units import perplexity
-from ..model.device import (auto_threads, autocast_context, c_compiler_available, head_matmul_dtype,
-                            needs_grad_scaler, resolve_device, resolve_dtype, set_threads)
+from ..model.device import (
+    auto_threads,
+    autocast_context,
+    c_compiler_available,
+    head_matmul_dtype,
+    needs_grad_scaler,
+    resolve_device,
+    resolve_dtype,
+    set_threads,
+)
 from ..model.fused_loss import token_losses
 from ..model.gpt import GPT, count_params
 from ..schema import PhaseParams, planned_iters
 from .batches import Batches
-from .checkpoint import (TrainState, data_fingerprint, load_checkpoint, resume_problems, rng_state, save_checkpoint,
-                         set_rng_state, versions)
+from .checkpoint import (
+    TrainState,
+    data_fingerprint,
+    load_checkpoint,
+    resume_problems,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    versions,
+)
 from .history import HISTORY_COLUMNS, history_csv
 from .schedule import lr_at, make_optimizer
 from .tracking import Tracker
@@ -57,15 +74,26 @@ def build_model(model_cfg, train_cfg, vocab_size: int, device: torch.device, dty
     model.head_dtype = head_matmul_dtype(train_cfg.dtype, device, dtype, vocab_size)
     if train_cfg.compile:
         if device.type == "cpu" and not c_compiler_available():
-            warnings.warn("train.compile = true, but no C compiler was found (torch.compile needs one on CPU); "
-                          "training without compiling", stacklevel=2)
+            warnings.warn(
+                "train.compile = true, but no C compiler was found (torch.compile needs one on CPU); "
+                "training without compiling",
+                stacklevel=2,
+            )
         else:
             model.compile_blocks()
     return model
 
 
-def train_step(model: GPT, optimizer: torch.optim.Optimizer, batches: Batches, train_cfg, lr: float,
-               device: torch.device, dtype: torch.dtype, scaler=None) -> float:
+def train_step(
+    model: GPT,
+    optimizer: torch.optim.Optimizer,
+    batches: Batches,
+    train_cfg,
+    lr: float,
+    device: torch.device,
+    dtype: torch.dtype,
+    scaler=None,
+) -> float:
     """One optimizer step over ``grad_accum`` micro-batches; returns the step's mean training loss.
 
     A non-finite loss (or gradient norm) leaves the weights untouched and is
@@ -107,8 +135,14 @@ def eval_dtype_for(device: torch.device, dtype: torch.dtype) -> torch.dtype:
 
 
 @torch.no_grad()
-def evaluate(model: GPT, batches: Batches, device: torch.device, dtype: torch.dtype,
-             token_bytes: Optional[dict] = None, val_seen: Optional[np.ndarray] = None) -> dict[str, float]:
+def evaluate(
+    model: GPT,
+    batches: Batches,
+    device: torch.device,
+    dtype: torch.dtype,
+    token_bytes: Optional[dict] = None,
+    val_seen: Optional[np.ndarray] = None,
+) -> dict[str, float]:
     """The losses over the fixed evaluation windows of each split, with their noise and in bits per byte.
 
     Keys: ``train``, ``val`` (mean nats per token); ``train_se``, ``val_se`` (standard error of that mean
@@ -158,25 +192,36 @@ def _progress_bar(total: int, initial: int):
     from tqdm.auto import tqdm
 
     interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
-    return tqdm(total=total, initial=initial, desc="train", unit="it", leave=True,
-                mininterval=0.5 if interactive else 30.0)
+    return tqdm(
+        total=total, initial=initial, desc="train", unit="it", leave=True, mininterval=0.5 if interactive else 30.0
+    )
 
 
 def _check_data(data, vocab_size: int) -> None:
     for name in ("train", "val"):
         arr = np.asarray(getattr(data, name))
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise TrainingError(f"data.{name} must be a 1-D array of integer token ids (got {arr.dtype}, "
-                                f"shape {arr.shape})")
+            raise TrainingError(
+                f"data.{name} must be a 1-D array of integer token ids (got {arr.dtype}, shape {arr.shape})"
+            )
         if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
-            raise TrainingError(f"data.{name} holds token ids from {arr.min()} to {arr.max()}, outside the "
-                                f"model's vocabulary 0..{vocab_size - 1} (vocab_size = {vocab_size})")
+            raise TrainingError(
+                f"data.{name} holds token ids from {arr.min()} to {arr.max()}, outside the "
+                f"model's vocabulary 0..{vocab_size - 1} (vocab_size = {vocab_size})"
+            )
 
 
 # --------------------------------------------------------------------------- the trainer
-def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, resume: bool = False,
-                on_eval: Optional[Callable[[dict], None]] = None,
-                should_stop: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
+def train_phase(
+    params: PhaseParams,
+    data,
+    run_dir,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    on_eval: Optional[Callable[[dict], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> dict[str, Any]:
     """Train one phase into ``run_dir``; return the metrics written to ``metrics.json``.
 
     ``data`` needs ``train`` and ``val`` (1-D arrays of model-space token ids),
@@ -195,15 +240,25 @@ def train_phase(params: PhaseParams, data, run_dir, *, progress: bool = True, re
     t = params.train
     tokens_per_iter = t.batch_size * t.grad_accum * params.model.block_size
     before = torch.get_num_threads()
-    set_threads(t.threads or auto_threads(params.model, tokens_per_iter, int(data.vocab_size), resolve_device(t.device)))
+    set_threads(
+        t.threads or auto_threads(params.model, tokens_per_iter, int(data.vocab_size), resolve_device(t.device))
+    )
     try:
         return _train(params, data, run_dir, progress=progress, resume=resume, on_eval=on_eval, should_stop=should_stop)
     finally:
         torch.set_num_threads(before)
 
 
-def _train(params: PhaseParams, data, run_dir, *, progress: bool, resume: bool,
-           on_eval: Optional[Callable[[dict], None]], should_stop: Optional[Callable[[], bool]]) -> dict[str, Any]:
+def _train(
+    params: PhaseParams,
+    data,
+    run_dir,
+    *,
+    progress: bool,
+    resume: bool,
+    on_eval: Optional[Callable[[dict], None]],
+    should_stop: Optional[Callable[[], bool]],
+) -> dict[str, Any]:
     run_dir = Path(run_dir)
     m_cfg, t = params.model, params.train
     device = resolve_device(t.device)
@@ -217,7 +272,9 @@ def _train(params: PhaseParams, data, run_dir, *, progress: bool, resume: bool,
     phase_dict = params.to_dict()
     data_fp = data_fingerprint(data.train, data.val)
     train_bytes, val_bytes = getattr(data, "train_bytes", None), getattr(data, "val_bytes", None)
-    token_bytes = {"train": train_bytes, "val": val_bytes} if train_bytes is not None and val_bytes is not None else None
+    token_bytes = (
+        {"train": train_bytes, "val": val_bytes} if train_bytes is not None and val_bytes is not None else None
+    )
     val_seen = getattr(data, "val_seen", None)
 
     random.seed(t.seed)
@@ -240,14 +297,18 @@ def _train(params: PhaseParams, data, run_dir, *, progress: bool, resume: bool,
         ck = load_checkpoint(last_path)
         model_now = m_cfg.model_dump()
         if ck.get("model_config") != model_now or int(ck.get("vocab_size", -1)) != vocab_size:
-            raise TrainingError(f"resume: {last_path} holds a model {ck.get('model_config')} over "
-                                f"{ck.get('vocab_size')} ids, but this phase builds {model_now} over {vocab_size}; "
-                                "train from scratch (no resume) or restore the settings")
+            raise TrainingError(
+                f"resume: {last_path} holds a model {ck.get('model_config')} over "
+                f"{ck.get('vocab_size')} ids, but this phase builds {model_now} over {vocab_size}; "
+                "train from scratch (no resume) or restore the settings"
+            )
         changed = resume_problems(ck.get("params") or {}, phase_dict, ck.get("data_fingerprint"), data_fp)
         if changed:
-            raise TrainingError(f"resume: {last_path} holds a model and optimizer trained with other settings, and "
-                                f"continuing would mix two runs in one history: {'; '.join(changed)}. Train from "
-                                "scratch (no resume), or restore these settings")
+            raise TrainingError(
+                f"resume: {last_path} holds a model and optimizer trained with other settings, and "
+                f"continuing would mix two runs in one history: {'; '.join(changed)}. Train from "
+                "scratch (no resume), or restore these settings"
+            )
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         if scaler is not None and ck.get("scaler"):
@@ -257,14 +318,18 @@ def _train(params: PhaseParams, data, run_dir, *, progress: bool, resume: bool,
         best_val, best_iter, bad_evals = float(ck["best_val"]), int(ck["best_iter"]), int(ck["bad_evals"])
         train_seconds = float(ck["train_seconds"])
         if any(len(row) != len(HISTORY_COLUMNS) for row in ck["history"]):
-            raise TrainingError(f"resume: {last_path} was written by a gaplab whose history.csv had other columns; "
-                                "train from scratch (no resume)")
+            raise TrainingError(
+                f"resume: {last_path} was written by a gaplab whose history.csv had other columns; "
+                "train from scratch (no resume)"
+            )
         scheduled = [dict(zip(HISTORY_COLUMNS, row)) for row in ck["history"]]
         history = list(scheduled)
         best_row = next((r for r in scheduled if r["iter"] == best_iter), {})
         if start_iter >= max_iters:
-            raise TrainingError(f"resume: {last_path} is at iter {start_iter}, already at the planned "
-                                f"{max_iters} iterations; raise train.max_iters (or train.epochs) to train on")
+            raise TrainingError(
+                f"resume: {last_path} is at iter {start_iter}, already at the planned "
+                f"{max_iters} iterations; raise train.max_iters (or train.epochs) to train on"
+            )
     elif ckpt_dir.is_dir():  # a fresh run: checkpoints of an earlier run in this folder would be mistaken for ours
         for old in ckpt_dir.glob("*.pt"):
             old.unlink()
@@ -274,11 +339,22 @@ def _train(params: PhaseParams, data, run_dir, *, progress: bool, resume: bool,
 
     def state(it: int) -> TrainState:
         return TrainState(
-            model=model.state_dict(), optimizer=optimizer.state_dict(),
-            scaler=scaler.state_dict() if scaler is not None else None, rng=rng_state(batches, device),
-            iter=it, best_val=best_val, best_iter=best_iter, bad_evals=bad_evals, train_seconds=train_seconds,
-            history=[[r[c] for c in HISTORY_COLUMNS] for r in scheduled], model_config=m_cfg.model_dump(),
-            vocab_size=vocab_size, params=phase_dict, data_fingerprint=data_fp, versions=versions())
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scaler=scaler.state_dict() if scaler is not None else None,
+            rng=rng_state(batches, device),
+            iter=it,
+            best_val=best_val,
+            best_iter=best_iter,
+            bad_evals=bad_evals,
+            train_seconds=train_seconds,
+            history=[[r[c] for c in HISTORY_COLUMNS] for r in scheduled],
+            model_config=m_cfg.model_dump(),
+            vocab_size=vocab_size,
+            params=phase_dict,
+            data_fingerprint=data_fp,
+            versions=versions(),
+        )
 
     bar = _progress_bar(max_iters, start_iter) if progress else None
     stop_reason: Optional[str] = None
@@ -292,21 +368,35 @@ def _train(params: PhaseParams, data, run_dir, *, progress: bool, resume: bool,
         if (on_schedule or user_stop) and it != last_eval_iter:
             losses = evaluate(model, batches, device, eval_dtype, token_bytes, val_seen)
             tokens_seen = it * tokens_per_iter
-            row = {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"],
-                   "gap": losses["val"] - losses["train"], "lr": lr_at(min(it, max_iters - 1), t, max_iters),
-                   "tokens_seen": tokens_seen, "epochs": tokens_seen / n_train,
-                   "elapsed_s": round(time.time() - t0, 3), "train_loss_se": losses["train_se"],
-                   "val_loss_se": losses["val_se"], "train_bpb": losses["train_bpb"], "val_bpb": losses["val_bpb"],
-                   "val_loss_seen": losses.get("val_loss_seen", math.nan),
-                   "val_loss_unseen": losses.get("val_loss_unseen", math.nan)}
+            row = {
+                "iter": it,
+                "train_loss": losses["train"],
+                "val_loss": losses["val"],
+                "gap": losses["val"] - losses["train"],
+                "lr": lr_at(min(it, max_iters - 1), t, max_iters),
+                "tokens_seen": tokens_seen,
+                "epochs": tokens_seen / n_train,
+                "elapsed_s": round(time.time() - t0, 3),
+                "train_loss_se": losses["train_se"],
+                "val_loss_se": losses["val_se"],
+                "train_bpb": losses["train_bpb"],
+                "val_bpb": losses["val_bpb"],
+                "val_loss_seen": losses.get("val_loss_seen", math.nan),
+                "val_loss_unseen": losses.get("val_loss_unseen", math.nan),
+            }
             history.append(row)
             last_eval_iter = it
             atomic_write_text(run_dir / "history.csv", history_csv(history))
             tracker.log(row, it * tokens_per_iter / train_seconds if train_seconds > 0 else None)
             if bar is not None:
                 tps = (it - start_iter) * tokens_per_iter / train_seconds if train_seconds > 0 else 0.0
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}",
-                                gap=f"{row['gap']:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{row['train_loss']:.3f}",
+                    val=f"{row['val_loss']:.3f}",
+                    gap=f"{row['gap']:.3f}",
+                    tok_s=f"{tps:,.0f}",
+                    refresh=False,
+                )
             if on_eval is not None:
                 on_eval(dict(row))
             if not (math.isfinite(row["val_loss"]) and math.isfinite(row["train_loss"])):
@@ -351,19 +441,31 @@ def _train(params: PhaseParams, data, run_dir, *, progress: bool, resume: bool,
     last = history[-1]
     tokens_trained = it * tokens_per_iter
     metrics = {
-        "best_val_loss": best_val if math.isfinite(best_val) else None, "best_iter": best_iter,
-        "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"], "final_gap": last["gap"],
-        "best_val_bpb": _finite(best_row.get("val_bpb")), "final_val_bpb": _finite(last["val_bpb"]),
+        "best_val_loss": best_val if math.isfinite(best_val) else None,
+        "best_iter": best_iter,
+        "final_train_loss": last["train_loss"],
+        "final_val_loss": last["val_loss"],
+        "final_gap": last["gap"],
+        "best_val_bpb": _finite(best_row.get("val_bpb")),
+        "final_val_bpb": _finite(last["val_bpb"]),
         "final_train_bpb": _finite(last["train_bpb"]),
-        "best_val_perplexity": perplexity(best_val), "final_val_perplexity": perplexity(last["val_loss"]),
+        "best_val_perplexity": perplexity(best_val),
+        "final_val_perplexity": perplexity(last["val_loss"]),
         "final_train_perplexity": perplexity(last["train_loss"]),
-        "params": counts, "train_tokens": n_train, "val_tokens": n_val,
+        "params": counts,
+        "train_tokens": n_train,
+        "val_tokens": n_val,
         "tokens_per_param_total": n_train / max(1, counts["total"]),
         "tokens_per_param_non_emb": n_train / max(1, counts["non_embedding"]),
-        "epochs": tokens_trained / n_train, "iters": it, "max_iters": max_iters, "tokens_per_iter": tokens_per_iter,
-        "wall_time_s": round(time.time() - t0, 3), "train_time_s": round(train_seconds, 3),
+        "epochs": tokens_trained / n_train,
+        "iters": it,
+        "max_iters": max_iters,
+        "tokens_per_iter": tokens_per_iter,
+        "wall_time_s": round(time.time() - t0, 3),
+        "train_time_s": round(train_seconds, 3),
         "tokens_per_s": tokens_trained / train_seconds if train_seconds > 0 else None,
-        "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
         "head_dtype": str(model.head_dtype or dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(),
         "stop_reason": stop_reason,
@@ -375,7 +477,9 @@ def _train(params: PhaseParams, data, run_dir, *, progress: bool, resume: bool,
         "train_bytes": int(train_bytes.sum()) if train_bytes is not None else None,
         "val_bytes": int(val_bytes.sum()) if val_bytes is not None else None,  # tokens per byte: val_tokens / val_bytes
         "tokenizer": getattr(getattr(data, "tokenizer", None), "name", None),
-        "vocab_size": vocab_size, "vocab_size_original": int(data.vocab_size_original), "versions": versions(),
+        "vocab_size": vocab_size,
+        "vocab_size_original": int(data.vocab_size_original),
+        "versions": versions(),
     }
     update_json(run_dir / "metrics.json", metrics)
     return metrics

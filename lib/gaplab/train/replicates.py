@@ -26,10 +26,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from ..schema import PhaseParams
 
@@ -65,8 +66,14 @@ class ReplicatePlan:
     threads: Optional[int]
 
 
-def replicate_plan(n: int, device_type: str, cores: int, threads: Optional[int] = None,
-                   bytes_each: Optional[int] = None, bytes_free: Optional[int] = None) -> ReplicatePlan:
+def replicate_plan(
+    n: int,
+    device_type: str,
+    cores: int,
+    threads: Optional[int] = None,
+    bytes_each: Optional[int] = None,
+    bytes_free: Optional[int] = None,
+) -> ReplicatePlan:
     """How ``n`` replicates train on a machine with ``cores`` cores.
 
     - One replicate, or a device other than the CPU (one GPU is shared by time, not by processes): one at a
@@ -90,10 +97,17 @@ def replicate_plan(n: int, device_type: str, cores: int, threads: Optional[int] 
     return ReplicatePlan(min(processes, n), threads)
 
 
-def train_replicates(params: PhaseParams, data: Any, run_dir: Path, *, progress: bool = True, resume: bool = False,
-                     on_eval: Optional[Callable[[dict], None]] = None,
-                     should_stop: Optional[Callable[[], bool]] = None,
-                     plan: Optional[ReplicatePlan] = None) -> list[dict[str, Any]]:
+def train_replicates(
+    params: PhaseParams,
+    data: Any,
+    run_dir: Path,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    on_eval: Optional[Callable[[dict], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    plan: Optional[ReplicatePlan] = None,
+) -> list[dict[str, Any]]:
     """Train every replicate of the phase; return their metrics, replicate 0 first.
 
     ``plan`` (default :func:`replicate_plan` for this machine, without a memory cap) says how many train at
@@ -105,15 +119,25 @@ def train_replicates(params: PhaseParams, data: Any, run_dir: Path, *, progress:
 
     runs = replicate_runs(params, Path(run_dir))
     if plan is None:
-        plan = replicate_plan(len(runs), resolve_device(params.train.device).type, os.cpu_count() or 1,
-                              params.train.threads)
+        plan = replicate_plan(
+            len(runs), resolve_device(params.train.device).type, os.cpu_count() or 1, params.train.threads
+        )
     if plan.processes <= 1:
         out = []
         for k, (_, folder, p) in enumerate(runs):
             if k and should_stop is not None and should_stop():
                 break
-            out.append(train_phase(p, data, folder, progress=progress, resume=resume,
-                                   on_eval=on_eval if k == 0 else None, should_stop=should_stop))
+            out.append(
+                train_phase(
+                    p,
+                    data,
+                    folder,
+                    progress=progress,
+                    resume=resume,
+                    on_eval=on_eval if k == 0 else None,
+                    should_stop=should_stop,
+                )
+            )
         return out
     return _train_together(runs, data, progress, resume, on_eval, should_stop, plan)
 
@@ -154,14 +178,31 @@ def _train_child(raw_params: dict, data: Any, folder: str, resume: bool) -> Opti
 
     if _child_should_stop():
         return None  # stopped before this replicate began: skipped
-    return train_phase(PhaseParams.model_validate(raw_params), data, Path(folder), progress=False,
-                       resume=resume, should_stop=_child_should_stop)
+    return train_phase(
+        PhaseParams.model_validate(raw_params),
+        data,
+        Path(folder),
+        progress=False,
+        resume=resume,
+        should_stop=_child_should_stop,
+    )
 
 
 def _portable(data: Any) -> SimpleNamespace:
     """What :func:`train_phase` reads from ``data``, without the corpus and tokenizer objects (for pickling)."""
-    keys = ("train", "val", "vocab_size", "vocab_size_original", "train_bytes", "val_bytes", "val_seen",
-            "val_fingerprint", "val_text_fingerprint", "val_unseen_token_share", "val_unseen_byte_share")
+    keys = (
+        "train",
+        "val",
+        "vocab_size",
+        "vocab_size_original",
+        "train_bytes",
+        "val_bytes",
+        "val_seen",
+        "val_fingerprint",
+        "val_text_fingerprint",
+        "val_unseen_token_share",
+        "val_unseen_byte_share",
+    )
     out = SimpleNamespace(**{k: getattr(data, k) for k in keys if hasattr(data, k)})
     out.corpus = SimpleNamespace(fingerprint=data.corpus.fingerprint)
     name = getattr(getattr(data, "tokenizer", None), "name", None)
@@ -193,18 +234,22 @@ def _train_together(runs, data, progress, resume, on_eval, should_stop, plan: Re
         return stop.is_set()
 
     portable = _portable(data)
-    pool = ProcessPoolExecutor(max_workers=plan.processes - 1, mp_context=ctx, initializer=_child_init,
-                               initargs=(stop, plan.threads, os.getpid()))
+    pool = ProcessPoolExecutor(
+        max_workers=plan.processes - 1,
+        mp_context=ctx,
+        initializer=_child_init,
+        initargs=(stop, plan.threads, os.getpid()),
+    )
     futures = []
     try:
-        futures = [pool.submit(_train_child, p.to_dict(), portable, str(folder), resume)
-                   for _, folder, p in runs[1:]]
+        futures = [pool.submit(_train_child, p.to_dict(), portable, str(folder), resume) for _, folder, p in runs[1:]]
         before = torch.get_num_threads()
         if plan.threads:
             torch.set_num_threads(plan.threads)
         try:
-            first = train_phase(runs[0][2], data, runs[0][1], progress=progress, resume=resume, on_eval=on_eval,
-                                should_stop=stop_all)
+            first = train_phase(
+                runs[0][2], data, runs[0][1], progress=progress, resume=resume, on_eval=on_eval, should_stop=stop_all
+            )
         finally:
             torch.set_num_threads(before)
         others = [f.result() for f in futures]

@@ -32,8 +32,10 @@ def make_optimizer(model: torch.nn.Module, train) -> torch.optim.AdamW:
     times faster on CPU than the per-tensor loop), else the default one.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": train.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": train.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     kwargs = {"lr": train.learning_rate, "betas": (train.beta1, train.beta2)}
     try:
         return torch.optim.AdamW(groups, fused=True, **kwargs)

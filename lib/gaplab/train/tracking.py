@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 #: the folder, inside a replicate's folder, that holds its event files (one subfolder per seed)
 EVENTS_DIR = "tensorboard"
@@ -58,8 +59,9 @@ class Tracker:
     disk at once, so a run that dies keeps its scalars up to its last eval.
     """
 
-    def __init__(self, run_dir: Path, seed: int, purge_from: Optional[int] = None,
-                 params: Optional[Mapping[str, Any]] = None):
+    def __init__(
+        self, run_dir: Path, seed: int, purge_from: Optional[int] = None, params: Optional[Mapping[str, Any]] = None
+    ):
         from torch.utils.tensorboard import SummaryWriter
 
         self.dir = events_dir(run_dir, seed)
@@ -77,9 +79,13 @@ class Tracker:
         """One eval's history row (``gaplab.train.history`` columns) as scalars at step ``row['iter']``."""
         step = int(row["iter"])
         values = {
-            "loss_nats/train": row.get("train_loss"), "loss_nats/val": row.get("val_loss"),
-            "loss_bpb/train": row.get("train_bpb"), "loss_bpb/val": row.get("val_bpb"),
-            "gap/nats": row.get("gap"), "lr": row.get("lr"), "tokens_per_s": tokens_per_s,
+            "loss_nats/train": row.get("train_loss"),
+            "loss_nats/val": row.get("val_loss"),
+            "loss_bpb/train": row.get("train_bpb"),
+            "loss_bpb/val": row.get("val_bpb"),
+            "gap/nats": row.get("gap"),
+            "lr": row.get("lr"),
+            "tokens_per_s": tokens_per_s,
         }
         train_bpb, val_bpb = _finite(row.get("train_bpb")), _finite(row.get("val_bpb"))
         values["gap/bpb"] = val_bpb - train_bpb if train_bpb is not None and val_bpb is not None else None

@@ -14,8 +14,9 @@ import base64
 import datetime as _dt
 import html
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 import pandas as pd
 
@@ -30,23 +31,41 @@ GLOSSARY = (
     ("params_non_embedding", "parameters outside the token/position embeddings (Kaplan's N)"),
     ("tokens_per_param_total", "training tokens per parameter, embeddings included (Chinchilla's convention)"),
     ("tokens_per_param_non_emb", "training tokens per non-embedding parameter (Kaplan's N)"),
-    ("best_val_bpb / final_val_bpb", "val loss in bits per UTF-8 byte of the scored text: comparable across tokenizers"),
-    ("val_fingerprint", "which val set (its text and the vocabulary it is scored over): nats per token compare only "
-                        "between equal fingerprints"),
+    (
+        "best_val_bpb / final_val_bpb",
+        "val loss in bits per UTF-8 byte of the scored text: comparable across tokenizers",
+    ),
+    (
+        "val_fingerprint",
+        "which val set (its text and the vocabulary it is scored over): nats per token compare only "
+        "between equal fingerprints",
+    ),
     ("val_unseen_token_share", "share of val tokens whose id never occurs in the training split"),
     ("epochs", "passes over the training split"),
     ("best_val / best_iter", "lowest validation loss (nats/token) and the iteration it was measured at"),
     ("final_gap", "final validation loss minus final training loss (nats)"),
     ("onset_iter", "last eval before the validation loss rose beyond noise while training loss kept falling"),
     ("verdict", "underfitting / healthy / overfitting / memorizing (rules in gaplab.measure.curves.verdict)"),
-    ("sample_validators_pass_share", "share of the generated samples that sample.validators checked which pass "
-                                     "every one (sample_validators_checked_share: share of samples checked at all)"),
+    (
+        "sample_validators_pass_share",
+        "share of the generated samples that sample.validators checked which pass "
+        "every one (sample_validators_checked_share: share of samples checked at all)",
+    ),
 )
 
 
 #: the journey's key columns, in order: (heading, how a row gives it); every other column is folded away
-KEY_COLUMNS = ("phase", "verdict", "params", "train tokens", "tokens / param", "epochs", "best val @ iter",
-               "final gap", "onset")
+KEY_COLUMNS = (
+    "phase",
+    "verdict",
+    "params",
+    "train tokens",
+    "tokens / param",
+    "epochs",
+    "best val @ iter",
+    "final gap",
+    "onset",
+)
 
 
 def _int(v: Any) -> Optional[int]:
@@ -77,14 +96,19 @@ def key_table(table: pd.DataFrame) -> pd.DataFrame:
         verdict = r.get("verdict") if state == "done" and not _is_missing(r.get("verdict")) else state
         best_iter = _int(r.get("best_iter"))
         best = _pm(r, "best_val", ".3f")
-        rows.append({
-            "phase": str(r.get("phase")), "verdict": str(verdict),
-            "params": format_cell(r.get("params_total")), "train tokens": format_cell(r.get("train_tokens")),
-            "tokens / param": format_cell(r.get("tokens_per_param_total")), "epochs": format_cell(r.get("epochs")),
-            "best val @ iter": best if best_iter is None or best == "—" else f"{best} @ {best_iter:,}",
-            "final gap": _pm(r, "final_gap", "+.3f"),
-            "onset": "—" if _int(r.get("onset_iter")) is None else f"iter {_int(r.get('onset_iter')):,}",
-        })
+        rows.append(
+            {
+                "phase": str(r.get("phase")),
+                "verdict": str(verdict),
+                "params": format_cell(r.get("params_total")),
+                "train tokens": format_cell(r.get("train_tokens")),
+                "tokens / param": format_cell(r.get("tokens_per_param_total")),
+                "epochs": format_cell(r.get("epochs")),
+                "best val @ iter": best if best_iter is None or best == "—" else f"{best} @ {best_iter:,}",
+                "final gap": _pm(r, "final_gap", "+.3f"),
+                "onset": "—" if _int(r.get("onset_iter")) is None else f"iter {_int(r.get('onset_iter')):,}",
+            }
+        )
     return pd.DataFrame(rows, columns=list(KEY_COLUMNS))
 
 
@@ -95,8 +119,7 @@ def markdown_html(text: str) -> str:
     return mistune.create_markdown(escape=True)(str(text or "")).strip()
 
 
-_VERDICT_COLORS = {"underfitting": "#4C72B0", "healthy": "#55A868", "overfitting": "#DD8452",
-                   "memorizing": "#C44E52"}
+_VERDICT_COLORS = {"underfitting": "#4C72B0", "healthy": "#55A868", "overfitting": "#DD8452", "memorizing": "#C44E52"}
 
 
 _CSS = """
@@ -172,8 +195,9 @@ _SHOWN = ("state",)
 
 
 def _key_table_html(keys: pd.DataFrame) -> str:
-    head = "".join(f'<th class="text">{_esc(c)}</th>' if c in ("phase", "verdict") else f"<th>{_esc(c)}</th>"
-                   for c in KEY_COLUMNS)
+    head = "".join(
+        f'<th class="text">{_esc(c)}</th>' if c in ("phase", "verdict") else f"<th>{_esc(c)}</th>" for c in KEY_COLUMNS
+    )
     rows = []
     for _, r in keys.iterrows():
         state = str(r.get("state", ""))
@@ -188,8 +212,7 @@ def _key_table_html(keys: pd.DataFrame) -> str:
             else:
                 cells.append(f"<td>{_esc(text)}</td>")
         rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
-    return (f'<table class="key">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows)
-            + "\n</tbody>\n</table>")
+    return f'<table class="key">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody>\n</table>"
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -211,11 +234,15 @@ def _figures_html(figures: Iterable[PathLike], base: Path) -> str:
         links = f' — <a href="{_esc(_rel(svg, base))}">SVG</a>' if svg is not None and svg.exists() else ""
         if png is not None and png.exists():
             data = base64.b64encode(png.read_bytes()).decode("ascii")
-            out.append(f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
-                       f"<figcaption>{caption}{links}</figcaption></figure>")
+            out.append(
+                f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{caption}{links}</figcaption></figure>"
+            )
         elif svg is not None and svg.exists():
-            out.append(f'<figure><img alt="{caption}" src="{_esc(_rel(svg, base))}">'
-                       f"<figcaption>{caption}{links}</figcaption></figure>")
+            out.append(
+                f'<figure><img alt="{caption}" src="{_esc(_rel(svg, base))}">'
+                f"<figcaption>{caption}{links}</figcaption></figure>"
+            )
     return "\n".join(out) if out else "<p>No figures.</p>"
 
 
@@ -254,18 +281,29 @@ def build_report(
     ]
     if failed:
         parts.append("<h2>Failed phases</h2>")
-        parts.append('<ul class="failed-list">' + "".join(
-            f"<li><strong>{_esc(name)}</strong>: {_esc(err or 'no error message recorded')}</li>"
-            for name, err in failed.items()) + "</ul>")
+        parts.append(
+            '<ul class="failed-list">'
+            + "".join(
+                f"<li><strong>{_esc(name)}</strong>: {_esc(err or 'no error message recorded')}</li>"
+                for name, err in failed.items()
+            )
+            + "</ul>"
+        )
     parts.append("<h2>The journey</h2>")
     keys = key_table(table).assign(state=list(table["state"]) if "state" in table else "")
     parts.append(_key_table_html(keys))
     others = [c for c in table.columns if c != "phase" and c not in _SHOWN]
-    parts.append(f"<details><summary>All {len(table.columns)} columns of the journey table (summary.csv)</summary>"
-                 + _table_html(table[["phase"] + others]) + "</details>")
-    parts.append("<details><summary>What the columns mean</summary><ul>" + "".join(
-        f"<li><code>{_esc(k)}</code>: {_esc(v)}</li>" for k, v in GLOSSARY) + "</ul>"
-        "<p>Losses are cross-entropy in nats per token; perplexity = exp(loss).</p></details>")
+    parts.append(
+        f"<details><summary>All {len(table.columns)} columns of the journey table (summary.csv)</summary>"
+        + _table_html(table[["phase"] + others])
+        + "</details>"
+    )
+    parts.append(
+        "<details><summary>What the columns mean</summary><ul>"
+        + "".join(f"<li><code>{_esc(k)}</code>: {_esc(v)}</li>" for k, v in GLOSSARY)
+        + "</ul>"
+        "<p>Losses are cross-entropy in nats per token; perplexity = exp(loss).</p></details>"
+    )
     if notes:
         parts.append("<h2>Notes</h2>")
         parts.append("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>")

@@ -4,29 +4,39 @@ including seed 003's three findings checked against the study's phases."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 
 from ..files import read_json
 from ..measure import scaling
-from ..measure.references import (CHINCHILLA_TOKENS_PER_PARAM, SOURCES, chinchilla_tokens, kaplan_overfit_min_tokens,
-                                  load_seed_reference)
+from ..measure.references import (
+    CHINCHILLA_TOKENS_PER_PARAM,
+    SOURCES,
+    chinchilla_tokens,
+    kaplan_overfit_min_tokens,
+    load_seed_reference,
+)
 from ..measure.stats import difference_sentence
 from ..measure.units import finite_or_none, int_or_none
 from ..pipeline.summary import done_rows
 from .plots import PathLike, _fmt_int, _num
 from .study_plots import is_seed_study
 
-
 #: how much val loss must rise above its best (nats) to count as "rising after its best" in :func:`seed_findings`
 RISE_TOL = 0.05
 
 
 def _rose_after_best(row: Mapping[str, Any]) -> Optional[bool]:
-    bv, fv, bi, mi = finite_or_none(row.get("best_val")), finite_or_none(row.get("final_val")), int_or_none(row.get("best_iter")), int_or_none(row.get("max_iters"))
+    bv, fv, bi, mi = (
+        finite_or_none(row.get("best_val")),
+        finite_or_none(row.get("final_val")),
+        int_or_none(row.get("best_iter")),
+        int_or_none(row.get("max_iters")),
+    )
     if bv is None or fv is None:
         return None
     return fv - bv > RISE_TOL and (bi is None or mi is None or bi < mi)
@@ -48,14 +58,18 @@ def seed_findings(table: pd.DataFrame) -> list[dict[str, Any]]:
 
     def rise(phase: str, finding: str) -> None:
         s = ref.loc[phase]
-        seed = (f"best {s['best_val']:.2f} at iter {int(s['best_iter'])}, final {s['final_val']:.2f} "
-                f"(+{s['final_val'] - s['best_val']:.2f})")
+        seed = (
+            f"best {s['best_val']:.2f} at iter {int(s['best_iter'])}, final {s['final_val']:.2f} "
+            f"(+{s['final_val'] - s['best_val']:.2f})"
+        )
         if phase not in done.index:
             out.append(dict(finding=finding, seed=seed, ours=f"{phase} did not finish", reproduced=None))
             return
         r = done.loc[phase]
-        ours = (f"best {r['best_val']:.2f} at iter {int(r['best_iter'])}, final {r['final_val']:.2f} "
-                f"({r['final_val'] - r['best_val']:+.2f})")
+        ours = (
+            f"best {r['best_val']:.2f} at iter {int(r['best_iter'])}, final {r['final_val']:.2f} "
+            f"({r['final_val'] - r['best_val']:+.2f})"
+        )
         out.append(dict(finding=finding, seed=seed, ours=ours, reproduced=bool(_rose_after_best(r))))
 
     rise("phase0", "phase 0's val loss rises after an early best")
@@ -65,15 +79,28 @@ def seed_findings(table: pd.DataFrame) -> list[dict[str, Any]]:
     ours_gaps = done["final_gap"].dropna() if "final_gap" in done else pd.Series(dtype=float)
     ours_gaps = ours_gaps[[p for p in ours_gaps.index if p in ref.index]]
     if "phase2" not in ours_gaps.index or len(ours_gaps) < 2:
-        out.append(dict(finding=finding, seed=f"final gaps {seed_gaps} (as reported, |val - train|)",
-                        ours="phase2 and at least one other seed phase must finish", reproduced=None))
+        out.append(
+            dict(
+                finding=finding,
+                seed=f"final gaps {seed_gaps} (as reported, |val - train|)",
+                ours="phase2 and at least one other seed phase must finish",
+                reproduced=None,
+            )
+        )
     else:
         smallest = str(ours_gaps.idxmin())
         spread = spread_note(done.loc[list(ours_gaps.index)].reset_index(), "final_gap", "final gap")
-        out.append(dict(finding=finding, seed=f"final gaps {seed_gaps} (as reported, |val - train|)",
-                        ours="final gaps (val - train) " + ", ".join(f"{p} {g:+.2f}" for p, g in ours_gaps.items())
-                             + f": smallest at {smallest}" + (f". {spread.rstrip('.')}" if spread else ""),
-                        reproduced=smallest == "phase2"))
+        out.append(
+            dict(
+                finding=finding,
+                seed=f"final gaps {seed_gaps} (as reported, |val - train|)",
+                ours="final gaps (val - train) "
+                + ", ".join(f"{p} {g:+.2f}" for p, g in ours_gaps.items())
+                + f": smallest at {smallest}"
+                + (f". {spread.rstrip('.')}" if spread else ""),
+                reproduced=smallest == "phase2",
+            )
+        )
     rise("phase4", "phase 4's val loss degrades after its best")
     return out
 
@@ -87,8 +114,10 @@ def seed_findings_sentences(findings: list[dict[str, Any]]) -> list[str]:
         elif f["reproduced"]:
             lines.append(f"Seed finding \u201c{f['finding']}\u201d: reproduced. Seed: {f['seed']}; ours: {f['ours']}.")
         else:
-            lines.append(f"Seed finding \u201c{f['finding']}\u201d: NOT reproduced by this run. Seed: {f['seed']}; "
-                         f"ours: {f['ours']}.")
+            lines.append(
+                f"Seed finding \u201c{f['finding']}\u201d: NOT reproduced by this run. Seed: {f['seed']}; "
+                f"ours: {f['ours']}."
+            )
     return lines
 
 
@@ -127,9 +156,11 @@ def spread_note(rows: pd.DataFrame, col: str, what: str) -> Optional[str]:
         return difference_sentence(str(best["phase"]), a, str(second["phase"]), b, what)
     gap = float(vals[order[1]] - vals[order[0]])
     if gap < SEED_SPREAD_NATS[1]:
-        return (f"{best['phase']} beats {second['phase']} on {what} by {gap:.3f} nats with one training seed each; "
-                f"another seed moved gaplab's seed-study curves by {SEED_SPREAD_NATS[0]}–{SEED_SPREAD_NATS[1]} "
-                f"nats, so this may be seed noise (replicates: N measures the spread).")
+        return (
+            f"{best['phase']} beats {second['phase']} on {what} by {gap:.3f} nats with one training seed each; "
+            f"another seed moved gaplab's seed-study curves by {SEED_SPREAD_NATS[0]}–{SEED_SPREAD_NATS[1]} "
+            f"nats, so this may be seed noise (replicates: N measures the spread)."
+        )
     return None
 
 
@@ -142,33 +173,45 @@ def ranking_notes(done: pd.DataFrame) -> list[str]:
     quality with the difficulty of the text held out, and the note says so.
     """
     if "val_fingerprint" not in done or done["val_fingerprint"].isna().all():
-        vocabs = sorted(set(_num(done["vocab_size"])[np.isfinite(_num(done["vocab_size"]))])) if "vocab_size" in done else []
+        vocabs = (
+            sorted(set(_num(done["vocab_size"])[np.isfinite(_num(done["vocab_size"]))])) if "vocab_size" in done else []
+        )
         if len(vocabs) > 1:
-            return [f"These phases predict over different vocabularies ({', '.join(_fmt_int(v) for v in vocabs)} ids) "
-                    "and record no validation-set fingerprint, so their losses are not ranked: a smaller vocabulary "
-                    "makes each guess easier. Re-run them with this gaplab to get bits per byte."]
+            return [
+                f"These phases predict over different vocabularies ({', '.join(_fmt_int(v) for v in vocabs)} ids) "
+                "and record no validation-set fingerprint, so their losses are not ranked: a smaller vocabulary "
+                "makes each guess easier. Re-run them with this gaplab to get bits per byte."
+            ]
         best = _lowest(done, "best_val")
-        return [f"Lowest val loss: {best['phase']} with {best['best_val']:.3f} nats per token "
-                f"(perplexity {math.exp(min(best['best_val'], 700)):.1f}) at iter {best['best_iter']}; these phases "
-                "record no validation-set fingerprint, so check that they were scored on the same val set."]
+        return [
+            f"Lowest val loss: {best['phase']} with {best['best_val']:.3f} nats per token "
+            f"(perplexity {math.exp(min(best['best_val'], 700)):.1f}) at iter {best['best_iter']}; these phases "
+            "record no validation-set fingerprint, so check that they were scored on the same val set."
+        ]
     groups = {fp: rows for fp, rows in done.groupby("val_fingerprint", sort=False, dropna=False)}
     if len(groups) == 1:
         best = _lowest(done, "best_val")
         seeds = int(best.get("replicates") or 1) if pd.notna(best.get("replicates")) else 1
         mean = f"mean of {seeds} seeds, " if seeds > 1 else ""
-        out = [f"All {len(done)} phases are scored on one validation set ({done['val_tokens'].iloc[0]:,} tokens, "
-               f"fingerprint {str(done['val_fingerprint'].iloc[0])[:8]}), so their losses compare. Lowest val loss: "
-               f"{best['phase']} with {best['best_val']:.3f} nats per token ({mean}{_bpb(best.get('best_val_bpb'))}, "
-               f"perplexity {math.exp(min(best['best_val'], 700)):.1f}) at iter {best['best_iter']}."]
+        out = [
+            f"All {len(done)} phases are scored on one validation set ({done['val_tokens'].iloc[0]:,} tokens, "
+            f"fingerprint {str(done['val_fingerprint'].iloc[0])[:8]}), so their losses compare. Lowest val loss: "
+            f"{best['phase']} with {best['best_val']:.3f} nats per token ({mean}{_bpb(best.get('best_val_bpb'))}, "
+            f"perplexity {math.exp(min(best['best_val'], 700)):.1f}) at iter {best['best_iter']}."
+        ]
         spread = spread_note(done, "best_val", "best val loss")
         return out + ([spread] if spread else [])
-    notes = [f"These {len(done)} phases are scored on {len(groups)} different validation sets (text or vocabulary "
-             "differ), so their losses in nats per token are not compared across sets."]
-    for fp, rows in groups.items():
+    notes = [
+        f"These {len(done)} phases are scored on {len(groups)} different validation sets (text or vocabulary "
+        "differ), so their losses in nats per token are not compared across sets."
+    ]
+    for rows in groups.values():
         if len(rows) > 1:
             best = _lowest(rows, "best_val")
-            notes.append(f"Within one validation set ({', '.join(rows['phase'])}): lowest val loss {best['phase']} "
-                         f"with {best['best_val']:.3f} nats per token at iter {best['best_iter']}.")
+            notes.append(
+                f"Within one validation set ({', '.join(rows['phase'])}): lowest val loss {best['phase']} "
+                f"with {best['best_val']:.3f} nats per token at iter {best['best_iter']}."
+            )
             spread = spread_note(rows, "best_val", "best val loss")
             if spread:
                 notes.append(spread)
@@ -176,9 +219,12 @@ def ranking_notes(done: pd.DataFrame) -> list[str]:
     if best is None:
         return notes + ["No bits per byte are recorded, so nothing is ranked across validation sets."]
     same_text = "val_text_fingerprint" in done and done["val_text_fingerprint"].nunique(dropna=True) == 1
-    caveat = ("the same validation text over different vocabularies, so bits per byte compare directly" if same_text
-              else "different validation texts: bits per byte remove the tokenizer, but a difference still mixes "
-                   "the model with how hard the held-out text is")
+    caveat = (
+        "the same validation text over different vocabularies, so bits per byte compare directly"
+        if same_text
+        else "different validation texts: bits per byte remove the tokenizer, but a difference still mixes "
+        "the model with how hard the held-out text is"
+    )
     ranked = done.assign(_b=_num(done["best_val_bpb"])).sort_values("_b")
     order = ", ".join(f"{r['phase']} {r['_b']:.3f}" for _, r in ranked.iterrows() if np.isfinite(r["_b"]))
     notes.append(f"Across validation sets, in bits per byte ({caveat}): {order}; lowest {best['phase']}.")
@@ -191,8 +237,9 @@ SHIFT_SHARE = 0.25
 UNSEEN_SHARE = 0.10
 
 
-def shift_note(phase: str, report: Mapping[str, Any], unseen: Optional[float],
-               train_tokens: Optional[float] = None) -> Optional[str]:
+def shift_note(
+    phase: str, report: Mapping[str, Any], unseen: Optional[float], train_tokens: Optional[float] = None
+) -> Optional[str]:
     """A sentence when a phase's val loss measures more than overfitting, else None.
 
     Two cases.  The val split's source mix differs from train's (``report`` is the phase's data_report.json,
@@ -206,19 +253,25 @@ def shift_note(phase: str, report: Mapping[str, Any], unseen: Optional[float],
     if train_total and val_total and len(sources) > 1:
         mix = [(s["source"], s["train_tokens"] / train_total, s["val_tokens"] / val_total) for s in sources]
         if max(abs(v - tr) for _, tr, v in mix) >= SHIFT_SHARE:
+
             def share(i):
                 return ", ".join(f"{m[i]:.0%} {m[0]}" for m in sorted(mix, key=lambda m: -m[i]) if m[i] >= 0.005)
+
             parts = [f"val is {share(2)}, train {share(1)}"]
             if unseen is not None and unseen >= UNSEEN_SHARE:
                 parts.append(f"{unseen:.0%} of val tokens never occur in training")
-            return (f"{phase}: {'; '.join(parts)}. Its val loss measures that distribution shift as much as "
-                    "overfitting; draw train and val from one distribution (data.split: chunks or documents) to "
-                    "measure overfitting alone.")
+            return (
+                f"{phase}: {'; '.join(parts)}. Its val loss measures that distribution shift as much as "
+                "overfitting; draw train and val from one distribution (data.split: chunks or documents) to "
+                "measure overfitting alone."
+            )
     if unseen is not None and unseen >= UNSEEN_SHARE:
         size = f" {int(train_tokens):,}" if train_tokens else ""
-        return (f"{phase}: {unseen:.0%} of its val tokens never occur in its{size} training tokens. A model cannot "
-                "learn a token it never saw, so part of its val loss, and of any rise, is those tokens "
-                "(03_loss_gap shows the val loss on seen and unseen tokens apart).")
+        return (
+            f"{phase}: {unseen:.0%} of its val tokens never occur in its{size} training tokens. A model cannot "
+            "learn a token it never saw, so part of its val loss, and of any rise, is those tokens "
+            "(03_loss_gap shows the val loss on seen and unseen tokens apart)."
+        )
     return None
 
 
@@ -254,42 +307,58 @@ def compare_notes(study_dir: PathLike, table: pd.DataFrame, study: Optional[str]
         return ["No phase finished, so there is nothing to compare yet."]
     notes.extend(ranking_notes(done))
     for _, r in done.iterrows():
-        note = shift_note(str(r["phase"]), read_json(Path(study_dir) / str(r["phase"]) / "data_report.json", {}) or {},
-                          finite_or_none(r.get("val_unseen_token_share")), finite_or_none(r.get("train_tokens")))
+        note = shift_note(
+            str(r["phase"]),
+            read_json(Path(study_dir) / str(r["phase"]) / "data_report.json", {}) or {},
+            finite_or_none(r.get("val_unseen_token_share")),
+            finite_or_none(r.get("train_tokens")),
+        )
         if note:
             notes.append(note)
     for _, r in done.iterrows():
         fv, bv = r.get("final_val"), r.get("best_val")
         if pd.notna(r.get("onset_iter")):
             lost = f"; it ended {fv - bv:.3f} nats above its best" if pd.notna(fv) and pd.notna(bv) else ""
-            notes.append(f"{r['phase']}: val loss stopped improving after iter {int(r['onset_iter'])} while train loss "
-                         f"kept falling (overfitting onset){lost}.")
+            notes.append(
+                f"{r['phase']}: val loss stopped improving after iter {int(r['onset_iter'])} while train loss "
+                f"kept falling (overfitting onset){lost}."
+            )
     for _, r in done.iterrows():
         n, total, d = r.get("params_non_embedding"), r.get("params_total"), r.get("train_tokens")
         if pd.notna(n) and pd.notna(d) and pd.notna(total) and n > 0:
             need_k = kaplan_overfit_min_tokens(float(n))
             need_c = chinchilla_tokens(float(total))
-            notes.append(f"{r['phase']}: {_fmt_int(float(d))} training tokens for {_fmt_int(float(total))} parameters "
-                         f"({float(d) / float(total):.3g} per parameter, embeddings included; "
-                         f"{_fmt_int(float(n))} non-embedding). Chinchilla's ~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens "
-                         f"per parameter ({SOURCES['chinchilla'].authors}, all parameters) would be "
-                         f"{_fmt_int(need_c)} tokens; {SOURCES['kaplan'].authors} (eq. 4.4, non-embedding N) "
-                         f"suggest at least 5e3·N^0.74 = {_fmt_int(need_k)} tokens to keep overfitting small.")
+            notes.append(
+                f"{r['phase']}: {_fmt_int(float(d))} training tokens for {_fmt_int(float(total))} parameters "
+                f"({float(d) / float(total):.3g} per parameter, embeddings included; "
+                f"{_fmt_int(float(n))} non-embedding). Chinchilla's ~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens "
+                f"per parameter ({SOURCES['chinchilla'].authors}, all parameters) would be "
+                f"{_fmt_int(need_c)} tokens; {SOURCES['kaplan'].authors} (eq. 4.4, non-embedding N) "
+                f"suggest at least 5e3·N^0.74 = {_fmt_int(need_k)} tokens to keep overfitting small."
+            )
     fj = scaling.fit_journey(table)
     if fj is not None:
         f = fj["fit"]
-        msg = (f"Kaplan et al. 2020 eq. 1.5 fitted to {f['n_fit']} phases: α_N = {f['alpha_N']:.3f}, "
-               f"α_D = {f['alpha_D']:.3f}, RMSE {f['rmse']:.3f} nats")
+        msg = (
+            f"Kaplan et al. 2020 eq. 1.5 fitted to {f['n_fit']} phases: α_N = {f['alpha_N']:.3f}, "
+            f"α_D = {f['alpha_D']:.3f}, RMSE {f['rmse']:.3f} nats"
+        )
         if f["holdout_rmse"] is not None:
             held = [p for p, h in zip(fj["phases"], fj["holdout"]) if h]
-            msg += (f"; predicting the held-out largest-data phases ({', '.join(held)}) it is off by "
-                    f"{f['holdout_rmse']:.3f} nats RMSE (max {f['holdout_max_abs_error']:.3f})")
-        notes.append(msg + ". The law describes well-trained, early-stopped runs, so underfitting phases bend it; "
-                     "and tiny models on tiny corpora give constants that do not transfer to Kaplan's scale.")
+            msg += (
+                f"; predicting the held-out largest-data phases ({', '.join(held)}) it is off by "
+                f"{f['holdout_rmse']:.3f} nats RMSE (max {f['holdout_max_abs_error']:.3f})"
+            )
+        notes.append(
+            msg + ". The law describes well-trained, early-stopped runs, so underfitting phases bend it; "
+            "and tiny models on tiny corpora give constants that do not transfer to Kaplan's scale."
+        )
     if is_seed_study(table, study):
         ref = load_seed_reference()
-        notes.append("Seed 003's figures are its own, reported on its ChromaDB code corpus; this study reproduces its "
-                     "settings on a different corpus, so compare the shape of the journey, not the digits.")
+        notes.append(
+            "Seed 003's figures are its own, reported on its ChromaDB code corpus; this study reproduces its "
+            "settings on a different corpus, so compare the shape of the journey, not the digits."
+        )
         corpus = corpus_note(Path(study_dir), done)
         if corpus:
             notes.append(corpus)

@@ -17,20 +17,27 @@ import copy
 import functools
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import yaml
 
-from ..pipeline.config import _extend, load_study, name_problem, validate_phase
 from ..data.split import val_token_count
-from ..schema import ModelConfig
 from ..errors import Problem, StudyError
 from ..files import atomic_write_text
-from ..measure.references import (CHINCHILLA_TOKENS_PER_PARAM, REPEAT_EXHAUSTED_EPOCHS, REPEAT_SAFE_EPOCHS, SOURCES,
-                                  chinchilla_tokens, kaplan_overfit_min_tokens)
+from ..measure.references import (
+    CHINCHILLA_TOKENS_PER_PARAM,
+    REPEAT_EXHAUSTED_EPOCHS,
+    REPEAT_SAFE_EPOCHS,
+    SOURCES,
+    chinchilla_tokens,
+    kaplan_overfit_min_tokens,
+)
+from ..pipeline.config import _extend, load_study, name_problem, validate_phase
+from ..schema import ModelConfig
 
 #: Corpus choices: stdlib packages read in this order (see :mod:`gaplab.data.corpus`).
 CORPORA: dict[str, list[str]] = {
@@ -63,8 +70,9 @@ MODEL_KNOBS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 
 
 def _seed_phase1_model() -> ModelConfig:
-    return ModelConfig.model_construct(**{**ModelConfig().model_dump(), "n_layer": 2, "n_head": 2, "n_embd": 32,
-                                          "block_size": 16})
+    return ModelConfig.model_construct(
+        **{**ModelConfig().model_dump(), "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16}
+    )
 
 
 @dataclass(frozen=True)
@@ -137,8 +145,9 @@ def as_settings(settings: Union[Settings, Mapping[str, Any], None] = None, **ove
     elif isinstance(settings, Mapping):
         base = {**Settings().knobs(), **dict(settings)}
     else:
-        raise TypeError(f"settings = {settings!r}: allowed: a gaplab.ui.playground.Settings or a mapping of "
-                        "knob -> value")
+        raise TypeError(
+            f"settings = {settings!r}: allowed: a gaplab.ui.playground.Settings or a mapping of knob -> value"
+        )
     base.update(overrides)
     unknown = [k for k in base if k not in SETTING_NAMES]
     if unknown:
@@ -161,13 +170,23 @@ def settings_to_phase(settings: Union[Settings, Mapping[str, Any]], validate: bo
     """
     s = as_settings(settings)
     phase = {
-        "data": {"source": "stdlib", "packages": list(CORPORA[s.corpus]), "max_tokens": int(s.max_tokens),
-                 "split": "tail", "val_fraction": float(s.val_fraction)},
+        "data": {
+            "source": "stdlib",
+            "packages": list(CORPORA[s.corpus]),
+            "max_tokens": int(s.max_tokens),
+            "split": "tail",
+            "val_fraction": float(s.val_fraction),
+        },
         "tokenizer": {"name": s.tokenizer, "compact": bool(s.compact)},
         "model": {k: getattr(s.model, k) for k in MODEL_KNOBS},
-        "train": {"max_iters": int(s.max_iters), "batch_size": int(s.batch_size),
-                  "learning_rate": float(s.learning_rate), "eval_interval": s.eval_interval,
-                  "eval_iters": int(s.eval_iters), "seed": int(s.seed)},
+        "train": {
+            "max_iters": int(s.max_iters),
+            "batch_size": int(s.batch_size),
+            "learning_rate": float(s.learning_rate),
+            "eval_interval": s.eval_interval,
+            "eval_iters": int(s.eval_iters),
+            "seed": int(s.seed),
+        },
         "sample": {"prompts": ["import ", "def ", "class "], "max_new_tokens": 48, "num_samples": 1},
     }
     if validate:
@@ -205,16 +224,18 @@ class CorpusStats:
 @functools.lru_cache(maxsize=16)
 def corpus_stats(corpus: str, tokenizer: str) -> CorpusStats:
     """Read and tokenize a corpus choice once (cached): the stream :func:`gaplab.data.split.prepare_data` builds."""
-    from ..schema import PhaseParams
     from ..data.split import prepare_data
+    from ..schema import PhaseParams
 
     if corpus not in CORPORA:
         raise ValueError(f"corpus = {corpus!r}: allowed: {', '.join(CORPORA)}")
-    params = PhaseParams.model_validate({
-        "data": {"source": "stdlib", "packages": CORPORA[corpus], "split": "tail"},
-        "tokenizer": {"name": tokenizer, "compact": False},
-        "model": {"block_size": 1},
-    })
+    params = PhaseParams.model_validate(
+        {
+            "data": {"source": "stdlib", "packages": CORPORA[corpus], "split": "tail"},
+            "tokenizer": {"name": tokenizer, "compact": False},
+            "model": {"block_size": 1},
+        }
+    )
     prep = prepare_data(params, "playground", "(playground)")
     stream = np.concatenate([prep.train_base, prep.val_base])  # tail split: train then val is the stream
     stream.setflags(write=False)
@@ -255,19 +276,29 @@ def predict_risk(tokens_per_param: float, epochs: float, iters: int) -> Risk:
     tpp, ep = float(tokens_per_param), float(epochs)
     nums = f"{_num(tpp)} tokens per parameter (all counted; Chinchilla ~{CHINCHILLA_TOKENS_PER_PARAM:g}) and {_num(ep)} epochs"
     if ep >= REPEAT_EXHAUSTED_EPOCHS and tpp < CHINCHILLA_TOKENS_PER_PARAM:
-        return Risk("overfitting-high", f"High risk of overfitting: {nums}. The model sees each training token "
-                                        f"{_num(ep)} times with parameters to spare; expect train loss to keep "
-                                        f"falling while val loss turns up.")
+        return Risk(
+            "overfitting-high",
+            f"High risk of overfitting: {nums}. The model sees each training token "
+            f"{_num(ep)} times with parameters to spare; expect train loss to keep "
+            f"falling while val loss turns up.",
+        )
     if ep > REPEAT_SAFE_EPOCHS and tpp < CHINCHILLA_TOKENS_PER_PARAM:
-        return Risk("overfitting", f"Some risk of overfitting: {nums}. More than {REPEAT_SAFE_EPOCHS:g} passes over "
-                                   f"the same tokens; watch for val loss flattening while train loss keeps falling.")
+        return Risk(
+            "overfitting",
+            f"Some risk of overfitting: {nums}. More than {REPEAT_SAFE_EPOCHS:g} passes over "
+            f"the same tokens; watch for val loss flattening while train loss keeps falling.",
+        )
     if ep < 1 or iters < MIN_STEPS:
-        why = (f"the run sees only {ep:.0%} of the training tokens once" if ep < 1
-               else f"only {iters} optimizer steps")
-        return Risk("underfitting", f"Likely underfitting: {why} ({nums}). Both losses will still be falling when "
-                                    f"it stops; train longer.")
-    return Risk("balanced", f"Balanced: {nums}. Expect train and val loss to fall together with a small gap; "
-                            f"if both level off high, the model is too small.")
+        why = f"the run sees only {ep:.0%} of the training tokens once" if ep < 1 else f"only {iters} optimizer steps"
+        return Risk(
+            "underfitting",
+            f"Likely underfitting: {why} ({nums}). Both losses will still be falling when it stops; train longer.",
+        )
+    return Risk(
+        "balanced",
+        f"Balanced: {nums}. Expect train and val loss to fall together with a small gap; "
+        f"if both level off high, the model is too small.",
+    )
 
 
 def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[CorpusStats] = None) -> dict[str, Any]:
@@ -312,34 +343,56 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
     need = s.block_size + 1
     for split, n in (("train", n_train), ("val", n_val)):
         if n < need:
-            problems.append(f"the {split} split has {n} tokens but needs at least block_size + 1 = {need}; "
-                            f"allowed: a smaller block_size or more data")
+            problems.append(
+                f"the {split} split has {n} tokens but needs at least block_size + 1 = {need}; "
+                f"allowed: a smaller block_size or more data"
+            )
     note = ""
     if share >= EMBEDDING_NOTE_SHARE:
-        note = (f"{share:.0%} of the parameters are embeddings ({vocab:,} vocabulary rows x {s.n_embd} + "
-                f"{s.block_size} positions x {s.n_embd}). Chinchilla's ~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens per "
-                f"parameter counts them all; Kaplan's data bound counts only the {non_emb:,} non-embedding "
-                f"parameters, the ones that model the text.")
+        note = (
+            f"{share:.0%} of the parameters are embeddings ({vocab:,} vocabulary rows x {s.n_embd} + "
+            f"{s.block_size} positions x {s.n_embd}). Chinchilla's ~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens per "
+            f"parameter counts them all; Kaplan's data bound counts only the {non_emb:,} non-embedding "
+            f"parameters, the ones that model the text."
+        )
         if s.tokenizer == "gpt2" and not s.compact:
             used = stats.compact_vocab(n_train) - 1
-            note += (f" Only {used:,} of GPT-2's {vocab:,} tokens occur in the training split; "
-                     f"'compact vocab' keeps just those.")
+            note += (
+                f" Only {used:,} of GPT-2's {vocab:,} tokens occur in the training split; "
+                f"'compact vocab' keeps just those."
+            )
     compact_note = ""
     if s.compact:
         full = count_params(parsed.model, stats.vocab_size)
-        compact_note = (f"Compact vocab: {vocab:,} ids, those of the training split plus one unknown. With the "
-                        f"tokenizer's full {stats.vocab_size:,}-row table the same model would have "
-                        f"{full['total']:,} parameters, {full['embedding'] / full['total']:.0%} of them embeddings; "
-                        f"the {non_emb:,} non-embedding parameters that model the text are the same.")
+        compact_note = (
+            f"Compact vocab: {vocab:,} ids, those of the training split plus one unknown. With the "
+            f"tokenizer's full {stats.vocab_size:,}-row table the same model would have "
+            f"{full['total']:,} parameters, {full['embedding'] / full['total']:.0%} of them embeddings; "
+            f"the {non_emb:,} non-embedding parameters that model the text are the same."
+        )
     return {
-        "params_total": counts["total"], "params_embedding": counts["embedding"], "params_non_embedding": non_emb,
-        "embedding_share": share, "vocab_size": vocab, "corpus": s.corpus, "corpus_tokens": stats.tokens,
-        "train_tokens": n_train, "val_tokens": n_val, "tokens_per_param": tpp,
+        "params_total": counts["total"],
+        "params_embedding": counts["embedding"],
+        "params_non_embedding": non_emb,
+        "embedding_share": share,
+        "vocab_size": vocab,
+        "corpus": s.corpus,
+        "corpus_tokens": stats.tokens,
+        "train_tokens": n_train,
+        "val_tokens": n_val,
+        "tokens_per_param": tpp,
         "tokens_per_param_non_emb": n_train / max(1, non_emb),
-        "chinchilla_tokens": chinchilla_tokens(counts["total"]), "kaplan_tokens": kaplan_overfit_min_tokens(max(1, non_emb)),
+        "chinchilla_tokens": chinchilla_tokens(counts["total"]),
+        "kaplan_tokens": kaplan_overfit_min_tokens(max(1, non_emb)),
         "tokens_per_iter": tokens_per_iter,
-        "iters": s.max_iters, "tokens_seen": tokens_seen, "epochs": epochs, "risk": risk.category,
-        "prediction": risk.text, "embedding_note": note, "compact_note": compact_note, "problems": problems,
+        "iters": s.max_iters,
+        "tokens_seen": tokens_seen,
+        "epochs": epochs,
+        "risk": risk.category,
+        "prediction": risk.text,
+        "embedding_note": note,
+        "compact_note": compact_note,
+        "problems": problems,
     }
 
 
@@ -352,8 +405,12 @@ def _num(x: float) -> str:
     return f"{x:.3g}"
 
 
-_RISK_COLOURS = {"overfitting-high": "#b00020", "overfitting": "#b35c00", "underfitting": "#1f5fa8",
-                 "balanced": "#1b7a32"}
+_RISK_COLOURS = {
+    "overfitting-high": "#b00020",
+    "overfitting": "#b35c00",
+    "underfitting": "#1f5fa8",
+    "balanced": "#1b7a32",
+}
 
 
 def readout_html(r: dict[str, Any]) -> str:
@@ -361,24 +418,38 @@ def readout_html(r: dict[str, Any]) -> str:
     from html import escape
 
     rows = [
-        ("parameters", f"<span class='gaplab-params-total'>{r['params_total']:,}</span> total = "
-                       f"{r['params_embedding']:,} embedding ({r['embedding_share']:.1%}) + "
-                       f"{r['params_non_embedding']:,} non-embedding"),
+        (
+            "parameters",
+            f"<span class='gaplab-params-total'>{r['params_total']:,}</span> total = "
+            f"{r['params_embedding']:,} embedding ({r['embedding_share']:.1%}) + "
+            f"{r['params_non_embedding']:,} non-embedding",
+        ),
         ("vocabulary", f"{r['vocab_size']:,} ids"),
-        ("data", f"{r['train_tokens']:,} train + {r['val_tokens']:,} val tokens "
-                 f"(corpus {escape(r['corpus'])}: {r['corpus_tokens']:,} tokens)"),
-        ("tokens / param", f"{_num(r['tokens_per_param'])} train tokens per parameter, all counted "
-                           f"(Chinchilla ~{CHINCHILLA_TOKENS_PER_PARAM:g}, {SOURCES['chinchilla'].authors}: "
-                           f"{r['chinchilla_tokens']:,.0f} tokens); {_num(r['tokens_per_param_non_emb'])} per "
-                           f"non-embedding parameter ({SOURCES['kaplan'].authors}'s bound asks for "
-                           f"{r['kaplan_tokens']:,.0f} tokens)"),
-        ("epochs", f"{_num(r['epochs'])} = {r['iters']:,} iters x {r['tokens_per_iter']:,} tokens / "
-                   f"{r['train_tokens']:,} train tokens"),
+        (
+            "data",
+            f"{r['train_tokens']:,} train + {r['val_tokens']:,} val tokens "
+            f"(corpus {escape(r['corpus'])}: {r['corpus_tokens']:,} tokens)",
+        ),
+        (
+            "tokens / param",
+            f"{_num(r['tokens_per_param'])} train tokens per parameter, all counted "
+            f"(Chinchilla ~{CHINCHILLA_TOKENS_PER_PARAM:g}, {SOURCES['chinchilla'].authors}: "
+            f"{r['chinchilla_tokens']:,.0f} tokens); {_num(r['tokens_per_param_non_emb'])} per "
+            f"non-embedding parameter ({SOURCES['kaplan'].authors}'s bound asks for "
+            f"{r['kaplan_tokens']:,.0f} tokens)",
+        ),
+        (
+            "epochs",
+            f"{_num(r['epochs'])} = {r['iters']:,} iters x {r['tokens_per_iter']:,} tokens / "
+            f"{r['train_tokens']:,} train tokens",
+        ),
     ]
     body = "".join(f"<tr><td style='padding-right:1em'><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
     colour = _RISK_COLOURS.get(r["risk"], "#333")
-    html = (f"<table class='gaplab-readout-table'>{body}</table>"
-            f"<p class='gaplab-prediction' style='color:{colour}'><b>{escape(r['prediction'])}</b></p>")
+    html = (
+        f"<table class='gaplab-readout-table'>{body}</table>"
+        f"<p class='gaplab-prediction' style='color:{colour}'><b>{escape(r['prediction'])}</b></p>"
+    )
     for key in ("embedding_note", "compact_note"):
         if r.get(key):
             html += f"<p class='gaplab-{key.replace('_', '-')}'>{escape(r[key])}</p>"
@@ -389,10 +460,12 @@ def readout_html(r: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- prediction vs outcome
 #: the prediction in words, and the verdicts (:func:`gaplab.measure.curves.analyze_run`) that bear it out
-PREDICTIONS = {"overfitting-high": ("high risk of overfitting", ("overfitting", "memorizing")),
-               "overfitting": ("some risk of overfitting", ("overfitting", "memorizing")),
-               "underfitting": ("likely underfitting", ("underfitting",)),
-               "balanced": ("balanced", ("healthy",))}
+PREDICTIONS = {
+    "overfitting-high": ("high risk of overfitting", ("overfitting", "memorizing")),
+    "overfitting": ("some risk of overfitting", ("overfitting", "memorizing")),
+    "underfitting": ("likely underfitting", ("underfitting",)),
+    "balanced": ("balanced", ("healthy",)),
+}
 
 
 def outcome_line(risk: str, analysis: Mapping[str, Any]) -> str:
@@ -404,9 +477,12 @@ def outcome_line(risk: str, analysis: Mapping[str, Any]) -> str:
     words, bears_out = PREDICTIONS.get(risk, (risk, ()))
     verdict = analysis.get("verdict") or "no verdict"
     onset = analysis.get("onset_iter")
-    observed = f"{verdict} from iter {onset}" if onset is not None and verdict in ("overfitting", "memorizing") \
-        else verdict
-    return f"predicted: {words} → observed: {observed} ({'as predicted' if verdict in bears_out else 'not as predicted'})"
+    observed = (
+        f"{verdict} from iter {onset}" if onset is not None and verdict in ("overfitting", "memorizing") else verdict
+    )
+    return (
+        f"predicted: {words} → observed: {observed} ({'as predicted' if verdict in bears_out else 'not as predicted'})"
+    )
 
 
 def describe_changes(before: Union[Settings, Mapping[str, Any]], after: Union[Settings, Mapping[str, Any]]) -> str:
@@ -432,8 +508,13 @@ def next_phase_name(study_path: Union[str, Path], base: str = "playground") -> s
         except (OSError, yaml.YAMLError):
             raw = {}
         phases = raw.get("phases") if isinstance(raw, dict) else None
-        taken = ({str(p.get("name")) for p in phases if isinstance(p, dict)} if isinstance(phases, list)
-                 else set(map(str, phases)) if isinstance(phases, dict) else set())
+        taken = (
+            {str(p.get("name")) for p in phases if isinstance(p, dict)}
+            if isinstance(phases, list)
+            else set(map(str, phases))
+            if isinstance(phases, dict)
+            else set()
+        )
     n = 1
     while f"{base}_{n}" in taken:
         n += 1
@@ -450,8 +531,7 @@ def run_hint(study_path: Union[str, Path], phase: str) -> tuple[Optional[Path], 
 
 
 # --------------------------------------------------------------------------- save as phase
-def save_as_phase(study_path: Union[str, Path], phase_name: str,
-                  settings: Union[Settings, Mapping[str, Any]]) -> Path:
+def save_as_phase(study_path: Union[str, Path], phase_name: str, settings: Union[Settings, Mapping[str, Any]]) -> Path:
     """Append the settings as phase ``phase_name`` to a study YAML; return its path.
 
     A missing file is created with ``study`` (from the file name),
@@ -475,9 +555,18 @@ def save_as_phase(study_path: Union[str, Path], phase_name: str,
         study = load_study(path)  # the file as it stands must be valid
         names = [p.name for p in study.phases]
         if phase_name in names:
-            raise StudyError([Problem(file, phase_name, "phase name", phase_name,
-                                      f"the study already has a phase with this name; allowed: a new name "
-                                      f"(taken: {', '.join(names)})")])
+            raise StudyError(
+                [
+                    Problem(
+                        file,
+                        phase_name,
+                        "phase name",
+                        phase_name,
+                        f"the study already has a phase with this name; allowed: a new name "
+                        f"(taken: {', '.join(names)})",
+                    )
+                ]
+            )
         raw = yaml.safe_load(text)
         merged = _extend(copy.deepcopy(raw), path.resolve())
         if ((merged.get("defaults") or {}).get("train") or {}).get("epochs") is not None:
@@ -535,7 +624,7 @@ def _append_text(text: str, name: str, overrides: dict[str, Any]) -> Optional[st
         indent = " " * value.value[0][0].start_mark.column
         end = value.end_mark
         lines = text.splitlines(keepends=True)
-        cut = sum(len(line) for line in lines[:end.line]) if end.column == 0 else len(text)
+        cut = sum(len(line) for line in lines[: end.line]) if end.column == 0 else len(text)
         before = text[:cut]
         if before and not before.endswith("\n"):
             before += "\n"

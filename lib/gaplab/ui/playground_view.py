@@ -15,17 +15,31 @@ import re
 import threading
 import time
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import pandas as pd
 
-from ..pipeline.config import Phase, validate_phase
 from ..errors import StudyError
-from .playground import (CORPORA, EMBEDDING_NOTE_SHARE, PREDICTIONS, Settings, TOKENIZERS, as_settings,
-                         describe_changes, next_phase_name, outcome_line, readout, readout_html, run_hint,
-                         save_as_phase, settings_to_phase)
+from ..pipeline.config import Phase, validate_phase
+from .playground import (
+    CORPORA,
+    EMBEDDING_NOTE_SHARE,
+    PREDICTIONS,
+    TOKENIZERS,
+    Settings,
+    as_settings,
+    describe_changes,
+    next_phase_name,
+    outcome_line,
+    readout,
+    readout_html,
+    run_hint,
+    save_as_phase,
+    settings_to_phase,
+)
 
 #: torch threads for a playground run: its models are small, and on a busy 2-core machine two threads wait on
 #: each other (measured: a GPT-2-vocabulary step of seed 003's phase 1 took 490 ms with 2 threads, 121 ms with 1)
@@ -38,16 +52,21 @@ HISTORY_CURVES = 4
 def _png_output(fig) -> dict[str, Any]:
     from .plots import png_bytes
 
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"image/png": base64.b64encode(png_bytes(fig)).decode("ascii"), "text/plain": "<loss curves>"}}
+    return {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {"image/png": base64.b64encode(png_bytes(fig)).decode("ascii"), "text/plain": "<loss curves>"},
+    }
 
 
 def _text_output(html: str, text: str) -> dict[str, Any]:
     return {"output_type": "display_data", "metadata": {}, "data": {"text/html": html, "text/plain": text}}
 
 
-WAITING = _text_output("<p class='gaplab-waiting'><i>Training: the curves appear at the first evaluation "
-                       "(iter 0) ...</i></p>", "waiting for the first evaluation ...")
+WAITING = _text_output(
+    "<p class='gaplab-waiting'><i>Training: the curves appear at the first evaluation (iter 0) ...</i></p>",
+    "waiting for the first evaluation ...",
+)
 
 
 class LivePlot:
@@ -60,8 +79,13 @@ class LivePlot:
     safe from the training thread.
     """
 
-    def __init__(self, out, earlier: Sequence[tuple[str, pd.DataFrame]] = (), max_iters: Optional[int] = None,
-                 min_interval: float = 0.5):
+    def __init__(
+        self,
+        out,
+        earlier: Sequence[tuple[str, pd.DataFrame]] = (),
+        max_iters: Optional[int] = None,
+        min_interval: float = 0.5,
+    ):
         self.out, self.earlier, self.max_iters, self.min_interval = out, list(earlier), max_iters, min_interval
         self.rows: list[dict] = []
         self._last = float("-inf")
@@ -88,8 +112,9 @@ class LivePlot:
             self._draw()
 
 
-def live_plot_into(out, min_interval: float = 0.5, earlier: Sequence[tuple[str, pd.DataFrame]] = (),
-                   max_iters: Optional[int] = None) -> LivePlot:
+def live_plot_into(
+    out, min_interval: float = 0.5, earlier: Sequence[tuple[str, pd.DataFrame]] = (), max_iters: Optional[int] = None
+) -> LivePlot:
     """A :class:`LivePlot` drawing into the ipywidgets Output ``out``; call it with each eval row."""
     return LivePlot(out, earlier, max_iters, min_interval)
 
@@ -119,12 +144,18 @@ def history_html(runs: Sequence[Run]) -> str:
         a = r.analysis
         best = f"{a['best_val']:.3f} @ {a.get('best_iter')}" if a.get("best_val") is not None else "n/a"
         words = PREDICTIONS.get(r.risk, (r.risk,))[0]
-        rows.append(f"<tr><td>{escape(r.name)}</td><td>{escape(changed)}</td><td>{escape(words)}</td>"
-                    f"<td>{escape(r.outcome.split('observed: ', 1)[-1])}</td><td>{escape(best)}</td></tr>")
-    head = "".join(f"<th style='text-align:left;padding-right:1em'>{h}</th>"
-                   for h in ("run", "settings (vs the run before)", "predicted", "observed", "best val @ iter"))
-    return (f"<details open><summary><b>Run history</b> (faded curves above: earlier runs, labelled with what they "
-            f"had)</summary><table class='gaplab-history-table'><tr>{head}</tr>{''.join(rows)}</table></details>")
+        rows.append(
+            f"<tr><td>{escape(r.name)}</td><td>{escape(changed)}</td><td>{escape(words)}</td>"
+            f"<td>{escape(r.outcome.split('observed: ', 1)[-1])}</td><td>{escape(best)}</td></tr>"
+        )
+    head = "".join(
+        f"<th style='text-align:left;padding-right:1em'>{h}</th>"
+        for h in ("run", "settings (vs the run before)", "predicted", "observed", "best val @ iter")
+    )
+    return (
+        f"<details open><summary><b>Run history</b> (faded curves above: earlier runs, labelled with what they "
+        f"had)</summary><table class='gaplab-history-table'><tr>{head}</tr>{''.join(rows)}</table></details>"
+    )
 
 
 # --------------------------------------------------------------------------- the playground
@@ -146,8 +177,20 @@ BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 LEARNING_RATES = (1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 1e-2)
 
 
-CONTROLLED = ("corpus", "max_tokens", "tokenizer", "compact", "n_layer", "n_head", "n_embd", "block_size",
-              "dropout", "max_iters", "batch_size", "learning_rate")
+CONTROLLED = (
+    "corpus",
+    "max_tokens",
+    "tokenizer",
+    "compact",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "dropout",
+    "max_iters",
+    "batch_size",
+    "learning_rate",
+)
 
 
 def _with(options: tuple, value: Any) -> list:
@@ -172,9 +215,13 @@ class Playground:
 
     STUDY = "playground"
 
-    def __init__(self, run_dir: Union[str, Path] = "../outputs/playground",
-                 study_path: Union[str, Path] = "../params/playground.yaml",
-                 settings: Union[Settings, Mapping[str, Any], None] = None, **overrides: Any):
+    def __init__(
+        self,
+        run_dir: Union[str, Path] = "../outputs/playground",
+        study_path: Union[str, Path] = "../params/playground.yaml",
+        settings: Union[Settings, Mapping[str, Any], None] = None,
+        **overrides: Any,
+    ):
         import ipywidgets as W
 
         self.run_dir = Path(run_dir)
@@ -184,30 +231,66 @@ class Playground:
         wide = W.Layout(width="330px")
 
         def sel(options, value, description):
-            return W.SelectionSlider(options=_with(options, value), value=value, description=description,
-                                     continuous_update=False, style=style, layout=wide)
+            return W.SelectionSlider(
+                options=_with(options, value),
+                value=value,
+                description=description,
+                continuous_update=False,
+                style=style,
+                layout=wide,
+            )
 
         lr_options = [(f"{v:g}", v) for v in _with(LEARNING_RATES, s.learning_rate)]
         self.controls: dict[str, Any] = {
-            "corpus": W.Dropdown(options=list(CORPORA), value=s.corpus, description="corpus", style=style,
-                                 layout=wide),
+            "corpus": W.Dropdown(options=list(CORPORA), value=s.corpus, description="corpus", style=style, layout=wide),
             "max_tokens": sel(DATA_TOKENS, s.max_tokens, "data tokens"),
-            "tokenizer": W.ToggleButtons(options=list(TOKENIZERS), value=s.tokenizer, description="tokenizer",
-                                         style={**style, "button_width": "70px"}),
+            "tokenizer": W.ToggleButtons(
+                options=list(TOKENIZERS),
+                value=s.tokenizer,
+                description="tokenizer",
+                style={**style, "button_width": "70px"},
+            ),
             "compact": W.Checkbox(value=s.compact, description="compact vocab", style=style),
-            "n_layer": W.IntSlider(value=s.n_layer, min=1, max=max(12, s.n_layer), description="n_layer",
-                                   continuous_update=False, style=style, layout=wide),
-            "n_head": W.IntSlider(value=s.n_head, min=1, max=max(8, s.n_head), description="n_head",
-                                  continuous_update=False, style=style, layout=wide),
+            "n_layer": W.IntSlider(
+                value=s.n_layer,
+                min=1,
+                max=max(12, s.n_layer),
+                description="n_layer",
+                continuous_update=False,
+                style=style,
+                layout=wide,
+            ),
+            "n_head": W.IntSlider(
+                value=s.n_head,
+                min=1,
+                max=max(8, s.n_head),
+                description="n_head",
+                continuous_update=False,
+                style=style,
+                layout=wide,
+            ),
             "n_embd": sel(N_EMBD, s.n_embd, "n_embd"),
             "block_size": sel(BLOCK_SIZES, s.block_size, "block_size"),
-            "dropout": W.FloatSlider(value=s.dropout, min=0.0, max=0.5, step=0.05, description="dropout",
-                                     continuous_update=False, style=style, layout=wide),
+            "dropout": W.FloatSlider(
+                value=s.dropout,
+                min=0.0,
+                max=0.5,
+                step=0.05,
+                description="dropout",
+                continuous_update=False,
+                style=style,
+                layout=wide,
+            ),
             "max_iters": sel(ITERS, s.max_iters, "iterations"),
             "batch_size": sel(BATCH_SIZES, s.batch_size, "batch size"),
-            "learning_rate": W.SelectionSlider(options=lr_options, value=s.learning_rate,
-                                               description="learning rate", continuous_update=False,
-                                               style=style, layout=wide),
+            "learning_rate": W.SelectionSlider(
+                options=lr_options,
+                value=s.learning_rate,
+                description="learning rate",
+                continuous_update=False,
+                style=style,
+                layout=wide,
+            ),
         }
         for name, widget in self.controls.items():
             widget.add_class("gaplab-control")
@@ -217,8 +300,9 @@ class Playground:
         self.readout: dict[str, Any] = {}
         self.readout_panel = W.HTML(layout=W.Layout(width="100%"))
         self.readout_panel.add_class("gaplab-readout")
-        self.embedding_bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="embeddings",
-                                             style=style, layout=W.Layout(width="330px"))
+        self.embedding_bar = W.FloatProgress(
+            value=0.0, min=0.0, max=1.0, description="embeddings", style=style, layout=W.Layout(width="330px")
+        )
         self.embedding_bar.add_class("gaplab-embedding-bar")
         self.embedding_label = W.Label()
         self.embedding_label.add_class("gaplab-embedding-share")
@@ -242,8 +326,9 @@ class Playground:
         self.train_button.on_click(lambda _: self._press_train())
         self.stop_button.on_click(lambda _: self.stop())
 
-        self.study_path = W.Text(value=str(study_path), description="study file", style=style,
-                                 layout=W.Layout(width="420px"))
+        self.study_path = W.Text(
+            value=str(study_path), description="study file", style=style, layout=W.Layout(width="420px")
+        )
         self.study_path.add_class("gaplab-study-path")
         self.phase_name = W.Text(value=next_phase_name(study_path), description="phase name", style=style)
         self.phase_name.add_class("gaplab-phase-name")
@@ -256,18 +341,28 @@ class Playground:
         def column(title: str, names: list[str]):
             return W.VBox([W.HTML(f"<b>{title}</b>")] + [self.controls[n] for n in names])
 
-        self.ui = W.VBox([
-            W.HBox([column("data", ["corpus", "max_tokens", "tokenizer", "compact"]),
-                    column("model", ["n_layer", "n_head", "n_embd", "block_size", "dropout"]),
-                    column("training", ["max_iters", "batch_size", "learning_rate"])],
-                   layout=W.Layout(flex_flow="row wrap")),
-            W.HBox([self.embedding_bar, self.embedding_label]),
-            self.readout_panel,
-            W.HBox([self.train_button, self.stop_button, self.progress]),
-            self.status, self.outcome, self.curves, self.history_panel, self.log,
-            W.HBox([self.study_path, self.phase_name, self.save_button]),
-            self.save_status,
-        ])
+        self.ui = W.VBox(
+            [
+                W.HBox(
+                    [
+                        column("data", ["corpus", "max_tokens", "tokenizer", "compact"]),
+                        column("model", ["n_layer", "n_head", "n_embd", "block_size", "dropout"]),
+                        column("training", ["max_iters", "batch_size", "learning_rate"]),
+                    ],
+                    layout=W.Layout(flex_flow="row wrap"),
+                ),
+                W.HBox([self.embedding_bar, self.embedding_label]),
+                self.readout_panel,
+                W.HBox([self.train_button, self.stop_button, self.progress]),
+                self.status,
+                self.outcome,
+                self.curves,
+                self.history_panel,
+                self.log,
+                W.HBox([self.study_path, self.phase_name, self.save_button]),
+                self.save_status,
+            ]
+        )
         self.ui.add_class("gaplab-playground")
 
         self.last_metrics: Optional[dict[str, Any]] = None
@@ -307,8 +402,10 @@ class Playground:
             self.readout = readout(self.settings)
         except Exception as exc:  # e.g. the GPT-2 ranks are not provisioned: show it, never break the UI
             self.readout = {}
-            self.readout_panel.value = (f"<p class='gaplab-problem' style='color:#b00020'>&#9888; "
-                                        f"{escape(type(exc).__name__)}: {escape(str(exc))}</p>")
+            self.readout_panel.value = (
+                f"<p class='gaplab-problem' style='color:#b00020'>&#9888; "
+                f"{escape(type(exc).__name__)}: {escape(str(exc))}</p>"
+            )
             self.train_button.disabled = True
             return self.readout
         share = self.readout["embedding_share"]
@@ -372,15 +469,18 @@ class Playground:
         self.progress.bar_style = ""
         self.log.outputs = ()
         self.outcome.value = ""
-        self.status.value = (f"training into {run_dir} ... (the knobs are locked until the run ends; the readout "
-                             "describes this run)")
+        self.status.value = (
+            f"training into {run_dir} ... (the knobs are locked until the run ends; the readout describes this run)"
+        )
         self.train_button.disabled = True
         self._stop_button_state("ready")
         self._lock(True)
-        on_plot = live_plot_into(self.curves, earlier=self.earlier_curves(settings),
-                                 max_iters=params["train"]["max_iters"])
-        self._thread = threading.Thread(target=self._run, args=(params, on_plot, settings, risk),
-                                        name="gaplab-playground", daemon=True)
+        on_plot = live_plot_into(
+            self.curves, earlier=self.earlier_curves(settings), max_iters=params["train"]["max_iters"]
+        )
+        self._thread = threading.Thread(
+            target=self._run, args=(params, on_plot, settings, risk), name="gaplab-playground", daemon=True
+        )
         self._thread.start()
         if wait:
             self._thread.join()
@@ -389,9 +489,13 @@ class Playground:
     def _stop_button_state(self, state: str) -> None:
         """``ready`` (red, pressable), ``stopping`` (greyed, says so) or ``idle`` (greyed)."""
         b = self.stop_button
-        b.description, b.button_style, b.icon = (("Stop", "danger", "stop") if state == "ready" else
-                                                 ("Stopping ...", "", "hourglass-half") if state == "stopping" else
-                                                 ("Stop", "", "stop"))
+        b.description, b.button_style, b.icon = (
+            ("Stop", "danger", "stop")
+            if state == "ready"
+            else ("Stopping ...", "", "hourglass-half")
+            if state == "stopping"
+            else ("Stop", "", "stop")
+        )
         b.disabled = state != "ready"
 
     def stop(self) -> None:
@@ -419,25 +523,32 @@ class Playground:
         def on_eval(row: dict) -> None:
             on_plot(row)
             self.progress.value = int(row["iter"])
-            self.status.value = (f"iter {int(row['iter'])}/{total}: train {row['train_loss']:.3f}, "
-                                 f"val {row['val_loss']:.3f}, gap {row['gap']:+.3f}")
+            self.status.value = (
+                f"iter {int(row['iter'])}/{total}: train {row['train_loss']:.3f}, "
+                f"val {row['val_loss']:.3f}, gap {row['gap']:+.3f}"
+            )
 
         try:
             metrics = stages.train(params, progress=False, on_eval=on_eval, should_stop=self._stop.is_set)
             on_plot.flush()
             self.last_metrics = metrics
-            summary = (f"({escape(str(metrics['stop_reason']))}) after {metrics['iters']} iters: best val "
-                       f"{metrics['best_val_loss']:.3f} at iter {metrics['best_iter']}, final train "
-                       f"{metrics['final_train_loss']:.3f}, val {metrics['final_val_loss']:.3f}, gap "
-                       f"{metrics['final_gap']:+.3f}; files in {escape(params['run_dir'])}")
-            run = Run(Path(params["run_dir"]).name, Path(params["run_dir"]), settings, risk,
-                      load_history(params["run_dir"]))
+            summary = (
+                f"({escape(str(metrics['stop_reason']))}) after {metrics['iters']} iters: best val "
+                f"{metrics['best_val_loss']:.3f} at iter {metrics['best_iter']}, final train "
+                f"{metrics['final_train_loss']:.3f}, val {metrics['final_val_loss']:.3f}, gap "
+                f"{metrics['final_gap']:+.3f}; files in {escape(params['run_dir'])}"
+            )
+            run = Run(
+                Path(params["run_dir"]).name, Path(params["run_dir"]), settings, risk, load_history(params["run_dir"])
+            )
             run.analysis = analyze_run(params["run_dir"])  # the one verdict function, on the run's folder
             run.outcome = outcome_line(risk, run.analysis)
             self.runs.append(run)
-            self.outcome.value = (f"<p class='gaplab-outcome-line' style='font-size:1.1em'><b>{escape(run.outcome)}"
-                                  f"</b><br><span style='color:#555'>{escape(str(run.analysis.get('reason', '')))}"
-                                  f"</span></p>")
+            self.outcome.value = (
+                f"<p class='gaplab-outcome-line' style='font-size:1.1em'><b>{escape(run.outcome)}"
+                f"</b><br><span style='color:#555'>{escape(str(run.analysis.get('reason', '')))}"
+                f"</span></p>"
+            )
             self.history_panel.value = history_html(self.runs)
             self.status.value = f"sampling from the best checkpoint {summary}"
             self._sample(params)
@@ -447,8 +558,9 @@ class Playground:
             self.error = exc
             on_plot.flush()
             self.progress.bar_style = "danger"
-            self.status.value = (f"<span style='color:#b00020'>failed: {escape(type(exc).__name__)}: "
-                                 f"{escape(str(exc))}</span>")
+            self.status.value = (
+                f"<span style='color:#b00020'>failed: {escape(type(exc).__name__)}: {escape(str(exc))}</span>"
+            )
             self.log.append_stderr(traceback.format_exc())
         finally:
             self._stop_button_state("idle")
@@ -457,9 +569,9 @@ class Playground:
 
     def _sample(self, params: dict[str, Any]) -> None:
         """Print a few samples from the best checkpoint into the log."""
-        from ..pipeline.config import phase_from_dict
-        from ..measure.generate import generate
         from ..data.split import prepare_data
+        from ..measure.generate import generate
+        from ..pipeline.config import phase_from_dict
         from ..train.checkpoint import load_model
 
         p = phase_from_dict(params)
@@ -468,8 +580,17 @@ class Playground:
         model, ck = load_model(ckpt)
         s = p.sample
         prompts = s.prompts if isinstance(s.prompts, list) else [s.prompts]
-        self.samples = generate(model, prep.tokenizer, prompts, max_new_tokens=s.max_new_tokens,
-                                temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, num_samples=1, seed=s.seed)
+        self.samples = generate(
+            model,
+            prep.tokenizer,
+            prompts,
+            max_new_tokens=s.max_new_tokens,
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            num_samples=1,
+            seed=s.seed,
+        )
         lines = [f"Samples from the best checkpoint (iter {ck.get('iter')}), temperature {s.temperature:g}:"]
         for row in self.samples:
             lines += [f"--- prompt {row['prompt']!r}", row["prompt"] + row["text"]]
@@ -488,8 +609,10 @@ class Playground:
             return None
         where, command = run_hint(path, name)
         place = f" from the repository root (<code>{escape(str(where))}</code>)" if where is not None else ""
-        self.save_status.value = (f"Saved phase <b>{escape(name)}</b> to <code>{escape(str(path))}</code>; run "
-                                  f"it{place} with <code>{escape(command)}</code>.")
+        self.save_status.value = (
+            f"Saved phase <b>{escape(name)}</b> to <code>{escape(str(path))}</code>; run "
+            f"it{place} with <code>{escape(command)}</code>."
+        )
         self.phase_name.value = next_phase_name(path, _stem(name))
         return path
 

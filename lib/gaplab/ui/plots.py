@@ -19,8 +19,9 @@ import functools
 import io
 import math
 import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import matplotlib
 import numpy as np
@@ -28,16 +29,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+from ..files import atomic_write_bytes
 from ..measure.curves import detect_onset
 from ..pipeline.summary import done_rows
 from ..train.history import finite_history
-from ..files import atomic_write_bytes
 
 PathLike = Union[str, Path]
 
 
-VERDICT_COLORS = {"underfitting": "#4C72B0", "healthy": "#55A868", "overfitting": "#DD8452",
-                  "memorizing": "#C44E52", None: "0.5"}
+VERDICT_COLORS = {
+    "underfitting": "#4C72B0",
+    "healthy": "#55A868",
+    "overfitting": "#DD8452",
+    "memorizing": "#C44E52",
+    None: "0.5",
+}
 
 #: PNG resolution; with :data:`WIDTH_IN` it makes figures 900 px wide, JupyterLab's output width
 DPI = 100
@@ -46,21 +52,33 @@ DISPLAY_WIDTH_PX = 900
 WIDTH_IN = DISPLAY_WIDTH_PX / DPI
 #: the smallest font, in points, at display size
 FONT_PT = 11
-STYLE = {"font.size": FONT_PT, "axes.titlesize": FONT_PT + 1, "axes.labelsize": FONT_PT,
-         "xtick.labelsize": FONT_PT, "ytick.labelsize": FONT_PT, "legend.fontsize": FONT_PT,
-         "legend.title_fontsize": FONT_PT, "figure.titlesize": FONT_PT + 2, "figure.dpi": DPI,
-         "savefig.dpi": DPI, "legend.frameon": False}
+STYLE = {
+    "font.size": FONT_PT,
+    "axes.titlesize": FONT_PT + 1,
+    "axes.labelsize": FONT_PT,
+    "xtick.labelsize": FONT_PT,
+    "ytick.labelsize": FONT_PT,
+    "legend.fontsize": FONT_PT,
+    "legend.title_fontsize": FONT_PT,
+    "figure.titlesize": FONT_PT + 2,
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "legend.frameon": False,
+}
 
 #: the gap axis spans at least this range (nats), so a 0.15-nat gap looks small and a 2-nat gap large
 GAP_AXIS_MIN = (-0.25, 1.0)
 #: earlier runs' curves under the current one (the playground's run history): the latest first, older lighter
 FADED = ("#8a9ab0", "#a5b2c4", "#bfc9d6", "#d5dce5")
-NEGATIVE_GAP_NOTE = ("A gap below 0 (val under train) is common early on: before the model has fitted its "
-                     "training text, the val text can simply be easier to predict, and each eval is noisy.")
+NEGATIVE_GAP_NOTE = (
+    "A gap below 0 (val under train) is common early on: before the model has fitted its "
+    "training text, the val text can simply be easier to predict, and each eval is noisy."
+)
 
 
-def display_points(fontsize: float, png_width_px: float, dpi: float = DPI,
-                   display_width_px: float = DISPLAY_WIDTH_PX) -> float:
+def display_points(
+    fontsize: float, png_width_px: float, dpi: float = DPI, display_width_px: float = DISPLAY_WIDTH_PX
+) -> float:
     """The size in points at which a ``fontsize`` text of a ``png_width_px`` wide PNG is seen.
 
     The PNG is shown at its own width (1 CSS pixel = 1/96 inch) or scaled down to ``display_width_px``.
@@ -90,6 +108,7 @@ def png_bytes(fig, dpi: int = DPI) -> bytes:
 # --------------------------------------------------------------------------- helpers
 def styled(func):
     """Draw under :data:`STYLE` (fonts of at least :data:`FONT_PT` points) and keep tick sizes for later draws."""
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         with matplotlib.rc_context(STYLE):
@@ -98,6 +117,7 @@ def styled(func):
             for ax in fig.axes:
                 ax.tick_params(labelsize=FONT_PT)
         return fig
+
     return wrapper
 
 
@@ -152,18 +172,18 @@ def _label_points(ax, xs, ys, labels) -> None:
     lx = np.log10(np.where(xs > 0, xs, np.nan)) if ax.get_xscale() == "log" else xs
     span = lambda v: (np.nanmax(v[ok]) - np.nanmin(v[ok])) or 1.0  # noqa: E731
     px, py = (lx - np.nanmin(lx[ok])) / span(lx), (ys - np.nanmin(ys[ok])) / span(ys)
-    offsets = ((6, 6, "left", "bottom"), (6, -6, "left", "top"), (-6, 6, "right", "bottom"),
-               (-6, -6, "right", "top"))
+    offsets = ((6, 6, "left", "bottom"), (6, -6, "left", "top"), (-6, 6, "right", "bottom"), (-6, -6, "right", "top"))
     for i in np.flatnonzero(ok):
         others = [(px[j] - px[i], py[j] - py[i]) for j in np.flatnonzero(ok) if j != i]
 
-        def crowding(o) -> float:
+        def crowding(o, others=others) -> float:
             sx, sy = np.sign(o[0]), np.sign(o[1])
             return sum(1.0 / (0.02 + math.hypot(dx, dy)) for dx, dy in others if dx * sx >= 0 and dy * sy >= 0)
 
         dx, dy, ha, va = min(offsets, key=crowding)
-        ax.annotate(str(labels[i]), (xs[i], ys[i]), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va,
-                    fontsize=FONT_PT)
+        ax.annotate(
+            str(labels[i]), (xs[i], ys[i]), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va, fontsize=FONT_PT
+        )
 
 
 def _iters_per_epoch_slope(history: pd.DataFrame) -> Optional[float]:
@@ -185,7 +205,7 @@ def log_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
     k0, k1 = math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1
     best: list[float] = []
     for subs in ((1,), (1, 2, 5), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)):
-        ticks = [m * 10.0 ** k for k in range(k0, k1 + 1) for m in subs if lo <= m * 10.0 ** k <= hi]
+        ticks = [m * 10.0**k for k in range(k0, k1 + 1) for m in subs if lo <= m * 10.0**k <= hi]
         if len(ticks) > most and best:
             break
         best = ticks
@@ -227,8 +247,9 @@ def _add_epoch_axis(ax, slope: Optional[float], logx: bool = False, label: bool 
         readable_log_axis(sec.xaxis, lo * slope, hi * slope)
 
 
-def _reference_line_log_x(ax, xs, ref: float, note: str, top: bool, pad: tuple[float, float],
-                          short: Optional[str] = None) -> None:
+def _reference_line_log_x(
+    ax, xs, ref: float, note: str, top: bool, pad: tuple[float, float], short: Optional[str] = None
+) -> None:
     """A cited vertical reference line at ``ref`` on a log x-axis that spans the data and the line.
 
     The line is labelled ``short`` just above the axes (off the data); the caller puts the full ``note``
@@ -240,13 +261,22 @@ def _reference_line_log_x(ax, xs, ref: float, note: str, top: bool, pad: tuple[f
     if finite.size:
         ax.set_xlim(min(finite.min(), ref) / pad[0], max(finite.max(), ref) * pad[1])
     readable_log_axis(ax.xaxis, *ax.get_xlim())
-    ax.annotate(short or note, (ref, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 3),
-                textcoords="offset points", ha="center", va="bottom", fontsize=FONT_PT, color="0.3")
+    ax.annotate(
+        short or note,
+        (ref, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(0, 3),
+        textcoords="offset points",
+        ha="center",
+        va="bottom",
+        fontsize=FONT_PT,
+        color="0.3",
+    )
 
 
 def key_rows(n_entries: int, notes: Sequence[str] = (), ncol: int = 2, width: int = 95, title: bool = False) -> int:
     """How many text lines a key panel (:func:`_fill_key`) needs."""
-    return (math.ceil(n_entries / max(1, ncol)) + int(title) + sum(len(textwrap.wrap(n, width)) for n in notes))
+    return math.ceil(n_entries / max(1, ncol)) + int(title) + sum(len(textwrap.wrap(n, width)) for n in notes)
 
 
 def _panels(nrows: int, ncols: int, panel_height: float, key_lines: int = 0, width: float = WIDTH_IN):
@@ -266,17 +296,35 @@ def _panels(nrows: int, ncols: int, panel_height: float, key_lines: int = 0, wid
     return fig, axes, key
 
 
-def _fill_key(key, handles, labels, notes: Sequence[str] = (), ncol: int = 2, width: int = 95,
-              title: Optional[str] = None) -> None:
+def _fill_key(
+    key, handles, labels, notes: Sequence[str] = (), ncol: int = 2, width: int = 95, title: Optional[str] = None
+) -> None:
     """The legend at the top of a key panel, notes (wrapped) at its bottom."""
     if key is None:
         return
     if handles:
-        key.legend(handles, labels, loc="upper left", ncol=ncol, frameon=False, borderaxespad=0,
-                   fontsize=FONT_PT, title=title, alignment="left")
+        key.legend(
+            handles,
+            labels,
+            loc="upper left",
+            ncol=ncol,
+            frameon=False,
+            borderaxespad=0,
+            fontsize=FONT_PT,
+            title=title,
+            alignment="left",
+        )
     if notes:
-        key.text(0, 0, "\n".join(textwrap.fill(n, width) for n in notes), transform=key.transAxes,
-                 va="bottom", ha="left", fontsize=FONT_PT, color="0.3")
+        key.text(
+            0,
+            0,
+            "\n".join(textwrap.fill(n, width) for n in notes),
+            transform=key.transAxes,
+            va="bottom",
+            ha="left",
+            fontsize=FONT_PT,
+            color="0.3",
+        )
 
 
 def _vline(ax, x: Optional[float], label: str, **kw) -> None:
@@ -312,27 +360,55 @@ def _draw_losses(axis, h: pd.DataFrame, a: Mapping[str, Any], logx: bool) -> Non
     n_seeds = int(_num(h["replicates"])[0]) if "replicates" in h.columns else 1
     if n_seeds > 1 and "val_loss_min" in h.columns:  # the mean of the seeds, and their range
         for col, color in (("train_loss", "C0"), ("val_loss", "C1")):
-            axis.fill_between(it[keep], _num(h[f"{col}_min"])[keep], _num(h[f"{col}_max"])[keep], color=color,
-                              alpha=0.18, lw=0, label=f"{col.split('_')[0]}: range over {n_seeds} seeds")
+            axis.fill_between(
+                it[keep],
+                _num(h[f"{col}_min"])[keep],
+                _num(h[f"{col}_max"])[keep],
+                color=color,
+                alpha=0.18,
+                lw=0,
+                label=f"{col.split('_')[0]}: range over {n_seeds} seeds",
+            )
     elif "val_loss_se" in h.columns and np.nanmax(_num(h["val_loss_se"]), initial=0) > 0:
         se = _num(h["val_loss_se"])[keep]
-        axis.fill_between(it[keep], va[keep] - 2 * se, va[keep] + 2 * se, color="C1", alpha=0.15, lw=0,
-                          label="val ± 2 standard errors of the eval")
+        axis.fill_between(
+            it[keep],
+            va[keep] - 2 * se,
+            va[keep] + 2 * se,
+            color="C1",
+            alpha=0.15,
+            lw=0,
+            label="val ± 2 standard errors of the eval",
+        )
     if "val_loss_unseen" in h.columns and np.isfinite(_num(h["val_loss_unseen"])).any():
-        axis.plot(it[keep], _num(h["val_loss_seen"])[keep], color="C1", ls="--", lw=1,
-                  label="val, only tokens seen in training")
+        axis.plot(
+            it[keep],
+            _num(h["val_loss_seen"])[keep],
+            color="C1",
+            ls="--",
+            lw=1,
+            label="val, only tokens seen in training",
+        )
     best_iter, best_val = a.get("best_iter"), a.get("best_val")
     onset, early = a.get("onset_iter"), a.get("early_stop_iter")
     if best_iter is not None and best_val is not None and (not logx or best_iter > 0):
-        axis.plot([best_iter], [best_val], marker="*", ms=15, color="C3", ls="none",
-                  label=f"best val {best_val:.3f} @ iter {best_iter} (ckpt/best.pt)")
+        axis.plot(
+            [best_iter],
+            [best_val],
+            marker="*",
+            ms=15,
+            color="C3",
+            ls="none",
+            label=f"best val {best_val:.3f} @ iter {best_iter} (ckpt/best.pt)",
+        )
     if onset is not None and (not logx or onset > 0):
         _vline(axis, onset, f"overfitting onset (iter {onset})", color="C3", ls="--", lw=1.2)
     if early is not None:
         _vline(axis, early, f"early stop (iter {early})", color="0.3", ls=":", lw=1.5)
     if a.get("uniform_loss") is not None:
-        axis.axhline(a["uniform_loss"], color="0.6", ls=":", lw=1,
-                     label=f"uniform guess ln(V) = {a['uniform_loss']:.2f}")
+        axis.axhline(
+            a["uniform_loss"], color="0.6", ls=":", lw=1, label=f"uniform guess ln(V) = {a['uniform_loss']:.2f}"
+        )
     axis.set_ylabel("loss (nats/token)")
     axis.grid(alpha=0.3)
     if logx:
@@ -344,9 +420,14 @@ def _draw_losses(axis, h: pd.DataFrame, a: Mapping[str, Any], logx: bool) -> Non
 
 
 @styled
-def loss_curves(history: pd.DataFrame, analysis: Optional[Mapping[str, Any]], out_dir: PathLike,
-                name: str = "loss_curves", phase: Optional[str] = None,
-                gap_ylim: Optional[tuple[float, float]] = None) -> Figure:
+def loss_curves(
+    history: pd.DataFrame,
+    analysis: Optional[Mapping[str, Any]],
+    out_dir: PathLike,
+    name: str = "loss_curves",
+    phase: Optional[str] = None,
+    gap_ylim: Optional[tuple[float, float]] = None,
+) -> Figure:
     """Train and val loss (linear and log-x), the learning rate, the gap, and the markers of the analysis.
 
     Layout, two panels a row: top left the losses by iteration (epochs on the top axis), top right the
@@ -364,8 +445,10 @@ def loss_curves(history: pd.DataFrame, analysis: Optional[Mapping[str, Any]], ou
     slope = _iters_per_epoch_slope(h)
     has_lr = "lr" in h.columns and np.isfinite(_num(h["lr"])).any()
     gap = va - tr
-    notes = [f"The gap axis spans at least {GAP_AXIS_MIN[0]:g} to {GAP_AXIS_MIN[1]:g} nat in every phase, so a small "
-             "gap looks small; 05_compare draws all phases' gaps on one scale."]
+    notes = [
+        f"The gap axis spans at least {GAP_AXIS_MIN[0]:g} to {GAP_AXIS_MIN[1]:g} nat in every phase, so a small "
+        "gap looks small; 05_compare draws all phases' gaps on one scale."
+    ]
     if np.nanmin(gap) < 0:
         notes.append(NEGATIVE_GAP_NOTE)
     heights = ([3.3, 1.1, 3.0] if has_lr else [3.3, 3.0]) + [0.27 * key_rows(0, notes) + 0.1]
@@ -399,8 +482,10 @@ def loss_curves(history: pd.DataFrame, analysis: Optional[Mapping[str, Any]], ou
         ax.set_xlabel("iteration")
         lax.set_xlabel("iteration (log scale)")
     _gap_axis(gax, it, gap, gap_ylim)
-    for x, style in ((a.get("onset_iter"), dict(color="C3", ls="--", lw=1.2)),
-                     (a.get("early_stop_iter"), dict(color="0.3", ls=":", lw=1.5))):
+    for x, style in (
+        (a.get("onset_iter"), dict(color="C3", ls="--", lw=1.2)),
+        (a.get("early_stop_iter"), dict(color="0.3", ls=":", lw=1.5)),
+    ):
         _vline(gax, x, "", **style)
     gax.set_xlabel("iteration")
     gax.set_title(f"gap: final {gap[-1]:+.3f} nats")
@@ -437,9 +522,13 @@ def perplexity_curves(history: pd.DataFrame, out_dir: PathLike, name: str = "per
 
 # --------------------------------------------------------------------------- live curves (02_train, playground)
 @styled
-def live_figure(history: pd.DataFrame, earlier: Sequence[tuple[str, pd.DataFrame]] = (),
-                max_iters: Optional[int] = None, title: Optional[str] = None,
-                best: Optional[tuple[int, float]] = None) -> Figure:
+def live_figure(
+    history: pd.DataFrame,
+    earlier: Sequence[tuple[str, pd.DataFrame]] = (),
+    max_iters: Optional[int] = None,
+    title: Optional[str] = None,
+    best: Optional[tuple[int, float]] = None,
+) -> Figure:
     """The curves of a run in progress: losses (left) and gap (right), two panels in a row.
 
     ``history``: the evals so far (at least one row).  ``earlier``: ``(label, history)`` of earlier runs,
@@ -472,8 +561,7 @@ def live_figure(history: pd.DataFrame, earlier: Sequence[tuple[str, pd.DataFrame
     gax.plot(it, va - tr, color="C3", marker=".", lw=2)
     gax.axhline(0, color="0.35", lw=1)
     gax.set_ylim(*gap_axis_limits(*gaps))
-    right = max([float(max_iters or 0), float(it.max())] + [float(_num(o["iter"]).max()) for _, o in earlier
-                                                             if len(o)])
+    right = max([float(max_iters or 0), float(it.max())] + [float(_num(o["iter"]).max()) for _, o in earlier if len(o)])
     for axis in (ax, gax):
         axis.set_xlim(-0.02 * max(1.0, right), max(1.0, right) * 1.05)
         axis.set_xlabel("iteration")
@@ -504,8 +592,10 @@ def data_figures(report: Mapping[str, Any], out_dir: PathLike) -> list[Figure]:
         ax.set_xlabel("document length (tokens)")
         ax.set_ylabel("documents")
         trunc = lengths.get("truncated") or {}
-        ax.set_title(f"{lengths.get('documents', 0):,} documents; {trunc.get('share', 0):.0%} longer than "
-                     f"block_size = {trunc.get('block_size')}")
+        ax.set_title(
+            f"{lengths.get('documents', 0):,} documents; {trunc.get('share', 0):.0%} longer than "
+            f"block_size = {trunc.get('block_size')}"
+        )
         figs.append(_save(fig, out_dir, "data_lengths"))
     sources = (report.get("split") or {}).get("sources") or []
     if sources:
@@ -518,7 +608,9 @@ def data_figures(report: Mapping[str, Any], out_dir: PathLike) -> list[Figure]:
         ax.barh(names, val / total, left=train / total, color="C1", label="val")
         overall = (report.get("split") or {}).get("overall_val_share")
         if overall is not None:
-            ax.axvline(1 - overall, color="k", ls="--", lw=1, label=f"overall split ({1 - overall:.0%} / {overall:.0%})")
+            ax.axvline(
+                1 - overall, color="k", ls="--", lw=1, label=f"overall split ({1 - overall:.0%} / {overall:.0%})"
+            )
         ax.set_xlim(0, 1)
         ax.set_xlabel("share of the source's tokens")
         ax.invert_yaxis()

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..files import read_json
 
+
 def _display(*objs) -> None:
     from IPython.display import display
 
@@ -60,22 +61,31 @@ def data_summary(report: dict[str, Any]) -> None:
     _kv({k: fmt(v) for k, v in size.items() if k not in ("vocab", "unseen_val_tokens", "skipped_examples")}, "size")
     if size.get("skipped"):
         eg = "; ".join(f"`{e['name']}`: {e['reason']}" for e in size.get("skipped_examples", []))
-        _md(f"**Skipped:** {size['skipped']:,} files or records were not read into the corpus ({eg}"
-            f"{'; …' if size['skipped'] > len(size.get('skipped_examples', [])) else ''}).")
+        _md(
+            f"**Skipped:** {size['skipped']:,} files or records were not read into the corpus ({eg}"
+            f"{'; …' if size['skipped'] > len(size.get('skipped_examples', [])) else ''})."
+        )
     if not size.get("read_whole_corpus", True):
-        _md(f"*Reading stopped at `data.max_tokens` = {report['settings'].get('max_tokens'):,}: "
-            f"{size.get('documents_read', 0):,} documents read, the rest of the corpus never was.*")
+        _md(
+            f"*Reading stopped at `data.max_tokens` = {report['settings'].get('max_tokens'):,}: "
+            f"{size.get('documents_read', 0):,} documents read, the rest of the corpus never was.*"
+        )
     if vocab.get("summary"):
         _md(f"**Vocabulary.** {vocab['summary']}")
     unseen = size.get("unseen_val_tokens")
     if unseen and unseen.get("val_tokens"):
-        compact = (" With `tokenizer.compact` (`compact_from: train`) each of them becomes the one unknown id, "
-                   "which is never a training target." if unseen.get("compact") and unseen.get("compact_from") == "train"
-                   else "")
+        compact = (
+            " With `tokenizer.compact` (`compact_from: train`) each of them becomes the one unknown id, "
+            "which is never a training target."
+            if unseen.get("compact") and unseen.get("compact_from") == "train"
+            else ""
+        )
         bytes_ = f" ({unseen['byte_share']:.1%} of their UTF-8 bytes)" if unseen.get("byte_share") is not None else ""
-        _md(f"**Val tokens never seen in train:** {unseen['unseen_tokens']:,} of {unseen['val_tokens']:,} "
+        _md(
+            f"**Val tokens never seen in train:** {unseen['unseen_tokens']:,} of {unseen['val_tokens']:,} "
             f"({unseen['share']:.1%}){bytes_}, {unseen['distinct_unseen_ids']:,} distinct token ids (base "
-            f"tokenizer ids, so the same with and without a compact vocabulary).{compact}")
+            f"tokenizer ids, so the same with and without a compact vocabulary).{compact}"
+        )
         if len(unseen.get("sources", [])) > 1:
             _display(pd.DataFrame(unseen["sources"]))
 
@@ -85,29 +95,39 @@ def data_quality(report: dict[str, Any], run_dir=None) -> None:
     _kv({k: fmt(v) for k, v in lengths.items() if not isinstance(v, (dict, list))}, "tokens per document")
     _figures(run_dir, "data_lengths")
     dup = report["duplicates"]
-    _md(f"**Exact duplicates:** {dup['exact']['documents']:,} documents ({dup['exact']['share']:.1%}).  \n"
+    _md(
+        f"**Exact duplicates:** {dup['exact']['documents']:,} documents ({dup['exact']['share']:.1%}).  \n"
         f"**Templated:** {dup['templated']['documents']:,} documents ({dup['templated']['share']:.1%}) in "
-        f"{dup['templated']['families']} families ({dup['templated'].get('rule', '')}).")
+        f"{dup['templated']['families']} families ({dup['templated'].get('rule', '')})."
+    )
     if dup["templated"].get("examples"):
         _display(pd.DataFrame(dup["templated"]["examples"]))
     near = dup.get("near")
     if near:
-        _md(f"**Near-twins:** {near['documents']:,} documents ({near['share']:.1%}) have a near-twin, in "
-            f"{near['families']:,} families ({near['pairs']:,} pairs). Rule: {near['rule']}.")
+        _md(
+            f"**Near-twins:** {near['documents']:,} documents ({near['share']:.1%}) have a near-twin, in "
+            f"{near['families']:,} families ({near['pairs']:,} pairs). Rule: {near['rule']}."
+        )
         if near.get("examples"):
             with pd.option_context("display.max_colwidth", 100):
                 _display(pd.DataFrame(near["examples"]))
     bp = report["boilerplate"]
-    _md(f"**Boilerplate:** {bp['documents']:,} documents ({bp['share']:.1%}) contain boilerplate. Rule: "
-        f"{bp.get('rule', '')}.")
+    _md(
+        f"**Boilerplate:** {bp['documents']:,} documents ({bp['share']:.1%}) contain boilerplate. Rule: "
+        f"{bp.get('rule', '')}."
+    )
     if bp.get("phrases"):
         cov = bp.get("coverage") or {}
-        _md(f"In those documents boilerplate is {cov.get('mean_in_documents', 0):.1%} of the words on average "
-            f"(at most {cov.get('max', 0):.1%}; {cov.get('of_all_words', 0):.2%} of all the corpus's words).")
+        _md(
+            f"In those documents boilerplate is {cov.get('mean_in_documents', 0):.1%} of the words on average "
+            f"(at most {cov.get('max', 0):.1%}; {cov.get('of_all_words', 0):.2%} of all the corpus's words)."
+        )
         _display(pd.DataFrame(bp["phrases"]))
     if bp.get("natural_phrases"):
-        _md("Recurring phrases set aside as phrases of the language (neither at the same place nor a real "
-            "share of their documents):")
+        _md(
+            "Recurring phrases set aside as phrases of the language (neither at the same place nor a real "
+            "share of their documents):"
+        )
         _display(pd.DataFrame(bp["natural_phrases"]))
 
 
@@ -118,23 +138,29 @@ def split_and_leakage(report: dict[str, Any], run_dir=None) -> None:
     leak = report["leakage"]
     ng, cs = leak["ngram"], leak["cross_split_duplicates"]
     share = "n/a" if ng["share"] is None else f"{ng['share']:.1%}"
-    _md(f"**Leakage:** {ng['in_train']:,} of {ng['val_ngrams']:,} validation {ng['n']}-grams ({share}) also "
+    _md(
+        f"**Leakage:** {ng['in_train']:,} of {ng['val_ngrams']:,} validation {ng['n']}-grams ({share}) also "
         f"occur in train; the longest val span found verbatim in train is {ng['longest_span_tokens']} tokens "
-        f"(exact). {cs['documents']} of {cs['val_documents']} validation documents appear verbatim in train.")
+        f"(exact). {cs['documents']} of {cs['val_documents']} validation documents appear verbatim in train."
+    )
     if ng.get("spans"):
         with pd.option_context("display.max_colwidth", 120):
             _display(pd.DataFrame(ng["spans"]))
     docs = ng.get("documents")
     if docs and docs.get("documents"):
-        _md(f"**Per validation document:** {docs['leaked']} of {docs['documents']} have at least "
+        _md(
+            f"**Per validation document:** {docs['leaked']} of {docs['documents']} have at least "
             f"{docs['leaked_share_threshold']:.0%} of their {ng['n']}-grams in train; {docs['outliers']} leak far "
-            f"more than the rest (above Q3 + 3·IQR). The documents that leak most:")
+            f"more than the rest (above Q3 + 3·IQR). The documents that leak most:"
+        )
         _display(pd.DataFrame(docs["top"]))
     near = leak.get("cross_split_near_duplicates")
     if near:
-        _md(f"**Near-twins across the split:** {near['documents']} of {near['val_documents']} validation "
+        _md(
+            f"**Near-twins across the split:** {near['documents']} of {near['val_documents']} validation "
             f"documents have a near-twin in train (another edition, a reformatted copy): the model has seen "
-            f"them in another form, so their val loss is not a test of generalisation.")
+            f"them in another form, so their val loss is not a test of generalisation."
+        )
         if near.get("examples"):
             _display(pd.DataFrame(near["examples"]))
 
@@ -142,15 +168,22 @@ def split_and_leakage(report: dict[str, Any], run_dir=None) -> None:
 def model_vs_data(report: dict[str, Any]) -> None:
     mv = report["model_vs_data"]
     _md(mv.get("summary", ""))
-    _kv({"params (total)": fmt(mv["params"]["total"]), "params (embedding)": fmt(mv["params"]["embedding"]),
-         "params (non-embedding)": fmt(mv["params"]["non_embedding"]),
-         "embedding share": f"{mv['embedding_share']:.1%}", "train tokens": fmt(mv["train_tokens"]),
-         "tokens per parameter (all counted, as Chinchilla's ~20)": fmt(mv["tokens_per_param_total"]),
-         "tokens per non-embedding parameter (Kaplan's N)": fmt(mv["tokens_per_param_non_emb"]),
-         "Chinchilla reference (tokens/param)": fmt(mv["chinchilla_tokens_per_param"]),
-         "epochs the training will make": fmt(mv["epochs"]),
-         "Kaplan's overfitting bound 5e3*N^0.74 (tokens)": fmt(mv["kaplan_min_tokens"]),
-         "train tokens meet it?": mv["meets_kaplan"]}, "model vs data")
+    _kv(
+        {
+            "params (total)": fmt(mv["params"]["total"]),
+            "params (embedding)": fmt(mv["params"]["embedding"]),
+            "params (non-embedding)": fmt(mv["params"]["non_embedding"]),
+            "embedding share": f"{mv['embedding_share']:.1%}",
+            "train tokens": fmt(mv["train_tokens"]),
+            "tokens per parameter (all counted, as Chinchilla's ~20)": fmt(mv["tokens_per_param_total"]),
+            "tokens per non-embedding parameter (Kaplan's N)": fmt(mv["tokens_per_param_non_emb"]),
+            "Chinchilla reference (tokens/param)": fmt(mv["chinchilla_tokens_per_param"]),
+            "epochs the training will make": fmt(mv["epochs"]),
+            "Kaplan's overfitting bound 5e3*N^0.74 (tokens)": fmt(mv["kaplan_min_tokens"]),
+            "train tokens meet it?": mv["meets_kaplan"],
+        },
+        "model vs data",
+    )
     if mv.get("note"):
         _md(f"*{mv['note']}*")
     for ref in (mv.get("references") or {}).values():
@@ -163,8 +196,10 @@ def checks(report: dict[str, Any]) -> None:
     with pd.option_context("display.max_colwidth", 200):
         _display(df[cols])
     if report.get("failed"):
-        _md(f"**Stopping:** {', '.join(report['failed'])} failed and {'is' if len(report['failed']) == 1 else 'are'} "
-            f"listed in `data.fail_on`; training will not start.")
+        _md(
+            f"**Stopping:** {', '.join(report['failed'])} failed and {'is' if len(report['failed']) == 1 else 'are'} "
+            f"listed in `data.fail_on`; training will not start."
+        )
 
 
 # --------------------------------------------------------------------------- rich outputs
@@ -191,8 +226,11 @@ def _rows_html(rows: list[tuple[str, Any]]) -> str:
     def name(k: str) -> str:  # leading spaces indent a sub-row (HTML would collapse them)
         return "&nbsp;" * (2 * (len(k) - len(k.lstrip()))) + _esc(k.strip())
 
-    body = "".join(f"<tr><th style='text-align:left;padding-right:1.5em'>{name(k)}</th>"
-                   f"<td style='text-align:left'>{_esc(v)}</td></tr>" for k, v in rows)
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:1.5em'>{name(k)}</th>"
+        f"<td style='text-align:left'>{_esc(v)}</td></tr>"
+        for k, v in rows
+    )
     return f"<table class='gaplab-table'>{body}</table>"
 
 
@@ -209,13 +247,14 @@ def _frame_html(df: pd.DataFrame, text_columns: tuple[str, ...] = (), index: boo
     return f"<table class='gaplab-table'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _table(rows: list[tuple[str, Any]], details: Optional[list[tuple[str, Any]]] = None,
-           summary: str = "All numbers") -> None:
+def _table(
+    rows: list[tuple[str, Any]], details: Optional[list[tuple[str, Any]]] = None, summary: str = "All numbers"
+) -> None:
     """A two-column table (name, value) and, folded under it, ``details``."""
     html = _rows_html(rows)
     text = "\n".join(f"{k}: {v}" for k, v in rows)
     if details:
-        html += (f"<details><summary>{_esc(summary)} ({len(details)})</summary>{_rows_html(details)}</details>")
+        html += f"<details><summary>{_esc(summary)} ({len(details)})</summary>{_rows_html(details)}</details>"
     _display(Rich(html, text))
 
 
@@ -238,8 +277,10 @@ def live_plot(max_iters: Optional[int] = None):
     from .plots import live_figure, png_bytes
 
     rows: list[dict] = []
-    handle = display(Rich("<i>waiting for the first evaluation (iter 0) ...</i>",
-                          "waiting for the first evaluation ..."), display_id=True)
+    handle = display(
+        Rich("<i>waiting for the first evaluation (iter 0) ...</i>", "waiting for the first evaluation ..."),
+        display_id=True,
+    )
 
     def on_eval(row: dict) -> None:
         rows.append(dict(row))
@@ -309,8 +350,9 @@ def training_summary(run_dir, params: Optional[dict[str, Any]] = None) -> None:
         "iterations": m.get("iters"),
         "best val loss @ iter (ckpt/best.pt)": f"{_fmt_loss(m.get('best_val_loss'))} nats/token @ {m.get('best_iter')}",
         "best val loss in bits per byte": m.get("best_val_bpb"),
-        "val tokens never seen in training": (f"{m['val_unseen_token_share']:.1%}"
-                                              if m.get("val_unseen_token_share") is not None else None),
+        "val tokens never seen in training": (
+            f"{m['val_unseen_token_share']:.1%}" if m.get("val_unseen_token_share") is not None else None
+        ),
         "final train / val loss": f"{_fmt_loss(m.get('final_train_loss'))} / {_fmt_loss(m.get('final_val_loss'))} nats/token",
         "final gap (val − train)": m.get("final_gap"),
         "wall time (s)": m.get("wall_time_s"),
@@ -324,14 +366,15 @@ def training_summary(run_dir, params: Optional[dict[str, Any]] = None) -> None:
     details = [("val set fingerprint (its text and vocabulary)", m.get("val_fingerprint"))]
     _table(table, [(k, v) for k, v in details if v is not None], "More")
     if staged:
-        _md(f"`gaplab run` trains in a staging folder (`{Path(run_dir).name}`) and moves it to `{folder}` when "
-            "every stage of the phase has finished; the parameters cell above shows the staging path.")
+        _md(
+            f"`gaplab run` trains in a staging folder (`{Path(run_dir).name}`) and moves it to `{folder}` when "
+            "every stage of the phase has finished; the parameters cell above shows the staging path."
+        )
 
 
 # --------------------------------------------------------------------------- 03
 #: the analysis keys of the learner's table, in order (the rest are folded away)
-LEARNER_KEYS = ("verdict", "reason", "best_val", "best_iter", "final_train", "final_val", "final_gap",
-                "onset_iter")
+LEARNER_KEYS = ("verdict", "reason", "best_val", "best_iter", "final_train", "final_val", "final_gap", "onset_iter")
 
 
 def _onset_rule() -> str:
@@ -355,8 +398,12 @@ def analysis(a: dict[str, Any], run_dir=None) -> None:
     if a.get("final_train") is not None and a.get("final_val") is not None:
         gap = a.get("final_gap", a["final_val"] - a["final_train"])
         rows.append(("final train / val / gap", f"{a['final_train']:.3f} / {a['final_val']:.3f} / {gap:+.3f} nats"))
-    rows.append(("overfitting onset", f"after iter {a['onset_iter']}" if a.get("onset_iter") is not None
-                 else "none (by the onset rule below)"))
+    rows.append(
+        (
+            "overfitting onset",
+            f"after iter {a['onset_iter']}" if a.get("onset_iter") is not None else "none (by the onset rule below)",
+        )
+    )
     if m.get("epochs") is not None:
         rows.append(("epochs over the train split", fmt(m["epochs"])))
     if m.get("tokens_per_param_total") is not None:
@@ -381,16 +428,29 @@ def loss_figure(run_dir) -> None:
 
 # --------------------------------------------------------------------------- 04
 #: per-sample metrics of the compact table: (key, heading)
-SAMPLE_COLUMNS = (("checkpoint", "ckpt"), ("prompt", "prompt"), ("new_tokens", "new tokens"),
-                  ("mem_longest_tokens", "longest copied span (tokens)"), ("train_ngram_share", "n-grams from train"),
-                  ("distinct_2", "distinct-2"), ("stutter_count", "stutters"), ("parse_ok", "parses"))
+SAMPLE_COLUMNS = (
+    ("checkpoint", "ckpt"),
+    ("prompt", "prompt"),
+    ("new_tokens", "new tokens"),
+    ("mem_longest_tokens", "longest copied span (tokens)"),
+    ("train_ngram_share", "n-grams from train"),
+    ("distinct_2", "distinct-2"),
+    ("stutter_count", "stutters"),
+    ("parse_ok", "parses"),
+)
 #: aggregate metrics shown per checkpoint: (key, name)
-AGGREGATE_ROWS = (("n_samples", "samples"), ("mem_longest_tokens", "copied span, mean (tokens)"),
-                  ("mem_longest_tokens_max", "copied span, longest (tokens)"),
-                  ("train_ngram_share", "share of n-grams found in train"),
-                  ("novel_ngram_share", "share of n-grams in neither split"), ("distinct_2", "distinct-2 (1 = no repeats)"),
-                  ("stutter_share", "samples that stutter"), ("parse_ok_share", "samples that parse as Python"),
-                  ("keyword_score", "keyword score"), ("format_ok_share", "format checks passed"))
+AGGREGATE_ROWS = (
+    ("n_samples", "samples"),
+    ("mem_longest_tokens", "copied span, mean (tokens)"),
+    ("mem_longest_tokens_max", "copied span, longest (tokens)"),
+    ("train_ngram_share", "share of n-grams found in train"),
+    ("novel_ngram_share", "share of n-grams in neither split"),
+    ("distinct_2", "distinct-2 (1 = no repeats)"),
+    ("stutter_share", "samples that stutter"),
+    ("parse_ok_share", "samples that parse as Python"),
+    ("keyword_score", "keyword score"),
+    ("format_ok_share", "format checks passed"),
+)
 
 
 def _short(v: Any) -> str:
@@ -422,15 +482,20 @@ def sample_html(row: dict[str, Any]) -> str:
     at = text.find(span) if span and n else -1
     if at >= 0:
         where = f"copied from training: {n} tokens, from {_where(row)}"
-        body = (_esc(text[:at]) + f"<mark title='{_esc(where)}' style='background:#ffe08a'>{_esc(span)}</mark>"
-                + _esc(text[at + len(span):]))
+        body = (
+            _esc(text[:at])
+            + f"<mark title='{_esc(where)}' style='background:#ffe08a'>{_esc(span)}</mark>"
+            + _esc(text[at + len(span) :])
+        )
         note = f"<div class='gaplab-copied'>&#9646; marked: {_esc(where)}</div>"
     else:
         body, note = _esc(text), ""
     head = f"checkpoint {row.get('checkpoint', '?')}, prompt {prompt!r}"
-    return (f"<div class='gaplab-sample'><div><b>{_esc(head)}</b></div>"
-            f"<pre style='white-space:pre-wrap;background:#f6f8fa;padding:0.5em;border-radius:4px'>"
-            f"<b>{_esc(prompt)}</b>{body}</pre>{note}</div>")
+    return (
+        f"<div class='gaplab-sample'><div><b>{_esc(head)}</b></div>"
+        f"<pre style='white-space:pre-wrap;background:#f6f8fa;padding:0.5em;border-radius:4px'>"
+        f"<b>{_esc(prompt)}</b>{body}</pre>{note}</div>"
+    )
 
 
 def samples(rows: list[dict], aggregates: dict[str, Any]) -> None:
@@ -439,13 +504,16 @@ def samples(rows: list[dict], aggregates: dict[str, Any]) -> None:
         _md("Sampling is disabled for this phase (`sample.enabled: false`).")
         return
     names = [(k, name) for k, name in AGGREGATE_ROWS if any(agg.get(k) is not None for agg in aggregates.values())]
-    agg = pd.DataFrame({ck: [_short(a.get(k)) for k, _ in names] for ck, a in aggregates.items()},
-                       index=[name for _, name in names])
+    agg = pd.DataFrame(
+        {ck: [_short(a.get(k)) for k, _ in names] for ck, a in aggregates.items()}, index=[name for _, name in names]
+    )
     agg.columns = [f"checkpoint {c}" for c in agg.columns]
     _display(Rich(_frame_html(agg, index=True), agg.to_string()))
     cols = [(k, name) for k, name in SAMPLE_COLUMNS if any(k in r for r in rows)]
-    per = pd.DataFrame([[_short(r.get(k)) if k != "prompt" else repr(r.get(k, "")) for k, _ in cols] for r in rows],
-                       columns=[name for _, name in cols])
+    per = pd.DataFrame(
+        [[_short(r.get(k)) if k != "prompt" else repr(r.get(k, "")) for k, _ in cols] for r in rows],
+        columns=[name for _, name in cols],
+    )
     _display(Rich(_frame_html(per, text_columns=("ckpt", "prompt")), per.to_string(index=False)))
     for r in rows:
         text = f"--- {r.get('checkpoint', '?')} {r.get('prompt', '')!r}\n{r.get('prompt', '')}{r.get('text', '')}"
@@ -460,9 +528,13 @@ def compare(result: dict[str, Any]) -> None:
     table: pd.DataFrame = result["table"]
     keys = key_table(table)
     full = _table_html(table)
-    _display(Rich(_frame_html(keys, text_columns=("phase", "verdict"))
-                  + f"<details><summary>All {len(table.columns)} columns (summary.csv)</summary>{full}</details>",
-                  keys.to_string(index=False)))
+    _display(
+        Rich(
+            _frame_html(keys, text_columns=("phase", "verdict"))
+            + f"<details><summary>All {len(table.columns)} columns (summary.csv)</summary>{full}</details>",
+            keys.to_string(index=False),
+        )
+    )
     if result.get("failed"):
         _md("**Failed phases:** " + "; ".join(f"`{k}`: {v}" for k, v in result["failed"].items()))
     if result.get("notes"):

@@ -9,21 +9,44 @@ wide with at most two panels a row and fonts of 11 pt or more (see :mod:`gaplab.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..measure import scaling
+from ..measure.references import (
+    CHINCHILLA_NOTE,
+    CHINCHILLA_TOKENS_PER_PARAM,
+    KAPLAN_NOTE,
+    MUENNIGHOFF_NOTE,
+    REPEAT_SAFE_EPOCHS,
+    load_seed_reference,
+)
 from ..pipeline.summary import done_rows
 from ..train.history import finite_history, load_history
-from ..measure.references import load_seed_reference
-from ..measure import scaling
-from ..measure.references import CHINCHILLA_NOTE, CHINCHILLA_TOKENS_PER_PARAM, KAPLAN_NOTE, MUENNIGHOFF_NOTE, REPEAT_SAFE_EPOCHS
-from .plots import (FONT_PT, NEGATIVE_GAP_NOTE, PathLike, VERDICT_COLORS, _done, _fill_key, _fmt_int, _label_points,
-                    _need_columns, _num, _panels, _reference_line_log_x, _save, gap_axis_limits, key_rows,
-                    readable_log_axis, styled)
+from .plots import (
+    FONT_PT,
+    NEGATIVE_GAP_NOTE,
+    VERDICT_COLORS,
+    PathLike,
+    _done,
+    _fill_key,
+    _fmt_int,
+    _label_points,
+    _need_columns,
+    _num,
+    _panels,
+    _reference_line_log_x,
+    _save,
+    gap_axis_limits,
+    key_rows,
+    readable_log_axis,
+    styled,
+)
 
 # --------------------------------------------------------------------------- units
 #: per unit: the history columns (val, train), the table columns (best, final) and the axis label
@@ -68,8 +91,13 @@ def _one_line(note: str) -> str:
 
 # --------------------------------------------------------------------------- a study
 @styled
-def compare_val_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike,
-                       name: str = "compare_val_curves", unit: str = "nats", note: str = "") -> Figure:
+def compare_val_curves(
+    histories: Mapping[str, pd.DataFrame],
+    out_dir: PathLike,
+    name: str = "compare_val_curves",
+    unit: str = "nats",
+    note: str = "",
+) -> Figure:
     """Every phase's val loss (solid) and train loss (dotted) against iterations and against tokens seen.
 
     ``unit``: ``nats`` or ``bpb`` (:func:`comparable_unit` picks the one in which the phases compare).
@@ -88,8 +116,13 @@ def compare_val_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike,
         color = colors[phase]
         it = _num(h["iter"])
         seeds = int(_num(h["replicates"])[0]) if "replicates" in h.columns else 1
-        ax.plot(it, _num(h[vcol]), color=color, lw=1.8,
-                label=phase + (f" (mean of {seeds} seeds, band = range)" if seeds > 1 else ""))
+        ax.plot(
+            it,
+            _num(h[vcol]),
+            color=color,
+            lw=1.8,
+            label=phase + (f" (mean of {seeds} seeds, band = range)" if seeds > 1 else ""),
+        )
         ax.plot(it, _num(h[tcol]), color=color, lw=1, ls=":", alpha=0.8)
         if seeds > 1 and f"{vcol}_min" in h.columns:
             ax.fill_between(it, _num(h[f"{vcol}_min"]), _num(h[f"{vcol}_max"]), color=color, alpha=0.2, lw=0)
@@ -135,12 +168,19 @@ def gap_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike, name: s
         seeds = int(_num(h["replicates"])[0]) if "replicates" in h.columns else 1
         axis.plot(it, gaps[phase], color=colors[phase], marker=".", lw=1.8)
         if seeds > 1 and {"val_loss_min", "train_loss_max"} <= set(h.columns):
-            axis.fill_between(it, _num(h["val_loss_min"]) - _num(h["train_loss_max"]),
-                              _num(h["val_loss_max"]) - _num(h["train_loss_min"]), color=colors[phase],
-                              alpha=0.15, lw=0)
+            axis.fill_between(
+                it,
+                _num(h["val_loss_min"]) - _num(h["train_loss_max"]),
+                _num(h["val_loss_max"]) - _num(h["train_loss_min"]),
+                color=colors[phase],
+                alpha=0.15,
+                lw=0,
+            )
         axis.axhline(0, color="0.35", lw=1)
         axis.set_ylim(lo, hi)
-        axis.set_title(f"{phase}: final {gaps[phase][-1]:+.2f} nats" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
+        axis.set_title(
+            f"{phase}: final {gaps[phase][-1]:+.2f} nats" + (f" (mean of {seeds} seeds)" if seeds > 1 else "")
+        )
         axis.set_xlabel("iteration")
         axis.set_ylabel("gap (nats)")
         axis.grid(alpha=0.3)
@@ -153,8 +193,9 @@ def gap_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike, name: s
 def _verdict_key(ax, verdicts: list) -> tuple[list, list]:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], marker="o", ls="none", ms=8, color=VERDICT_COLORS.get(v, "0.5"))
-               for v in dict.fromkeys(verdicts)]
+    handles = [
+        Line2D([], [], marker="o", ls="none", ms=8, color=VERDICT_COLORS.get(v, "0.5")) for v in dict.fromkeys(verdicts)
+    ]
     return handles, [v or "no verdict" for v in dict.fromkeys(verdicts)]
 
 
@@ -171,8 +212,15 @@ def gap_vs_tokens_per_param(table: pd.DataFrame, out_dir: PathLike, name: str = 
     notes = [_one_line(CHINCHILLA_NOTE)] + ([NEGATIVE_GAP_NOTE] if (y < 0).any() else [])
     fig, (ax,), key = _panels(1, 1, 4.6, key_lines=key_rows(len(set(verdicts)), notes, ncol=4, title=True))
     ax.scatter(x, y, s=60, c=[VERDICT_COLORS.get(v, "0.5") for v in verdicts], zorder=3)
-    _reference_line_log_x(ax, x, CHINCHILLA_TOKENS_PER_PARAM, CHINCHILLA_NOTE, top=True, pad=(3, 3),
-                          short=f"~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens/param")
+    _reference_line_log_x(
+        ax,
+        x,
+        CHINCHILLA_TOKENS_PER_PARAM,
+        CHINCHILLA_NOTE,
+        top=True,
+        pad=(3, 3),
+        short=f"~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens/param",
+    )
     _label_points(ax, x, y, done["phase"].tolist())
     ax.axhline(0, color="0.35", lw=1)
     ax.set_ylim(*gap_axis_limits(y))
@@ -185,8 +233,9 @@ def gap_vs_tokens_per_param(table: pd.DataFrame, out_dir: PathLike, name: str = 
 
 
 @styled
-def best_val_vs_train_tokens(table: pd.DataFrame, out_dir: PathLike, name: str = "best_val_vs_train_tokens",
-                             unit: str = "nats", note: str = "") -> Figure:
+def best_val_vs_train_tokens(
+    table: pd.DataFrame, out_dir: PathLike, name: str = "best_val_vs_train_tokens", unit: str = "nats", note: str = ""
+) -> Figure:
     """Best (filled) and final (hollow) val loss against the number of training tokens, log-x."""
     done = _done(table, "best_val_vs_train_tokens")
     _, _, bcol, fcol, label = UNITS[unit]
@@ -194,8 +243,15 @@ def best_val_vs_train_tokens(table: pd.DataFrame, out_dir: PathLike, name: str =
     params = _num(done["params_non_embedding"]) if "params_non_embedding" in done else np.full(len(done), np.nan)
     notes = ["A grey bar: the val loss lost after the best eval."] + ([_one_line(note)] if note else [])
     fig, (ax,), key = _panels(1, 1, 4.6, key_lines=key_rows(2, notes))
-    sc = ax.scatter(x, best, c=np.log10(np.where(params > 0, params, np.nan)), cmap="viridis", s=60, zorder=3,
-                    label="best val loss (colour: model size)")
+    sc = ax.scatter(
+        x,
+        best,
+        c=np.log10(np.where(params > 0, params, np.nan)),
+        cmap="viridis",
+        s=60,
+        zorder=3,
+        label="best val loss (colour: model size)",
+    )
     ax.scatter(x, final, facecolors="none", edgecolors="0.3", s=60, zorder=3, label="final val loss")
     for xi, b, f in zip(x, best, final):
         if np.isfinite(b) and np.isfinite(f) and f > b:
@@ -218,7 +274,9 @@ def best_val_vs_train_tokens(table: pd.DataFrame, out_dir: PathLike, name: str =
 
 
 @styled
-def seed_vs_ours(table: pd.DataFrame, reference_df: pd.DataFrame, out_dir: PathLike, name: str = "seed_vs_ours") -> Figure:
+def seed_vs_ours(
+    table: pd.DataFrame, reference_df: pd.DataFrame, out_dir: PathLike, name: str = "seed_vs_ours"
+) -> Figure:
     """Seed 003's reported numbers next to ours, per phase: best val, final val, final gap (val − train).
 
     Two panels a row: best and final val on top, the gap under them; the legend beside the gap.
@@ -229,7 +287,9 @@ def seed_vs_ours(table: pd.DataFrame, reference_df: pd.DataFrame, out_dir: PathL
     ref = reference_df.set_index(reference_df["phase"].astype(str))
     phases = [p for p in ref.index if p in ours.index]
     if not phases:
-        raise ValueError(f"seed_vs_ours: no phase in common; reference has {list(ref.index)}, table has {list(ours.index)}")
+        raise ValueError(
+            f"seed_vs_ours: no phase in common; reference has {list(ref.index)}, table has {list(ours.index)}"
+        )
     ref_gap = _num(ref.loc[phases, "final_val"]) - _num(ref.loc[phases, "final_train"])
     panels = (
         ("best val loss", _num(ref.loc[phases, "best_val"]), _num(ours.loc[phases, "best_val"])),
@@ -248,8 +308,13 @@ def seed_vs_ours(table: pd.DataFrame, reference_df: pd.DataFrame, out_dir: PathL
         axis.grid(alpha=0.3, axis="y")
     key = axes[3]
     key.axis("off")
-    _fill_key(key, *axes[0].get_legend_handles_labels(), ncol=1, width=40,
-              notes=["Seed 003's figures are its own, on its own corpus: compare the shape, not the digits."])
+    _fill_key(
+        key,
+        *axes[0].get_legend_handles_labels(),
+        ncol=1,
+        width=40,
+        notes=["Seed 003's figures are its own, on its own corpus: compare the shape, not the digits."],
+    )
     fig.suptitle("seed 003's reported figures vs this study")
     return _save(fig, out_dir, name)
 
@@ -267,9 +332,14 @@ def _grid_axes(done: pd.DataFrame, data_col: str, model_col: str) -> tuple[pd.Se
 
 
 @styled
-def grid_heatmaps(table: pd.DataFrame, out_dir: PathLike, data_col: str = "data_max_tokens",
-                  model_col: str = "model_size", name: str = "grid_heatmaps",
-                  data_label: Optional[str] = None) -> Figure:
+def grid_heatmaps(
+    table: pd.DataFrame,
+    out_dir: PathLike,
+    data_col: str = "data_max_tokens",
+    model_col: str = "model_size",
+    name: str = "grid_heatmaps",
+    data_label: Optional[str] = None,
+) -> Figure:
     """Heatmaps of best val loss and final gap over data size (columns) × model size (rows).
 
     ``data_label`` names the study key the grid varies (e.g. ``data.max_train_tokens``); by default the
@@ -277,27 +347,45 @@ def grid_heatmaps(table: pd.DataFrame, out_dir: PathLike, data_col: str = "data_
     """
     done = _done(table, "grid_heatmaps")
     data, model, data_name = _grid_axes(done, data_col, model_col)
-    df = pd.DataFrame({"data": data.to_numpy(), "model": model.to_numpy(),
-                       "N": _num(done.get("params_non_embedding", pd.Series(np.nan, index=done.index))),
-                       "best_val": _num(done["best_val"]), "final_gap": _num(done["final_gap"])})
+    df = pd.DataFrame(
+        {
+            "data": data.to_numpy(),
+            "model": model.to_numpy(),
+            "N": _num(done.get("params_non_embedding", pd.Series(np.nan, index=done.index))),
+            "best_val": _num(done["best_val"]),
+            "final_gap": _num(done["final_gap"]),
+        }
+    )
     order = df.groupby("model")["N"].median().sort_values(kind="stable").index.tolist()
     cols = sorted(df["data"].dropna().unique())
     fig, axes, _ = _panels(2, 1, 1.4 + 0.7 * max(2, len(order)))
-    for axis, (key, title, cmap) in zip(axes, (("best_val", "best val loss (nats)", "viridis_r"),
-                                                ("final_gap", "final gap = val − train (nats)", "magma_r"))):
-        grid = df.pivot_table(index="model", columns="data", values=key, aggfunc="mean").reindex(index=order,
-                                                                                                columns=cols)
+    for axis, (key, title, cmap) in zip(
+        axes,
+        (("best_val", "best val loss (nats)", "viridis_r"), ("final_gap", "final gap = val − train (nats)", "magma_r")),
+    ):
+        grid = df.pivot_table(index="model", columns="data", values=key, aggfunc="mean").reindex(
+            index=order, columns=cols
+        )
         vals = grid.to_numpy(dtype=float)
         im = axis.imshow(vals, cmap=cmap, aspect="auto")
         for (r, c), v in np.ndenumerate(vals):
             if np.isfinite(v):
-                axis.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=FONT_PT,
-                          color="white" if im.norm(v) > 0.6 else "black")
+                axis.text(
+                    c,
+                    r,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=FONT_PT,
+                    color="white" if im.norm(v) > 0.6 else "black",
+                )
         n_by_model = df.groupby("model")["N"].median()
         axis.set_yticks(range(len(order)), [f"{m} ({_fmt_int(n_by_model[m])} non-emb)" for m in order])
         axis.set_xticks(range(len(cols)), [_fmt_int(c) for c in cols])
-        axis.set_xlabel(data_label or {"data_max_tokens": "data size (tokens)",
-                                       "train_tokens": "train tokens"}.get(data_name, data_name))
+        axis.set_xlabel(
+            data_label
+            or {"data_max_tokens": "data size (tokens)", "train_tokens": "train tokens"}.get(data_name, data_name)
+        )
         axis.set_ylabel("model")
         axis.set_title(title)
         fig.colorbar(im, ax=axis, shrink=0.9)
@@ -321,30 +409,42 @@ def loss_vs_epochs(table: pd.DataFrame, out_dir: PathLike, name: str = "loss_vs_
             ax.plot([x, x], [b, f], color="0.6", lw=1, zorder=2)
     ax.scatter(ep, best, s=60, c=colors, zorder=3)
     ax.scatter(ep, final, s=60, facecolors="none", edgecolors=colors, lw=1.5, zorder=3)
-    _reference_line_log_x(ax, ep, REPEAT_SAFE_EPOCHS, MUENNIGHOFF_NOTE, top=True, pad=(4, 2),
-                          short=f"{REPEAT_SAFE_EPOCHS:g} epochs")
+    _reference_line_log_x(
+        ax, ep, REPEAT_SAFE_EPOCHS, MUENNIGHOFF_NOTE, top=True, pad=(4, 2), short=f"{REPEAT_SAFE_EPOCHS:g} epochs"
+    )
     _label_points(ax, ep, best, done["phase"].tolist())
     ax.set_xlabel("epochs over the train split (log scale)")
     ax.set_ylabel("val loss (nats/token)")
     ax.set_title("repeating the data: past a few epochs it stops paying", pad=22)
     ax.grid(alpha=0.3, which="both")
-    handles = [Line2D([], [], marker="o", ls="none", ms=8, color="0.3"),
-               Line2D([], [], marker="o", ls="none", ms=8, mfc="none", color="0.3")]
+    handles = [
+        Line2D([], [], marker="o", ls="none", ms=8, color="0.3"),
+        Line2D([], [], marker="o", ls="none", ms=8, mfc="none", color="0.3"),
+    ]
     vh, vl = _verdict_key(ax, verdicts)
     _fill_key(key, handles + vh, ["best val", "final val"] + [f"verdict: {v}" for v in vl], notes=notes, ncol=3)
     return _save(fig, out_dir, name)
 
 
 @styled
-def kaplan_fit_plot(fit: Mapping[str, Any], N: Any, D: Any, L: Any, out_dir: PathLike,
-                    name: str = "kaplan_fit", labels: Optional[list[str]] = None) -> Figure:
+def kaplan_fit_plot(
+    fit: Mapping[str, Any],
+    N: Any,
+    D: Any,
+    L: Any,
+    out_dir: PathLike,
+    name: str = "kaplan_fit",
+    labels: Optional[list[str]] = None,
+) -> Figure:
     """Kaplan et al. 2020 eq. 1.5 fitted to the study: predicted vs observed, and loss vs data per model size."""
     N, D, L = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (N, D, L))
     pred = scaling.kaplan_loss(N, D, fit["Nc"], fit["Dc"], fit["alpha_N"], fit["alpha_D"])
     hold = np.asarray(fit.get("holdout_mask") or [False] * len(N), dtype=bool)
-    text = (f"Fit of L(N, D) = [(Nc/N)^(α_N/α_D) + Dc/D]^α_D ({KAPLAN_NOTE}): Nc = {fit['Nc']:.3g}, "
-            f"Dc = {fit['Dc']:.3g}, α_N = {fit['alpha_N']:.3f}, α_D = {fit['alpha_D']:.3f}; RMSE over the "
-            f"{fit['n_fit']} fit points {fit['rmse']:.3f} nats")
+    text = (
+        f"Fit of L(N, D) = [(Nc/N)^(α_N/α_D) + Dc/D]^α_D ({KAPLAN_NOTE}): Nc = {fit['Nc']:.3g}, "
+        f"Dc = {fit['Dc']:.3g}, α_N = {fit['alpha_N']:.3f}, α_D = {fit['alpha_D']:.3f}; RMSE over the "
+        f"{fit['n_fit']} fit points {fit['rmse']:.3f} nats"
+    )
     if fit.get("holdout_rmse") is not None:
         text += f"; held out: RMSE {fit['holdout_rmse']:.3f}, max |err| {fit['holdout_max_abs_error']:.3f}"
     sizes = sorted(set(N.tolist()))
@@ -366,8 +466,13 @@ def kaplan_fit_plot(fit: Mapping[str, Any], N: Any, D: Any, L: Any, out_dir: Pat
     for i, n in enumerate(sizes):
         color = f"C{i % 10}"
         sel = N == n
-        dax.plot(d_grid, scaling.kaplan_loss(n, d_grid, fit["Nc"], fit["Dc"], fit["alpha_N"], fit["alpha_D"]),
-                 color=color, lw=1, label=f"law at N = {_fmt_int(n)}")
+        dax.plot(
+            d_grid,
+            scaling.kaplan_loss(n, d_grid, fit["Nc"], fit["Dc"], fit["alpha_N"], fit["alpha_D"]),
+            color=color,
+            lw=1,
+            label=f"law at N = {_fmt_int(n)}",
+        )
         dax.scatter(D[sel & ~hold], L[sel & ~hold], color=color, s=40, zorder=3)
         if (sel & hold).any():
             dax.scatter(D[sel & hold], L[sel & hold], facecolors="none", edgecolors=color, s=70, lw=1.5, zorder=3)
@@ -428,8 +533,9 @@ def _paths(out_dir: Path, name: str) -> list[Path]:
     return [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
 
 
-def compare_figures(study_dir: PathLike, table: pd.DataFrame, phases: list[str],
-                    study: Optional[str] = None) -> list[Path]:
+def compare_figures(
+    study_dir: PathLike, table: pd.DataFrame, phases: list[str], study: Optional[str] = None
+) -> list[Path]:
     """Draw every comparison figure the study's results support into ``study_dir/figures``; return their paths."""
     sdir = Path(study_dir)
     out = sdir / "figures"

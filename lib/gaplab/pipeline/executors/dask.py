@@ -42,9 +42,10 @@ import tarfile
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 from ...files import atomic_write_bytes, atomic_write_json
 from ...versioning import gaplab_version
@@ -167,9 +168,14 @@ def _current_worker():
         return None
 
 
-def run_phase_on_worker(job: dict[str, Any], notebooks: dict[str, bytes], threads: Optional[int] = None,
-                        threads_by_worker: Optional[dict[str, int]] = None, topic: Optional[str] = None,
-                        client_version: Optional[str] = None) -> dict[str, Any]:
+def run_phase_on_worker(
+    job: dict[str, Any],
+    notebooks: dict[str, bytes],
+    threads: Optional[int] = None,
+    threads_by_worker: Optional[dict[str, int]] = None,
+    topic: Optional[str] = None,
+    client_version: Optional[str] = None,
+) -> dict[str, Any]:
     """The Dask task: run one phase in a worker-local temp folder; return status, archive and where it ran.
 
     ``job`` is a :class:`gaplab.pipeline.execute.PhaseJob` as a dict; ``notebooks`` the stage
@@ -184,17 +190,31 @@ def run_phase_on_worker(job: dict[str, Any], notebooks: dict[str, bytes], thread
     name = job["name"]
 
     def failed(error: str) -> dict[str, Any]:
-        return {**info, "threads": None, "archive": None,
-                "status": {"phase": name, "state": "failed", "stage": None, "error": error,
-                           "fingerprint": job.get("fingerprint"), "seconds": 0.0}}
+        return {
+            **info,
+            "threads": None,
+            "archive": None,
+            "status": {
+                "phase": name,
+                "state": "failed",
+                "stage": None,
+                "error": error,
+                "fingerprint": job.get("fingerprint"),
+                "seconds": 0.0,
+            },
+        }
 
     if client_version is not None and client_version != gaplab_version():
-        return failed(f"worker {addr} has gaplab {gaplab_version()}, the client has {client_version}; "
-                      "install the same gaplab on every worker")
+        return failed(
+            f"worker {addr} has gaplab {gaplab_version()}, the client has {client_version}; "
+            "install the same gaplab on every worker"
+        )
     missing = missing_paths(job["params"])
     if missing:
-        return failed(f"on worker {addr} ({info['hostname']}) these paths do not exist: {'; '.join(missing)}. "
-                      "Workers need the data at the same absolute paths as the client (see docs/dask.md)")
+        return failed(
+            f"on worker {addr} ({info['hostname']}) these paths do not exist: {'; '.join(missing)}. "
+            "Workers need the data at the same absolute paths as the client (see docs/dask.md)"
+        )
 
     n = threads or (threads_by_worker or {}).get(addr)
     if not n:
@@ -211,8 +231,9 @@ def run_phase_on_worker(job: dict[str, Any], notebooks: dict[str, bytes], thread
             atomic_write_bytes(nbdir / f"{stage}.ipynb", data)
         work = tmp / "work"
         work.mkdir()
-        pj = replace(PhaseJob(**job), notebooks=str(nbdir), kernel=_worker_kernel(job.get("kernel") or "python3"),
-                     threads=n)
+        pj = replace(
+            PhaseJob(**job), notebooks=str(nbdir), kernel=_worker_kernel(job.get("kernel") or "python3"), threads=n
+        )
 
         def report(phase: str, stage: str) -> None:
             if worker is not None and topic:
@@ -256,6 +277,7 @@ def plan_threads(workers_info: dict[str, dict], cpus: dict[str, int], gpu: bool)
     phases are submitted with a GPU resource.  ``cpus[addr]`` is the CPUs that
     worker may use; workers without a CPU count are left out (they decide alone).
     """
+
     def slots(w: dict) -> int:
         n = int(w.get("nthreads") or 1)
         if gpu:
@@ -265,12 +287,16 @@ def plan_threads(workers_info: dict[str, dict], cpus: dict[str, int], gpu: bool)
     per_host: dict[str, int] = {}
     for w in workers_info.values():
         per_host[w.get("host", "")] = per_host.get(w.get("host", ""), 0) + slots(w)
-    return {addr: max(1, cpus[addr] // max(1, per_host[w.get("host", "")]))
-            for addr, w in workers_info.items() if addr in cpus}
+    return {
+        addr: max(1, cpus[addr] // max(1, per_host[w.get("host", "")]))
+        for addr, w in workers_info.items()
+        if addr in cpus
+    }
 
 
-def lost_status(job_name: str, exc: BaseException, stage: Optional[str] = None,
-                worker: Optional[str] = None) -> dict[str, Any]:
+def lost_status(
+    job_name: str, exc: BaseException, stage: Optional[str] = None, worker: Optional[str] = None
+) -> dict[str, Any]:
     """The status for a phase whose task raised on the Dask side (worker died, scheduler gone, import error).
 
     ``stage`` and ``worker``: the stage the phase had started and where, as its progress events said
@@ -278,8 +304,15 @@ def lost_status(job_name: str, exc: BaseException, stage: Optional[str] = None,
     """
     from ..execute import short_error
 
-    lost = {"KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError", "TimeoutError",
-            "StreamClosedError", "SchedulerLost"}
+    lost = {
+        "KilledWorker",
+        "CommClosedError",
+        "FutureCancelledError",
+        "CancelledError",
+        "TimeoutError",
+        "StreamClosedError",
+        "SchedulerLost",
+    }
     if isinstance(exc, ModuleNotFoundError) and "gaplab" in str(exc):
         error = f"a worker cannot import gaplab ({exc}); install the same gaplab on every worker"
     elif type(exc).__name__ in lost or isinstance(exc, OSError):
@@ -302,8 +335,15 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, scheduler: Optional[str] = None, workers: int = 1, threads: Optional[int] = None,
-                 gpu: GpuSetting = None, poll_s: float = 0.1, log: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        scheduler: Optional[str] = None,
+        workers: int = 1,
+        threads: Optional[int] = None,
+        gpu: GpuSetting = None,
+        poll_s: float = 0.1,
+        log: Optional[Callable[[str], None]] = None,
+    ):
         self.scheduler = scheduler
         self.workers = max(1, int(workers or 1))
         self.threads = threads
@@ -317,16 +357,18 @@ class DaskExecutor:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:
-            raise DaskExecutorError("--executor dask needs the 'distributed' package (pip install dask distributed)") \
-                from exc
+            raise DaskExecutorError(
+                "--executor dask needs the 'distributed' package (pip install dask distributed)"
+            ) from exc
         if self.scheduler:
             try:
                 return Client(self.scheduler, timeout="20s"), None
             except (OSError, TimeoutError) as exc:
-                raise DaskExecutorError(f"--scheduler {self.scheduler}: cannot reach a Dask scheduler there ({exc}); "
-                                        "start one with `dask scheduler` (see docs/dask.md)") from exc
-        cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                raise DaskExecutorError(
+                    f"--scheduler {self.scheduler}: cannot reach a Dask scheduler there ({exc}); "
+                    "start one with `dask scheduler` (see docs/dask.md)"
+                ) from exc
+        cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster), cluster
 
     def _survey(self, client) -> tuple[dict, dict]:
@@ -337,8 +379,10 @@ class DaskExecutor:
             if not isinstance(f, dict):
                 self.log(f"dask: worker {addr} cannot run gaplab ({f!r}); its phases will fail")
             elif f["gaplab"] != gaplab_version():
-                self.log(f"dask: worker {addr} has gaplab {f['gaplab']}, this client {gaplab_version()}; "
-                         "its phases will fail")
+                self.log(
+                    f"dask: worker {addr} has gaplab {f['gaplab']}, this client {gaplab_version()}; "
+                    "its phases will fail"
+                )
         return workers_info, good
 
     # ------------------------------------------------------------------ run
@@ -352,13 +396,15 @@ class DaskExecutor:
             use_gpu = decide_gpu(self.gpu, workers_info)
             threads_by_worker = plan_threads(workers_info, {a: f["cpus"] for a, f in facts.items()}, use_gpu)
             where = f"scheduler {self.scheduler}" if self.scheduler else "a local cluster"
-            self.log(f"dask: {where}, {len(workers_info)} worker(s), "
-                     f"{sum(int(w.get('nthreads') or 1) for w in workers_info.values())} phase slot(s)"
-                     f"{', one phase per GPU' if use_gpu else ''}")
+            self.log(
+                f"dask: {where}, {len(workers_info)} worker(s), "
+                f"{sum(int(w.get('nthreads') or 1) for w in workers_info.values())} phase slot(s)"
+                f"{', one phase per GPU' if use_gpu else ''}"
+            )
             if not workers_info:
                 self.log("dask: no workers yet; phases start when workers connect")
 
-            events: "queue.Queue[tuple]" = queue.Queue()
+            events: queue.Queue[tuple] = queue.Queue()
             topic = f"gaplab-progress-{uuid.uuid4().hex}"
             client.subscribe_topic(topic, lambda ev: events.put(tuple(ev[1])))
 
@@ -367,9 +413,18 @@ class DaskExecutor:
                 if job.notebooks not in notebooks_cache:
                     notebooks_cache[job.notebooks] = read_notebooks(job.notebooks)
                 nbs = notebooks_cache[job.notebooks]
-                fut = client.submit(run_phase_on_worker, asdict(job), nbs, self.threads, threads_by_worker, topic,
-                                    gaplab_version(), key=f"gaplab-{job.study}-{job.name}-{uuid.uuid4().hex[:8]}",
-                                    pure=False, resources={"GPU": 1} if use_gpu else None)
+                fut = client.submit(
+                    run_phase_on_worker,
+                    asdict(job),
+                    nbs,
+                    self.threads,
+                    threads_by_worker,
+                    topic,
+                    gaplab_version(),
+                    key=f"gaplab-{job.study}-{job.name}-{uuid.uuid4().hex[:8]}",
+                    pure=False,
+                    resources={"GPU": 1} if use_gpu else None,
+                )
                 futures[fut] = job
             self._collect(client, futures, work_root, events, on_stage, on_done, keep_going)
             try:
@@ -385,8 +440,9 @@ class DaskExecutor:
             if cluster is not None:
                 cluster.close()
 
-    def _collect(self, client, futures: dict, work_root: Path, events: "queue.Queue", on_stage, on_done,
-                 keep_going: bool) -> None:
+    def _collect(
+        self, client, futures: dict, work_root: Path, events: queue.Queue, on_stage, on_done, keep_going: bool
+    ) -> None:
         pending = set(futures)
         finished_phases: set[str] = set()
         where: dict[str, tuple] = {}  # phase -> (stage, worker) of its latest progress event
@@ -415,8 +471,11 @@ class DaskExecutor:
                 pending.discard(fut)
                 job = futures[fut]
                 stage, addr = where.get(job.name, (None, None))
-                status = (lost_status(job.name, SchedulerLost("the connection to the scheduler closed"), stage, addr)
-                          if gone else self._status_of(fut, job, work_root, stage, addr))
+                status = (
+                    lost_status(job.name, SchedulerLost("the connection to the scheduler closed"), stage, addr)
+                    if gone
+                    else self._status_of(fut, job, work_root, stage, addr)
+                )
                 finished_phases.add(job.name)
                 fut.release()
                 ok = on_done(job, status)
@@ -425,8 +484,9 @@ class DaskExecutor:
                     pending.clear()
         drain()
 
-    def _status_of(self, fut, job, work_root: Path, stage: Optional[str] = None,
-                   addr: Optional[str] = None) -> dict[str, Any]:
+    def _status_of(
+        self, fut, job, work_root: Path, stage: Optional[str] = None, addr: Optional[str] = None
+    ) -> dict[str, Any]:
         try:
             result = fut.result()
         except Exception as exc:  # KilledWorker, CommClosedError, cancelled, unpickling errors
@@ -441,8 +501,13 @@ class DaskExecutor:
                 unpack_into(result["archive"], dest)
             except (DaskExecutorError, tarfile.TarError, OSError) as exc:
                 shutil.rmtree(dest, ignore_errors=True)
-                return {"phase": job.name, "state": "failed", "stage": status.get("stage"), "seconds": 0.0,
-                        "error": f"cannot unpack the phase folder from {result.get('worker')}: {exc}"}
+                return {
+                    "phase": job.name,
+                    "state": "failed",
+                    "stage": status.get("stage"),
+                    "seconds": 0.0,
+                    "error": f"cannot unpack the phase folder from {result.get('worker')}: {exc}",
+                }
             status["run_dir"] = str(dest)
         else:
             status.pop("run_dir", None)

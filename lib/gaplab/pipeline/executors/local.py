@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..execute import PhaseJob, execute_phase, short_error
 
+
 def _interrupt_once(signum, frame):
     """First Ctrl-C stops the phase; later ones are ignored so papermill can shut its kernel down."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -49,8 +50,9 @@ class LocalExecutor:
 
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()  # handed to each worker as it starts (no Manager process to start)
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(queue,))
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)
+        )
         # a worker whose pool still holds phases after this one starts the next phase's kernel ahead
         jobs = [replace(job, warm_next=i < len(jobs) - self.workers) for i, job in enumerate(jobs)]
         try:
