@@ -25,7 +25,7 @@ from gaplab.model.device import (
     resolve_device,
     resolve_dtype,
 )
-from gaplab.schema import PhaseParams, TrainConfig
+from gaplab.schema import PhaseParams, TrainConfig, planned_iters, tokens_per_iter
 from gaplab.train.batches import Batches
 from gaplab.train.checkpoint import load_checkpoint, load_model
 from gaplab.train.history import HISTORY_COLUMNS
@@ -106,6 +106,12 @@ def test_lr_warmup_cosine_and_constant():
         1e-3 / 10 + 0.5 * (1 + math.cos(math.pi * 0.1)) * 9e-4
     )
     assert lr_at(50, TrainConfig(learning_rate=2e-3, lr_schedule="constant"), 100) == 2e-3
+
+
+def test_tokens_per_iter_counts_every_window_of_one_step():
+    t = TrainConfig(batch_size=4, grad_accum=3, max_iters=None, epochs=2.0)
+    assert tokens_per_iter(t, 16) == 4 * 3 * 16
+    assert planned_iters(t, 16, 960) == 10  # 2 epochs of 960 tokens at 192 a step
 
 
 def test_optimizer_decays_matrices_only():

@@ -48,7 +48,7 @@ from ..model.device import (
 )
 from ..model.fused_loss import token_losses
 from ..model.gpt import GPT, count_params
-from ..schema import PhaseParams, planned_iters
+from ..schema import PhaseParams, planned_iters, tokens_per_iter
 from .batches import Batches
 from .checkpoint import (
     TrainState,
@@ -238,11 +238,9 @@ def train_phase(
     process's thread count is restored on return.
     """
     t = params.train
-    tokens_per_iter = t.batch_size * t.grad_accum * params.model.block_size
+    per_iter = tokens_per_iter(t, params.model.block_size)
     before = torch.get_num_threads()
-    set_threads(
-        t.threads or auto_threads(params.model, tokens_per_iter, int(data.vocab_size), resolve_device(t.device))
-    )
+    set_threads(t.threads or auto_threads(params.model, per_iter, int(data.vocab_size), resolve_device(t.device)))
     try:
         return _train(params, data, run_dir, progress=progress, resume=resume, on_eval=on_eval, should_stop=should_stop)
     finally:
@@ -268,7 +266,7 @@ def _train(
     _check_data(data, vocab_size)
     n_train, n_val = len(data.train), len(data.val)
     max_iters = planned_iters(t, m_cfg.block_size, n_train)
-    tokens_per_iter = t.batch_size * t.grad_accum * m_cfg.block_size
+    per_iter = tokens_per_iter(t, m_cfg.block_size)
     phase_dict = params.to_dict()
     data_fp = data_fingerprint(data.train, data.val)
     train_bytes, val_bytes = getattr(data, "train_bytes", None), getattr(data, "val_bytes", None)
@@ -367,7 +365,7 @@ def _train(
         on_schedule = it % t.eval_interval == 0 or it >= max_iters
         if (on_schedule or user_stop) and it != last_eval_iter:
             losses = evaluate(model, batches, device, eval_dtype, token_bytes, val_seen)
-            tokens_seen = it * tokens_per_iter
+            tokens_seen = it * per_iter
             row = {
                 "iter": it,
                 "train_loss": losses["train"],
@@ -387,9 +385,9 @@ def _train(
             history.append(row)
             last_eval_iter = it
             atomic_write_text(run_dir / "history.csv", history_csv(history))
-            tracker.log(row, it * tokens_per_iter / train_seconds if train_seconds > 0 else None)
+            tracker.log(row, it * per_iter / train_seconds if train_seconds > 0 else None)
             if bar is not None:
-                tps = (it - start_iter) * tokens_per_iter / train_seconds if train_seconds > 0 else 0.0
+                tps = (it - start_iter) * per_iter / train_seconds if train_seconds > 0 else 0.0
                 bar.set_postfix(
                     loss=f"{row['train_loss']:.3f}",
                     val=f"{row['val_loss']:.3f}",
@@ -439,7 +437,7 @@ def _train(
         save_checkpoint(last_path, state(it))
 
     last = history[-1]
-    tokens_trained = it * tokens_per_iter
+    tokens_trained = it * per_iter
     metrics = {
         "best_val_loss": best_val if math.isfinite(best_val) else None,
         "best_iter": best_iter,
@@ -460,7 +458,7 @@ def _train(
         "epochs": tokens_trained / n_train,
         "iters": it,
         "max_iters": max_iters,
-        "tokens_per_iter": tokens_per_iter,
+        "tokens_per_iter": per_iter,
         "wall_time_s": round(time.time() - t0, 3),
         "train_time_s": round(train_seconds, 3),
         "tokens_per_s": tokens_trained / train_seconds if train_seconds > 0 else None,
