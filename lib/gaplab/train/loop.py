@@ -35,7 +35,6 @@ import torch
 
 from ..errors import TrainingError
 from ..files import atomic_write_text, update_json
-from ..measure.units import perplexity
 from ..model.device import (
     auto_threads,
     autocast_context,
@@ -49,6 +48,7 @@ from ..model.device import (
 from ..model.fused_loss import token_losses
 from ..model.gpt import GPT, count_params
 from ..schema import PhaseParams, planned_iters, tokens_per_iter
+from ..units import perplexity
 from .batches import Batches
 from .checkpoint import (
     TrainState,
