@@ -12,15 +12,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Optional, Union
-
-import torch
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..errors import CorruptFileError
 from ..files import read_json, update_json
 from ..units import finite_or_none, perplexity
-from .checkpoint import versions
 from .inputs import TrainData
+
+if TYPE_CHECKING:  # the record itself reads and writes without torch: readers need not import it
+    import torch
 
 METRICS_FILE = "metrics.json"
 
@@ -125,6 +125,10 @@ class TrainMetrics:
         stop_reason: str,
     ) -> TrainMetrics:
         """The record of a run that ended: its last and best history rows, and how far and how fast it went."""
+        import torch
+
+        from .checkpoint import versions
+
         n_train, tokens_trained = len(data.train), iters * tokens_per_iter
         return cls(
             best_val_loss=best_val if math.isfinite(best_val) else None,
