@@ -40,9 +40,10 @@ def _resume_source(work: Path, final: Path) -> Optional[Path]:
     return None
 
 
-def _stage_resume(work: Path, final: Path, ph, planned: int) -> None:
+def _stage_resume(work: Path, final: Path, ph, prep) -> None:
     """Make ``work`` the folder a resume continues: an interrupted ``gaplab train`` as it is, else a copy of
-    the finished phase's checkpoints (refused when that run is already at its planned iteration: nothing to do)."""
+    the finished phase's checkpoints (refused as the trainer would refuse them, and when that run is already at
+    its planned iteration: nothing to do)."""
     source = _resume_source(work, final)
     if source is None:
         raise TrainingError(
@@ -52,9 +53,13 @@ def _stage_resume(work: Path, final: Path, ph, planned: int) -> None:
         )
     if source == work:  # an interrupted gaplab train: the trainer continues it (or, at its end, finishes it)
         return
-    from ..train.checkpoint import load_checkpoint
+    from ..train.checkpoint import check_resumable, data_fingerprint, load_checkpoint
 
-    done = int(load_checkpoint(final / "ckpt" / "last.pt")["iter"])
+    last = final / "ckpt" / "last.pt"
+    ck = load_checkpoint(last)
+    check_resumable(ck, last, ph.params, int(prep.vocab_size), data_fingerprint(prep.train, prep.val))
+    done = int(ck["iter"])
+    planned = planned_iters(ph.params.train, ph.params.model.block_size, len(prep.train))
     if done >= planned:
         raise TrainingError(
             f"resume: phase {ph.name!r} in {final} is already at the planned {planned} iterations "
@@ -118,7 +123,7 @@ def train_one(
     with study_lock(sdir, f"gaplab train {study.path} --phase {ph.name}", wait=wait):
         work = sdir / ".staging" / f"train-{ph.name}"
         if resume:
-            _stage_resume(work, final, ph, planned_iters(ph.params.train, ph.params.model.block_size, len(prep.train)))
+            _stage_resume(work, final, ph, prep)
         else:
             _stage_fresh(work)
         atomic_write_yaml(work / "params.yaml", resolved)

@@ -44,6 +44,10 @@ class TrainData:
     #: the tokenizer's name (``gpt2+compact``, ``bpe``, ...)
     tokenizer: Optional[str] = None
 
+    def __post_init__(self) -> None:  # numpy ints are fine to pass; the model and metrics.json want Python ints
+        object.__setattr__(self, "vocab_size", int(self.vocab_size))
+        object.__setattr__(self, "vocab_size_original", int(self.vocab_size_original))
+
     @classmethod
     def from_prepared(cls, prep: Prepared) -> TrainData:
         """The fields of a :class:`gaplab.data.split.Prepared` that training uses."""
@@ -51,8 +55,8 @@ class TrainData:
         return cls(
             train=prep.train,
             val=prep.val,
-            vocab_size=int(prep.vocab_size),
-            vocab_size_original=int(prep.vocab_size_original),
+            vocab_size=prep.vocab_size,
+            vocab_size_original=prep.vocab_size_original,
             corpus_fingerprint=prep.corpus.fingerprint,
             train_bytes=prep.train_bytes,
             val_bytes=prep.val_bytes,

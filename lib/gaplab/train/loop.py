@@ -59,9 +59,9 @@ from ..schema import PhaseParams, planned_iters, tokens_per_iter
 from .batches import Batches
 from .checkpoint import (
     TrainState,
+    check_resumable,
     data_fingerprint,
     load_checkpoint,
-    resume_problems,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -331,7 +331,7 @@ class PhaseRun:
         if not self.last_path.exists():
             raise TrainingError(f"resume: {self.last_path} does not exist; train once without resume first")
         ck = load_checkpoint(self.last_path)
-        self._check_resumable(ck)
+        check_resumable(ck, self.last_path, self.params, self.data.vocab_size, self.data_fp)
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         if self.scaler is not None and ck.get("scaler"):
@@ -360,28 +360,6 @@ class PhaseRun:
         # TensorBoard: a resume drops what an interrupted run logged after its checkpoint's last eval
         purge_from = scheduled[-1]["iter"] + 1
         self.tracker = Tracker(self.run_dir, self.params.train.seed, purge_from=purge_from, params=self.phase_dict)
-
-    def _check_resumable(self, ck: dict) -> None:
-        """Refuse a checkpoint of another model, other settings or data, or another history.csv layout."""
-        model_now, vocab_size = self.params.model.model_dump(), self.data.vocab_size
-        if ck.get("model_config") != model_now or int(ck.get("vocab_size", -1)) != vocab_size:
-            raise TrainingError(
-                f"resume: {self.last_path} holds a model {ck.get('model_config')} over "
-                f"{ck.get('vocab_size')} ids, but this phase builds {model_now} over {vocab_size}; "
-                "train from scratch (no resume) or restore the settings"
-            )
-        changed = resume_problems(ck.get("params") or {}, self.phase_dict, ck.get("data_fingerprint"), self.data_fp)
-        if changed:
-            raise TrainingError(
-                f"resume: {self.last_path} holds a model and optimizer trained with other settings, and "
-                f"continuing would mix two runs in one history: {'; '.join(changed)}. Train from "
-                "scratch (no resume), or restore these settings"
-            )
-        if any(len(row) != len(HISTORY_COLUMNS) for row in ck["history"]):
-            raise TrainingError(
-                f"resume: {self.last_path} was written by a gaplab whose history.csv had other columns; "
-                "train from scratch (no resume)"
-            )
 
     def _state(self) -> TrainState:
         p = self.progress
