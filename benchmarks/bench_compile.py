@@ -33,7 +33,7 @@ def case(phase: str, compiled: bool, warmup: int, iters: int, threads: int) -> N
     from gaplab.model.device import resolve_dtype
     from gaplab.pipeline.config import load_study
     from gaplab.train.batches import Batches
-    from gaplab.train.loop import build_model, evaluate, train_step
+    from gaplab.train.loop import build_model, evaluate, loss_options_for, train_step
     from gaplab.train.schedule import make_optimizer
 
     torch.set_num_threads(threads)
@@ -43,16 +43,17 @@ def case(phase: str, compiled: bool, warmup: int, iters: int, threads: int) -> N
     dtype = resolve_dtype(p.train.dtype, dev, p.model.n_embd)
     t = p.train.model_copy(update={"compile": compiled})
     model = build_model(p.model, t, prep.vocab_size, dev, dtype)
+    loss_options = loss_options_for(t, dev, dtype, prep.vocab_size)
     opt = make_optimizer(model, t)
     batches = Batches(prep.train, prep.val, p.model.block_size, t.batch_size, t.seed, t.eval_iters, dev)
     t0 = time.perf_counter()
     for _ in range(warmup):
-        train_step(model, opt, batches, t, t.learning_rate, dev, dtype)
+        train_step(model, opt, batches, t, t.learning_rate, dev, dtype, None, loss_options)
     warm = time.perf_counter() - t0
     walls, cpus, loss = [], [], float("nan")
     for _ in range(iters):
         w, c = time.perf_counter(), time.process_time()
-        loss = train_step(model, opt, batches, t, t.learning_rate, dev, dtype)
+        loss = train_step(model, opt, batches, t, t.learning_rate, dev, dtype, None, loss_options)
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
     ev = evaluate(model, batches, dev, torch.float32)

@@ -635,11 +635,10 @@ def precision_check(out: Path, threads: int = 1) -> str:
     Same seed for all three, plus fp32 with the next seed: the run-to-run noise
     that a precision change has to stay within.  Goes through ``train_phase``.
     """
-    from types import SimpleNamespace
-
     import numpy as np
     from gaplab.files import atomic_write_json, atomic_write_text
     from gaplab.schema import PhaseParams
+    from gaplab.train.inputs import TrainData
     from gaplab.train.loop import train_phase
 
     stream, data_note = _tokens(HYPER["seed"])
@@ -679,13 +678,7 @@ def precision_check(out: Path, threads: int = 1) -> str:
             tr, va, vocab = lut[train], lut[val], len(kept) + 1
         else:
             tr, va, vocab = train, val, GPT2_VOCAB
-        data = SimpleNamespace(
-            train=tr,
-            val=va,
-            vocab_size=vocab,
-            vocab_size_original=GPT2_VOCAB,
-            corpus=SimpleNamespace(fingerprint="bench"),
-        )
+        data = TrainData(train=tr, val=va, vocab_size=vocab, vocab_size_original=GPT2_VOCAB, corpus_fingerprint="bench")
         cfg = CONFIGS[config]
         hist = {}
         for dtype, seed in (
@@ -722,13 +715,13 @@ def precision_check(out: Path, threads: int = 1) -> str:
             delta = (
                 max(abs(a - b) for a, b in zip(vals, ref)) if ref and (dtype, seed) != ("fp32", HYPER["seed"]) else 0.0
             )
-            raw[f"{config}/{vocab_kind}/{dtype}/{seed}"] = {"metrics": m, "val_curve": vals}
+            raw[f"{config}/{vocab_kind}/{dtype}/{seed}"] = {"metrics": m.to_dict(), "val_curve": vals}
             short = {"bfloat16": "bf16", "float32": "fp32"}
-            shown = f"{dtype} (model {short[m['dtype']]}, head {short[m['head_dtype']]})"
+            shown = f"{dtype} (model {short[m.dtype]}, head {short[m.head_dtype]})"
             lines.append(
-                f"| {config} | {vocab_kind} ({vocab:,}) | {shown} | {seed} | {iters} | {m['best_val_loss']:.4f} "
-                f"({m['best_iter']}) | {m['final_train_loss']:.4f} | {m['final_val_loss']:.4f} | "
-                f"{m['final_gap']:+.4f} | {delta:.4f} | {m['train_time_s'] / iters:.3f} |"
+                f"| {config} | {vocab_kind} ({vocab:,}) | {shown} | {seed} | {iters} | {m.best_val_loss:.4f} "
+                f"({m.best_iter}) | {m.final_train_loss:.4f} | {m.final_val_loss:.4f} | "
+                f"{m.final_gap:+.4f} | {delta:.4f} | {m.train_time_s / iters:.3f} |"
             )
             print(lines[-1], flush=True)
     report = "\n".join(lines) + "\n"

@@ -51,8 +51,8 @@ def cmd_train(args) -> int:
         progress=not args.quiet,
     )
     print(
-        f"{args.phase}: best val {metrics['best_val_loss']:.4f} at iter {metrics['best_iter']}, "
-        f"final gap {metrics['final_gap']:.3f}, stop: {metrics['stop_reason']} -> {run_dir}"
+        f"{args.phase}: best val {metrics.best_val_loss:.4f} at iter {metrics.best_iter}, "
+        f"final gap {metrics.final_gap:.3f}, stop: {metrics.stop_reason} -> {run_dir}"
     )
     return 0
 

@@ -188,9 +188,13 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+def tokens_per_iter(train: TrainConfig, block_size: int) -> int:
+    """Training tokens one iteration consumes: ``batch_size x grad_accum`` windows of ``block_size`` tokens."""
+    return train.batch_size * train.grad_accum * block_size
+
+
 def planned_iters(train: TrainConfig, block_size: int, train_tokens: int) -> int:
     """Iterations the run will make: ``max_iters`` or enough for ``epochs`` over the train split."""
     if train.max_iters is not None:
         return train.max_iters
-    per_iter = train.batch_size * train.grad_accum * block_size
-    return max(1, math.ceil(train.epochs * train_tokens / per_iter))
+    return max(1, math.ceil(train.epochs * train_tokens / tokens_per_iter(train, block_size)))

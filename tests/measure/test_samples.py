@@ -66,7 +66,7 @@ class TinyLM(nn.Module):
     def forward(self, idx):
         assert idx.shape[1] <= self.config.block_size, "context longer than block_size"
         logits = self.head(self.emb(idx).cumsum(dim=1))
-        return (logits[:, -1:, :] if self.last_only else logits), None
+        return logits[:, -1:, :] if self.last_only else logits
 
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz _\n"
@@ -121,7 +121,7 @@ def test_sample_depends_only_on_seed_prompt_and_index(lm):
 def _greedy(model, ids, steps):
     ids = list(ids)
     for _ in range(steps):
-        logits, _ = model(torch.tensor([ids[-model.config.block_size :]]))
+        logits = model(torch.tensor([ids[-model.config.block_size :]]))
         ids.append(int(logits[0, -1].argmax()))
     return ids
 

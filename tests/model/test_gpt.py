@@ -8,7 +8,7 @@ import pytest
 import torch
 from gaplab.model.device import cpu_supports_bf16
 from gaplab.model.fused_loss import chunked_cross_entropy, default_chunk
-from gaplab.model.gpt import GPT, count_params
+from gaplab.model.gpt import GPT, KVCache, LossOptions, count_params
 from gaplab.schema import ModelConfig
 from torch.nn import functional as F
 
@@ -78,7 +78,7 @@ def test_head_is_tied_to_token_embedding():
     names = [n for n, _ in model.named_parameters()]
     assert not any("head" in n for n in names)
     x = torch.randint(97, (2, 8))
-    logits, _ = model(x)
+    logits = model(x)
     assert torch.allclose(logits, model.hidden(x) @ model.wte.weight.t())
 
 
@@ -92,23 +92,20 @@ def test_gpt2_init_scales_residual_projections():
 
 
 # --------------------------------------------------------------------------- forward
-def test_forward_shapes():
+def test_forward_returns_the_logits_or_the_loss():
     model = _model(vocab=50)
     x = torch.randint(50, (3, 16))
-    logits, loss = model(x)
-    assert logits.shape == (3, 16, 50) and loss is None
-    logits, loss = model(x, x)
-    assert logits is None and loss.shape == ()
-    model.fused_loss = False
-    logits, loss = model(x, x)
-    assert logits.shape == (3, 16, 50) and loss.shape == ()
+    assert model(x).shape == (3, 16, 50)  # no targets: the logits
+    fused, plain = model(x, x), model(x, x, LossOptions(fused=False))  # targets: the mean loss, either way
+    assert fused.shape == () and plain.shape == () and fused.item() == pytest.approx(plain.item(), abs=1e-5)
+    assert not hasattr(model, "fused_loss") and not hasattr(model, "head_dtype")  # options are not settings
 
 
 def test_initial_loss_is_log_vocab():
     """GPT-2 init gives near-zero logits, so the first loss is about ln(vocab) (uniform guessing)."""
     model = _model(vocab=500)
     x = torch.randint(500, (4, 16))
-    _, loss = model(x, torch.randint(500, (4, 16)))
+    loss = model(x, torch.randint(500, (4, 16)))
     assert loss.item() == pytest.approx(math.log(500), abs=0.05)
 
 
@@ -128,8 +125,7 @@ def test_attention_is_causal():
     y = x.clone()
     y[:, 9] = (y[:, 9] + 1) % 60
     with torch.no_grad():
-        a, _ = model(x)
-        b, _ = model(y)
+        a, b = model(x), model(y)
     assert torch.equal(a[:, :9], b[:, :9])  # earlier positions cannot see token 9
     assert not torch.allclose(a[:, 9:], b[:, 9:])
 
@@ -183,13 +179,11 @@ def test_default_chunk_bounds_logits_memory():
 def test_fused_model_loss_and_grads_match_plain_path():
     model = _model(vocab=123, n_layer=2, n_embd=32)
     x, y = torch.randint(123, (4, 16)), torch.randint(123, (4, 16))
-    model.fused_loss = False
-    _, plain = model(x, y)
+    plain = model(x, y, LossOptions(fused=False))
     plain.backward()
     ref = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
-    model.fused_loss = True
-    _, fused = model(x, y)
+    fused = model(x, y, LossOptions(fused=True))
     fused.backward()
     assert fused.item() == pytest.approx(plain.item(), abs=1e-5)
     for n, p in model.named_parameters():
@@ -200,24 +194,21 @@ def test_fused_model_loss_and_grads_match_plain_path():
 def test_bf16_head_and_bf16_autocast_stay_close_to_fp32():
     model = _model(vocab=500, n_layer=2, n_embd=64)
     x, y = torch.randint(500, (4, 16)), torch.randint(500, (4, 16))
-    _, ref = model(x, y)
+    ref = model(x, y)
     ref.backward()
     ref_grad = model.wte.weight.grad.clone()
     model.zero_grad(set_to_none=True)
-    model.head_dtype = torch.bfloat16
-    _, head_bf16 = model(x, y)
+    bf16_head = LossOptions(head_dtype=torch.bfloat16)
+    head_bf16 = model(x, y, bf16_head)
     head_bf16.backward()
     assert head_bf16.item() == pytest.approx(ref.item(), abs=2e-3)
     rel = (model.wte.weight.grad - ref_grad).norm() / ref_grad.norm()
     assert rel.item() < 0.02
-    model.head_dtype = None
     with torch.no_grad():  # head_dtype applies to training only: evaluation is exact fp32
-        model.head_dtype = torch.bfloat16
-        _, evaluated = model(x, y)
+        evaluated = model(x, y, bf16_head)
     assert evaluated.item() == pytest.approx(ref.item(), abs=1e-6)
-    model.head_dtype = None
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        _, auto = model(x, y)
+        auto = model(x, y)
     assert auto.item() == pytest.approx(ref.item(), abs=2e-2)
 
 
@@ -252,12 +243,14 @@ def test_cached_next_logits_match_the_full_forward_at_every_step():
     model = _model(vocab=60).eval()
     ids = torch.randint(60, (2, 16))
     cache = model.new_cache()
+    assert isinstance(cache, KVCache) and cache.positions == 0
     got = [model.next_logits(ids[:, :5], cache)]  # the prompt at once
     for t in range(5, 16):
-        assert model.cached_tokens(cache) == t
+        assert cache.positions == t
+        assert all(k.shape == (2, 2, t, 16) for k in cache.keys + cache.values)  # (batch, heads, positions, size)
         got.append(model.next_logits(ids[:, t : t + 1], cache))  # then one token at a time
     with torch.no_grad():
-        full, _ = model(ids)
+        full = model(ids)
     for step, logits in enumerate(got):
         torch.testing.assert_close(logits, full[:, 4 + step, :], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="exceed model.block_size = 16"):

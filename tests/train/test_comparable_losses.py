@@ -66,7 +66,7 @@ def test_bits_per_byte_equals_a_hand_computation(tmp_path, tokenizer):
         for off in b.eval_offsets["val"].tolist():
             x = torch.as_tensor(prep.val[off : off + 16])[None]
             y = torch.as_tensor(prep.val[off + 1 : off + 17])
-            logits = model(x)[0][0]
+            logits = model(x)[0]
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             byte_sum += len(_raw_bytes(prep.tokenizer, y.tolist()))
             n += len(y)
@@ -102,7 +102,7 @@ def test_the_standard_error_of_an_eval(tmp_path):
         for off in b.eval_offsets["val"].tolist():
             x = torch.as_tensor(prep.val[off : off + 16])[None]
             y = torch.as_tensor(prep.val[off + 1 : off + 17])
-            means.append(float(F.cross_entropy(model(x)[0][0], y)))
+            means.append(float(F.cross_entropy(model(x)[0], y)))
     assert got["val_se"] == pytest.approx(np.std(means, ddof=1) / math.sqrt(len(means)), rel=1e-5)
     assert got["val_se"] > 0
     # a split evaluated on every window once has no sampling noise

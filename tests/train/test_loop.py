@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-from types import SimpleNamespace
 
 import gaplab.train.loop as train_mod
 import numpy as np
@@ -25,11 +24,13 @@ from gaplab.model.device import (
     resolve_device,
     resolve_dtype,
 )
-from gaplab.schema import PhaseParams, TrainConfig
+from gaplab.schema import PhaseParams, TrainConfig, planned_iters, tokens_per_iter
 from gaplab.train.batches import Batches
 from gaplab.train.checkpoint import load_checkpoint, load_model
 from gaplab.train.history import HISTORY_COLUMNS
+from gaplab.train.inputs import TrainData
 from gaplab.train.loop import evaluate, train_phase
+from gaplab.train.metrics import TrainMetrics
 from gaplab.train.schedule import lr_at, make_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -65,17 +66,17 @@ ARCH_METRIC_KEYS = {
 }
 
 
-def _data(train, val, vocab: int) -> SimpleNamespace:
-    return SimpleNamespace(
+def _data(train, val, vocab: int) -> TrainData:
+    return TrainData(
         train=np.asarray(train, dtype=np.int64),
         val=np.asarray(val, dtype=np.int64),
         vocab_size=vocab,
         vocab_size_original=50257,
-        corpus=SimpleNamespace(fingerprint="fp-test"),
+        corpus_fingerprint="fp-test",
     )
 
 
-def _pattern_data(vocab: int = 32, period: int = 20) -> SimpleNamespace:
+def _pattern_data(vocab: int = 32, period: int = 20) -> TrainData:
     stream = np.tile(np.arange(period), 200)  # a repeated pattern: perfectly predictable after one period
     return _data(stream[:3000], stream[3000:], vocab)
 
@@ -106,6 +107,12 @@ def test_lr_warmup_cosine_and_constant():
         1e-3 / 10 + 0.5 * (1 + math.cos(math.pi * 0.1)) * 9e-4
     )
     assert lr_at(50, TrainConfig(learning_rate=2e-3, lr_schedule="constant"), 100) == 2e-3
+
+
+def test_tokens_per_iter_counts_every_window_of_one_step():
+    t = TrainConfig(batch_size=4, grad_accum=3, max_iters=None, epochs=2.0)
+    assert tokens_per_iter(t, 16) == 4 * 3 * 16
+    assert planned_iters(t, 16, 960) == 10  # 2 epochs of 960 tokens at 192 a step
 
 
 def test_optimizer_decays_matrices_only():
@@ -167,21 +174,21 @@ def test_loss_falls_on_a_repeated_pattern_and_files_are_consistent(tmp_path):
     saved = read_json(tmp_path / "metrics.json")
     assert saved["analysis"] == {"kept": True}  # merged, not clobbered
     assert ARCH_METRIC_KEYS <= set(saved)
-    assert m["stop_reason"] == "max_iters" and m["iters"] == 60
-    assert m["final_val_loss"] == hist[-1]["val_loss"] and m["final_gap"] == hist[-1]["gap"]
-    assert m["best_val_loss"] == min(r["val_loss"] for r in hist) and m["best_iter"] == 60
-    assert m["best_val_perplexity"] == pytest.approx(math.exp(m["best_val_loss"]))
-    assert m["params"] == {
+    assert m.stop_reason == "max_iters" and m.iters == 60
+    assert m.final_val_loss == hist[-1]["val_loss"] and m.final_gap == hist[-1]["gap"]
+    assert m.best_val_loss == min(r["val_loss"] for r in hist) and m.best_iter == 60
+    assert m.best_val_perplexity == pytest.approx(math.exp(m.best_val_loss))
+    assert m.params == {
         "total": 4080,
         "embedding": 32 * 16 + 16 * 16,
         "non_embedding": 12 * 16**2 + 13 * 16 + 2 * 16,
     }
-    assert m["train_tokens"] == 3000 and m["val_tokens"] == 1000
-    assert m["tokens_per_param_non_emb"] == pytest.approx(3000 / 3312)
-    assert m["tokens_per_param_total"] == pytest.approx(3000 / m["params"]["total"])
-    assert m["epochs"] == pytest.approx(60 * 64 / 3000)
-    assert m["corpus_fingerprint"] == "fp-test" and m["vocab_size"] == 32 and m["vocab_size_original"] == 50257
-    assert set(m["versions"]) == {"gaplab", "torch", "python"}
+    assert m.train_tokens == 3000 and m.val_tokens == 1000
+    assert m.tokens_per_param_non_emb == pytest.approx(3000 / 3312)
+    assert m.tokens_per_param_total == pytest.approx(3000 / m.params["total"])
+    assert m.epochs == pytest.approx(60 * 64 / 3000)
+    assert m.corpus_fingerprint == "fp-test" and m.vocab_size == 32 and m.vocab_size_original == 50257
+    assert set(m.versions) == {"gaplab", "torch", "python"}
     for name in ("best.pt", "last.pt"):
         assert (tmp_path / "ckpt" / name).exists()
 
@@ -216,9 +223,9 @@ def test_resume_after_a_stop_gives_the_identical_history(tmp_path, dropout):
         return calls["n"] == 21
 
     first = train_phase(params, data, tmp_path / "b", progress=False, should_stop=stop_at_20)
-    assert first["stop_reason"] == "stopped by user" and first["iters"] == 20
+    assert first.stop_reason == "stopped by user" and first.iters == 20
     resumed = train_phase(params, data, tmp_path / "b", progress=False, resume=True)
-    assert resumed["stop_reason"] == "max_iters" and resumed["iters"] == 40
+    assert resumed.stop_reason == "max_iters" and resumed.iters == 40
 
     cols = [c for c in HISTORY_COLUMNS if c != "elapsed_s"]
     ha, hb = _read_history(tmp_path / "a"), _read_history(tmp_path / "b")
@@ -228,18 +235,37 @@ def test_resume_after_a_stop_gives_the_identical_history(tmp_path, dropout):
     sa = load_checkpoint(tmp_path / "a" / "ckpt" / "last.pt")["model"]
     sb = load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert straight["best_val_loss"] == resumed["best_val_loss"]
+    assert straight.best_val_loss == resumed.best_val_loss
 
 
 def test_resume_with_more_iterations_continues_the_run(tmp_path):
     data = _pattern_data()
     straight = train_phase(_phase(max_iters=30, lr_schedule="constant"), data, tmp_path / "a", progress=False)
     train_phase(_phase(max_iters=20, lr_schedule="constant"), data, tmp_path / "b", progress=False)
-    with pytest.raises(TrainingError, match="already at the planned 20 iterations"):
-        train_phase(_phase(max_iters=20, lr_schedule="constant"), data, tmp_path / "b", progress=False, resume=True)
     more = train_phase(_phase(max_iters=30, lr_schedule="constant"), data, tmp_path / "b", progress=False, resume=True)
-    assert more["final_val_loss"] == straight["final_val_loss"]
-    assert more["final_train_loss"] == straight["final_train_loss"]
+    assert more.final_val_loss == straight.final_val_loss
+    assert more.final_train_loss == straight.final_train_loss
+    with pytest.raises(TrainingError, match="at iter 30, past the planned 20 iterations; raise train.max_iters"):
+        train_phase(_phase(max_iters=20, lr_schedule="constant"), data, tmp_path / "b", progress=False, resume=True)
+
+
+def test_resume_at_the_planned_iteration_finishes_without_training(tmp_path, monkeypatch):
+    """A run killed after its last eval but before its metrics: the resume trains nothing and writes them."""
+    params, data = _phase(max_iters=20), _pattern_data()
+    done = train_phase(params, data, tmp_path, progress=False)
+    history, last = (tmp_path / "history.csv").read_text(), (tmp_path / "ckpt" / "last.pt").read_bytes()
+    (tmp_path / "metrics.json").unlink()
+    steps = []
+    monkeypatch.setattr(train_mod, "train_step", lambda *a, **k: steps.append(1) or 0.0)
+    again = train_phase(params, data, tmp_path, progress=False, resume=True)
+    assert steps == [] and again.iters == 20 and again.stop_reason == "max_iters"
+    timing = ("wall_time_s",)  # the one number that depends on when the metrics were written
+    assert {k: v for k, v in again.to_dict().items() if k not in timing} == {
+        k: v for k, v in done.to_dict().items() if k not in timing
+    }
+    assert TrainMetrics.read(tmp_path) == again
+    assert (tmp_path / "history.csv").read_text() == history
+    assert (tmp_path / "ckpt" / "last.pt").read_bytes() == last  # already the final state: not written again
 
 
 def test_resume_errors(tmp_path):
@@ -300,7 +326,7 @@ def test_a_stop_between_evals_adds_no_row_to_the_resumed_history(tmp_path):
         return calls["n"] == 16
 
     first = train_phase(params, data, tmp_path / "b", progress=False, should_stop=stop_at_15)
-    assert first["iters"] == 15
+    assert first.iters == 15
     assert [r["iter"] for r in _read_history(tmp_path / "b")] == [0, 10, 15]  # the learner sees where it stopped
     assert load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")["iter"] == 15
     train_phase(params, data, tmp_path / "b", progress=False, resume=True)
@@ -358,26 +384,26 @@ def test_early_stopping_stops_and_keeps_the_best(tmp_path):
     )
     hist = _read_history(tmp_path)
     vals = [r["val_loss"] for r in hist]
-    assert m["stop_reason"] == "early_stop (patience 2)"
+    assert m.stop_reason == "early_stop (patience 2)"
     assert hist[-1]["train_loss"] < hist[0]["train_loss"] - 1.0  # it did learn the train split
-    assert m["best_iter"] == hist[vals.index(min(vals))]["iter"] and 0 < m["best_iter"] < 100
-    assert m["iters"] == m["best_iter"] + 2 * 5  # two evals without improvement, then stop
-    assert all(v > m["best_val_loss"] for v in vals[-2:])
+    assert m.best_iter == hist[vals.index(min(vals))]["iter"] and 0 < m.best_iter < 100
+    assert m.iters == m.best_iter + 2 * 5  # two evals without improvement, then stop
+    assert all(v > m.best_val_loss for v in vals[-2:])
     best = load_checkpoint(tmp_path / "ckpt" / "best.pt")
-    assert best["iter"] == m["best_iter"] and best["best_val"] == m["best_val_loss"] == min(vals)
-    assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["iter"] == m["iters"]
+    assert best["iter"] == m.best_iter and best["best_val"] == m.best_val_loss == min(vals)
+    assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["iter"] == m.iters
 
 
 def test_min_delta_counts_small_improvements_as_none(tmp_path):
     m = train_phase(_phase(max_iters=40, patience=1, min_delta=100.0), _pattern_data(), tmp_path, progress=False)
-    assert m["stop_reason"] == "early_stop (patience 1)" and m["iters"] == 10 and m["best_iter"] == 0
+    assert m.stop_reason == "early_stop (patience 1)" and m.iters == 10 and m.best_iter == 0
 
 
 def test_huge_learning_rate_stops_on_a_non_finite_loss(tmp_path):
     m = train_phase(_phase(learning_rate=1e30, max_iters=30, dtype="fp32"), _pattern_data(), tmp_path, progress=False)
-    assert m["stop_reason"].startswith("non-finite loss at iter ")
+    assert m.stop_reason.startswith("non-finite loss at iter ")
     assert (tmp_path / "ckpt" / "best.pt").exists() and not (tmp_path / "ckpt" / "last.pt").exists()
-    assert m["best_iter"] == 0
+    assert m.best_iter == 0
 
 
 def test_non_finite_step_stops_at_that_iteration(tmp_path, monkeypatch):
@@ -390,7 +416,7 @@ def test_non_finite_step_stops_at_that_iteration(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "train_step", failing_step)
     m = train_phase(_phase(max_iters=30), _pattern_data(), tmp_path, progress=False)
-    assert m["stop_reason"] == "non-finite loss at iter 7" and m["iters"] == 7
+    assert m.stop_reason == "non-finite loss at iter 7" and m.iters == 7
     assert [r["iter"] for r in _read_history(tmp_path)] == [0]
     assert read_json(tmp_path / "metrics.json")["stop_reason"] == "non-finite loss at iter 7"
 
@@ -403,8 +429,8 @@ def test_epochs_grad_accum_and_save_every(tmp_path):
         progress=False,
     )
     per_iter = 4 * 2 * 16
-    assert m["iters"] == math.ceil(2.0 * 3000 / per_iter) == 47
-    assert m["epochs"] == pytest.approx(47 * per_iter / 3000)
+    assert m.iters == math.ceil(2.0 * 3000 / per_iter) == 47
+    assert m.epochs == pytest.approx(47 * per_iter / 3000)
     hist = _read_history(tmp_path)
     assert [r["iter"] for r in hist] == [0, 47] and hist[-1]["tokens_seen"] == 47 * per_iter
     assert load_checkpoint(tmp_path / "ckpt" / "iter_3.pt")["iter"] == 3
@@ -417,10 +443,10 @@ def test_head_precision_never_changes_the_evaluation(tmp_path):
     b = train_phase(_phase(max_iters=10, dtype="auto"), data, tmp_path / "auto", progress=False)
     ha, hb = _read_history(tmp_path / "fp32"), _read_history(tmp_path / "auto")
     assert ha[0]["val_loss"] == hb[0]["val_loss"]
-    assert a["dtype"] == b["dtype"] == "float32"
+    assert a.dtype == b.dtype == "float32"
     expected_head = "bfloat16" if (cpu_has_native_bf16() and cpu_supports_bf16()) else "float32"
-    assert a["head_dtype"] == "float32" and b["head_dtype"] == expected_head
-    assert abs(a["final_val_loss"] - b["final_val_loss"]) < 0.05
+    assert a.head_dtype == "float32" and b.head_dtype == expected_head
+    assert abs(a.final_val_loss - b.final_val_loss) < 0.05
 
 
 def test_bad_token_ids_are_refused(tmp_path):
@@ -485,9 +511,9 @@ def test_auto_trains_wide_models_in_bf16_and_still_evaluates_in_fp32(tmp_path):
     f = train_phase(
         _phase(model={"n_embd": 128, "n_head": 4}, max_iters=10, dtype="fp32"), data, tmp_path / "fp32", progress=False
     )
-    assert m["dtype"] == "bfloat16" and f["dtype"] == "float32"
+    assert m.dtype == "bfloat16" and f.dtype == "float32"
     assert _read_history(tmp_path / "auto")[0]["val_loss"] == _read_history(tmp_path / "fp32")[0]["val_loss"]
-    assert abs(m["final_val_loss"] - f["final_val_loss"]) < 0.1
+    assert abs(m.final_val_loss - f.final_val_loss) < 0.1
 
 
 def test_a_small_split_is_evaluated_on_every_window_exactly_once():

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gaplab.schema import PhaseParams
+from gaplab.train.inputs import TrainData
 from gaplab.train.loop import train_phase
 from gaplab.train.replicates import ReplicatePlan, replicate_plan, replicate_runs, train_replicates
 
@@ -28,17 +29,15 @@ def test_plan_one_process_per_replicate_on_cpu():
     assert replicate_plan(3, "cpu", 2, bytes_each=9 * GiB, bytes_free=7 * GiB) == ReplicatePlan(1, 1)
 
 
-def _data():
-    from types import SimpleNamespace
-
+def _data() -> TrainData:
     rng = np.random.default_rng(0)
     stream = np.concatenate([np.tile(np.arange(24), 80), rng.integers(0, 40, 1200)])  # learnable, with noise
-    return SimpleNamespace(
+    return TrainData(
         train=stream[:2600].astype(np.int64),
         val=stream[2600:].astype(np.int64),
         vocab_size=40,
         vocab_size_original=40,
-        corpus=SimpleNamespace(fingerprint="fp-test"),
+        corpus_fingerprint="fp-test",
     )
 
 
@@ -67,16 +66,16 @@ def _history(folder) -> dict[str, np.ndarray]:
 def test_replicates_in_processes_equal_each_seed_trained_alone(tmp_path):
     params, data = _params(), _data()
     together = train_replicates(params, data, tmp_path / "together", progress=False, plan=ReplicatePlan(3, 1))
-    assert [m["iters"] for m in together] == [40, 40, 40]
+    assert [m.iters for m in together] == [40, 40, 40]
     finals = set()
     for (seed, folder, p), m in zip(replicate_runs(params, tmp_path / "together"), together):
         alone = train_phase(p, data, tmp_path / f"alone-{seed}", progress=False)
         a, b = _history(folder), _history(tmp_path / f"alone-{seed}")
         for key in a:  # same thread count, same code: the same numbers
             np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=f"seed {seed} {key}")
-        assert m["best_val_loss"] == pytest.approx(alone["best_val_loss"], rel=1e-6)
+        assert m.best_val_loss == pytest.approx(alone.best_val_loss, rel=1e-6)
         assert (folder / "ckpt" / "last.pt").exists() and (folder / "ckpt" / "best.pt").exists()
-        finals.add(round(m["final_val_loss"], 6))
+        finals.add(round(m.final_val_loss, 6))
     assert len(finals) == 3  # three seeds, three different runs
 
 
@@ -92,9 +91,9 @@ def test_stop_ends_every_replicate_with_a_final_eval(tmp_path):
         on_eval=rows.append,
         should_stop=lambda: len(rows) >= 2,
     )
-    assert out[0]["stop_reason"] == "stopped by user" and out[0]["iters"] == 11  # polled before iter 11
+    assert out[0].stop_reason == "stopped by user" and out[0].iters == 11  # polled before iter 11
     # the others were stopped before they began (skipped) or at their next iteration, never run to the end
-    assert all(m["stop_reason"] == "stopped by user" and m["iters"] < 3000 for m in out)
+    assert all(m.stop_reason == "stopped by user" and m.iters < 3000 for m in out)
     assert [r["iter"] for r in rows] == [0, 10, 11]  # on_eval saw replicate 0 only
 
 

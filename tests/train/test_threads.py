@@ -6,14 +6,14 @@ import pytest
 import torch
 from gaplab.model.device import SMALL_STEP_FLOPS, auto_threads, step_flops
 from gaplab.pipeline.config import load_study
-from gaplab.schema import PhaseParams
+from gaplab.schema import PhaseParams, tokens_per_iter
 from gaplab.train.loop import train_phase
 
 from .test_replicates_together import _data
 
 
 def _tokens(p) -> int:
-    return p.train.batch_size * p.train.grad_accum * p.model.block_size
+    return tokens_per_iter(p.train, p.model.block_size)
 
 
 def test_seed_phases_small_and_large(root):
@@ -45,7 +45,7 @@ def test_a_small_model_trains_on_one_thread_and_the_process_keeps_its_own(tmp_pa
     torch.set_num_threads(2)
     try:
         metrics = train_phase(params, _data(), tmp_path, progress=False)
-        assert metrics["threads"] == used
+        assert metrics.threads == used
         assert torch.get_num_threads() == 2  # restored
     finally:
         torch.set_num_threads(before)

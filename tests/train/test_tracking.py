@@ -70,7 +70,7 @@ def test_every_eval_is_in_the_event_files(tmp_path, prep):
     # tokens/s from the first update on (iteration 0 has trained nothing); the last one is the run's average
     tps = scalars["tokens_per_s"]
     assert [s for s, _ in tps] == steps[1:] and all(v > 0 for _, v in tps)
-    assert math.isclose(tps[-1][1], metrics["tokens_per_s"], rel_tol=1e-5)
+    assert math.isclose(tps[-1][1], metrics.tokens_per_s, rel_tol=1e-5)
 
 
 def test_replicates_write_one_run_each_named_by_seed(tmp_path, prep):

@@ -40,7 +40,7 @@ def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str,
     phase's model and the model's vocabulary size.
     """
     from ..data.validators import run_validators
-    from ..schema import planned_iters
+    from ..schema import planned_iters, tokens_per_iter
 
     data, model = params.data, params.model
     timings: dict[str, float] = {}
@@ -133,7 +133,7 @@ def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str,
 
         param_counts = count_params(model, prepared.vocab_size)
     iters = planned_iters(params.train, model.block_size, int(np.asarray(prepared.train).size))
-    per_iter = params.train.batch_size * params.train.grad_accum * model.block_size
+    per_iter = tokens_per_iter(params.train, model.block_size)
     mvd = model_vs_data(param_counts, int(np.asarray(prepared.train).size), iters, per_iter)
     lap("model_vs_data")
     validators = run_validators(docs, list(data.validators))

@@ -125,6 +125,69 @@ def _block_size(model) -> int:
     return size
 
 
+class _NextLogits:
+    """The logits of the token after a growing list of ids, for one sample.
+
+    A model with ``next_logits``/``new_cache`` (gaplab's GPT) keeps a :class:`gaplab.model.gpt.KVCache`: each new
+    token costs one position's forward pass, and the cache starts again from the last ``block`` ids when the
+    context outgrows the model.  Any other model (``forward(idx)`` returning logits) reads the whole cropped
+    context at every token.
+    """
+
+    def __init__(self, model, block: int, device):
+        self.model, self.block, self.device = model, block, device
+        self.cached = callable(getattr(model, "next_logits", None)) and callable(getattr(model, "new_cache", None))
+        self.cache = None
+
+    def __call__(self, ids: list[int]):
+        import torch
+
+        if not self.cached:
+            idx = torch.tensor([ids[-self.block :]], dtype=torch.long, device=self.device)
+            return self.model(idx)[:, -1, :]
+        if self.cache is None or len(ids) > self.block:
+            self.cache = self.model.new_cache()
+            feed = ids[-self.block :]
+        else:
+            feed = ids[-1:]
+        return self.model.next_logits(torch.tensor([feed], dtype=torch.long, device=self.device), self.cache)
+
+
+def _prompt_ids(tokenizer, prompt: str, index: int) -> list[int]:
+    ids = [int(t) for t in tokenizer.encode(prompt)]
+    if not ids:
+        raise ValueError(
+            f"sample.prompts: prompt #{index} = {prompt!r} encodes to no tokens; "
+            "allowed: a prompt with at least one token, e.g. '\\n'"
+        )
+    return ids
+
+
+def _continue(next_logits: _NextLogits, prompt_ids: list[int], max_new_tokens: int, seed: int, filters) -> list[int]:
+    """``prompt_ids`` and ``max_new_tokens`` more, each drawn with a CPU generator seeded with ``seed``."""
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    ids = list(prompt_ids)
+    for _ in range(max_new_tokens):
+        last = filter_logits(next_logits(ids).detach().to("cpu"), **filters)
+        probs = torch.softmax(last, dim=-1)
+        ids.append(int(torch.multinomial(probs, 1, generator=gen)[0, 0]))
+    return ids
+
+
+def _with_text(row: dict[str, Any], tokenizer, prompt_ids: list[int], ids: list[int]) -> dict[str, Any]:
+    new = ids[len(prompt_ids) :]
+    row.update(
+        text=tokenizer.decode(new),
+        full_text=tokenizer.decode(ids),
+        token_ids=new,
+        prompt_tokens=len(prompt_ids),
+        new_tokens=len(new),
+    )
+    return row
+
+
 def generate(
     model,
     tokenizer,
@@ -144,13 +207,11 @@ def generate(
     text`` (the generated continuation only), ``full_text`` (prompt and
     continuation decoded together), ``token_ids`` (generated ids only),
     ``prompt_tokens`` and ``new_tokens``.  The context is cropped to the
-    model's ``block_size``; a model with ``next_logits``/``new_cache`` (gaplab's
-    GPT) reuses the keys and values of earlier positions, so each new token
-    costs one position's forward pass instead of the whole context's.  Each
-    sample has its own CPU ``torch.Generator`` seeded with
-    :func:`derive_seed`, so it does not depend on other random number use, on
-    ``num_samples`` or on the other prompts.  ``device``
-    defaults to the model's.
+    model's ``block_size``; gaplab's GPT reuses the keys and values of earlier
+    positions (:class:`_NextLogits`).  Each sample has its own CPU
+    ``torch.Generator`` seeded with :func:`derive_seed`, so it does not depend
+    on other random number use, on ``num_samples`` or on the other prompts.
+    ``device`` defaults to the model's.
     """
     import torch
 
@@ -158,61 +219,24 @@ def generate(
         raise ValueError(f"sample.max_new_tokens = {max_new_tokens!r}: allowed: > 0")
     if num_samples <= 0:
         raise ValueError(f"sample.num_samples = {num_samples!r}: allowed: > 0")
-    if isinstance(prompts, str):
-        prompts = [prompts]
+    prompts = [prompts] if isinstance(prompts, str) else prompts
     block = _block_size(model)
     if device is None:
         param = next(iter(model.parameters()), None)
         device = param.device if param is not None else torch.device("cpu")
+    filters = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
     was_training = model.training
     model.eval()
-    cached = callable(getattr(model, "next_logits", None)) and callable(getattr(model, "new_cache", None))
     rows: list[dict[str, Any]] = []
     try:
         with torch.no_grad():
             for pi, prompt in enumerate(prompts):
-                prompt_ids = [int(t) for t in tokenizer.encode(prompt)]
-                if not prompt_ids:
-                    raise ValueError(
-                        f"sample.prompts: prompt #{pi} = {prompt!r} encodes to no tokens; "
-                        "allowed: a prompt with at least one token, e.g. '\\n'"
-                    )
+                prompt_ids = _prompt_ids(tokenizer, prompt, pi)
                 for si in range(num_samples):
                     s = derive_seed(seed, pi, si)
-                    gen = torch.Generator(device="cpu").manual_seed(s)
-                    ids = list(prompt_ids)
-                    cache = None
-                    for _ in range(max_new_tokens):
-                        if cached:  # keys/values of earlier positions are reused: one new token per step
-                            if cache is None or len(ids) > block:
-                                cache = model.new_cache()
-                                feed = ids[-block:]
-                            else:
-                                feed = ids[-1:]
-                            idx = torch.tensor([feed], dtype=torch.long, device=device)
-                            next_logits = model.next_logits(idx, cache)
-                        else:
-                            idx = torch.tensor([ids[-block:]], dtype=torch.long, device=device)
-                            next_logits = model(idx)[0][:, -1, :]
-                        last = filter_logits(
-                            next_logits.detach().to("cpu"), temperature=temperature, top_k=top_k, top_p=top_p
-                        )
-                        probs = torch.softmax(last, dim=-1)
-                        ids.append(int(torch.multinomial(probs, 1, generator=gen)[0, 0]))
-                    new = ids[len(prompt_ids) :]
-                    rows.append(
-                        {
-                            "prompt": prompt,
-                            "prompt_index": pi,
-                            "sample_index": si,
-                            "seed": s,
-                            "text": tokenizer.decode(new),
-                            "full_text": tokenizer.decode(ids),
-                            "token_ids": new,
-                            "prompt_tokens": len(prompt_ids),
-                            "new_tokens": len(new),
-                        }
-                    )
+                    ids = _continue(_NextLogits(model, block, device), prompt_ids, max_new_tokens, s, filters)
+                    row = {"prompt": prompt, "prompt_index": pi, "sample_index": si, "seed": s}
+                    rows.append(_with_text(row, tokenizer, prompt_ids, ids))
     finally:
         model.train(was_training)
     return rows

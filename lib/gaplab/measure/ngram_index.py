@@ -357,17 +357,8 @@ class MemorizationIndex:
             "mem_longest_any_tokens": int(train_len.max()) if len(ids) else 0,
             "mem_min_content_tokens": self.min_content,
         }
-        best = (0, -1, -1, -1)  # trimmed length, start, end, start of the match it was trimmed from
-        for i in np.flatnonzero(train_len > 0).tolist():
-            j = i + int(train_len[i])
-            if csum[j] - csum[i] < self.min_content:
-                continue
-            lo = i + int(np.argmax(content[i:j]))
-            hi = j - int(np.argmax(content[i:j][::-1]))
-            if hi - lo > best[0]:
-                best = (hi - lo, lo, hi, i)
-        if best[0] > 0:
-            length, lo, hi, i = best
+        length, lo, hi, i = self._longest_copy(train_len, content, csum)
+        if length > 0:
             out.update(
                 mem_longest_tokens=length,
                 mem_longest_content_tokens=int(csum[hi] - csum[lo]),
@@ -377,11 +368,30 @@ class MemorizationIndex:
             if tokenizer is not None:
                 span = tokenizer.decode(ids[lo:hi])
                 out.update(mem_longest_chars=len(span), mem_longest_text=span)
+        out.update(self._ngram_shares(ids, train_len, csum))
+        return out
+
+    def _longest_copy(self, train_len: np.ndarray, content: np.ndarray, csum: np.ndarray) -> tuple[int, int, int, int]:
+        """The longest match with ``min_content`` content tokens, trimmed to content tokens at both ends:
+        ``(trimmed length, start, end, start of the match it was trimmed from)``; length 0 when none."""
+        best = (0, -1, -1, -1)
+        for i in np.flatnonzero(train_len > 0).tolist():
+            j = i + int(train_len[i])
+            if csum[j] - csum[i] < self.min_content:
+                continue
+            lo = i + int(np.argmax(content[i:j]))
+            hi = j - int(np.argmax(content[i:j][::-1]))
+            if hi - lo > best[0]:
+                best = (hi - lo, lo, hi, i)
+        return best
+
+    def _ngram_shares(self, ids: list[int], train_len: np.ndarray, csum: np.ndarray) -> dict[str, Any]:
+        """``content_ngrams`` and the shares of them found in train, in val only, and in neither."""
         windows = len(ids) - self.n + 1
         counted = np.zeros(max(windows, 0), dtype=bool)
         if windows > 0:
             counted = (csum[self.n : self.n + windows] - csum[:windows]) >= min(self.min_content, self.n)
-        out["content_ngrams"] = int(counted.sum())
+        out: dict[str, Any] = {"content_ngrams": int(counted.sum())}
         if not counted.any():
             out.update(train_ngram_share=None, val_only_ngram_share=None, novel_ngram_share=None)
             return out

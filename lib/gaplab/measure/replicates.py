@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 
 from ..train.history import load_history
+from ..train.metrics import TrainMetrics
 from ..train.replicates import REPLICATES_DIR
 
-#: the per-run numbers that get a mean and a spread over the replicates
-AGGREGATED = (
+#: the per-run numbers that get a mean and a spread over the replicates: training keys of metrics.json (checked
+#: against :class:`gaplab.train.metrics.TrainMetrics` at import, so a renamed field fails here) and the onset
+AGGREGATED = TrainMetrics.fields_named(
     "best_val_loss",
     "best_iter",
     "final_train_loss",
@@ -29,8 +31,7 @@ AGGREGATED = (
     "final_gap",
     "best_val_bpb",
     "final_val_bpb",
-    "onset_iter",
-)
+) + ("onset_iter",)
 _CURVES = ("train_loss", "val_loss", "train_bpb", "val_bpb", "val_loss_seen", "val_loss_unseen")
 
 

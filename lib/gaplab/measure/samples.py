@@ -92,74 +92,97 @@ def evaluate_samples(
     return rows, aggregate_rows(rows, repeat_n=repeat_n, format_patterns=[p.pattern for p in patterns])
 
 
-def aggregate_rows(
-    rows: Sequence[Mapping[str, Any]], *, repeat_n: int = 3, format_patterns: Sequence[str] = ()
-) -> dict[str, Any]:
-    """Means and shares over evaluated rows (see :func:`evaluate_samples`)."""
+def _col(rows: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
+    return [r.get(key) for r in rows]
 
-    def col(key: str) -> list[Any]:
-        return [r.get(key) for r in rows]
 
-    def share(key: str) -> Optional[float]:
-        vals = [r[key] for r in rows if r.get(key) is not None]
-        return sum(1 for v in vals if v) / len(vals) if vals else None
+def _share(rows: Sequence[Mapping[str, Any]], key: str) -> Optional[float]:
+    """Share of the rows with a ``key`` whose value is true (None when no row has one)."""
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return sum(1 for v in vals if v) / len(vals) if vals else None
 
-    agg: dict[str, Any] = {
+
+def _repetition(rows: Sequence[Mapping[str, Any]], repeat_n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "n_samples": len(rows),
-        "new_tokens": _mean(col("new_tokens")),
-        "distinct_1": _mean(col("distinct_1")),
-        "distinct_2": _mean(col("distinct_2")),
-        "distinct_3": _mean(col("distinct_3")),
-        f"repeated_{repeat_n}gram_share": _mean(col(f"repeated_{repeat_n}gram_share")),
-        "longest_repeat_chars": _mean(col("longest_repeat_chars")),
-        "stutter_share": share("stutter_count"),
-        "stutters_per_sample": _mean(col("stutter_count")),
+        "new_tokens": _mean(_col(rows, "new_tokens")),
+        "distinct_1": _mean(_col(rows, "distinct_1")),
+        "distinct_2": _mean(_col(rows, "distinct_2")),
+        "distinct_3": _mean(_col(rows, "distinct_3")),
+        f"repeated_{repeat_n}gram_share": _mean(_col(rows, f"repeated_{repeat_n}gram_share")),
+        "longest_repeat_chars": _mean(_col(rows, "longest_repeat_chars")),
+        "stutter_share": _share(rows, "stutter_count"),
+        "stutters_per_sample": _mean(_col(rows, "stutter_count")),
     }
     examples: list[str] = []
     for r in rows:
         for st in r.get("stutters") or []:
             if st["example"] not in examples:
                 examples.append(st["example"])
-    agg["stutter_examples"] = examples[:10]
-    if any("mem_longest_tokens" in r for r in rows):
-        longest = max(rows, key=lambda r: r.get("mem_longest_tokens") or 0)
-        agg.update(
-            {
-                "mem_longest_tokens": _mean(col("mem_longest_tokens")),
-                "mem_longest_tokens_max": _max(col("mem_longest_tokens")),
-                "mem_longest_chars_max": _max(col("mem_longest_chars")),
-                "mem_longest_text": _clip(longest.get("mem_longest_text")),
-                "mem_longest_any_tokens_max": _max(col("mem_longest_any_tokens")),
-                "train_ngram_share": _mean(col("train_ngram_share")),
-                "val_only_ngram_share": _mean(col("val_only_ngram_share")),
-                "novel_ngram_share": _mean(col("novel_ngram_share")),
-            }
-        )
-    if any("parse_ok" in r for r in rows):
-        agg.update(
-            {
-                "parse_ok_share": share("parse_ok"),
-                "parse_line_share": _mean(col("parse_line_share")),
-                "brackets_balanced_share": share("brackets_balanced"),
-                "bracket_errors": _mean(col("bracket_errors")),
-                "tokenize_errors": _mean(col("tokenize_errors")),
-            }
-        )
-    if format_patterns:
-        agg["format_ok_share"] = share("format_ok")
-        agg["format_by_pattern"] = {
+    out["stutter_examples"] = examples[:10]
+    return out
+
+
+def _memorization(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    longest = max(rows, key=lambda r: r.get("mem_longest_tokens") or 0)
+    return {
+        "mem_longest_tokens": _mean(_col(rows, "mem_longest_tokens")),
+        "mem_longest_tokens_max": _max(_col(rows, "mem_longest_tokens")),
+        "mem_longest_chars_max": _max(_col(rows, "mem_longest_chars")),
+        "mem_longest_text": _clip(longest.get("mem_longest_text")),
+        "mem_longest_any_tokens_max": _max(_col(rows, "mem_longest_any_tokens")),
+        "train_ngram_share": _mean(_col(rows, "train_ngram_share")),
+        "val_only_ngram_share": _mean(_col(rows, "val_only_ngram_share")),
+        "novel_ngram_share": _mean(_col(rows, "novel_ngram_share")),
+    }
+
+
+def _python_quality(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "parse_ok_share": _share(rows, "parse_ok"),
+        "parse_line_share": _mean(_col(rows, "parse_line_share")),
+        "brackets_balanced_share": _share(rows, "brackets_balanced"),
+        "bracket_errors": _mean(_col(rows, "bracket_errors")),
+        "tokenize_errors": _mean(_col(rows, "tokenize_errors")),
+    }
+
+
+def _format(rows: Sequence[Mapping[str, Any]], format_patterns: Sequence[str]) -> dict[str, Any]:
+    return {
+        "format_ok_share": _share(rows, "format_ok"),
+        "format_by_pattern": {
             p: _mean([0.0 if p in (r.get("format_missing") or []) else 1.0 for r in rows if "format_ok" in r])
             for p in format_patterns
-        }
+        },
+    }
+
+
+def _keywords(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The mean keyword score of the scored rows, overall and by category and difficulty."""
+    out: dict[str, Any] = {"keyword_score": _mean(r["keyword_score"] for r in scored), "keyword_samples": len(scored)}
+    for key, name in (("keyword_category", "keyword_by_category"), ("keyword_difficulty", "keyword_by_difficulty")):
+        groups: dict[str, list[float]] = {}
+        for r in scored:
+            groups.setdefault(r[key], []).append(r["keyword_score"])
+        out[name] = {g: sum(v) / len(v) for g, v in groups.items()}
+    return out
+
+
+def aggregate_rows(
+    rows: Sequence[Mapping[str, Any]], *, repeat_n: int = 3, format_patterns: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Means and shares over evaluated rows (see :func:`evaluate_samples`): repetition always; memorization,
+    Python well-formedness, format and keyword scores when the rows have them."""
+    agg = _repetition(rows, repeat_n)
+    if any("mem_longest_tokens" in r for r in rows):
+        agg.update(_memorization(rows))
+    if any("parse_ok" in r for r in rows):
+        agg.update(_python_quality(rows))
+    if format_patterns:
+        agg.update(_format(rows, format_patterns))
     scored = [r for r in rows if r.get("keyword_score") is not None]
     if scored:
-        agg["keyword_score"] = _mean(r["keyword_score"] for r in scored)
-        agg["keyword_samples"] = len(scored)
-        for key, name in (("keyword_category", "keyword_by_category"), ("keyword_difficulty", "keyword_by_difficulty")):
-            groups: dict[str, list[float]] = {}
-            for r in scored:
-                groups.setdefault(r[key], []).append(r["keyword_score"])
-            agg[name] = {g: sum(v) / len(v) for g, v in groups.items()}
+        agg.update(_keywords(scored))
     return agg
 
 

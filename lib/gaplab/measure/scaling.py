@@ -60,6 +60,53 @@ def _starts(N: np.ndarray, D: np.ndarray) -> list[np.ndarray]:
     return [np.array([a, b, an, ad]) for a, b, (an, ad) in itertools.product(log_nc, log_dc, alphas)]
 
 
+def _fit_points(N, D, L, holdout_mask) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``N``, ``D``, ``L`` as positive 1-D arrays of one length, and the holdout mask; at least 4 fit points."""
+    N_arr, D_arr, L_arr = positive_array("N", N), positive_array("D", D), positive_array("L", L)
+    N_arr, D_arr, L_arr = np.atleast_1d(N_arr), np.atleast_1d(D_arr), np.atleast_1d(L_arr)
+    if not (len(N_arr) == len(D_arr) == len(L_arr)):
+        raise ValueError(f"N, D and L must have the same length; got {len(N_arr)}, {len(D_arr)}, {len(L_arr)}")
+    if holdout_mask is None:
+        hold = np.zeros(len(N_arr), dtype=bool)
+    else:
+        hold = np.asarray(holdout_mask, dtype=bool)
+        if hold.shape != N_arr.shape:
+            raise ValueError(f"holdout_mask has {hold.size} entries; N has {N_arr.size}")
+    n_fit = int((~hold).sum())
+    if n_fit < 4:
+        raise ValueError(
+            f"fit_kaplan needs at least 4 fit points for its 4 constants; got {n_fit} ({int(hold.sum())} held out)"
+        )
+    return N_arr, D_arr, L_arr, hold
+
+
+def _least_squares_fit(N: np.ndarray, D: np.ndarray, log_loss: np.ndarray):
+    """The lowest-cost ``least_squares`` result over :func:`_starts`, for theta = (log Nc, log Dc, alphas)."""
+
+    def resid(theta: np.ndarray) -> np.ndarray:
+        return _log_loss(theta, N, D) - log_loss
+
+    lower = [_LOG_BOUNDS[0], _LOG_BOUNDS[0], _ALPHA_BOUNDS[0], _ALPHA_BOUNDS[0]]
+    upper = [_LOG_BOUNDS[1], _LOG_BOUNDS[1], _ALPHA_BOUNDS[1], _ALPHA_BOUNDS[1]]
+    best = None
+    for x0 in _starts(N, D):
+        x0 = np.clip(x0, lower, upper)
+        res = least_squares(
+            resid,
+            x0,
+            bounds=(lower, upper),
+            method="trf",
+            x_scale="jac",
+            xtol=1e-12,
+            ftol=1e-12,
+            gtol=1e-12,
+            max_nfev=2000,
+        )
+        if best is None or res.cost < best.cost:
+            best = res
+    return best
+
+
 def fit_kaplan(
     N: Sequence[float], D: Sequence[float], L: Sequence[float], holdout_mask: Optional[Sequence[bool]] = None
 ) -> dict[str, Any]:
@@ -81,45 +128,10 @@ def fit_kaplan(
     ``holdout_rmse`` and ``holdout_max_abs_error`` (None without a holdout),
     ``success``, ``message``, ``formula``.
     """
-    N_arr, D_arr, L_arr = positive_array("N", N), positive_array("D", D), positive_array("L", L)
-    N_arr, D_arr, L_arr = np.atleast_1d(N_arr), np.atleast_1d(D_arr), np.atleast_1d(L_arr)
-    if not (len(N_arr) == len(D_arr) == len(L_arr)):
-        raise ValueError(f"N, D and L must have the same length; got {len(N_arr)}, {len(D_arr)}, {len(L_arr)}")
-    if holdout_mask is None:
-        hold = np.zeros(len(N_arr), dtype=bool)
-    else:
-        hold = np.asarray(holdout_mask, dtype=bool)
-        if hold.shape != N_arr.shape:
-            raise ValueError(f"holdout_mask has {hold.size} entries; N has {N_arr.size}")
+    N_arr, D_arr, L_arr, hold = _fit_points(N, D, L, holdout_mask)
     fit = ~hold
     n_fit = int(fit.sum())
-    if n_fit < 4:
-        raise ValueError(
-            f"fit_kaplan needs at least 4 fit points for its 4 constants; got {n_fit} ({int(hold.sum())} held out)"
-        )
-    Nf, Df, log_lf = N_arr[fit], D_arr[fit], np.log(L_arr[fit])
-
-    def resid(theta: np.ndarray) -> np.ndarray:
-        return _log_loss(theta, Nf, Df) - log_lf
-
-    lower = [_LOG_BOUNDS[0], _LOG_BOUNDS[0], _ALPHA_BOUNDS[0], _ALPHA_BOUNDS[0]]
-    upper = [_LOG_BOUNDS[1], _LOG_BOUNDS[1], _ALPHA_BOUNDS[1], _ALPHA_BOUNDS[1]]
-    best = None
-    for x0 in _starts(Nf, Df):
-        x0 = np.clip(x0, lower, upper)
-        res = least_squares(
-            resid,
-            x0,
-            bounds=(lower, upper),
-            method="trf",
-            x_scale="jac",
-            xtol=1e-12,
-            ftol=1e-12,
-            gtol=1e-12,
-            max_nfev=2000,
-        )
-        if best is None or res.cost < best.cost:
-            best = res
+    best = _least_squares_fit(N_arr[fit], D_arr[fit], np.log(L_arr[fit]))
     theta = best.x
     pred = np.exp(_log_loss(theta, N_arr, D_arr))
     err = pred - L_arr

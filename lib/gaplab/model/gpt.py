@@ -20,11 +20,17 @@ Two pieces depart from plain PyTorch, each behind one named function: the
 training loss of the tied head (:func:`gaplab.model.fused_loss.chunked_cross_entropy`,
 which never materialises the full logits) and attention under CPU bf16
 autocast (:func:`gaplab.model.device.attention`, which keeps it in fp32).
+
+As in nanochat, ``forward`` returns the logits without targets and the loss
+with them; how the loss is computed (:class:`LossOptions`) is an argument of
+``forward``, not a setting of the model.  Generation reuses the keys and
+values of earlier positions through a :class:`KVCache`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -54,35 +60,70 @@ def count_params(model_cfg: Any, vocab_size: int) -> dict[str, int]:
     return {"total": non_embedding + embedding, "embedding": embedding, "non_embedding": non_embedding}
 
 
+@dataclass(frozen=True)
+class LossOptions:
+    """How ``GPT.forward`` computes the training loss (the trainer builds one from ``train.*``)."""
+
+    #: compute the loss with :func:`chunked_cross_entropy` (the full logits are never formed)
+    fused: bool = True
+    #: precision of the head's matmuls in the fused loss while gradients are on (None: the model's)
+    head_dtype: Optional[torch.dtype] = None
+    #: rows of logits per chunk in the fused loss (None: :func:`gaplab.model.fused_loss.default_chunk`)
+    chunk: Optional[int] = None
+
+
+class KVCache:
+    """The keys and values of the positions seen so far, one pair per layer (generation only).
+
+    Empty, the next forward pass is the prompt; filled, it is one new token, which attends to every cached
+    position.  ``positions`` counts what it holds.
+    """
+
+    def __init__(self, n_layer: int):
+        self.keys: list[Optional[torch.Tensor]] = [None] * n_layer
+        self.values: list[Optional[torch.Tensor]] = [None] * n_layer
+
+    @property
+    def positions(self) -> int:
+        return 0 if self.keys[0] is None else int(self.keys[0].shape[2])
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this pass's keys and values (B, heads, T, head size) to ``layer``'s; return them all."""
+        if self.keys[layer] is not None:
+            k, v = torch.cat([self.keys[layer], k], dim=2), torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         if cfg.n_embd % cfg.n_head:
             raise ValueError(f"model.n_embd = {cfg.n_embd} must be a multiple of model.n_head = {cfg.n_head}")
+        self.layer = layer  # its index in the model: where its keys and values go in a KVCache
         self.n_head = cfg.n_head
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: Optional[dict] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
         """Causal self-attention over ``x`` (B, T, C).
 
-        ``cache`` (generation only): a dict that keeps this layer's keys and
-        values.  Empty, ``x`` is the prompt and is attended causally; filled,
-        ``x`` must be the one next token, which attends to everything cached.
+        ``cache`` (generation only) keeps every layer's keys and values.  Empty,
+        ``x`` is the prompt and is attended causally; filled, ``x`` must be the
+        one next token, which attends to everything cached.
         """
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         causal = True
         if cache is not None:
-            if "k" in cache:
+            if cache.keys[self.layer] is not None:
                 if T != 1:
                     raise ValueError(f"a filled attention cache takes one new token at a time, got {T}")
-                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
                 causal = False  # the one new query may see every cached position
-            cache["k"], cache["v"] = k, v
+            k, v = cache.extend(self.layer, k, v)
         y = attention(q, k, v, causal=causal, dropout=self.dropout if self.training else 0.0)
         return self.resid_drop(self.proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
@@ -99,14 +140,14 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, layer)
         self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: Optional[dict] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), cache)
         return x + self.mlp(self.ln2(x))
 
@@ -124,14 +165,8 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        #: compute the training loss with :func:`chunked_cross_entropy` (no full logits)
-        self.fused_loss = True
-        #: precision of the head's matmuls in the fused loss while gradients are on (None: the model's)
-        self.head_dtype: Optional[torch.dtype] = None
-        #: rows of logits per chunk in the fused loss (None: :func:`default_chunk`)
-        self.loss_chunk: Optional[int] = None
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scaled init of the residual projections
             if name.endswith("proj.weight"):
@@ -155,9 +190,9 @@ class GPT(nn.Module):
         for block in self.blocks:
             block.compile()
 
-    def hidden(self, idx: torch.Tensor, cache: Optional[list[dict]] = None) -> torch.Tensor:
+    def hidden(self, idx: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
         """The final LayerNorm's output, (B, T, n_embd); with ``cache``, ``idx`` follows the cached positions."""
-        past, T = (self.cached_tokens(cache) if cache is not None else 0), idx.shape[1]
+        past, T = (cache.positions if cache is not None else 0), idx.shape[1]
         if past + T > self.config.block_size:
             if past:
                 raise ValueError(
@@ -167,20 +202,16 @@ class GPT(nn.Module):
             raise ValueError(f"a sequence of {T} tokens is longer than model.block_size = {self.config.block_size}")
         pos = torch.arange(past, past + T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
-        for block, layer_cache in zip(self.blocks, cache if cache is not None else [None] * len(self.blocks)):
-            x = block(x, layer_cache)
+        for block in self.blocks:
+            x = block(x, cache)
         return self.ln_f(x)
 
-    def new_cache(self) -> list[dict]:
-        """An empty key/value cache for :meth:`next_logits`: one dict per layer."""
-        return [{} for _ in self.blocks]
-
-    def cached_tokens(self, cache: list[dict]) -> int:
-        """How many positions ``cache`` holds."""
-        return int(cache[0]["k"].shape[2]) if cache and "k" in cache[0] else 0
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for :meth:`next_logits`."""
+        return KVCache(len(self.blocks))
 
     @torch.no_grad()
-    def next_logits(self, idx: torch.Tensor, cache: list[dict]) -> torch.Tensor:
+    def next_logits(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Logits (B, vocab) of the token after ``idx``, reusing and extending ``cache``.
 
         With an empty cache ``idx`` (B, T) is the whole context; afterwards pass
@@ -191,18 +222,19 @@ class GPT(nn.Module):
         """
         return self.hidden(idx, cache)[:, -1, :] @ self.wte.weight.t()
 
-    def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
-        """``(logits, loss)``.
+    def forward(
+        self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None, loss_options: LossOptions = LossOptions()
+    ) -> torch.Tensor:
+        """Without ``targets`` the logits (B, T, vocab); with them the mean cross-entropy (a scalar).
 
-        Without targets: logits (B, T, vocab), loss None.  With targets: the mean
-        cross-entropy; when ``fused_loss`` is on the logits are never formed and
-        come back as None.
+        ``loss_options`` say how the loss is computed: fused (the logits are never formed, the head's matmuls
+        in ``head_dtype`` while gradients are on) or from the full logits in fp32.
         """
         x = self.hidden(idx)
         if targets is None:
-            return x @ self.wte.weight.t(), None
-        if self.fused_loss:
-            head = self.head_dtype if torch.is_grad_enabled() else None
-            return None, chunked_cross_entropy(x, self.wte.weight, targets, chunk=self.loss_chunk, matmul_dtype=head)
+            return x @ self.wte.weight.t()
+        if loss_options.fused:
+            head = loss_options.head_dtype if torch.is_grad_enabled() else None
+            return chunked_cross_entropy(x, self.wte.weight, targets, chunk=loss_options.chunk, matmul_dtype=head)
         logits = x @ self.wte.weight.t()
-        return logits, F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))

@@ -15,7 +15,7 @@ from typing import Optional
 
 from ..errors import Problem, StudyError
 from ..measure.references import CHINCHILLA_TOKENS_PER_PARAM, SOURCES
-from ..schema import planned_iters
+from ..schema import planned_iters, tokens_per_iter
 
 #: phases a check table shows unless ``--all``
 CHECK_TABLE_ROWS = 100
@@ -78,7 +78,7 @@ def check_rows(study, phases: Optional[list[str]] = None, memory_check: bool = T
         n_train = len(prep.train) if prep is not None else None
         counts = count_params(p.model, vocab or 0)
         iters = planned_iters(p.train, p.model.block_size, n_train) if n_train or p.train.max_iters else None
-        tokens_seen = iters * p.train.batch_size * p.train.grad_accum * p.model.block_size if iters else None
+        tokens_seen = iters * tokens_per_iter(p.train, p.model.block_size) if iters else None
         if memory_check and vocab and exact:
             device = p.train.device
             limits.setdefault(device, machine_memory(device))

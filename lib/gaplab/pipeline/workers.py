@@ -33,12 +33,12 @@ def phase_cost(name: str, params: Any, vocab_size: int, train_tokens: int) -> Ph
     """The phase's planned training FLOPs (:func:`gaplab.model.device.step_flops` x iterations x replicates) and
     peak memory (:func:`gaplab.pipeline.resources.peak_memory` per replicate process, plus its own)."""
     from ..model.device import step_flops
-    from ..schema import planned_iters
+    from ..schema import planned_iters, tokens_per_iter
     from .resources import peak_memory
 
     t, m = params.train, params.model
     iters = planned_iters(t, m.block_size, train_tokens)
-    flops = step_flops(m, t.batch_size * t.grad_accum * m.block_size, vocab_size) * iters * params.replicates
+    flops = step_flops(m, tokens_per_iter(t, m.block_size), vocab_size) * iters * params.replicates
     peak = peak_memory(m, t, vocab_size)["total"]
     return PhaseCost(name, flops, PROCESS_BYTES + params.replicates * peak, t.device)
 

@@ -31,12 +31,13 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, TrainingError
 from ..files import atomic_write_bytes
 from ..model.gpt import GPT
-from ..schema import ModelConfig
+from ..schema import ModelConfig, PhaseParams
 from ..versioning import gaplab_version
 from .batches import Batches
+from .history import HISTORY_COLUMNS
 
 
 @dataclass
@@ -244,3 +245,27 @@ def resume_problems(
     ):
         out.append("the training or validation tokens differ (the corpus changed on disk)")
     return out
+
+
+def check_resumable(ck: dict[str, Any], path: Path, params: PhaseParams, vocab_size: int, data_fp: str) -> None:
+    """Refuse (:class:`gaplab.errors.TrainingError`, one sentence) to resume ``path``'s checkpoint ``ck`` with this
+    phase: another model or vocabulary, settings or data that would rewrite its history
+    (:func:`resume_problems`), or a history.csv of other columns."""
+    model_now = params.model.model_dump()
+    if ck.get("model_config") != model_now or int(ck.get("vocab_size", -1)) != vocab_size:
+        raise TrainingError(
+            f"resume: {path} holds a model {ck.get('model_config')} over "
+            f"{ck.get('vocab_size')} ids, but this phase builds {model_now} over {vocab_size}; "
+            "train from scratch (no resume) or restore the settings"
+        )
+    changed = resume_problems(ck.get("params") or {}, params.to_dict(), ck.get("data_fingerprint"), data_fp)
+    if changed:
+        raise TrainingError(
+            f"resume: {path} holds a model and optimizer trained with other settings, and "
+            f"continuing would mix two runs in one history: {'; '.join(changed)}. Train from "
+            "scratch (no resume), or restore these settings"
+        )
+    if any(len(row) != len(HISTORY_COLUMNS) for row in ck.get("history", [])):
+        raise TrainingError(
+            f"resume: {path} was written by a gaplab whose history.csv had other columns; train from scratch (no resume)"
+        )

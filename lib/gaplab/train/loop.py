@@ -16,7 +16,14 @@ val loss so far.  A Stop pressed between two scheduled evals is evaluated
 once more, so the curve shows where it stopped; that extra row is in
 ``history.csv`` but not in the checkpoint's history, does not move the
 best checkpoint, and is dropped by a resume: a resumed run's history equals
-an uninterrupted run's, row for row.
+an uninterrupted run's, row for row.  A resume from a checkpoint already at
+the planned iteration (a run killed after its last eval) trains nothing: it
+writes the final metrics and checkpoint.
+
+One run is a :class:`PhaseRun` in named steps: set up (:meth:`PhaseRun.start_fresh`
+or :meth:`PhaseRun.resume`), the loop (:meth:`PhaseRun.loop`: an eval row when one is
+due, then one :meth:`PhaseRun.step`), and the final record (:meth:`PhaseRun.finish`,
+a :class:`gaplab.train.metrics.TrainMetrics`).
 """
 
 from __future__ import annotations
@@ -27,15 +34,15 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 import torch
 
 from ..errors import TrainingError
-from ..files import atomic_write_text, update_json
-from ..measure.units import perplexity
+from ..files import atomic_write_text
 from ..model.device import (
     auto_threads,
     autocast_context,
@@ -47,22 +54,27 @@ from ..model.device import (
     set_threads,
 )
 from ..model.fused_loss import token_losses
-from ..model.gpt import GPT, count_params
-from ..schema import PhaseParams, planned_iters
+from ..model.gpt import GPT, LossOptions, count_params
+from ..schema import PhaseParams, planned_iters, tokens_per_iter
 from .batches import Batches
 from .checkpoint import (
     TrainState,
+    check_resumable,
     data_fingerprint,
     load_checkpoint,
-    resume_problems,
     rng_state,
     save_checkpoint,
     set_rng_state,
     versions,
 )
 from .history import HISTORY_COLUMNS, history_csv
+from .inputs import TrainData
+from .metrics import TrainMetrics
 from .schedule import lr_at, make_optimizer
 from .tracking import Tracker
+
+if TYPE_CHECKING:
+    from ..data.split import Prepared
 
 
 # --------------------------------------------------------------------------- model, one step, eval
@@ -70,8 +82,6 @@ def build_model(model_cfg, train_cfg, vocab_size: int, device: torch.device, dty
     """A freshly initialised :class:`GPT` (seeded by ``train.seed``) set up as the trainer uses it."""
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg, vocab_size).to(device)
-    model.fused_loss = train_cfg.fused_loss
-    model.head_dtype = head_matmul_dtype(train_cfg.dtype, device, dtype, vocab_size)
     if train_cfg.compile:
         if device.type == "cpu" and not c_compiler_available():
             warnings.warn(
@@ -84,6 +94,12 @@ def build_model(model_cfg, train_cfg, vocab_size: int, device: torch.device, dty
     return model
 
 
+def loss_options_for(train_cfg, device: torch.device, dtype: torch.dtype, vocab_size: int) -> LossOptions:
+    """How the training loss is computed: ``train.fused_loss``, and the head's precision on this machine."""
+    head_dtype = head_matmul_dtype(train_cfg.dtype, device, dtype, vocab_size)
+    return LossOptions(fused=train_cfg.fused_loss, head_dtype=head_dtype)
+
+
 def train_step(
     model: GPT,
     optimizer: torch.optim.Optimizer,
@@ -93,19 +109,24 @@ def train_step(
     device: torch.device,
     dtype: torch.dtype,
     scaler=None,
+    loss_options: Optional[LossOptions] = None,
 ) -> float:
     """One optimizer step over ``grad_accum`` micro-batches; returns the step's mean training loss.
 
-    A non-finite loss (or gradient norm) leaves the weights untouched and is
-    returned as ``nan``/``inf`` for the caller to stop on.
+    ``loss_options`` default to ``train.fused_loss`` at the model's own precision
+    (:func:`loss_options_for` gives the trainer's).  A non-finite loss (or gradient
+    norm) leaves the weights untouched and is returned as ``nan``/``inf`` for the
+    caller to stop on.
     """
+    if loss_options is None:
+        loss_options = LossOptions(fused=train_cfg.fused_loss)
     for group in optimizer.param_groups:
         group["lr"] = lr
     total = torch.zeros((), device=device)
     for _ in range(train_cfg.grad_accum):
         x, y = batches.next_train()
         with autocast_context(device, dtype):
-            _, loss = model(x, y)
+            loss = model(x, y, loss_options)
         loss = loss / train_cfg.grad_accum
         total += loss.detach().float()
         (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -184,10 +205,6 @@ def evaluate(
     return out
 
 
-def _finite(x: Any) -> Optional[float]:
-    return float(x) if x is not None and math.isfinite(float(x)) else None
-
-
 def _progress_bar(total: int, initial: int):
     from tqdm.auto import tqdm
 
@@ -197,36 +214,35 @@ def _progress_bar(total: int, initial: int):
     )
 
 
-def _check_data(data, vocab_size: int) -> None:
+def _check_data(data: TrainData) -> None:
     for name in ("train", "val"):
         arr = np.asarray(getattr(data, name))
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise TrainingError(
                 f"data.{name} must be a 1-D array of integer token ids (got {arr.dtype}, shape {arr.shape})"
             )
-        if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
+        if arr.size and (arr.min() < 0 or arr.max() >= data.vocab_size):
             raise TrainingError(
                 f"data.{name} holds token ids from {arr.min()} to {arr.max()}, outside the "
-                f"model's vocabulary 0..{vocab_size - 1} (vocab_size = {vocab_size})"
+                f"model's vocabulary 0..{data.vocab_size - 1} (vocab_size = {data.vocab_size})"
             )
 
 
 # --------------------------------------------------------------------------- the trainer
 def train_phase(
     params: PhaseParams,
-    data,
+    data: Union[TrainData, Prepared],
     run_dir,
     *,
     progress: bool = True,
     resume: bool = False,
     on_eval: Optional[Callable[[dict], None]] = None,
     should_stop: Optional[Callable[[], bool]] = None,
-) -> dict[str, Any]:
-    """Train one phase into ``run_dir``; return the metrics written to ``metrics.json``.
+) -> TrainMetrics:
+    """Train one phase into ``run_dir``; return the record written to ``metrics.json``.
 
-    ``data`` needs ``train`` and ``val`` (1-D arrays of model-space token ids),
-    ``vocab_size``, ``vocab_size_original`` and ``corpus.fingerprint`` (a
-    :class:`gaplab.data.split.Prepared` has them).  ``on_eval(row)`` is called after
+    ``data`` is a :class:`gaplab.train.inputs.TrainData`, or a :class:`gaplab.data.split.Prepared`
+    (:meth:`TrainData.from_prepared` takes what training needs).  ``on_eval(row)`` is called after
     every eval with the history row; ``should_stop()`` is polled before every
     iteration and, when true, ends the run cleanly ("stopped by user") after a
     final eval and checkpoint.  ``resume`` continues from ``ckpt/last.pt``; it
@@ -237,249 +253,276 @@ def train_phase(
     (:func:`gaplab.model.device.auto_threads`), else the process's setting; the
     process's thread count is restored on return.
     """
+    data = TrainData.of(data)
     t = params.train
-    tokens_per_iter = t.batch_size * t.grad_accum * params.model.block_size
+    per_iter = tokens_per_iter(t, params.model.block_size)
     before = torch.get_num_threads()
-    set_threads(
-        t.threads or auto_threads(params.model, tokens_per_iter, int(data.vocab_size), resolve_device(t.device))
-    )
+    set_threads(t.threads or auto_threads(params.model, per_iter, data.vocab_size, resolve_device(t.device)))
     try:
-        return _train(params, data, run_dir, progress=progress, resume=resume, on_eval=on_eval, should_stop=should_stop)
+        run = PhaseRun(params, data, Path(run_dir))
+        if resume:
+            run.resume()
+        else:
+            run.start_fresh()
+        return run.finish(run.loop(progress, on_eval, should_stop))
     finally:
         torch.set_num_threads(before)
 
 
-def _train(
-    params: PhaseParams,
-    data,
-    run_dir,
-    *,
-    progress: bool,
-    resume: bool,
-    on_eval: Optional[Callable[[dict], None]],
-    should_stop: Optional[Callable[[], bool]],
-) -> dict[str, Any]:
-    run_dir = Path(run_dir)
-    m_cfg, t = params.model, params.train
-    device = resolve_device(t.device)
-    dtype = resolve_dtype(t.dtype, device, m_cfg.n_embd)
-    eval_dtype = eval_dtype_for(device, dtype)
-    vocab_size = int(data.vocab_size)
-    _check_data(data, vocab_size)
-    n_train, n_val = len(data.train), len(data.val)
-    max_iters = planned_iters(t, m_cfg.block_size, n_train)
-    tokens_per_iter = t.batch_size * t.grad_accum * m_cfg.block_size
-    phase_dict = params.to_dict()
-    data_fp = data_fingerprint(data.train, data.val)
-    train_bytes, val_bytes = getattr(data, "train_bytes", None), getattr(data, "val_bytes", None)
-    token_bytes = (
-        {"train": train_bytes, "val": val_bytes} if train_bytes is not None and val_bytes is not None else None
-    )
-    val_seen = getattr(data, "val_seen", None)
+@dataclass
+class Progress:
+    """Where a run stands: the early-stopping counters and the history (what a checkpoint keeps)."""
 
-    random.seed(t.seed)
-    np.random.seed(t.seed % 2**32)
-    model = build_model(m_cfg, t, vocab_size, device, dtype)
-    optimizer = make_optimizer(model, t)
-    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, dtype) else None
-    batches = Batches(data.train, data.val, m_cfg.block_size, t.batch_size, t.seed, t.eval_iters, device)
-    counts = count_params(m_cfg, vocab_size)
+    it: int = 0
+    best_val: float = math.inf
+    best_iter: int = -1
+    bad_evals: int = 0
+    best_row: dict = field(default_factory=dict)
+    train_seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)  # every row of history.csv
+    scheduled: list[dict] = field(default_factory=list)  # the rows an uninterrupted run has: what a checkpoint keeps
 
-    ckpt_dir = run_dir / "ckpt"
-    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-    history: list[dict] = []  # every row of history.csv
-    scheduled: list[dict] = []  # the rows an uninterrupted run has: what a checkpoint keeps
-    start_iter, best_val, best_iter, bad_evals, train_seconds = 0, float("inf"), -1, 0, 0.0
-    best_row: dict = {}
-    if resume:
-        if not last_path.exists():
-            raise TrainingError(f"resume: {last_path} does not exist; train once without resume first")
-        ck = load_checkpoint(last_path)
-        model_now = m_cfg.model_dump()
-        if ck.get("model_config") != model_now or int(ck.get("vocab_size", -1)) != vocab_size:
-            raise TrainingError(
-                f"resume: {last_path} holds a model {ck.get('model_config')} over "
-                f"{ck.get('vocab_size')} ids, but this phase builds {model_now} over {vocab_size}; "
-                "train from scratch (no resume) or restore the settings"
-            )
-        changed = resume_problems(ck.get("params") or {}, phase_dict, ck.get("data_fingerprint"), data_fp)
-        if changed:
-            raise TrainingError(
-                f"resume: {last_path} holds a model and optimizer trained with other settings, and "
-                f"continuing would mix two runs in one history: {'; '.join(changed)}. Train from "
-                "scratch (no resume), or restore these settings"
-            )
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        if scaler is not None and ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        set_rng_state(ck["rng"], batches, device)
-        start_iter = int(ck["iter"])
-        best_val, best_iter, bad_evals = float(ck["best_val"]), int(ck["best_iter"]), int(ck["bad_evals"])
-        train_seconds = float(ck["train_seconds"])
-        if any(len(row) != len(HISTORY_COLUMNS) for row in ck["history"]):
-            raise TrainingError(
-                f"resume: {last_path} was written by a gaplab whose history.csv had other columns; "
-                "train from scratch (no resume)"
-            )
+
+class PhaseRun:
+    """One phase's training in ``run_dir``: the model, optimizer and data set up as the phase says."""
+
+    def __init__(self, params: PhaseParams, data: TrainData, run_dir: Path):
+        m_cfg, t = params.model, params.train
+        self.params, self.data, self.run_dir = params, data, run_dir
+        self.device = resolve_device(t.device)
+        self.dtype = resolve_dtype(t.dtype, self.device, m_cfg.n_embd)
+        self.eval_dtype = eval_dtype_for(self.device, self.dtype)
+        _check_data(data)
+        self.max_iters = planned_iters(t, m_cfg.block_size, len(data.train))
+        self.per_iter = tokens_per_iter(t, m_cfg.block_size)
+        self.phase_dict = params.to_dict()
+        self.data_fp = data_fingerprint(data.train, data.val)
+        random.seed(t.seed)
+        np.random.seed(t.seed % 2**32)
+        self.model = build_model(m_cfg, t, data.vocab_size, self.device, self.dtype)
+        self.loss_options = loss_options_for(t, self.device, self.dtype, data.vocab_size)
+        self.optimizer = make_optimizer(self.model, t)
+        self.scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(self.device, self.dtype) else None
+        self.batches = Batches(data.train, data.val, m_cfg.block_size, t.batch_size, t.seed, t.eval_iters, self.device)
+        self.counts = count_params(m_cfg, data.vocab_size)
+        self.ckpt_dir = run_dir / "ckpt"
+        self.last_path, self.best_path = self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"
+        self.progress = Progress()
+        self.tracker: Optional[Tracker] = None
+        self.bar = None
+        self.t0 = time.time()
+        self.start_iter, self.last_eval_iter = 0, -1
+
+    # ----------------------------------------------------------------------- set up: fresh or resumed
+    def start_fresh(self) -> None:
+        """Checkpoints of an earlier run in this folder would be mistaken for ours: they go."""
+        if self.ckpt_dir.is_dir():
+            for old in self.ckpt_dir.glob("*.pt"):
+                old.unlink()
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.tracker = Tracker(self.run_dir, self.params.train.seed, purge_from=None, params=self.phase_dict)
+
+    def resume(self) -> None:
+        """Continue from ``ckpt/last.pt``: weights, optimizer, random generators, counters and history.
+
+        A checkpoint at the planned iteration is restored too: the loop then trains nothing and the run
+        ends with its final metrics.  One past it is refused (the iterations cannot be undone).
+        """
+        if not self.last_path.exists():
+            raise TrainingError(f"resume: {self.last_path} does not exist; train once without resume first")
+        ck = load_checkpoint(self.last_path)
+        check_resumable(ck, self.last_path, self.params, self.data.vocab_size, self.data_fp)
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        if self.scaler is not None and ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        set_rng_state(ck["rng"], self.batches, self.device)
         scheduled = [dict(zip(HISTORY_COLUMNS, row)) for row in ck["history"]]
-        history = list(scheduled)
-        best_row = next((r for r in scheduled if r["iter"] == best_iter), {})
-        if start_iter >= max_iters:
-            raise TrainingError(
-                f"resume: {last_path} is at iter {start_iter}, already at the planned "
-                f"{max_iters} iterations; raise train.max_iters (or train.epochs) to train on"
-            )
-    elif ckpt_dir.is_dir():  # a fresh run: checkpoints of an earlier run in this folder would be mistaken for ours
-        for old in ckpt_dir.glob("*.pt"):
-            old.unlink()
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    # TensorBoard: a resume drops what an interrupted run logged after its checkpoint's last eval
-    tracker = Tracker(run_dir, t.seed, purge_from=scheduled[-1]["iter"] + 1 if resume else None, params=phase_dict)
-
-    def state(it: int) -> TrainState:
-        return TrainState(
-            model=model.state_dict(),
-            optimizer=optimizer.state_dict(),
-            scaler=scaler.state_dict() if scaler is not None else None,
-            rng=rng_state(batches, device),
-            iter=it,
-            best_val=best_val,
+        best_iter = int(ck["best_iter"])
+        self.progress = Progress(
+            it=int(ck["iter"]),
+            best_val=float(ck["best_val"]),
             best_iter=best_iter,
-            bad_evals=bad_evals,
-            train_seconds=train_seconds,
-            history=[[r[c] for c in HISTORY_COLUMNS] for r in scheduled],
-            model_config=m_cfg.model_dump(),
-            vocab_size=vocab_size,
-            params=phase_dict,
-            data_fingerprint=data_fp,
+            bad_evals=int(ck["bad_evals"]),
+            best_row=next((r for r in scheduled if r["iter"] == best_iter), {}),
+            train_seconds=float(ck["train_seconds"]),
+            history=list(scheduled),
+            scheduled=scheduled,
+        )
+        if self.progress.it > self.max_iters:
+            raise TrainingError(
+                f"resume: {self.last_path} is at iter {self.progress.it}, past the planned {self.max_iters} "
+                f"iterations; raise train.max_iters (or train.epochs) to at least {self.progress.it}, or train "
+                "from scratch (no resume)"
+            )
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "history.csv", history_csv(self.progress.history))
+        # TensorBoard: a resume drops what an interrupted run logged after its checkpoint's last eval
+        purge_from = scheduled[-1]["iter"] + 1
+        self.tracker = Tracker(self.run_dir, self.params.train.seed, purge_from=purge_from, params=self.phase_dict)
+
+    def _state(self) -> TrainState:
+        p = self.progress
+        return TrainState(
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+            rng=rng_state(self.batches, self.device),
+            iter=p.it,
+            best_val=p.best_val,
+            best_iter=p.best_iter,
+            bad_evals=p.bad_evals,
+            train_seconds=p.train_seconds,
+            history=[[r[c] for c in HISTORY_COLUMNS] for r in p.scheduled],
+            model_config=self.params.model.model_dump(),
+            vocab_size=self.data.vocab_size,
+            params=self.phase_dict,
+            data_fingerprint=self.data_fp,
             versions=versions(),
         )
 
-    bar = _progress_bar(max_iters, start_iter) if progress else None
-    stop_reason: Optional[str] = None
-    t0 = time.time() - (history[-1]["elapsed_s"] if history else 0.0)
-    last_eval_iter = history[-1]["iter"] if history else -1
-    model.train()
-    it = start_iter
-    while True:
-        user_stop = bool(should_stop()) if should_stop is not None else False
-        on_schedule = it % t.eval_interval == 0 or it >= max_iters
-        if (on_schedule or user_stop) and it != last_eval_iter:
-            losses = evaluate(model, batches, device, eval_dtype, token_bytes, val_seen)
-            tokens_seen = it * tokens_per_iter
-            row = {
-                "iter": it,
-                "train_loss": losses["train"],
-                "val_loss": losses["val"],
-                "gap": losses["val"] - losses["train"],
-                "lr": lr_at(min(it, max_iters - 1), t, max_iters),
-                "tokens_seen": tokens_seen,
-                "epochs": tokens_seen / n_train,
-                "elapsed_s": round(time.time() - t0, 3),
-                "train_loss_se": losses["train_se"],
-                "val_loss_se": losses["val_se"],
-                "train_bpb": losses["train_bpb"],
-                "val_bpb": losses["val_bpb"],
-                "val_loss_seen": losses.get("val_loss_seen", math.nan),
-                "val_loss_unseen": losses.get("val_loss_unseen", math.nan),
-            }
-            history.append(row)
-            last_eval_iter = it
-            atomic_write_text(run_dir / "history.csv", history_csv(history))
-            tracker.log(row, it * tokens_per_iter / train_seconds if train_seconds > 0 else None)
-            if bar is not None:
-                tps = (it - start_iter) * tokens_per_iter / train_seconds if train_seconds > 0 else 0.0
-                bar.set_postfix(
-                    loss=f"{row['train_loss']:.3f}",
-                    val=f"{row['val_loss']:.3f}",
-                    gap=f"{row['gap']:.3f}",
-                    tok_s=f"{tps:,.0f}",
-                    refresh=False,
-                )
-            if on_eval is not None:
-                on_eval(dict(row))
-            if not (math.isfinite(row["val_loss"]) and math.isfinite(row["train_loss"])):
-                stop_reason = f"non-finite loss at iter {it}"
-                break
-            if on_schedule:
-                scheduled.append(row)
-                if row["val_loss"] < best_val - t.min_delta:
-                    best_val, best_iter, bad_evals, best_row = row["val_loss"], it, 0, row
-                    save_checkpoint(best_path, state(it))
-                else:
-                    bad_evals += 1
-                    if t.patience is not None and bad_evals >= t.patience:
-                        stop_reason = f"early_stop (patience {t.patience})"
-                save_checkpoint(last_path, state(it))  # a kill from here on resumes at this eval
-        if it in t.save_every:
-            save_checkpoint(ckpt_dir / f"iter_{it}.pt", state(it))
-        if stop_reason is None and user_stop:
-            stop_reason = "stopped by user"
-        if stop_reason is None and it >= max_iters:
-            stop_reason = "max_iters"
-        if stop_reason is not None:
-            break
+    # ----------------------------------------------------------------------- the loop
+    def loop(
+        self, progress: bool, on_eval: Optional[Callable[[dict], None]], should_stop: Optional[Callable[[], bool]]
+    ) -> str:
+        """Evaluate when an eval is due, then take one step, until a stop; return the stop reason."""
+        p, t = self.progress, self.params.train
+        self.bar = _progress_bar(self.max_iters, p.it) if progress else None
+        self.start_iter = p.it
+        self.t0 = time.time() - (p.history[-1]["elapsed_s"] if p.history else 0.0)
+        self.last_eval_iter = p.history[-1]["iter"] if p.history else -1
+        self.model.train()
+        while True:
+            user_stop = bool(should_stop()) if should_stop is not None else False
+            on_schedule = p.it % t.eval_interval == 0 or p.it >= self.max_iters
+            stop_reason: Optional[str] = None
+            if (on_schedule or user_stop) and p.it != self.last_eval_iter:
+                row = self.eval_row()
+                self._record(row, on_eval)
+                if not (math.isfinite(row["val_loss"]) and math.isfinite(row["train_loss"])):
+                    return f"non-finite loss at iter {p.it}"
+                if on_schedule:
+                    stop_reason = self._keep_scheduled(row)
+            if p.it in t.save_every:
+                save_checkpoint(self.ckpt_dir / f"iter_{p.it}.pt", self._state())
+            if stop_reason is None and user_stop:
+                stop_reason = "stopped by user"
+            if stop_reason is None and p.it >= self.max_iters:
+                stop_reason = "max_iters"
+            if stop_reason is not None:
+                return stop_reason
+            if not self.step():
+                return f"non-finite loss at iter {p.it}"
+
+    def step(self) -> bool:
+        """One optimizer step at the current iteration; False (and no step counted) on a non-finite loss."""
+        p, t = self.progress, self.params.train
         started = time.perf_counter()
-        loss = train_step(model, optimizer, batches, t, lr_at(it, t, max_iters), device, dtype, scaler)
-        train_seconds += time.perf_counter() - started
+        loss = train_step(
+            self.model,
+            self.optimizer,
+            self.batches,
+            t,
+            lr_at(p.it, t, self.max_iters),
+            self.device,
+            self.dtype,
+            self.scaler,
+            self.loss_options,
+        )
+        p.train_seconds += time.perf_counter() - started
         if not math.isfinite(loss):
-            stop_reason = f"non-finite loss at iter {it}"
-            break
-        it += 1
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    tracker.close()
+            return False
+        p.it += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        return True
 
-    if stop_reason.startswith("non-finite"):
-        last_path.unlink(missing_ok=True)  # the weights are broken: nothing to resume from
-    elif scheduled and scheduled[-1]["iter"] != it or stop_reason == "stopped by user":
-        save_checkpoint(last_path, state(it))
+    def eval_row(self) -> dict:
+        """The history row of an eval at the current iteration (``train.history.HISTORY_COLUMNS``)."""
+        it, t = self.progress.it, self.params.train
+        losses = evaluate(
+            self.model, self.batches, self.device, self.eval_dtype, self.data.token_bytes, self.data.val_seen
+        )
+        tokens_seen = it * self.per_iter
+        return {
+            "iter": it,
+            "train_loss": losses["train"],
+            "val_loss": losses["val"],
+            "gap": losses["val"] - losses["train"],
+            "lr": lr_at(min(it, self.max_iters - 1), t, self.max_iters),
+            "tokens_seen": tokens_seen,
+            "epochs": tokens_seen / len(self.data.train),
+            "elapsed_s": round(time.time() - self.t0, 3),
+            "train_loss_se": losses["train_se"],
+            "val_loss_se": losses["val_se"],
+            "train_bpb": losses["train_bpb"],
+            "val_bpb": losses["val_bpb"],
+            "val_loss_seen": losses.get("val_loss_seen", math.nan),
+            "val_loss_unseen": losses.get("val_loss_unseen", math.nan),
+        }
 
-    last = history[-1]
-    tokens_trained = it * tokens_per_iter
-    metrics = {
-        "best_val_loss": best_val if math.isfinite(best_val) else None,
-        "best_iter": best_iter,
-        "final_train_loss": last["train_loss"],
-        "final_val_loss": last["val_loss"],
-        "final_gap": last["gap"],
-        "best_val_bpb": _finite(best_row.get("val_bpb")),
-        "final_val_bpb": _finite(last["val_bpb"]),
-        "final_train_bpb": _finite(last["train_bpb"]),
-        "best_val_perplexity": perplexity(best_val),
-        "final_val_perplexity": perplexity(last["val_loss"]),
-        "final_train_perplexity": perplexity(last["train_loss"]),
-        "params": counts,
-        "train_tokens": n_train,
-        "val_tokens": n_val,
-        "tokens_per_param_total": n_train / max(1, counts["total"]),
-        "tokens_per_param_non_emb": n_train / max(1, counts["non_embedding"]),
-        "epochs": tokens_trained / n_train,
-        "iters": it,
-        "max_iters": max_iters,
-        "tokens_per_iter": tokens_per_iter,
-        "wall_time_s": round(time.time() - t0, 3),
-        "train_time_s": round(train_seconds, 3),
-        "tokens_per_s": tokens_trained / train_seconds if train_seconds > 0 else None,
-        "device": str(device),
-        "dtype": str(dtype).replace("torch.", ""),
-        "head_dtype": str(model.head_dtype or dtype).replace("torch.", ""),
-        "threads": torch.get_num_threads(),
-        "stop_reason": stop_reason,
-        "corpus_fingerprint": data.corpus.fingerprint,
-        "val_fingerprint": getattr(data, "val_fingerprint", "") or None,
-        "val_text_fingerprint": getattr(data, "val_text_fingerprint", "") or None,
-        "val_unseen_token_share": getattr(data, "val_unseen_token_share", None),
-        "val_unseen_byte_share": getattr(data, "val_unseen_byte_share", None),
-        "train_bytes": int(train_bytes.sum()) if train_bytes is not None else None,
-        "val_bytes": int(val_bytes.sum()) if val_bytes is not None else None,  # tokens per byte: val_tokens / val_bytes
-        "tokenizer": getattr(getattr(data, "tokenizer", None), "name", None),
-        "vocab_size": vocab_size,
-        "vocab_size_original": int(data.vocab_size_original),
-        "versions": versions(),
-    }
-    update_json(run_dir / "metrics.json", metrics)
-    return metrics
+    def _record(self, row: dict, on_eval: Optional[Callable[[dict], None]]) -> None:
+        """The row into history.csv, TensorBoard, the progress bar and ``on_eval``."""
+        p = self.progress
+        p.history.append(row)
+        self.last_eval_iter = p.it
+        atomic_write_text(self.run_dir / "history.csv", history_csv(p.history))
+        seconds = p.train_seconds
+        self.tracker.log(row, p.it * self.per_iter / seconds if seconds > 0 else None)
+        if self.bar is not None:
+            tps = (p.it - self.start_iter) * self.per_iter / seconds if seconds > 0 else 0.0
+            self.bar.set_postfix(
+                loss=f"{row['train_loss']:.3f}",
+                val=f"{row['val_loss']:.3f}",
+                gap=f"{row['gap']:.3f}",
+                tok_s=f"{tps:,.0f}",
+                refresh=False,
+            )
+        if on_eval is not None:
+            on_eval(dict(row))
+
+    def _keep_scheduled(self, row: dict) -> Optional[str]:
+        """A scheduled eval: the best checkpoint, the early-stopping count, ``ckpt/last.pt``; a stop reason or None."""
+        p, t = self.progress, self.params.train
+        p.scheduled.append(row)
+        stop_reason = None
+        if row["val_loss"] < p.best_val - t.min_delta:
+            p.best_val, p.best_iter, p.bad_evals, p.best_row = row["val_loss"], p.it, 0, row
+            save_checkpoint(self.best_path, self._state())
+        else:
+            p.bad_evals += 1
+            if t.patience is not None and p.bad_evals >= t.patience:
+                stop_reason = f"early_stop (patience {t.patience})"
+        save_checkpoint(self.last_path, self._state())  # a kill from here on resumes at this eval
+        return stop_reason
+
+    # ----------------------------------------------------------------------- the end
+    def finish(self, stop_reason: str) -> TrainMetrics:
+        """Close the bar and TensorBoard, leave ``ckpt/last.pt`` right, and write the final record."""
+        p = self.progress
+        if self.bar is not None:
+            self.bar.close()
+        self.tracker.close()
+        if stop_reason.startswith("non-finite"):
+            self.last_path.unlink(missing_ok=True)  # the weights are broken: nothing to resume from
+        elif p.scheduled and p.scheduled[-1]["iter"] != p.it or stop_reason == "stopped by user":
+            save_checkpoint(self.last_path, self._state())
+        metrics = TrainMetrics.from_run(
+            data=self.data,
+            last_row=p.history[-1],
+            best_row=p.best_row,
+            best_val=p.best_val,
+            best_iter=p.best_iter,
+            counts=self.counts,
+            iters=p.it,
+            max_iters=self.max_iters,
+            tokens_per_iter=self.per_iter,
+            wall_time_s=time.time() - self.t0,
+            train_seconds=p.train_seconds,
+            device=self.device,
+            dtype=self.dtype,
+            head_dtype=self.loss_options.head_dtype,
+            stop_reason=stop_reason,
+        )
+        metrics.write(self.run_dir)
+        return metrics

@@ -29,10 +29,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 from ..schema import PhaseParams
+from .inputs import TrainData
+from .metrics import TrainMetrics
+
+if TYPE_CHECKING:
+    from ..data.split import Prepared
 
 REPLICATES_DIR = "replicates"
 
@@ -99,7 +103,7 @@ def replicate_plan(
 
 def train_replicates(
     params: PhaseParams,
-    data: Any,
+    data: Union[TrainData, Prepared],
     run_dir: Path,
     *,
     progress: bool = True,
@@ -107,7 +111,7 @@ def train_replicates(
     on_eval: Optional[Callable[[dict], None]] = None,
     should_stop: Optional[Callable[[], bool]] = None,
     plan: Optional[ReplicatePlan] = None,
-) -> list[dict[str, Any]]:
+) -> list[TrainMetrics]:
     """Train every replicate of the phase; return their metrics, replicate 0 first.
 
     ``plan`` (default :func:`replicate_plan` for this machine, without a memory cap) says how many train at
@@ -117,6 +121,7 @@ def train_replicates(
     from ..model.device import resolve_device
     from .loop import train_phase
 
+    data = TrainData.of(data)  # what training reads, and all a replicate's process is sent
     runs = replicate_runs(params, Path(run_dir))
     if plan is None:
         plan = replicate_plan(
@@ -173,7 +178,7 @@ def _child_should_stop() -> bool:
     return event.is_set() or os.getppid() != parent  # the parent was killed: stop at the next eval
 
 
-def _train_child(raw_params: dict, data: Any, folder: str, resume: bool) -> Optional[dict[str, Any]]:
+def _train_child(raw_params: dict, data: TrainData, folder: str, resume: bool) -> Optional[TrainMetrics]:
     from .loop import train_phase
 
     if _child_should_stop():
@@ -188,30 +193,9 @@ def _train_child(raw_params: dict, data: Any, folder: str, resume: bool) -> Opti
     )
 
 
-def _portable(data: Any) -> SimpleNamespace:
-    """What :func:`train_phase` reads from ``data``, without the corpus and tokenizer objects (for pickling)."""
-    keys = (
-        "train",
-        "val",
-        "vocab_size",
-        "vocab_size_original",
-        "train_bytes",
-        "val_bytes",
-        "val_seen",
-        "val_fingerprint",
-        "val_text_fingerprint",
-        "val_unseen_token_share",
-        "val_unseen_byte_share",
-    )
-    out = SimpleNamespace(**{k: getattr(data, k) for k in keys if hasattr(data, k)})
-    out.corpus = SimpleNamespace(fingerprint=data.corpus.fingerprint)
-    name = getattr(getattr(data, "tokenizer", None), "name", None)
-    if name is not None:
-        out.tokenizer = SimpleNamespace(name=name)
-    return out
-
-
-def _train_together(runs, data, progress, resume, on_eval, should_stop, plan: ReplicatePlan) -> list[dict]:
+def _train_together(
+    runs, data: TrainData, progress, resume, on_eval, should_stop, plan: ReplicatePlan
+) -> list[TrainMetrics]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -233,7 +217,6 @@ def _train_together(runs, data, progress, resume, on_eval, should_stop, plan: Re
             stop.set()
         return stop.is_set()
 
-    portable = _portable(data)
     pool = ProcessPoolExecutor(
         max_workers=plan.processes - 1,
         mp_context=ctx,
@@ -242,7 +225,7 @@ def _train_together(runs, data, progress, resume, on_eval, should_stop, plan: Re
     )
     futures = []
     try:
-        futures = [pool.submit(_train_child, p.to_dict(), portable, str(folder), resume) for _, folder, p in runs[1:]]
+        futures = [pool.submit(_train_child, p.to_dict(), data, str(folder), resume) for _, folder, p in runs[1:]]
         before = torch.get_num_threads()
         if plan.threads:
             torch.set_num_threads(plan.threads)
