@@ -19,8 +19,9 @@ seeded curves, on the noise-free curve; for real ones, as logged), in % of the l
 onset**: from the true onset (the seeded U's minimum; the reader's onset for seed 003's overfitting phases)
 to the stop, or to the end of the run when it never stops.  **False stops**: stops on curves whose val loss
 never stopped improving (the seeded ``still_improving`` family and :func:`stall`, a val loss that stands
-still for a while and then improves again; seed 003's phases 2 and 3 and seed 000's runs).  Stops on converged curves (seeded ``plateau`` and ``flat``) are counted apart: they give up nothing
-and save compute, and gaplab's rule, which looks for overfitting rather than convergence, does not make them.
+still for a while and then improves again; seed 003's phases 2 and 3 and seed 000's runs).  Stops on
+converged curves (seeded ``plateau`` and ``flat``) are counted apart: they give up nothing and save compute,
+and gaplab's rule, which looks for overfitting rather than convergence, does not make them.
 
 Curves: seed 003/000's loss tables (``tests/measure/seed_curves.py``), any ``--history`` CSV (columns
 ``iter,train_loss,val_loss``; e.g. the real logs in ``tests/logs/fixtures``), and seeded curves of
@@ -224,8 +225,9 @@ def run_real(ds: dict[str, Decider], extra: list[str]) -> pd.DataFrame:
 
 def seeded_table(df: pd.DataFrame) -> str:
     """One row per method: stops on still-improving curves and on curves with a stall (false stops) by noise
-    level and the val loss they gave up; stops on converged curves (plateau, flat: harmless, they save compute); on U-shaped curves the
-    evals past the minimum, the val given up and the evals saved (all noise levels together)."""
+    level and the val loss they gave up; stops on converged curves (plateau, flat: harmless, they save
+    compute); on U-shaped curves the evals past the minimum, the val given up and the evals saved (all noise
+    levels together)."""
     lines = [
         "| method | false stops: val still improving (0.5 / 1 / 2 % noise) | ... their val given up, mean % | "
         "false stops: a stall, then val improves again (0.5 / 1 / 2 %) | ... their val given up, mean % | "

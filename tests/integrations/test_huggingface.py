@@ -157,6 +157,7 @@ def test_the_files_read_back_like_a_gaplab_run(runs, capsys):
     stop = json.loads((out / "early_stop.json").read_text())
     assert stop["stopped"] and stop["onset_iter"] == analysis["onset_iter"] == cb.report.onset_iter
     assert (out / "figures" / "loss_curves.png").stat().st_size > 10_000
+    assert list((out / "tensorboard" / "seed-0").glob("events.out.tfevents.*"))  # make tensorboard shows it
     h = pd.read_csv(out / "history.csv")
     assert (h["train_loss_se"].iloc[1:] > 0).all() and h["val_loss_se"].isna().all()
     line = next(m for m in runs["log"] if m.startswith("gaplab: stopped training"))

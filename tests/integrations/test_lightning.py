@@ -143,6 +143,7 @@ def test_the_files_read_back_like_a_gaplab_run(runs, capsys):
     assert json.loads(capsys.readouterr().out) == analysis
     assert json.loads((out / "early_stop.json").read_text())["onset_iter"] == analysis["onset_iter"]
     assert (out / "figures" / "loss_curves.png").stat().st_size > 10_000
+    assert list((out / "tensorboard" / "seed-0").glob("events.out.tfevents.*"))
     h = load_history(out)
     assert np.isfinite(h["lr"]).all() and (np.diff(h["epochs"]) > 0).all()
     line = next(m for m in runs["log"] if m.startswith("gaplab: stopped training"))

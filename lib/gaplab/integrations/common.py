@@ -10,6 +10,7 @@ true.  The row's ``train_loss`` is the mean of the train losses logged since the
 :meth:`OnsetWatch.finish` writes ``analysis.json`` (:func:`analysis_record`: what ``gaplab analyze --json``
 prints for that ``history.csv``), ``early_stop.json`` (a :class:`StopReport`) and
 ``figures/loss_curves.png|svg``, and returns the report, whose ``message`` is the line for the run's log.
+Each eval's scalars also go to ``tensorboard/seed-<seed>/`` as gaplab's own trainer writes them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pandas as pd
 from ..files import atomic_write_json, atomic_write_text
 from ..measure.curves import END_EVALS, detect_onset, judge
 from ..train.history import HISTORY_COLUMNS, REQUIRED_COLUMNS, history_csv
+from ..train.tracking import Tracker
 
 PathLike = Union[str, Path]
 
@@ -86,7 +88,8 @@ class StopReport:
     """``early_stop.json``: what the callback decided and what stopping saved (steps are optimizer steps).
 
     ``onset_iter`` is the onset as the rule placed it on the curve when it confirmed it, at
-    ``confirmed_iter``, ``evals_past_onset`` evals after it (all None without one); ``stopped`` says whether training was stopped there;
+    ``confirmed_iter``, ``evals_past_onset`` evals after it (all None without one); ``stopped`` says
+    whether training was stopped there;
     ``best_iter`` / ``best_val`` the eval with the lowest val loss (nats), whose weights ``checkpoint``
     holds (a path, or a sentence where they are kept in memory; None when nothing keeps them);
     ``steps_not_run`` / ``evals_not_run`` what the trainer had planned after the last step
@@ -121,14 +124,28 @@ class OnsetWatch:
 
     ``out_dir``: the run's output folder (files go there); ``stop``: whether a confirmed onset asks the
     trainer to stop; ``vocab_size``: passed to the verdict (a best val near ln(V) reads as underfitting);
-    ``figure``: draw ``figures/loss_curves`` at the end.
+    ``figure``: draw ``figures/loss_curves`` at the end; ``tensorboard``: write each eval's scalars to
+    ``tensorboard/seed-<seed>/`` (:class:`gaplab.train.tracking.Tracker`, as gaplab's trainer does), so
+    ``tensorboard --logdir <out_dir>`` (or ``make tensorboard``) shows the run.
     """
 
-    def __init__(self, out_dir: PathLike, *, stop: bool = True, vocab_size: Optional[int] = None, figure: bool = True):
+    def __init__(
+        self,
+        out_dir: PathLike,
+        *,
+        stop: bool = True,
+        vocab_size: Optional[int] = None,
+        figure: bool = True,
+        tensorboard: bool = True,
+        seed: int = 0,
+    ):
         self.out_dir = Path(out_dir)
         self.stop = stop
         self.vocab_size = vocab_size
         self.figure = figure
+        self.tensorboard = tensorboard
+        self.seed = seed
+        self._tracker: Optional[Tracker] = None
         self.rows: list[dict[str, float]] = []
         self.onset: Optional[dict[str, Any]] = None  # detect_onset's dict at the eval that confirmed an onset
         self.confirmed_iter: Optional[int] = None
@@ -165,6 +182,9 @@ class OnsetWatch:
         row.update(lr=_finite(lr), epochs=_finite(epochs), elapsed_s=time.monotonic() - self._start)
         self.rows.append(row)
         atomic_write_text(self.history_path, history_csv(self.rows))
+        if self.tensorboard:
+            self._tracker = self._tracker or Tracker(self.out_dir, self.seed)
+            self._tracker.log(row)
         is_best = math.isfinite(val) and (self.best_val is None or val < self.best_val)
         if is_best:
             self.best_iter, self.best_val = int(step), val
@@ -186,6 +206,9 @@ class OnsetWatch:
     ) -> StopReport:
         """Write ``analysis.json``, ``early_stop.json`` and the figure; return the report (its ``message``
         is the line for the run's log).  ``planned_iter``: the step the trainer would have ended at."""
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
         h = self.frame()
         has_curve = bool(np.isfinite(h[list(REQUIRED_COLUMNS)].to_numpy(dtype=float)).all(axis=1).any())
         analysis = analysis_record(h, self.vocab_size, self.history_path) if has_curve else None

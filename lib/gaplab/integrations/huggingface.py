@@ -17,8 +17,9 @@ previous one (``logs["loss"]``) and ``eval_loss``, applies gaplab's onset rule t
 say so) and, with ``load_best_model_at_end``, loads the best eval's weights back; at the start the callback
 warns (:class:`~gaplab.integrations.common.BestCheckpointWarning`) when the arguments cannot keep them.
 Files go to ``args.output_dir`` (or ``output_dir``): ``history.csv``, ``analysis.json``,
-``early_stop.json``, ``figures/loss_curves.png|svg``; the stop line goes to this module's logger
-(``gaplab.integrations.huggingface``, level WARNING, so it shows without any logging set-up).
+``early_stop.json``, ``figures/loss_curves.png|svg``, ``tensorboard/seed-<seed>/``; the stop line goes to
+this module's logger (``gaplab.integrations.huggingface``, level WARNING, so it shows without any logging
+set-up).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class GaplabCallback(TrainerCallback):
 
     ``output_dir``: where the files go (default: ``args.output_dir``); ``stop``: set
     ``control.should_training_stop`` when an onset is confirmed (False: only record and report);
-    ``figure``: draw the loss figure at the end; ``vocab_size``: for the verdict (default: the model's
+    ``figure``: draw the loss figure at the end; ``tensorboard``: each eval's scalars in
+    ``tensorboard/seed-<args.seed>/`` (gaplab's tags); ``vocab_size``: for the verdict (default: the model's
     ``config.vocab_size``).  After training, :attr:`report` is the :class:`StopReport` and
     :attr:`watch` holds the curve.
     """
@@ -99,11 +101,13 @@ class GaplabCallback(TrainerCallback):
         *,
         stop: bool = True,
         figure: bool = True,
+        tensorboard: bool = True,
         vocab_size: Optional[int] = None,
     ):
         self.output_dir = output_dir
         self.stop = stop
         self.figure = figure
+        self.tensorboard = tensorboard
         self.vocab_size = vocab_size
         self.watch: Optional[OnsetWatch] = None
         self.report: Optional[StopReport] = None
@@ -113,7 +117,9 @@ class GaplabCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         vocab = self.vocab_size or getattr(getattr(model, "config", None), "vocab_size", None)
         out = self.output_dir if self.output_dir is not None else args.output_dir
-        self.watch = OnsetWatch(out, stop=self.stop, vocab_size=vocab, figure=self.figure)
+        self.watch = OnsetWatch(
+            out, stop=self.stop, vocab_size=vocab, figure=self.figure, tensorboard=self.tensorboard, seed=args.seed
+        )
         self.report = None
         self._training = True
         for problem in checkpoint_problems(args):
@@ -136,8 +142,9 @@ class GaplabCallback(TrainerCallback):
             return
         self._training = False
         checkpoint = state.best_model_checkpoint if args.load_best_model_at_end else None
-        if checkpoint and state.best_global_step not in (None, self.watch.best_iter):
-            checkpoint = f"{checkpoint} (the Trainer's best, at step {state.best_global_step})"
+        best_step = getattr(state, "best_global_step", None)
+        if checkpoint and best_step not in (None, self.watch.best_iter):
+            checkpoint = f"{checkpoint} (the Trainer's best, at step {best_step})"
         self.report = self.watch.finish(state.global_step, state.max_steps, checkpoint)
         if self.report.stopped or self.report.onset_iter is not None:
             logger.warning(self.report.message)

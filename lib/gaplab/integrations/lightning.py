@@ -13,13 +13,14 @@ so far (:class:`gaplab.integrations.common.OnsetWatch`) and, once it confirms an
 ``state_dict`` at the best eval and loads it back when fitting ends; a ``ModelCheckpoint`` in the trainer
 (monitoring the same loss) is named in the report as the file that holds them too.  Files go to
 ``output_dir`` (default: ``trainer.default_root_dir``): ``history.csv``, ``analysis.json``,
-``early_stop.json``, ``figures/loss_curves.png|svg``; the stop line goes to Lightning's log
-(``rank_zero_info``, shown by default) and is :attr:`GaplabCallback.report`'s ``message``.
+``early_stop.json``, ``figures/loss_curves.png|svg``, ``tensorboard/seed-<seed>/``; the stop line goes to
+Lightning's log (``rank_zero_info``, shown by default) and is :attr:`GaplabCallback.report`'s ``message``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any, Optional
 
@@ -47,7 +48,8 @@ class GaplabCallback(pl.Callback):
     ``output_dir``: where the files go (default: ``trainer.default_root_dir``); ``monitor``: the logged
     val loss (nats per token); ``stop``: set ``trainer.should_stop`` when an onset is confirmed (False:
     only record and report); ``restore_best``: keep a CPU copy of the weights at the best eval and load
-    it back at the end of ``fit``; ``figure``: draw the loss figure; ``vocab_size``: for the verdict.
+    it back at the end of ``fit``; ``figure``: draw the loss figure; ``tensorboard``: each eval's scalars in
+    ``tensorboard/seed-<seed>/`` (the seed ``seed_everything`` set, else 0); ``vocab_size``: for the verdict.
     After ``fit``, :attr:`report` is the :class:`StopReport` and :attr:`watch` holds the curve.
     """
 
@@ -59,6 +61,7 @@ class GaplabCallback(pl.Callback):
         stop: bool = True,
         restore_best: bool = True,
         figure: bool = True,
+        tensorboard: bool = True,
         vocab_size: Optional[int] = None,
     ):
         self.output_dir = output_dir
@@ -66,6 +69,7 @@ class GaplabCallback(pl.Callback):
         self.stop = stop
         self.restore_best = restore_best
         self.figure = figure
+        self.tensorboard = tensorboard
         self.vocab_size = vocab_size
         self.watch: Optional[OnsetWatch] = None
         self.report: Optional[StopReport] = None
@@ -73,7 +77,10 @@ class GaplabCallback(pl.Callback):
 
     def on_fit_start(self, trainer, pl_module):
         out = self.output_dir if self.output_dir is not None else trainer.default_root_dir
-        self.watch = OnsetWatch(out, stop=self.stop, vocab_size=self.vocab_size, figure=self.figure)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # what seed_everything set, if it was called
+        self.watch = OnsetWatch(
+            out, stop=self.stop, vocab_size=self.vocab_size, figure=self.figure, tensorboard=self.tensorboard, seed=seed
+        )
         self.report, self.best_state = None, None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
