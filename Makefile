@@ -8,7 +8,9 @@ export MPLBACKEND ?= agg
 .PHONY: setup demo test test-fast lint lab tensorboard seed-study bench clean-outputs
 
 # Environment: venv with the exact pins, gaplab installed editable, the GPT-2
-# ranks provisioned offline and the `gaplab` Jupyter kernel registered.
+# ranks provisioned offline and the `gaplab` Jupyter kernel registered. The lock pins the
+# optional extras too (gaplab[huggingface]: transformers, accelerate; gaplab[lightning]), so
+# `make test` runs both trainer callbacks' tests and notebooks/07_stop_at_onset.ipynb.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
