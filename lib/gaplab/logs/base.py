@@ -1,0 +1,130 @@
+"""The one interface every log reader meets: :class:`RunLog` (what a reader returns), :class:`Reader`
+(how it is recognised and read) and the registry that :func:`read_log` picks from by content.
+
+A reader is one small module in this room that defines a :class:`Reader` subclass and calls
+:func:`register` once; ``gaplab.logs`` imports every reader module, so importing it fills
+:data:`READERS`.  Readers are tried in registration order (the generic CSV reader last); the first
+whose :meth:`Reader.sniff` says yes reads the file.  Readers decide by what a file holds, never by its
+name, and never open a pickle (``*.bin``, ``*.pt``, ``*.pth``, ``*.safetensors``): a run folder is read,
+never executed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import pandas as pd
+
+from gaplab.errors import DataError
+
+PathLike = Union[str, Path]
+
+#: the columns of :attr:`RunLog.history`, in order
+HISTORY_COLUMNS = ("iter", "train_loss", "val_loss", "train_loss_se", "train_points", "epoch")
+#: the columns of :attr:`RunLog.train_points`
+TRAIN_POINT_COLUMNS = ("step", "loss", "epoch")
+#: how many characters of a file's start a reader's :meth:`Reader.sniff` sees
+HEAD_CHARS = 8192
+#: files a reader never opens: pickles and weights (a run folder may hold a booby-trapped one)
+NEVER_OPEN_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".safetensors", ".ckpt", ".npy", ".npz")
+
+
+@dataclass
+class RunLog:
+    """One run's curves, as its log has them (what every reader returns).
+
+    ``history`` has one row per eval: ``iter`` (the step, or the epoch when the log has no step),
+    ``train_loss`` (NaN when not logged), ``val_loss``, ``train_loss_se`` (the spread of the train
+    losses logged since the previous eval over the square root of their count; NaN with fewer than 2),
+    ``train_points`` (how many train losses that level averages) and ``epoch`` (NaN if unknown).
+    """
+
+    path: str
+    format: str
+    history: pd.DataFrame
+    x_unit: str
+    val_key: str
+    val_keys: list[str]
+    notes: list[str]
+    train_points: Optional[pd.DataFrame]
+    checkpoints: dict[int, str] = field(default_factory=dict)
+    best_checkpoint: Optional[str] = None
+    stopped_at: Optional[int] = None
+
+
+class Reader:
+    """A log format: its registered ``name``, a one-line ``describes``, and how to recognise and read it."""
+
+    name: str = ""
+    #: what the format is, for the message that lists the formats gaplab reads
+    describes: str = ""
+
+    def sniff(self, path: Path, head: str) -> bool:
+        """Whether ``path`` is this format, judged by its content (``head``: the file's first
+        :data:`HEAD_CHARS` characters, ``""`` for a folder)."""
+        raise NotImplementedError
+
+    def read(self, path: PathLike, val_key: Optional[str] = None) -> RunLog:
+        """The run's curves; ``val_key`` picks the eval set (default: ``eval_loss`` or the first)."""
+        raise NotImplementedError
+
+
+#: every registered reader by name, in the order they are tried
+READERS: dict[str, Reader] = {}
+
+
+def register(reader: Reader) -> Reader:
+    """Add ``reader`` to :data:`READERS` under its name (a second reader with the same name is a bug)."""
+    if not reader.name or reader.name in READERS:
+        raise ValueError(f"a reader needs a new name, got {reader.name!r}")
+    READERS[reader.name] = reader
+    return reader
+
+
+def file_head(path: Path, chars: int = HEAD_CHARS) -> str:
+    """The first ``chars`` characters of ``path`` as text ("" for a folder or a file that never opens)."""
+    if path.is_dir() or path.suffix.lower() in NEVER_OPEN_SUFFIXES:
+        return ""
+    with open(path, "rb") as fh:
+        raw = fh.read(chars)
+    return raw.decode("utf-8", errors="replace")
+
+
+def formats_sentence() -> str:
+    """The formats gaplab reads, for an error message."""
+    return "; ".join(f"{r.name} ({r.describes})" for r in READERS.values())
+
+
+def _first_line(head: str, limit: int = 60) -> str:
+    line = next((ln for ln in head.splitlines() if ln.strip()), "")
+    if any(ord(ch) < 9 or ch == "\ufffd" for ch in line):
+        return "binary data"
+    line = line.strip()
+    return repr(line if len(line) <= limit else line[: limit - 3] + "...")
+
+
+def read_log(path: PathLike, format: Optional[str] = None, val_key: Optional[str] = None) -> RunLog:
+    """Read one training log (a file or a run folder) with the reader its content calls for.
+
+    ``format`` forces a reader by name.  Raises :class:`~gaplab.errors.DataError` with one sentence
+    for a missing path, an unknown format, a file no reader recognises, or a log with no val loss.
+    """
+    import gaplab.logs  # noqa: F401  (importing the room registers every reader)
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; give a training log or a run folder")
+    if format is not None:
+        if format not in READERS:
+            raise DataError(f"--format {format!r} is not a log format gaplab reads; choose one of {', '.join(READERS)}")
+        return READERS[format].read(path, val_key=val_key)
+    head = file_head(path)
+    for reader in READERS.values():
+        if reader.sniff(path, head):
+            return reader.read(path, val_key=val_key)
+    what = "a folder with no log gaplab knows" if path.is_dir() else f"it starts {_first_line(head)}"
+    if not path.is_dir() and not head.strip():
+        what = "it is empty"
+    raise DataError(f"{path}: no log reader recognises this file ({what}); gaplab reads: {formats_sentence()}")
