@@ -114,7 +114,7 @@ class TensorBoardReader(Reader):
     describes = "TensorBoard event files or a folder of them"
 
     def sniff(self, path, head):
-        return MAGIC in head[:64] if path.is_file() else bool(event_files(path))
+        return MAGIC.decode() in head[:64] if path.is_file() else bool(event_files(path))
 
     def read(self, path, val_key=None):
         path = Path(path)
