@@ -11,6 +11,7 @@ never executed.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -58,6 +59,8 @@ class Reader:
     """A log format: its registered ``name``, a one-line ``describes``, and how to recognise and read it."""
 
     name: str = ""
+    #: whether the reader takes a folder (a run folder, a TensorBoard log dir) as well as a file
+    reads_folders: bool = False
     #: what the format is, for the message that lists the formats gaplab reads
     describes: str = ""
 
@@ -108,23 +111,39 @@ def _first_line(head: str, limit: int = 60) -> str:
 def read_log(path: PathLike, format: Optional[str] = None, val_key: Optional[str] = None) -> RunLog:
     """Read one training log (a file or a run folder) with the reader its content calls for.
 
-    ``format`` forces a reader by name.  Raises :class:`~gaplab.errors.DataError` with one sentence
+    ``format`` forces a reader by name.  (Importing this module imports the package ``gaplab.logs`` first,
+    which registers every reader.)  Raises :class:`~gaplab.errors.DataError` with one sentence
     for a missing path, an unknown format, a file no reader recognises, or a log with no val loss.
     """
-    import gaplab.logs  # noqa: F401  (importing the room registers every reader)
-
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder; give a training log or a run folder")
+    if path.suffix.lower() in NEVER_OPEN_SUFFIXES:
+        raise DataError(
+            f"{path}: a {path.suffix} file is a pickle or weights, which gaplab never opens; give the log beside it "
+            "(trainer_state.json, metrics.csv, the event files, the console output) or the run folder"
+        )
     if format is not None:
         if format not in READERS:
             raise DataError(f"--format {format!r} is not a log format gaplab reads; choose one of {', '.join(READERS)}")
-        return READERS[format].read(path, val_key=val_key)
+        return _read(READERS[format], path, val_key)
     head = file_head(path)
     for reader in READERS.values():
         if reader.sniff(path, head):
-            return reader.read(path, val_key=val_key)
+            return _read(reader, path, val_key)
     what = "a folder with no log gaplab knows" if path.is_dir() else f"it starts {_first_line(head)}"
     if not path.is_dir() and not head.strip():
         what = "it is empty"
     raise DataError(f"{path}: no log reader recognises this file ({what}); gaplab reads: {formats_sentence()}")
+
+
+def _read(reader: Reader, path: Path, val_key: Optional[str]) -> RunLog:
+    """``reader.read``, with any failure to read the file said as one sentence (never a traceback)."""
+    if path.is_dir() and not reader.reads_folders:
+        raise DataError(f"{path}: is a folder; the {reader.name} reader reads one file ({reader.describes})")
+    try:
+        return reader.read(path, val_key=val_key)
+    except DataError:
+        raise
+    except (OSError, UnicodeError, ValueError, csv.Error, KeyError, TypeError) as err:
+        raise DataError(f"{path}: does not read as {reader.name} ({reader.describes}): {err}") from None

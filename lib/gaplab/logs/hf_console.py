@@ -92,6 +92,7 @@ class HfConsoleReader(Reader):
             shape.x_unit = "step"
         else:
             shape.notes.append("the console's dicts carry no step: x is the epoch HF printed with each")
+            shape.repeat_is_resume = False  # HF rounds the printed epoch: two logs may share one
             points = [p for p in points if not math.isnan(p.epoch)]
             for p in points:
                 p.step = p.epoch

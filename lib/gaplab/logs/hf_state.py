@@ -101,6 +101,7 @@ def points_of(log_history: list, shape: LogShape) -> list[Point]:
 
 class HfTrainerStateReader(Reader):
     name = "hf_trainer_state"
+    reads_folders = True
     describes = "Hugging Face trainer_state.json, a checkpoint-N folder or an output folder"
 
     def sniff(self, path, head):

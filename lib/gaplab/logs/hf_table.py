@@ -63,7 +63,7 @@ def _points(header: list[str], body, shape: LogShape) -> list[Point]:
     x_col = "Step" if "Step" in header else "Epoch"
     shape.x_unit = x_col.lower()
     val_cols = [c for c in header if c.endswith("Loss") and c != "Training Loss"]
-    points, last_train = [], None
+    points, last_train, repeats = [], None, 0
     for number, row in body:
         cells = dict(zip(header, row))
         x = to_float(cells.get(x_col))
@@ -71,12 +71,17 @@ def _points(header: list[str], body, shape: LogShape) -> list[Point]:
             continue
         train: Optional[float] = to_float(cells.get("Training Loss"))
         if train is not None and train == last_train:
-            train = None  # the card repeats the last train loss: not a new point
+            train, repeats = None, repeats + 1  # the card repeats the last train loss: not a new point
         elif train is not None:
             last_train = train
         evals = {c: v for c in val_cols if (v := to_float(cells.get(c))) is not None}
         epoch = to_float(cells.get("Epoch"))
         points.append(Point(x, f"line {number}", train, evals, math.nan if epoch is None else epoch))
+    if repeats:
+        shape.notes.append(
+            f"the table repeats the last train loss logged before each eval ({repeats} repeats): a train point is "
+            "read where it changes"
+        )
     return points
 
 
@@ -97,9 +102,6 @@ class HfTableReader(Reader):
             raise DataError(f"{path}: no 'Training results' table (a header with Step or Epoch and a Loss column)")
         shape = LogShape(str(path), self.name, keys=header, train_missing_as="'No log' in the table")
         points = _points(header, body, shape)
-        shape.notes.append(
-            "the table repeats the last train loss logged before each eval: a train point is read where it changes"
-        )
         return build_run_log(points, shape, val_key)
 
 

@@ -58,30 +58,37 @@ class LogShape:
     best_checkpoint: Optional[str] = None
     #: why train is missing, said in the note ("'No log'" for a model-card table)
     train_missing_as: str = ""
+    #: a train loss logged twice at one x means a resumed run (not where x is a rounded epoch)
+    repeat_is_resume: bool = True
 
 
 def _stitch(points: list[Point], shape: LogShape) -> list[Point]:
-    """Later values win where steps go back (a resumed run); refuse a restart from the log's first step."""
+    """Later values win where steps go back, or a train loss is logged again at a step (a resumed run);
+    a restart from the log's first step is refused (two runs in one file)."""
     kept: list[Point] = []
     first_step = points[0].step if points else 0.0
-    top = -math.inf
+    top, last_train = -math.inf, -math.inf
     for point in points:
-        if point.step < top:
+        again = shape.repeat_is_resume and point.train is not None and point.step == last_train
+        if point.step < top or again:
             if point.step <= first_step and point.step < top:
                 raise DataError(
                     f"{shape.path}: at {point.where} the {shape.x_unit}s go back from {_num(top)} to "
                     f"{_num(point.step)}, the log's first {shape.x_unit}: two runs in one log? Give each run "
                     "its own file (a resumed run, which goes back to a later checkpoint, is stitched)"
                 )
+            what = f"go back from {_num(top)} to {_num(point.step)}" if point.step < top else "log a train loss again"
             shape.notes.append(
-                f"{shape.x_unit}s go back from {_num(top)} to {_num(point.step)} at {point.where}: a resumed "
-                f"run; stitched (the values logged after the resume replace those from {shape.x_unit} "
-                f"{_num(point.step)} on)"
+                f"{shape.x_unit}s {what} at {point.where}: a resumed run; stitched (the values logged after "
+                f"the resume replace those from {shape.x_unit} {_num(point.step)} on)"
             )
             kept = [p for p in kept if p.step < point.step]
-            top = point.step
+            top = max((p.step for p in kept), default=-math.inf)
+            last_train = max((p.step for p in kept if p.train is not None), default=-math.inf)
         kept.append(point)
         top = max(top, point.step)
+        if point.train is not None:
+            last_train = point.step
     return kept
 
 
@@ -139,15 +146,18 @@ def _train_level(losses: list[float]) -> tuple[float, float]:
 
 
 def _history(points: list[Point], val_key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows, pending, train_rows = [], [], []
+    """One row per eval; with no train loss logged since the previous eval, the last one logged is carried
+    (``train_points`` 0 says so), and before the first one the level is NaN."""
+    rows, pending, train_rows, last = [], [], [], math.nan
     for point in points:
         if point.train is not None:
             pending.append(point.train)
             train_rows.append((point.step, point.train, point.epoch))
+            last = point.train
         if val_key in point.evals:
             if rows and rows[-1][0] == point.step:  # the same eval logged twice (HF's final evaluate()): keep the last
                 rows.pop()
-            level, spread = _train_level(pending)
+            level, spread = _train_level(pending) if pending else (last, math.nan)
             rows.append((point.step, level, point.evals[val_key], spread, len(pending), point.epoch))
             pending = []
     history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
@@ -165,6 +175,12 @@ def _train_notes(history: pd.DataFrame, train: pd.DataFrame, shape: LogShape) ->
         shape.notes.append(f"train loss was not logged at the first {k} of {n} evals{why}")
     elif k:
         shape.notes.append(f"train loss was not logged before {k} of {n} evals{why}")
+    carried = int(((history["train_points"] == 0) & ~history["train_loss"].isna()).sum())
+    if carried:
+        shape.notes.append(
+            f"train loss was logged less often than val: at {carried} of {n} evals the train level is the last "
+            "train loss logged before it (train_points 0)"
+        )
     if len(train) > n - k > 0 and (history["train_points"] > 1).any():
         shape.notes.append(
             f"train loss was logged {len(train)} times and val {n} times: the train level at each eval is the "

@@ -111,6 +111,7 @@ def _train_key_for(val_key: str, keys: list[str]) -> str | None:
 
 class TensorBoardReader(Reader):
     name = "tensorboard"
+    reads_folders = True
     describes = "TensorBoard event files or a folder of them"
 
     def sniff(self, path, head):

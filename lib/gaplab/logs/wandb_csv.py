@@ -11,7 +11,7 @@ from gaplab.logs.base import Reader, register
 from gaplab.logs.shape import LogShape, build_run_log
 
 #: the summary the HF integration once logged into the history at the end ("train/train_loss")
-SUMMARY_KEYS = ("train/train_loss", "train_loss", "train/train_runtime")
+SUMMARY_KEYS = ("train/train_loss", "train/train_runtime", "train/train_samples_per_second")
 
 
 class WandbCsvReader(Reader):
