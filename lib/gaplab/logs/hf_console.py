@@ -24,26 +24,53 @@ from gaplab.logs.hf_state import is_eval_loss
 from gaplab.logs.shape import LogShape, Point, build_run_log, to_float
 
 SNIFF = re.compile(r"\{'(?:loss|eval_[A-Za-z0-9_]*loss|train_runtime)':")
-_VALUE = r"(?:'[^'\\]*'|[-+]?(?:\d[\d.eE+-]*|nan|inf)|None|True|False)"
-_PAIR = rf"'[^'\\]+':\s*{_VALUE}"
-FLAT_DICT = re.compile(rf"\{{\s*{_PAIR}(?:,\s*{_PAIR})*\s*\}}")
-PAIRS = re.compile(rf"'([^'\\]+)':\s*({_VALUE})")
+#: a printed log dict, from its first key to the end of its line (found in the raw bytes, chunk by chunk)
+DICT_LINE = re.compile(rb"\{'(?:loss|eval_[A-Za-z0-9_]*loss|train_runtime|step|epoch)'[^\r\n]*")
+_VALUE = rb"(?:'[^'\\]*'|[-+]?(?:\d[\d.eE+-]*|nan|inf)|None|True|False)"
+_PAIR = rb"'[^'\\]+':\s*" + _VALUE
+FLAT_DICT = re.compile(rb"\{\s*" + _PAIR + rb"(?:,\s*" + _PAIR + rb")*\s*\}")
+PAIRS = re.compile(rb"'([^'\\]+)':\s*'?([^,'}]*)'?")
+#: how much of the file is searched at once
+CHUNK_BYTES = 32 << 20
 
 
-def parse_dict(text: str) -> Optional[dict]:
-    """The dict printed in ``text`` (from its first ``{``), as literals; None if there is none."""
-    start = text.find("{'")
+def parse_dict(text) -> Optional[dict]:
+    """The dict printed in ``text`` (str or bytes, from its first ``{``) as literals, or None.
+
+    HF prints flat dicts of numbers and strings: a pattern reads those; anything else goes to
+    :func:`ast.literal_eval`, which evaluates nothing."""
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    start = raw.find(b"{'")
     if start < 0:
         return None
-    match = FLAT_DICT.match(text, start)
+    match = FLAT_DICT.match(raw, start)
     if match:
-        return {k: v.strip("'") for k, v in PAIRS.findall(match.group(0))}
-    end = text.rfind("}")
+        return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in PAIRS.findall(match.group(0))}
+    end = raw.rfind(b"}")
     try:
-        value = ast.literal_eval(text[start : end + 1])
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = ast.literal_eval(raw[start : end + 1].decode("utf-8", "replace"))
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def dict_lines(path: Path):
+    """(line number, the bytes of each printed log dict), streamed in chunks of :data:`CHUNK_BYTES`."""
+    line, carry = 1, b""
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(CHUNK_BYTES)
+            data = carry + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            head, carry = data[:cut], data[cut:]
+            position = 0
+            for match in DICT_LINE.finditer(head):
+                line += head.count(b"\n", position, match.start())
+                position = match.start()
+                yield line, match.group(0)
+            line += head.count(b"\n", position)
+            if not block:
+                return
 
 
 def _point(logs: dict, where: str, shape: LogShape) -> Optional[Point]:
@@ -53,12 +80,12 @@ def _point(logs: dict, where: str, shape: LogShape) -> Optional[Point]:
             "is not a curve point"
         )
         return None
-    train = to_float(logs.get("loss"))
+    train = to_float(logs["loss"]) if "loss" in logs else None
     evals = {k: v for k, value in logs.items() if is_eval_loss(k) and (v := to_float(value)) is not None}
-    epoch = to_float(logs.get("epoch"))
-    step = to_float(logs.get("step"))
     if train is None and not evals:
         return None
+    epoch = to_float(logs.get("epoch"))
+    step = to_float(logs.get("step"))
     x = step if step is not None else epoch
     if x is None:
         return None
@@ -75,19 +102,19 @@ class HfConsoleReader(Reader):
     def read(self, path, val_key=None):
         path = Path(path)
         shape = LogShape(str(path), self.name, "epoch")
-        points, keys, with_step = [], [], 0
-        for number, line in textlog.lines(path):
-            if "{'" not in line:
-                continue
-            logs = parse_dict(line)
-            if not logs:
-                continue
-            keys.extend(k for k in logs if k not in keys)
-            point = _point(logs, f"line {number}", shape)
+        points, keys, with_step = [], set(), 0
+        for number, raw in dict_lines(path):
+            close = raw.find(b"}")
+            if close > 0 and b"{" not in raw[1:close] and b"[" not in raw[:close]:  # flat, as HF prints it
+                point, has_step = _flat_point(PAIRS.findall(raw, 0, close + 1), number, shape, keys)
+            else:
+                logs = parse_dict(raw) or {}
+                keys.update(logs)
+                point, has_step = _point(logs, f"line {number}", shape), "step" in logs
             if point is not None:
                 points.append(point)
-                with_step += "step" in logs
-        shape.keys = keys
+                with_step += has_step
+        shape.keys = sorted({k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in keys})
         if points and with_step == len(points):
             shape.x_unit = "step"
         else:
@@ -97,6 +124,38 @@ class HfConsoleReader(Reader):
             for p in points:
                 p.step = p.epoch
         return build_run_log(points, shape, val_key)
+
+
+def _number(raw: bytes) -> Optional[float]:
+    try:
+        return float(raw)
+    except ValueError:  # None, '' or a word: not logged
+        return None
+
+
+def _flat_point(pairs: list, number: int, shape: LogShape, keys: set) -> tuple[Optional[Point], bool]:
+    """The point of one flat printed dict (its ``(key, value)`` byte pairs): the fast path for big consoles."""
+    train = epoch = step = None
+    evals = {}
+    for key, value in pairs:
+        if key == b"loss":
+            train = _number(value)
+        elif key == b"epoch":
+            epoch = _number(value)
+        elif key == b"step":
+            step = _number(value)
+        elif key.startswith(b"eval_") and key.endswith(b"loss") and (v := _number(value)) is not None:
+            evals[key.decode("utf-8", "replace")] = v
+        elif key == b"train_runtime":
+            logs = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in pairs}
+            return _point(logs, f"line {number}", shape), False
+    keys.update(dict(pairs))  # byte keys, decoded once at the end (for a message if the log has no val loss)
+    if train is None and not evals:
+        return None, False
+    x = step if step is not None else epoch
+    if x is None:
+        return None, False
+    return Point(x, f"line {number}", train, evals, math.nan if epoch is None else epoch), step is not None
 
 
 register(HfConsoleReader())

@@ -15,7 +15,7 @@ each at its step or epoch).  :func:`build_run_log` then
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -62,57 +62,91 @@ class LogShape:
     repeat_is_resume: bool = True
 
 
-def _stitch(points: list[Point], shape: LogShape) -> list[Point]:
-    """Later values win where steps go back, or a train loss is logged again at a step (a resumed run);
-    a restart from the log's first step is refused (two runs in one file)."""
-    kept: list[Point] = []
-    first_step = points[0].step if points else 0.0
-    top, last_train = -math.inf, -math.inf
-    for point in points:
-        again = shape.repeat_is_resume and point.train is not None and point.step == last_train
-        if point.step < top or again:
-            if point.step <= first_step and point.step < top:
-                raise DataError(
-                    f"{shape.path}: at {point.where} the {shape.x_unit}s go back from {_num(top)} to "
-                    f"{_num(point.step)}, the log's first {shape.x_unit}: two runs in one log? Give each run "
-                    "its own file (a resumed run, which goes back to a later checkpoint, is stitched)"
-                )
-            what = f"go back from {_num(top)} to {_num(point.step)}" if point.step < top else "log a train loss again"
-            shape.notes.append(
-                f"{shape.x_unit}s {what} at {point.where}: a resumed run; stitched (the values logged after "
-                f"the resume replace those from {shape.x_unit} {_num(point.step)} on)"
-            )
-            kept = [p for p in kept if p.step < point.step]
-            top = max((p.step for p in kept), default=-math.inf)
-            last_train = max((p.step for p in kept if p.train is not None), default=-math.inf)
-        kept.append(point)
-        top = max(top, point.step)
-        if point.train is not None:
-            last_train = point.step
-    return kept
+@dataclass
+class LogArrays:
+    """A log's records in the order it wrote them, as arrays (one row per train loss or eval value): what
+    :func:`build_from_arrays` reads.  Big logs (a TensorBoard folder, a long console) fill it directly."""
+
+    x: np.ndarray  # the step (or epoch) of each record
+    is_eval: np.ndarray  # bool: an eval value (else a train loss)
+    value: np.ndarray
+    key: np.ndarray  # for an eval value, its index in eval_keys (-1 for a train loss)
+    epoch: np.ndarray
+    eval_keys: list[str]
+    #: where record i is in the file, for a message ("line 812", "log_history[40]")
+    where: Callable[[int], str]
 
 
-def _cut_at_non_finite(points: list[Point], val_key: str, shape: LogShape) -> tuple[list[Point], Optional[int]]:
+def points_to_arrays(points: list[Point]) -> LogArrays:
+    """The records of :class:`Point` s (a train loss first, then each eval value of the point)."""
+    eval_keys: dict[str, int] = {}
+    x, is_eval, value, key, epoch, owner = [], [], [], [], [], []
     for index, point in enumerate(points):
-        bad = []
-        if point.train is not None and not math.isfinite(point.train):
-            bad.append(f"train loss {point.train}")
-        if val_key in point.evals and not math.isfinite(point.evals[val_key]):
-            bad.append(f"{val_key} {point.evals[val_key]}")
-        if bad:
-            shape.notes.append(
-                f"{' and '.join(bad)} at {shape.x_unit} {_num(point.step)} ({point.where}): the run is read "
-                f"up to the {shape.x_unit} before it"
-            )
-            return points[:index], int(point.step)
-    return points, None
+        if point.train is not None:
+            x.append(point.step), is_eval.append(False), value.append(point.train), key.append(-1)
+            epoch.append(point.epoch), owner.append(index)
+        for name, number in point.evals.items():
+            x.append(point.step), is_eval.append(True), value.append(number)
+            key.append(eval_keys.setdefault(name, len(eval_keys))), epoch.append(point.epoch), owner.append(index)
+    return LogArrays(
+        np.asarray(x, float),
+        np.asarray(is_eval, bool),
+        np.asarray(value, float),
+        np.asarray(key, int),
+        np.asarray(epoch, float),
+        list(eval_keys),
+        lambda i: points[owner[i]].where,
+    )
 
 
-def _eval_keys(points: Iterable[Point]) -> list[str]:
-    keys: list[str] = []
-    for point in points:
-        keys.extend(k for k in point.evals if k not in keys)
-    return keys
+def _refuse_restart(log: LogArrays, i: int, top: float, shape: LogShape) -> None:
+    raise DataError(
+        f"{shape.path}: at {log.where(i)} the {shape.x_unit}s go back from {_num(top)} to {_num(log.x[i])}, "
+        f"the log's first {shape.x_unit}: two runs in one log? Give each run its own file (a resumed run, which "
+        "goes back to a later checkpoint, is stitched)"
+    )
+
+
+def _stitch(log: LogArrays, rows: np.ndarray, shape: LogShape) -> np.ndarray:
+    """The rows kept when later values win where steps go back, or a train loss is logged again at a step
+    (a resumed run); a restart from the log's first step is refused (two runs in one file)."""
+    if len(rows) < 2:
+        return rows
+    x, train = log.x[rows], ~log.is_eval[rows]
+    top_before = np.maximum.accumulate(np.concatenate(([-np.inf], x[:-1])))
+    train_x = np.where(train, x, -np.inf)
+    train_top = np.maximum.accumulate(np.concatenate(([-np.inf], train_x[:-1])))
+    again = train & (x <= train_top) if shape.repeat_is_resume else np.zeros(len(x), bool)
+    keep = np.ones(len(rows), bool)
+    for j in np.flatnonzero((x < top_before) | again):
+        earlier = keep[:j]
+        top = x[:j][earlier].max(initial=-np.inf)
+        last_train = x[:j][earlier & train[:j]].max(initial=-np.inf)
+        going_back = x[j] < top
+        if not going_back and not (again[j] and x[j] <= last_train):
+            continue  # what it went back past was dropped by an earlier resume
+        if going_back and x[j] <= x[0]:
+            _refuse_restart(log, rows[j], top, shape)
+        what = f"go back from {_num(top)} to {_num(x[j])}" if going_back else "log a train loss again"
+        shape.notes.append(
+            f"{shape.x_unit}s {what} at {log.where(rows[j])}: a resumed run; stitched (the values logged after "
+            f"the resume replace those from {shape.x_unit} {_num(x[j])} on)"
+        )
+        keep[:j] &= x[:j] < x[j]
+    return rows[keep]
+
+
+def _cut_at_non_finite(log: LogArrays, rows: np.ndarray, shape: LogShape, val_key: str):
+    bad = np.flatnonzero(~np.isfinite(log.value[rows]))
+    if not len(bad):
+        return rows, None
+    i = rows[bad[0]]
+    what = f"{val_key} {log.value[i]}" if log.is_eval[i] else f"train loss {log.value[i]}"
+    shape.notes.append(
+        f"{what} at {shape.x_unit} {_num(log.x[i])} ({log.where(i)}): the run is read up to the {shape.x_unit} "
+        "before it"
+    )
+    return rows[: bad[0]], int(log.x[i])
 
 
 def choose_val_key(val_keys: list[str], val_key: Optional[str], shape: LogShape) -> str:
@@ -137,32 +171,46 @@ def choose_val_key(val_keys: list[str], val_key: Optional[str], shape: LogShape)
     return chosen
 
 
-def _train_level(losses: list[float]) -> tuple[float, float]:
-    if not losses:
-        return math.nan, math.nan
-    values = np.asarray(losses, dtype=float)
-    spread = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) >= 2 else math.nan
-    return float(values.mean()), spread
-
-
-def _history(points: list[Point], val_key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per eval; with no train loss logged since the previous eval, the last one logged is carried
-    (``train_points`` 0 says so), and before the first one the level is NaN."""
-    rows, pending, train_rows, last = [], [], [], math.nan
-    for point in points:
-        if point.train is not None:
-            pending.append(point.train)
-            train_rows.append((point.step, point.train, point.epoch))
-            last = point.train
-        if val_key in point.evals:
-            if rows and rows[-1][0] == point.step:  # the same eval logged twice (HF's final evaluate()): keep the last
-                rows.pop()
-            level, spread = _train_level(pending) if pending else (last, math.nan)
-            rows.append((point.step, level, point.evals[val_key], spread, len(pending), point.epoch))
-            pending = []
-    history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
-    history["train_points"] = history["train_points"].astype(int)
-    return history, pd.DataFrame(train_rows, columns=list(TRAIN_POINT_COLUMNS))
+def _history(log: LogArrays, rows: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per eval: the mean of the train losses logged since the previous eval and their spread over
+    the square root of their count; with none, the last one logged is carried (``train_points`` 0), and
+    before the first one the level is NaN.  The same eval logged twice in a row (HF's final evaluate())
+    counts once."""
+    evals, trains = rows[log.is_eval[rows]], rows[~log.is_eval[rows]]
+    position = np.arange(len(rows))
+    eval_pos, train_pos = position[log.is_eval[rows]], position[~log.is_eval[rows]]
+    ex = log.x[evals]
+    last = np.append(ex[1:] != ex[:-1], True) if len(ex) else np.zeros(0, bool)
+    # train losses between two copies of one eval belong to the second copy, which is kept
+    evals, eval_pos = evals[last], eval_pos[last]
+    n_eval = len(evals)
+    group = np.searchsorted(eval_pos, train_pos)
+    tv = log.value[trains]
+    counts = np.bincount(group, minlength=n_eval + 1)[:n_eval]
+    sums = np.bincount(group, weights=tv, minlength=n_eval + 1)[:n_eval]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts
+        inside = group < n_eval
+        dev = np.bincount(group[inside], weights=(tv[inside] - mean[group[inside]]) ** 2, minlength=n_eval)
+        se = np.where(counts >= 2, np.sqrt(dev / np.maximum(counts - 1, 1) / counts), np.nan)
+    before = np.searchsorted(train_pos, eval_pos) - 1
+    carried = np.where(before >= 0, tv[np.maximum(before, 0)] if len(tv) else np.nan, np.nan)
+    level = np.where(counts > 0, mean, carried)
+    history = pd.DataFrame(
+        {
+            "iter": log.x[evals],
+            "train_loss": level,
+            "val_loss": log.value[evals],
+            "train_loss_se": se,
+            "train_points": counts.astype(int),
+            "epoch": log.epoch[evals],
+        },
+        columns=list(HISTORY_COLUMNS),
+    )
+    train = pd.DataFrame(
+        {"step": log.x[trains], "loss": tv, "epoch": log.epoch[trains]}, columns=list(TRAIN_POINT_COLUMNS)
+    )
+    return history, train
 
 
 def _train_notes(history: pd.DataFrame, train: pd.DataFrame, shape: LogShape) -> None:
@@ -190,11 +238,16 @@ def _train_notes(history: pd.DataFrame, train: pd.DataFrame, shape: LogShape) ->
 
 def build_run_log(points: list[Point], shape: LogShape, val_key: Optional[str] = None) -> RunLog:
     """The :class:`RunLog` of ``points`` (in log order): stitched, cut at NaN/inf, one row per eval."""
-    val_keys = _eval_keys(points)
-    chosen = choose_val_key(val_keys, val_key, shape)
-    points = _stitch(points, shape)
-    points, stopped_at = _cut_at_non_finite(points, chosen, shape)
-    history, train = _history(points, chosen)
+    return build_from_arrays(points_to_arrays(points), shape, val_key)
+
+
+def build_from_arrays(log: LogArrays, shape: LogShape, val_key: Optional[str] = None) -> RunLog:
+    """The :class:`RunLog` of a log's records: the eval set chosen, stitched, cut at NaN/inf, one row per eval."""
+    chosen = choose_val_key(log.eval_keys, val_key, shape)
+    rows = np.flatnonzero(~log.is_eval | (log.key == log.eval_keys.index(chosen)))
+    rows = _stitch(log, rows, shape)
+    rows, stopped_at = _cut_at_non_finite(log, rows, shape, chosen)
+    history, train = _history(log, rows)
     if history.empty:
         raise DataError(
             f"{shape.path}: no finite {chosen} before {shape.x_unit} {stopped_at}; nothing to analyse"
@@ -208,7 +261,7 @@ def build_run_log(points: list[Point], shape: LogShape, val_key: Optional[str] =
         history=history,
         x_unit=shape.x_unit,
         val_key=chosen,
-        val_keys=val_keys,
+        val_keys=list(log.eval_keys),
         notes=shape.notes,
         train_points=train if len(train) else None,
         checkpoints=dict(shape.checkpoints),

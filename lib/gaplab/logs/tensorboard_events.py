@@ -15,6 +15,7 @@ new event file writes steps again: the later value wins, with a note.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from pathlib import Path
 
@@ -61,8 +62,46 @@ def _records(path: Path):
         offset = start + length + 4
 
 
+#: a PyTorch/TF1 scalar event as SummaryWriter.add_scalar writes it: wall_time (field 1), step (field 2,
+#: absent when 0), summary (field 5) with one value: tag (field 1) and simple_value (field 2, float32)
+SIMPLE_SCALAR = re.compile(
+    rb"\x09.{8}(?:\x10([\x80-\xff]{0,9}[\x00-\x7f]))?\x2a[\x00-\x7f]\x0a[\x00-\x7f]\x0a([\x01-\x7f])"
+    rb"([\x20-\x7e]{1,127}?)\x15(.{4})",
+    re.S,
+)
+
+
+def _varint(raw: bytes) -> int:
+    value = 0
+    for shift, byte in enumerate(raw):
+        value |= (byte & 0x7F) << (7 * shift)
+    return value
+
+
+def fast_scalars(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """The ``simple_value`` scalars of an event file, found by one pass of :data:`SIMPLE_SCALAR` over its
+    bytes (a million points in about a second); a match whose tag length disagrees is dropped."""
+    data = path.read_bytes()
+    found = SIMPLE_SCALAR.findall(data)
+    values = np.frombuffer(b"".join(f[3] for f in found), "<f4").astype(float)
+    out: dict[str, list[tuple[int, float]]] = {}
+    for (step, size, tag, _), number in zip(found, values):
+        if size[0] == len(tag):
+            out.setdefault(tag.decode("ascii"), []).append((_varint(step) if step else 0, float(number)))
+    return out
+
+
 def scalars(path: Path) -> dict[str, list[tuple[int, float]]]:
-    """tag -> [(step, value), ...] in the order the file wrote them."""
+    """tag -> [(step, value), ...] in the order the file wrote them: the fast path when the file's losses
+    are ``simple_value`` scalars, else every record parsed with TensorBoard's ``event_pb2``."""
+    fast = fast_scalars(path)
+    if any(names.loss_role(tag) == "val" for tag in fast):
+        return fast
+    return proto_scalars(path)
+
+
+def proto_scalars(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every record parsed with ``event_pb2``: ``simple_value`` or a one-element float tensor (TF2)."""
     from tensorboard.compat.proto import event_pb2
 
     parse, out = event_pb2.Event.FromString, {}
