@@ -31,7 +31,9 @@ def test_unknown_file_names_what_it_looked_like_and_the_formats(tmp_path):
     with pytest.raises(DataError) as err:
         read_log(path)
     message = str(err.value)
-    assert str(path) in message and "it starts 'Dear diary, today the model trained for a while and then ...'" in message
+    assert (
+        str(path) in message and "it starts 'Dear diary, today the model trained for a while and then ...'" in message
+    )
     assert "hf_trainer_state" in message and "keras_csv" in message and "\n" not in message
     assert isinstance(err.value, UsageError)
 

@@ -210,3 +210,25 @@ def test_generic_csv_with_usual_names(tmp_path):
 def test_format_forces_a_reader():
     path = FIXTURES / "lightning_csv/gpttt_metrics.csv"
     assert read_log(path, format="csv").format == "csv"
+
+
+def test_console_with_steps_in_some_dicts_uses_the_epoch(tmp_path):
+    path = tmp_path / "console.txt"
+    path.write_text(
+        "{'loss': 2.0, 'epoch': 0.5, 'step': 50}\n{'loss': 1.8, 'epoch': 1.0}\n{'eval_loss': 1.9, 'epoch': 1.0}\n"
+    )
+    run = read_log(path)
+    assert run.x_unit == "epoch" and list(run.history["iter"]) == [1.0] and run.history["train_points"][0] == 2
+
+
+def test_tensorboard_fast_path_equals_event_pb2():
+    from gaplab.logs.tensorboard_events import fast_scalars, proto_scalars
+
+    files = sorted((FIXTURES / "tensorboard").rglob("events.out.tfevents*"))
+    assert len(files) == 6
+    for file in files:
+        fast, slow = fast_scalars(file), proto_scalars(file)
+        assert sorted(fast) == sorted(slow)
+        for tag, (steps, values) in fast.items():
+            assert list(steps) == [s for s, _ in slow[tag]]
+            assert list(values) == pytest.approx([v for _, v in slow[tag]])

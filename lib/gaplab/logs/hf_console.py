@@ -20,8 +20,7 @@ from typing import Optional
 
 from gaplab.logs import textlog
 from gaplab.logs.base import Reader, register
-from gaplab.logs.hf_state import is_eval_loss
-from gaplab.logs.shape import LogShape, Point, build_run_log, to_float
+from gaplab.logs.shape import LogShape, Records, build_from_arrays
 
 SNIFF = re.compile(r"\{'(?:loss|eval_[A-Za-z0-9_]*loss|train_runtime)':")
 #: a printed log dict, from its first key to the end of its line (found in the raw bytes, chunk by chunk)
@@ -73,25 +72,6 @@ def dict_lines(path: Path):
                 return
 
 
-def _point(logs: dict, where: str, shape: LogShape) -> Optional[Point]:
-    if "train_runtime" in logs:
-        shape.notes.append(
-            f"the summary dict at {where} (train_loss = {logs.get('train_loss')}, the mean over the whole run) "
-            "is not a curve point"
-        )
-        return None
-    train = to_float(logs["loss"]) if "loss" in logs else None
-    evals = {k: v for k, value in logs.items() if is_eval_loss(k) and (v := to_float(value)) is not None}
-    if train is None and not evals:
-        return None
-    epoch = to_float(logs.get("epoch"))
-    step = to_float(logs.get("step"))
-    x = step if step is not None else epoch
-    if x is None:
-        return None
-    return Point(x, where, train, evals, math.nan if epoch is None else epoch)
-
-
 class HfConsoleReader(Reader):
     name = "hf_console"
     describes = "Hugging Face Trainer console output with {'loss': ...} lines"
@@ -102,60 +82,57 @@ class HfConsoleReader(Reader):
     def read(self, path, val_key=None):
         path = Path(path)
         shape = LogShape(str(path), self.name, "epoch")
-        points, keys, with_step = [], set(), 0
+        records = Records()
+        keys: set = set()
         for number, raw in dict_lines(path):
             close = raw.find(b"}")
             if close > 0 and b"{" not in raw[1:close] and b"[" not in raw[:close]:  # flat, as HF prints it
-                point, has_step = _flat_point(PAIRS.findall(raw, 0, close + 1), number, shape, keys)
+                pairs = PAIRS.findall(raw, 0, close + 1)
+                keys.update(dict(pairs))  # byte keys, decoded once at the end (for the no-val-loss message)
+                logs = dict(pairs)
             else:
-                logs = parse_dict(raw) or {}
+                logs = {k.encode(): v for k, v in (parse_dict(raw) or {}).items()}
                 keys.update(logs)
-                point, has_step = _point(logs, f"line {number}", shape), "step" in logs
-            if point is not None:
-                points.append(point)
-                with_step += has_step
-        shape.keys = sorted({k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in keys})
-        if points and with_step == len(points):
+            _add(records, logs, number, shape)
+        shape.keys = sorted(k.decode("utf-8", "replace") for k in keys)
+        if records.x and all(s is not None for s in records.step):
+            records.x = records.step
             shape.x_unit = "step"
         else:
             shape.notes.append("the console's dicts carry no step: x is the epoch HF printed with each")
             shape.repeat_is_resume = False  # HF rounds the printed epoch: two logs may share one
-            points = [p for p in points if not math.isnan(p.epoch)]
-            for p in points:
-                p.step = p.epoch
-        return build_run_log(points, shape, val_key)
+            records.x = records.epoch  # a record with no epoch has no place: left out
+        return build_from_arrays(records.arrays(lambda line: f"line {line}"), shape, val_key)
 
 
-def _number(raw: bytes) -> Optional[float]:
+def _number(raw) -> Optional[float]:
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return float(raw)
     try:
         return float(raw)
-    except ValueError:  # None, '' or a word: not logged
+    except (TypeError, ValueError):  # None, '' or a word: not logged
         return None
 
 
-def _flat_point(pairs: list, number: int, shape: LogShape, keys: set) -> tuple[Optional[Point], bool]:
-    """The point of one flat printed dict (its ``(key, value)`` byte pairs): the fast path for big consoles."""
-    train = epoch = step = None
-    evals = {}
-    for key, value in pairs:
-        if key == b"loss":
-            train = _number(value)
-        elif key == b"epoch":
-            epoch = _number(value)
-        elif key == b"step":
-            step = _number(value)
-        elif key.startswith(b"eval_") and key.endswith(b"loss") and (v := _number(value)) is not None:
-            evals[key.decode("utf-8", "replace")] = v
-        elif key == b"train_runtime":
-            logs = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in pairs}
-            return _point(logs, f"line {number}", shape), False
-    keys.update(dict(pairs))  # byte keys, decoded once at the end (for a message if the log has no val loss)
-    if train is None and not evals:
-        return None, False
-    x = step if step is not None else epoch
-    if x is None:
-        return None, False
-    return Point(x, f"line {number}", train, evals, math.nan if epoch is None else epoch), step is not None
+def _add(records: Records, logs: dict, line: int, shape: LogShape) -> None:
+    """The records of one printed dict (byte keys): its train loss and its eval losses; the run's summary
+    dict is said in a note and left out."""
+    if b"train_runtime" in logs:
+        shape.notes.append(
+            f"the summary dict at line {line} (train_loss = {_number(logs.get(b'train_loss'))}, the mean over the "
+            "whole run) is not a curve point"
+        )
+        return
+    epoch, step = _number(logs.get(b"epoch")), _number(logs.get(b"step"))
+    if epoch is None and step is None:
+        return
+    epoch = math.nan if epoch is None else epoch
+    x = epoch if step is None else step
+    if b"loss" in logs and (train := _number(logs[b"loss"])) is not None:
+        records.add(x, step, False, train, "", epoch, line)
+    for key, value in logs.items():
+        if key.startswith(b"eval_") and key.endswith(b"loss") and (number := _number(value)) is not None:
+            records.add(x, step, True, number, key.decode("utf-8", "replace"), epoch, line)
 
 
 register(HfConsoleReader())

@@ -77,6 +77,39 @@ class LogArrays:
     where: Callable[[int], str]
 
 
+class Records:
+    """A log's records as lists, filled one by one by a reader (no object per record): ``arrays`` makes
+    the :class:`LogArrays`."""
+
+    def __init__(self):
+        self.x, self.step, self.is_eval, self.value, self.key_names, self.epoch, self.where = [], [], [], [], [], [], []
+
+    def add(self, x, step, is_eval: bool, value: float, key: str, epoch: float, where) -> None:
+        self.x.append(x)
+        self.step.append(step)
+        self.is_eval.append(is_eval)
+        self.value.append(value)
+        self.key_names.append(key)
+        self.epoch.append(epoch)
+        self.where.append(where)
+
+    def arrays(self, where: Callable) -> LogArrays:
+        """``where(w)`` says the place of a record from what ``add`` was given as ``where``."""
+        eval_keys = list(dict.fromkeys(k for k, e in zip(self.key_names, self.is_eval) if e))
+        index = {k: i for i, k in enumerate(eval_keys)}
+        key = np.fromiter((index[k] if e else -1 for k, e in zip(self.key_names, self.is_eval)), int, len(self.x))
+        places = self.where
+        return LogArrays(
+            np.asarray(self.x, float),
+            np.asarray(self.is_eval, bool),
+            np.asarray(self.value, float),
+            key,
+            np.asarray(self.epoch, float),
+            eval_keys,
+            lambda i: where(places[i]),
+        )
+
+
 def points_to_arrays(points: list[Point]) -> LogArrays:
     """The records of :class:`Point` s (a train loss first, then each eval value of the point)."""
     eval_keys: dict[str, int] = {}
@@ -101,7 +134,7 @@ def points_to_arrays(points: list[Point]) -> LogArrays:
 
 def _refuse_restart(log: LogArrays, i: int, top: float, shape: LogShape) -> None:
     raise DataError(
-        f"{shape.path}: at {log.where(i)} the {shape.x_unit}s go back from {_num(top)} to {_num(log.x[i])}, "
+        f"{shape.path}: at {log.where(i)} the {shape.x_unit}s go back from {format_x(top)} to {format_x(log.x[i])}, "
         f"the log's first {shape.x_unit}: two runs in one log? Give each run its own file (a resumed run, which "
         "goes back to a later checkpoint, is stitched)"
     )
@@ -127,10 +160,10 @@ def _stitch(log: LogArrays, rows: np.ndarray, shape: LogShape) -> np.ndarray:
             continue  # what it went back past was dropped by an earlier resume
         if going_back and x[j] <= x[0]:
             _refuse_restart(log, rows[j], top, shape)
-        what = f"go back from {_num(top)} to {_num(x[j])}" if going_back else "log a train loss again"
+        what = f"go back from {format_x(top)} to {format_x(x[j])}" if going_back else "log a train loss again"
         shape.notes.append(
             f"{shape.x_unit}s {what} at {log.where(rows[j])}: a resumed run; stitched (the values logged after "
-            f"the resume replace those from {shape.x_unit} {_num(x[j])} on)"
+            f"the resume replace those from {shape.x_unit} {format_x(x[j])} on)"
         )
         keep[:j] &= x[:j] < x[j]
     return rows[keep]
@@ -143,7 +176,7 @@ def _cut_at_non_finite(log: LogArrays, rows: np.ndarray, shape: LogShape, val_ke
     i = rows[bad[0]]
     what = f"{val_key} {log.value[i]}" if log.is_eval[i] else f"train loss {log.value[i]}"
     shape.notes.append(
-        f"{what} at {shape.x_unit} {_num(log.x[i])} ({log.where(i)}): the run is read up to the {shape.x_unit} "
+        f"{what} at {shape.x_unit} {format_x(log.x[i])} ({log.where(i)}): the run is read up to the {shape.x_unit} "
         "before it"
     )
     return rows[: bad[0]], int(log.x[i])
@@ -244,7 +277,7 @@ def build_run_log(points: list[Point], shape: LogShape, val_key: Optional[str] =
 def build_from_arrays(log: LogArrays, shape: LogShape, val_key: Optional[str] = None) -> RunLog:
     """The :class:`RunLog` of a log's records: the eval set chosen, stitched, cut at NaN/inf, one row per eval."""
     chosen = choose_val_key(log.eval_keys, val_key, shape)
-    rows = np.flatnonzero(~log.is_eval | (log.key == log.eval_keys.index(chosen)))
+    rows = np.flatnonzero((~log.is_eval | (log.key == log.eval_keys.index(chosen))) & ~np.isnan(log.x))
     rows = _stitch(log, rows, shape)
     rows, stopped_at = _cut_at_non_finite(log, rows, shape, chosen)
     history, train = _history(log, rows)
@@ -285,5 +318,5 @@ def to_float(value) -> Optional[float]:
         return None
 
 
-def _num(value: float) -> str:
+def format_x(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
