@@ -140,3 +140,10 @@ def test_an_endless_line_without_newline_is_not_a_log(tmp_path):
     path.write_text("x" * 3_000_000)
     with pytest.raises(DataError, match="no log reader recognises"):
         read_log(path)
+
+
+def test_a_folder_with_no_log(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 64)
+    (tmp_path / "config.json").write_text('{"hidden_size": 64}')
+    with pytest.raises(DataError, match="a folder with no log gaplab knows"):
+        read_log(tmp_path)

@@ -232,3 +232,13 @@ def test_tensorboard_fast_path_equals_event_pb2():
         for tag, (steps, values) in fast.items():
             assert list(steps) == [s for s, _ in slow[tag]]
             assert list(values) == pytest.approx([v for _, v in slow[tag]])
+
+
+def test_wandb_chart_export_reads_as_generic_csv(tmp_path):
+    path = tmp_path / "wandb_export.csv"
+    header = '"Step","fine-tune-3 - eval/loss","fine-tune-3 - eval/loss__MIN","fine-tune-3 - eval/loss__MAX"'
+    path.write_text(header + '\n"100","2.5","2.5","2.5"\n"200","2.3","2.3","2.3"\n')
+    run = read_log(path)
+    assert (
+        run.format == "csv" and run.val_keys == ["fine-tune-3 - eval/loss"] and list(run.history["iter"]) == [100, 200]
+    )
