@@ -157,3 +157,31 @@ def test_train_logged_less_often_than_eval_is_carried(tmp_path):
 def test_duplicate_final_evaluate_keeps_one_row(tmp_path):
     log = [{"step": 10, "loss": 1.0}, {"step": 10, "eval_loss": 0.9}, {"step": 10, "eval_loss": 0.9}]
     assert len(read_log(state_file(tmp_path, log)).history) == 1
+
+
+def _copy_events(src, dst):
+    dst.mkdir(parents=True)
+    for file in src.glob("events*"):
+        (dst / file.name).write_bytes(file.read_bytes())
+
+
+def test_a_run_resumed_into_a_new_folder_is_stitched(tmp_path):
+    resumed = FIXTURES / "tensorboard/resumed_run"
+    first, second = sorted(resumed.glob("events*"))
+    (tmp_path / "version_0").mkdir()
+    (tmp_path / "version_1").mkdir()
+    (tmp_path / "version_0" / first.name).write_bytes(first.read_bytes())
+    (tmp_path / "version_1" / second.name).write_bytes(second.read_bytes())
+    run = read_log(tmp_path)
+    assert run.val_key == "val/loss" and len(run.history) == 10
+    assert any("version_1" in n and "resumed run" in n for n in run.notes)
+    assert list(run.history["val_loss"]) == pytest.approx(list(read_log(resumed).history["val_loss"]))
+
+
+def test_separate_runs_in_one_folder_are_refused(tmp_path):
+    src = FIXTURES / "tensorboard/slm_curve_pytorch"
+    _copy_events(src, tmp_path / "seed-1")
+    _copy_events(src, tmp_path / "seed-2")
+    with pytest.raises(DataError, match=r"holds 2 runs that start at the same step \(seed-1 \(from step 286\), seed-2"):
+        read_log(tmp_path)
+    assert read_log(tmp_path / "seed-2").val_key == "val/loss"

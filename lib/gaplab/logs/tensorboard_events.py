@@ -145,21 +145,49 @@ def proto_scalars(path: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+def _run_order(read: list, root: Path) -> tuple[list, dict]:
+    """The files in the order to stitch them, and each run folder's name in the keys ("" when one).
+
+    Run folders whose own tags include a val loss are either one run resumed into a new folder (each
+    starts later than the one before: stitched, with a note) or separate runs that start together
+    (refused with a sentence); other run folders (Keras's ``train/`` and ``validation/``) name their keys."""
+    runs = sorted({f.parent for f, _ in read})
+    label = {r: (r.relative_to(root).as_posix() if root.is_dir() and len(runs) > 1 else "") for r in runs}
+    first_val: dict[Path, int] = {}
+    for file, tags in read:
+        for tag, (steps, _) in tags.items():
+            if names.loss_role(tag) == "val" and len(steps):
+                first_val[file.parent] = min(first_val.get(file.parent, int(steps.min())), int(steps.min()))
+    if len(first_val) > 1:
+        starts = sorted(first_val.values())
+        if len(set(starts)) < len(starts):
+            shown = ", ".join(f"{label[r]} (from step {s})" for r, s in sorted(first_val.items(), key=lambda i: i[1]))
+            raise DataError(
+                f"{root}: holds {len(first_val)} runs that start at the same step ({shown}); give one run's folder, "
+                "or pass each to gaplab analyze to compare them"
+            )
+        chain = sorted(first_val, key=first_val.get)
+        for r in chain:
+            label[r] = ""
+        read = sorted(read, key=lambda item: (first_val.get(item[0].parent, -1), str(item[0])))
+    return read, label
+
+
 def _collect(files: list[Path], root: Path, shape: LogShape) -> dict[str, Series]:
     """key -> (steps, values), sorted by step, one value a step: where a later file (a resumed run) writes
     a step again, its value wins, with a note."""
-    runs = {f.parent for f in files}
+    read, label = _run_order([(f, scalars(f)) for f in files], root)
     parts: dict[str, list[Series]] = {}
-    for file in files:
-        run = file.parent.relative_to(root).as_posix() if root.is_dir() and len(runs) > 1 else ""
-        for tag, (steps, values) in scalars(file).items():
+    for file, tags in read:
+        run = label[file.parent]
+        for tag, (steps, values) in tags.items():
             key = f"{run}/{tag}" if run else tag
             earlier = parts.setdefault(key, [])
             top = max((int(s.max()) for s, _ in earlier if len(s)), default=None)
             if top is not None and len(steps) and steps.min() <= top and names.loss_role(key):
                 shape.notes.append(
-                    f"{file.name} writes {key} again from step {int(steps.min())} (the log had reached {top}): a "
-                    "resumed run; stitched, the later values win"
+                    f"{file.relative_to(root) if root.is_dir() else file.name} writes {key} again from step "
+                    f"{int(steps.min())} (the log had reached {top}): a resumed run; stitched, the later values win"
                 )
             earlier.append((steps, values))
     series = {}
