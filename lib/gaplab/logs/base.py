@@ -52,7 +52,8 @@ class RunLog:
     train_points: Optional[pd.DataFrame]
     checkpoints: dict[int, str] = field(default_factory=dict)
     best_checkpoint: Optional[str] = None
-    stopped_at: Optional[int] = None
+    #: the step (or epoch) of the first NaN/inf loss, where the run was cut; None when none
+    stopped_at: Optional[float] = None
 
 
 class Reader:

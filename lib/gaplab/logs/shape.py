@@ -179,7 +179,8 @@ def _cut_at_non_finite(log: LogArrays, rows: np.ndarray, shape: LogShape, val_ke
         f"{what} at {shape.x_unit} {format_x(log.x[i])} ({log.where(i)}): the run is read up to the {shape.x_unit} "
         "before it"
     )
-    return rows[: bad[0]], int(log.x[i])
+    x = float(log.x[i])
+    return rows[: bad[0]], int(x) if x.is_integer() else x
 
 
 def choose_val_key(val_keys: list[str], val_key: Optional[str], shape: LogShape) -> str:
