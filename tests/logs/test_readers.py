@@ -169,6 +169,12 @@ def test_nanogpt_lines():
     assert run.history["train_loss"][1] == 2.0049 and run.history["val_loss"][1] == 2.0904
 
 
+def test_nanogpt_overfitting_run():
+    h = read("nanogpt/era_session21_training_logs.txt").history
+    assert len(h) == 11 and h["iter"][h["val_loss"].idxmin()] == 3000 and h["val_loss"].iloc[-1] == 1.5565
+    assert h["train_loss"].is_monotonic_decreasing
+
+
 def test_nanogpt_iter_lines_are_train_points(tmp_path):
     lines = ["step 0: train loss 4.2874, val loss 4.2823"]
     lines += [f"iter {i}: loss {4.2 - i / 100:.4f}, time 12.31ms, mfu -100.00%" for i in range(0, 20, 10)]
