@@ -248,3 +248,18 @@ def test_wandb_chart_export_reads_as_generic_csv(tmp_path):
     assert (
         run.format == "csv" and run.val_keys == ["fine-tune-3 - eval/loss"] and list(run.history["iter"]) == [100, 200]
     )
+
+
+def test_a_folder_with_one_log_file_reads_it(tmp_path):
+    version = tmp_path / "lightning_logs" / "version_0"
+    version.mkdir(parents=True)
+    (version / "metrics.csv").write_text((FIXTURES / "lightning_csv/gpttt_metrics.csv").read_text())
+    (version / "hparams.yaml").write_text("lr: 0.001\n")
+    run = read_log(version)
+    assert run.format == "lightning_csv" and run.path.endswith("metrics.csv")
+    assert run.notes[0].startswith("read metrics.csv, the one training log in")
+    (version / "copy.csv").write_text((FIXTURES / "lightning_csv/gpttt_metrics.csv").read_text())
+    from gaplab.errors import DataError
+
+    with pytest.raises(DataError, match=r"holds 2 training logs \(copy.csv \(lightning_csv\), metrics.csv"):
+        read_log(version)

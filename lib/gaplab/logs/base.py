@@ -132,10 +132,40 @@ def read_log(path: PathLike, format: Optional[str] = None, val_key: Optional[str
     for reader in READERS.values():
         if reader.sniff(path, head):
             return _read(reader, path, val_key)
-    what = "a folder with no log gaplab knows" if path.is_dir() else f"it starts {_first_line(head)}"
+    if path.is_dir():
+        return _read_the_log_in(path, val_key)
+    what = f"it starts {_first_line(head)}"
     if not path.is_dir() and not head.strip():
         what = "it is empty"
     raise DataError(f"{path}: no log reader recognises this file ({what}); gaplab reads: {formats_sentence()}")
+
+
+#: at most this many files of a folder are looked at for the one log it holds
+MAX_FOLDER_FILES = 200
+
+
+def _read_the_log_in(folder: Path, val_key: Optional[str]) -> RunLog:
+    """A folder that no folder reader takes (Lightning's ``version_0/`` with its ``metrics.csv``): the one
+    log file directly inside it, read with a note; none or several is one sentence."""
+    found = []
+    for file in sorted(folder.iterdir())[:MAX_FOLDER_FILES]:
+        if not file.is_file() or file.suffix.lower() in NEVER_OPEN_SUFFIXES:
+            continue
+        head = file_head(file)
+        reader = next((r for r in READERS.values() if r.sniff(file, head)), None)
+        if reader is not None:
+            found.append((file, reader))
+    if len(found) == 1:
+        file, reader = found[0]
+        run = _read(reader, file, val_key)
+        run.notes.insert(0, f"read {file.name}, the one training log in {folder}")
+        return run
+    if found:
+        names = ", ".join(f"{f.name} ({r.name})" for f, r in found)
+        raise DataError(f"{folder}: holds {len(found)} training logs ({names}); give the one to analyse")
+    raise DataError(
+        f"{folder}: no log reader recognises this folder (a folder with no log gaplab knows); gaplab reads: {formats_sentence()}"
+    )
 
 
 def _read(reader: Reader, path: Path, val_key: Optional[str]) -> RunLog:
