@@ -131,7 +131,7 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if np.isfinite(x).all() else (float(np.nanmean(x)) if np.isfinite(x).any() else math.nan)
 
 
-def _ending(rows: pd.DataFrame, sigma_val: float, sigma_train: float) -> _Ending:
+def _ending(rows: pd.DataFrame, sigma_val: float, sigma_train: float, unit: str) -> _Ending:
     """Is val still falling or rising at the end, is train rising, and did the gap widen?"""
     val, train = rows["val_loss"].to_numpy(dtype=float), rows["train_loss"].to_numpy(dtype=float)
     iters, n = rows["iter"].to_numpy(), len(rows)
@@ -150,11 +150,13 @@ def _ending(rows: pd.DataFrame, sigma_val: float, sigma_train: float) -> _Ending
             improving=bool(before - last > Z_IMPROVING * sigma_val * z),
             rising=bool(last - before > Z_IMPROVING * sigma_val * z),
             train_rising=bool(train_last - train_before > Z_IMPROVING * sigma_train * z),
-            **_gap_change(val - train, iters, k, sigma_val, sigma_train),
+            **_gap_change(val - train, iters, k, sigma_val, sigma_train, unit),
         )
 
 
-def _gap_change(gap: np.ndarray, iters: np.ndarray, k: int, sigma_val: float, sigma_train: float) -> dict[str, Any]:
+def _gap_change(
+    gap: np.ndarray, iters: np.ndarray, k: int, sigma_val: float, sigma_train: float, unit: str
+) -> dict[str, Any]:
     """Did the gap widen from the middle of the run to its last ``k`` evals?  (The phrase says how it went.)"""
     n = len(gap)
     mid = (n - 1) // 2
@@ -169,7 +171,7 @@ def _gap_change(gap: np.ndarray, iters: np.ndarray, k: int, sigma_val: float, si
     above_limit = Z_WIDENING * math.hypot(sigma_val, sigma_train) / math.sqrt(k)
     widening = gap_last - gap_mid > change_limit and gap_last > above_limit
     where = "at the last eval" if k == 1 else f"over the last {k} evals"
-    span = f"from {gap_mid:.3f} around iter {int(iters[mid])} to {gap_last:.3f} {where}"
+    span = f"from {gap_mid:.3f} around {unit} {int(iters[mid])} to {gap_last:.3f} {where}"
     if widening:
         phrase = f"the gap is widening, {span}"
     elif gap_last <= above_limit:
@@ -185,7 +187,7 @@ def _evals(count: int) -> str:
     return "1 eval" if count == 1 else f"{count} evals"
 
 
-def _stopped_sentence(o: OnsetSearch, final_val: float) -> str:
+def _stopped_sentence(o: OnsetSearch, final_val: float, unit: str) -> str:
     """The onset as a clause, with the numbers the search used (levels, margin, end means)."""
     if o.onset_level_evals == 1:  # few evals: a level is the eval itself
         level = f"it was {o.onset_level:.3f} nats there (one eval: too few evals to average)"
@@ -197,14 +199,14 @@ def _stopped_sentence(o: OnsetSearch, final_val: float) -> str:
         )
         comeback = f"no {o.comeback_evals} in a row"
     text = (
-        f"val loss stopped improving at iter {o.onset_iter}: {level}, and in the {_evals(o.evals_after_onset)} "
+        f"val loss stopped improving at {unit} {o.onset_iter}: {level}, and in the {_evals(o.evals_after_onset)} "
         f"after it {comeback} came back below that level by more than {o.comeback_margin:.3f} nats (noise "
         f"±{o.val_noise:.3f} nats per eval); it ended at {final_val:.3f}"
     )
     if o.worst_val_after_onset is not None and o.worst_val_after_onset > final_val:
-        text += f" (worst {o.worst_val_after_onset:.3f} at iter {o.worst_iter_after_onset})"
+        text += f" (worst {o.worst_val_after_onset:.3f} at {unit} {o.worst_iter_after_onset})"
     if o.best_iter is not None and o.best_iter != o.onset_iter:
-        text += f", and its single lowest eval, {o.best_val:.3f} at iter {o.best_iter}, " + (
+        text += f", and its single lowest eval, {o.best_val:.3f} at {unit} {o.best_iter}, " + (
             "did not last" if o.best_iter > o.onset_iter else "came before it"
         )
     if o.read_val_alone:
@@ -244,9 +246,9 @@ def _shape_notes(o: OnsetSearch) -> list[str]:
     return notes
 
 
-def _onset_verdict(o: OnsetSearch, final_train: float, final_val: float) -> tuple[str, str]:
+def _onset_verdict(o: OnsetSearch, final_train: float, final_val: float, unit: str) -> tuple[str, str]:
     """Memorizing or overfitting, for a run with an onset."""
-    stopped = _stopped_sentence(o, final_val)
+    stopped = _stopped_sentence(o, final_val, unit)
     final_gap = final_val - final_train
     if final_train <= MEMORIZE_TRAIN and final_gap >= MEMORIZE_GAP:  # False when train was not logged (NaN)
         return "memorizing", (
@@ -257,10 +259,10 @@ def _onset_verdict(o: OnsetSearch, final_train: float, final_val: float) -> tupl
     return "overfitting", f"{stopped[0].upper()}{stopped[1:]}."
 
 
-def _no_onset_verdict(rows: pd.DataFrame, o: OnsetSearch, vocab_size: Optional[int]) -> tuple[str, str]:
+def _no_onset_verdict(rows: pd.DataFrame, o: OnsetSearch, vocab_size: Optional[int], unit: str) -> tuple[str, str]:
     """Underfitting or healthy, for a run without an onset: by level, then by how the run ended."""
     sigma_train = o.train_noise if o.train_noise is not None else math.nan
-    r = _ending(rows, o.val_noise, sigma_train)
+    r = _ending(rows, o.val_noise, sigma_train, unit)
     noise = f"±{o.val_noise:.3f} nats per eval"
     uniform = math.log(vocab_size) if vocab_size and vocab_size > 1 else None
     if uniform is not None and o.best_val >= UNIFORM_FRACTION * uniform:
@@ -269,7 +271,7 @@ def _no_onset_verdict(rows: pd.DataFrame, o: OnsetSearch, vocab_size: Optional[i
             f"ln({vocab_size}), the loss of a uniform guess over the vocabulary: the model has learned little so far."
         )
     means = "single evals" if r.k == 1 else f"means of {r.k} evals"
-    end = f"from {r.val_before:.3f} to {r.val_last:.3f} ({means}, from iter {r.iter_before}; noise {noise})"
+    end = f"from {r.val_before:.3f} to {r.val_last:.3f} ({means}, from {unit} {r.iter_before}; noise {noise})"
     train_known = math.isfinite(r.train_before) and math.isfinite(r.train_last)
     train = f"train went from {r.train_before:.3f} to {r.train_last:.3f}" if train_known else "train was not logged"
     gap = r.gap_phrase
@@ -300,7 +302,7 @@ def _no_onset_verdict(rows: pd.DataFrame, o: OnsetSearch, vocab_size: Optional[i
             f"improving faster than val loss, so watch for val to stop improving."
         )
     return "healthy", (
-        f"No overfitting onset: val loss has levelled off (best {o.best_val:.3f} at iter {o.best_iter}, final "
+        f"No overfitting onset: val loss has levelled off (best {o.best_val:.3f} at {unit} {o.best_iter}, final "
         f"{o.final_val:.3f}; its last evals are within the noise, {noise}, of the ones before), and {gap}."
     )
 
@@ -310,6 +312,7 @@ def verdict(
     vocab_size: Optional[int] = None,
     *,
     onset: Union[OnsetSearch, dict[str, Any], None] = None,
+    unit: str = "iter",
 ) -> tuple[str, str]:
     """Label a run ``underfitting``, ``healthy``, ``overfitting`` or ``memorizing``, with a one-sentence reason.
 
@@ -327,7 +330,8 @@ def verdict(
        widens (the reason says so: the run is spending more of its progress on its training text).
 
     ``onset``: the :func:`find_onset` record (or :func:`detect_onset` dict) for this history, if already
-    computed.  Every number the rule used is in the reason, in nats; a log with missing train losses or at
+    computed.  ``unit``: what the x values are called in the reason (``"iter"``; a log's ``"step"`` or
+    ``"epoch"``).  Every number the rule used is in the reason, in nats; a log with missing train losses or at
     most :data:`~gaplab.measure.noise.FEW_EVALS` evals gets a sentence saying what that means.
     """
     rows = eval_rows(history)
@@ -339,9 +343,9 @@ def verdict(
         o = onset if isinstance(onset, OnsetSearch) else OnsetSearch.from_dict(onset, rows)
     final_train, final_val = float(rows["train_loss"].iloc[-1]), float(rows["val_loss"].iloc[-1])
     if o.onset_iter is not None:
-        label, reason = _onset_verdict(o, final_train, final_val)
+        label, reason = _onset_verdict(o, final_train, final_val, unit)
     else:
-        label, reason = _no_onset_verdict(rows, o, vocab_size)
+        label, reason = _no_onset_verdict(rows, o, vocab_size, unit)
     notes = _shape_notes(o)
     return label, (f"{reason[:-1]}; {'; '.join(notes)}." if notes else reason)  # still one sentence
 
@@ -352,15 +356,16 @@ def analyze_curve(
     *,
     val_noise: Optional[float] = None,
     train_noise: Optional[float] = None,
+    unit: str = "iter",
 ) -> CurveAnalysis:
     """The onset and the verdict of one history (its :func:`eval_rows`); one eval gives ``underfitting``
-    ("no trend to judge yet")."""
+    ("no trend to judge yet").  ``unit``: what the reason calls the x values (a log's ``"step"``, ``"epoch"``)."""
     rows = eval_rows(history)
     o = find_onset(rows, val_noise=val_noise, train_noise=train_noise)
     if len(rows) >= 2:
-        label, reason = verdict(rows, vocab_size, onset=o)
+        label, reason = verdict(rows, vocab_size, onset=o, unit=unit)
     else:
-        label, reason = "underfitting", f"Only one eval (iter {int(rows['iter'].iloc[0])}): no trend to judge yet."
+        label, reason = "underfitting", f"Only one eval ({unit} {int(rows['iter'].iloc[0])}): no trend to judge yet."
     final_train = float(rows["train_loss"].iloc[-1])
     return CurveAnalysis(
         onset=o,
