@@ -263,3 +263,13 @@ def test_a_folder_with_one_log_file_reads_it(tmp_path):
 
     with pytest.raises(DataError, match=r"holds 2 training logs \(copy.csv \(lightning_csv\), metrics.csv"):
         read_log(version)
+
+
+def test_console_numbers_printed_in_wrappers(tmp_path):
+    path = tmp_path / "console.txt"
+    path.write_text(
+        "{'loss': np.float64(2.25), 'grad_norm': tensor(0.51, device='cuda:0'), 'learning_rate': 5e-05, 'epoch': 0.5}\n"
+        "{'eval_loss': 2.4, 'eval_accuracy': np.float64(0.61), 'epoch': 0.5}\n"
+    )
+    run = read_log(path)
+    assert run.history["train_loss"][0] == 2.25 and run.history["val_loss"][0] == 2.4

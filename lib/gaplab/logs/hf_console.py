@@ -105,13 +105,18 @@ class HfConsoleReader(Reader):
         return build_from_arrays(records.arrays(lambda line: f"line {line}"), shape, val_key)
 
 
+#: a number printed inside a wrapper: ``np.float64(2.31)``, ``tensor(2.31, device='cuda:0')``
+WRAPPED = re.compile(rb"^(?:np\.float\d*|numpy\.float\d*|tensor)\(([-+]?(?:\d[\d.eE+-]*|nan|inf))")
+
+
 def _number(raw) -> Optional[float]:
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return float(raw)
+    if isinstance(raw, bool) or raw is None:
+        return None
     try:
         return float(raw)
-    except (TypeError, ValueError):  # None, '' or a word: not logged
-        return None
+    except (TypeError, ValueError):  # None, '' or a word: not logged, unless a wrapper holds the number
+        wrapped = WRAPPED.match(raw) if isinstance(raw, bytes) else None
+        return float(wrapped.group(1)) if wrapped else None
 
 
 def _add(records: Records, logs: dict, line: int, shape: LogShape) -> None:
