@@ -147,3 +147,18 @@ def test_a_folder_with_no_log(tmp_path):
     (tmp_path / "config.json").write_text('{"hidden_size": 64}')
     with pytest.raises(DataError, match="a folder with no log gaplab knows"):
         read_log(tmp_path)
+
+
+def test_a_console_of_carriage_returns_only_streams(tmp_path, monkeypatch):
+    import gaplab.logs.hf_console as console
+
+    monkeypatch.setattr(console, "CHUNK_BYTES", 4096)  # many chunks from a small file
+    path = tmp_path / "console.log"
+    parts = []
+    for k in range(1, 301):
+        parts.append(f"\r{k}/300 [00:01<00:02]" * 5 + f"\r{{'loss': {2 - k / 1000}, 'epoch': {k / 100}}}")
+        if k % 30 == 0:
+            parts.append(f"\r{{'eval_loss': {2.1 - k / 2000}, 'epoch': {k / 100}}}")
+    path.write_text("".join(parts))  # not one newline: tqdm captured raw
+    run = read_log(path)
+    assert len(run.history) == 10 and len(run.train_points) == 300 and (run.history["train_points"] == 30).all()

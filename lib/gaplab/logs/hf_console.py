@@ -60,7 +60,11 @@ def dict_lines(path: Path):
         while True:
             block = fh.read(CHUNK_BYTES)
             data = carry + block
-            cut = data.rfind(b"\n") + 1 if block else len(data)
+            # cut after the last line end (tqdm's \r counts): a dict never spans two chunks; a "line" with no
+            # end in a whole chunk (an endless bar) is not kept whole
+            cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1 if block else len(data)
+            if cut == 0 and len(data) > CHUNK_BYTES:
+                cut = len(data)
             head, carry = data[:cut], data[cut:]
             position = 0
             for match in DICT_LINE.finditer(head):
