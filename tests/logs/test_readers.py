@@ -273,3 +273,13 @@ def test_console_numbers_printed_in_wrappers(tmp_path):
     )
     run = read_log(path)
     assert run.history["train_loss"][0] == 2.25 and run.history["val_loss"][0] == 2.4
+
+
+def test_the_logs_own_standard_errors_are_kept(tmp_path):
+    h = read("gaplab_history/quickstart_overfit_history.csv").history
+    assert h["val_loss_se"][1] == pytest.approx(0.06611383161237885)
+    path = tmp_path / "log.csv"
+    path.write_text("iter,train_loss,val_loss,val_loss_se,lr\n100,2.5,2.6,0.4,1e-3\n200,2.1,2.3,0.3,1e-3\n")
+    run = read_log(path)
+    assert list(run.history["val_loss_se"]) == [0.4, 0.3] and run.history["train_loss_se"].isna().all()
+    assert read("keras_csv/mnist_cnn_training_log.csv").history["val_loss_se"].isna().all()

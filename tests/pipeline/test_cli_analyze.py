@@ -45,7 +45,6 @@ def test_analyze_json_is_one_object(tmp_path, capsys):
     assert (j["best_iter"], j["best_val"]) == (1000, pytest.approx(1.5665)) and j["file"] == log
 
 
-@pytest.mark.xfail(strict=True, reason="RunLog.history does not carry val_loss_se yet (gaplab.logs readers)")
 def test_analyze_uses_standard_error_columns_and_ignores_others(tmp_path, capsys):
     c = seed_curve("003 phase 4 log")
     log = write_log(

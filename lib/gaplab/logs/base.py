@@ -23,7 +23,7 @@ from gaplab.errors import DataError
 PathLike = Union[str, Path]
 
 #: the columns of :attr:`RunLog.history`, in order
-HISTORY_COLUMNS = ("iter", "train_loss", "val_loss", "train_loss_se", "train_points", "epoch")
+HISTORY_COLUMNS = ("iter", "train_loss", "val_loss", "train_loss_se", "train_points", "epoch", "val_loss_se")
 #: the columns of :attr:`RunLog.train_points`
 TRAIN_POINT_COLUMNS = ("step", "loss", "epoch")
 #: how many characters of a file's start a reader's :meth:`Reader.sniff` sees
@@ -39,7 +39,9 @@ class RunLog:
     ``history`` has one row per eval: ``iter`` (the step, or the epoch when the log has no step),
     ``train_loss`` (NaN when not logged), ``val_loss``, ``train_loss_se`` (the spread of the train
     losses logged since the previous eval over the square root of their count; NaN with fewer than 2),
-    ``train_points`` (how many train losses that level averages) and ``epoch`` (NaN if unknown).
+    ``train_points`` (how many train losses that level averages), ``epoch`` (NaN if unknown) and
+    ``val_loss_se`` (the standard error of each eval when the log writes one, as gaplab's ``history.csv``
+    or a CSV with a ``val_loss_se`` column does; else NaN).
     """
 
     path: str

@@ -70,3 +70,26 @@ def file_columns(path: Path) -> list[str]:
     """The column names on the first line of ``path``."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         return header_of(fh.readline())[0]
+
+
+def column_by_x(path: Path, x_key: str, column: str) -> dict[float, Optional[float]]:
+    """x -> the value of ``column`` in the rows that have one (a second pass over the file; the last wins)."""
+    out: dict[float, Optional[float]] = {}
+    for _, row in rows(path):
+        x, value = to_float(row.get(x_key)), to_float(row.get(column))
+        if x is not None and value is not None:
+            out[x] = value
+    return out
+
+
+def se_columns(columns: list[str], val_key: str) -> dict[str, str]:
+    """The log's own standard-error columns: history column -> the CSV's column."""
+    found = {}
+    for history_column, candidates in (
+        ("val_loss_se", (f"{val_key}_se", "val_loss_se")),
+        ("train_loss_se", ("train_loss_se",)),
+    ):
+        match = next((c for c in candidates if c in columns), None)
+        if match:
+            found[history_column] = match
+    return found

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gaplab.logs import csvlog
 from gaplab.logs.base import Reader, register
-from gaplab.logs.shape import LogShape, Point, build_run_log, to_float
+from gaplab.logs.shape import LogShape, Point, build_run_log, fill_from_log, to_float
 from gaplab.train.history import HISTORY_COLUMNS
 
 
@@ -23,7 +23,7 @@ class GaplabHistoryReader(Reader):
     def read(self, path, val_key=None):
         path = Path(path)
         shape = LogShape(str(path), self.name, "step")
-        points, spread = [], {}
+        points, train_se, val_se = [], {}, {}
         for number, row in csvlog.rows(path):
             x = to_float(row.get("iter"))
             if x is None:
@@ -35,9 +35,11 @@ class GaplabHistoryReader(Reader):
             if val is not None:
                 point.evals["val_loss"] = val
             points.append(point)
-            spread[x] = to_float(row.get("train_loss_se"))
+            train_se[x], val_se[x] = to_float(row.get("train_loss_se")), to_float(row.get("val_loss_se"))
         run = build_run_log(points, shape, val_key)
-        run.history["train_loss_se"] = [math.nan if spread.get(x) is None else spread[x] for x in run.history["iter"]]
+        run.history["train_loss_se"] = math.nan  # gaplab's train level is one eval, not a mean of logged losses
+        fill_from_log(run, "train_loss_se", train_se)
+        fill_from_log(run, "val_loss_se", val_se)
         run.notes.append("gaplab measures train and val over the same fixed windows at each eval")
         return run
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gaplab.logs import csvlog, names
 from gaplab.logs.base import Reader, register
-from gaplab.logs.shape import LogShape, build_run_log
+from gaplab.logs.shape import LogShape, build_run_log, fill_from_log
 
 
 class GenericCsvReader(Reader):
@@ -27,7 +27,11 @@ class GenericCsvReader(Reader):
         shape = LogShape(str(path), self.name, "step" if step_key else "epoch", keys=columns)
         x_key = step_key or epoch_key
         points = csvlog.csv_points(path, x_key, names.train_key(columns), names.val_keys(columns), epoch_key)
-        return build_run_log(points, shape, val_key)
+        run = build_run_log(points, shape, val_key)
+        for history_column, column in csvlog.se_columns(columns, run.val_key).items():
+            fill_from_log(run, history_column, csvlog.column_by_x(path, x_key, column))
+            run.notes.append(f"{history_column} is the log's own column {column!r}")
+        return run
 
 
 register(GenericCsvReader())

@@ -238,6 +238,7 @@ def _history(log: LogArrays, rows: np.ndarray) -> tuple[pd.DataFrame, pd.DataFra
             "train_loss_se": se,
             "train_points": counts.astype(int),
             "epoch": log.epoch[evals],
+            "val_loss_se": np.full(len(evals), np.nan),
         },
         columns=list(HISTORY_COLUMNS),
     )
@@ -302,6 +303,16 @@ def build_from_arrays(log: LogArrays, shape: LogShape, val_key: Optional[str] = 
         best_checkpoint=shape.best_checkpoint,
         stopped_at=stopped_at,
     )
+
+
+def fill_from_log(run: RunLog, column: str, by_x: dict[float, Optional[float]]) -> None:
+    """Put the log's own per-eval values (``val_loss_se``, ``train_loss_se``) in ``run.history[column]``,
+    matched by x; where the log has none, the column keeps what it had."""
+    if not by_x:
+        return
+    given = [by_x.get(float(x)) for x in run.history["iter"]]
+    old = run.history[column].to_numpy()
+    run.history[column] = [old[i] if v is None else v for i, v in enumerate(given)]
 
 
 def to_float(value) -> Optional[float]:
