@@ -15,6 +15,7 @@ from gaplab.logs.analyze import (
     analyze_path,
     analyze_runs,
     checkpoint_to_keep,
+    example_log,
     replicate_spread,
     run_paths,
     staircase,
@@ -156,3 +157,13 @@ def test_runs_with_other_evals_are_not_replicates(tmp_path):
     rng = np.random.default_rng(3)
     a = analyze_runs([_write_csv(tmp_path / "a.csv", rng, 0.3), THREE_EPOCHS])
     assert len(a) == 2 and replicate_spread(a) is None
+
+
+def test_the_example_log_ships_with_the_package(root):
+    import tomllib
+
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gaplab"]
+    example = example_log()
+    assert example.exists() and any(example.relative_to(example.parents[1]).match(p) for p in patterns)
+    (a,) = analyze_runs(example)  # one path alone is one run
+    assert a.curve.verdict == "overfitting" and a.format == "hf_trainer_state"

@@ -131,6 +131,12 @@ def _finite(x: float) -> Optional[float]:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
+def example_log() -> Path:
+    """A real Hugging Face ``trainer_state.json`` shipped with gaplab (``reference/README.md`` gives its source):
+    what ``06_analyze_log.ipynb`` analyses when no log is given."""
+    return Path(__file__).resolve().parents[1] / "reference" / "example_trainer_state.json"
+
+
 # --------------------------------------------------------------------------- the checkpoint to keep
 def checkpoint_to_keep(run: RunLog, best_iter: int) -> Optional[str]:
     """The first checkpoint the log names at or after the best val eval (the log's best checkpoint among them);
@@ -270,7 +276,9 @@ def analyze_runs(
     val_key: Optional[str] = None,
     vocab_size: Optional[int] = None,
 ) -> list[LogAnalysis]:
-    """Every run of ``paths`` (see :func:`run_paths`), every eval set of each."""
+    """Every run of ``paths`` (see :func:`run_paths`; one path alone is one too), every eval set of each."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
     return [a for path in run_paths(paths, format) for a in analyze_path(path, format, val_key, vocab_size)]
 
 
