@@ -174,7 +174,8 @@ def staircase(train_points: Optional[pd.DataFrame]) -> list[Stair]:
     """
     if train_points is None or train_points.empty or "epoch" not in train_points:
         return []
-    points = train_points[np.isfinite(train_points["epoch"]) & np.isfinite(train_points["loss"])]
+    finite = np.isfinite(train_points[["step", "loss", "epoch"]].to_numpy(dtype=float)).all(axis=1)
+    points = train_points[finite]
     if points.empty:
         return []
     epoch = _epoch_number(points["epoch"].to_numpy(dtype=float))
@@ -182,8 +183,8 @@ def staircase(train_points: Optional[pd.DataFrame]) -> list[Stair]:
     stairs = []
     for number in np.unique(epoch)[:-1]:
         inside, after = epoch == number, epoch == number + 1
-        if inside.sum() < STAIR_MIN_POINTS or not after.any():
-            continue
+        if inside.sum() < STAIR_MIN_POINTS or not after.any() or np.ptp(step[inside]) == 0:
+            continue  # too few train losses, or all at one step (a console's epoch rounded to 0.00)
         slope, intercept = np.polyfit(step[inside], loss[inside], 1)
         scatter = float(np.std(loss[inside] - (slope * step[inside] + intercept), ddof=2))
         head_steps, head_loss = step[after][:STAIR_HEAD_POINTS], loss[after][:STAIR_HEAD_POINTS]

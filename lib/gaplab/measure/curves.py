@@ -122,6 +122,7 @@ class _Ending:
     improving: bool
     rising: bool
     train_rising: bool
+    train_falling: bool
     widening: bool
     gap_phrase: str
 
@@ -150,6 +151,7 @@ def _ending(rows: pd.DataFrame, sigma_val: float, sigma_train: float, unit: str)
             improving=bool(before - last > Z_IMPROVING * sigma_val * z),
             rising=bool(last - before > Z_IMPROVING * sigma_val * z),
             train_rising=bool(train_last - train_before > Z_IMPROVING * sigma_train * z),
+            train_falling=bool(train_before - train_last > Z_IMPROVING * sigma_train * z),
             **_gap_change(val - train, iters, k, sigma_val, sigma_train, unit),
         )
 
@@ -285,6 +287,12 @@ def _no_onset_verdict(rows: pd.DataFrame, o: OnsetSearch, vocab_size: Optional[i
         return "healthy", (
             f"No overfitting onset: val loss rose at the end, {end}, but not beyond the noise for long enough to "
             f"be an onset, and train loss was not logged there: watch the next evals."
+        )
+    if r.rising and r.train_falling:
+        return "healthy", (
+            f"No overfitting onset yet: val loss rose at the end, {end}, while train loss kept falling ({train}), "
+            f"and {gap}: the overfitting pattern, but too short or too small a rise to call an onset (one needs "
+            f"{_evals(o.end_evals)} after it that never come back); watch the next evals."
         )
     if r.rising:
         return "healthy", (
