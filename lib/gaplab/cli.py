@@ -121,7 +121,10 @@ def cmd_analyze(args) -> int:
 
     from .logs.analyze import analysis_block, analysis_table, analyze_runs, replicate_spread
 
-    analyses = analyze_runs(args.logs, args.format, args.val, args.vocab_size)
+    skipped: list[str] = []
+    analyses = analyze_runs(args.logs, args.format, args.val, args.vocab_size, skipped=skipped)
+    for sentence in skipped:  # a run inside a folder of runs that could not be read: said, the others analysed
+        print(f"skipped: {sentence}", file=sys.stderr)
     if args.plot:
         from .ui.log_plots import save_log_plot
 

@@ -162,3 +162,11 @@ def test_analyze_skips_blank_lines_and_missing_losses(tmp_path, capsys):
     assert cli.main(["analyze", str(log), "--json"]) == 0
     j = json.loads(capsys.readouterr().out)
     assert j["n_evals"] == 3 and j["best_iter"] == 300
+
+
+def test_analyze_a_folder_with_one_bad_run_says_it_and_analyses_the_rest(capsys):
+    assert cli.main(["analyze", str(FIXTURES / "keras_csv")]) == 0
+    captured = capsys.readouterr()
+    assert "mnist_cnn_training_log.csv" in captured.out and "tomato_leaf_training_log.csv" in captured.out
+    assert captured.err.startswith("skipped: ") and "brain_tumor_appended_runs.csv" in captured.err
+    assert "Traceback" not in captured.err

@@ -276,11 +276,27 @@ def analyze_runs(
     format: Optional[str] = None,
     val_key: Optional[str] = None,
     vocab_size: Optional[int] = None,
+    skipped: Optional[list[str]] = None,
 ) -> list[LogAnalysis]:
-    """Every run of ``paths`` (see :func:`run_paths`; one path alone is one too), every eval set of each."""
+    """Every run of ``paths`` (see :func:`run_paths`; one path alone is one too), every eval set of each.
+
+    A log named itself that cannot be read raises its sentence; one found inside a folder of runs is left
+    out, its sentence appended to ``skipped`` (when given; else it raises too), so one bad run does not hide
+    the others."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    return [a for path in run_paths(paths, format) for a in analyze_path(path, format, val_key, vocab_size)]
+    named = {Path(p) for p in paths}
+    out: list[LogAnalysis] = []
+    for path in run_paths(paths, format):
+        try:
+            out.extend(analyze_path(path, format, val_key, vocab_size))
+        except DataError as err:
+            if path in named or skipped is None:
+                raise
+            skipped.append(str(err))
+    if not out and skipped:
+        raise DataError(skipped[0])
+    return out
 
 
 # --------------------------------------------------------------------------- replicates
