@@ -158,3 +158,28 @@ def test_train_logged_less_often_than_eval_is_read_between():
 if __name__ == "__main__":  # pragma: no cover
     for key, value in measure().items():
         print(f"{key}: {value:.1%}")
+
+
+# --------------------------------------------------------------------------- the records
+LEGACY_KEYS = (
+    "onset_iter onset_val onset_train onset_level onset_train_level onset_level_evals comeback_margin "
+    "comeback_evals evals_after_onset worst_val_after_onset worst_iter_after_onset gap_at_onset val_end train_end "
+    "gap_end best_iter best_val train_at_best final_val val_lost_after_best worst_val_after_best "
+    "worst_iter_after_best val_noise val_noise_source val_noise_se val_noise_scatter train_noise "
+    "train_noise_source train_noise_se train_noise_scatter candidate_iters verdict reason final_train final_gap "
+    "n_evals"
+).split()
+
+
+def test_the_records_give_the_keys_metrics_json_always_had():
+    """metrics.json['analysis'] and `gaplab analyze --json` keep their keys, in order, for every log shape."""
+    rng = np.random.default_rng(12)
+    val, train, _ = B.u_shaped(rng)
+    for h in (
+        B.history(B.noisy(val, 0.01, rng), B.noisy(train, 0.01, rng)),
+        history(np.arange(3), [np.nan] * 3, [1.0, 1.2, 1.4]),
+        history([0], [2.0], [2.1]),
+    ):
+        a = analyze_curve(h)
+        assert list(a.to_dict()) == LEGACY_KEYS and list(a.onset.to_dict()) == LEGACY_KEYS[:-5]
+        assert a.to_dict() == judge(h)

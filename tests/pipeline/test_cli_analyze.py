@@ -28,10 +28,10 @@ def test_analyze_prints_verdict_onset_best_noise_and_reason(tmp_path, capsys):
     assert cli.main(["analyze", log]) == 0
     out = capsys.readouterr().out
     assert "verdict: overfitting" in out
-    assert "onset: step 2000" in out and "best val: 4.045 nats at step 2000" in out
+    assert "onset: iter 2000" in out and "best val: 4.045 nats at iter 2000" in out
     assert "noise: val ±0.075 nats per eval (scatter)" in out
-    assert "reason: Val loss stopped improving at step 2000" in out
-    assert "what to do: Best val 4.045 at step 2000, last 4.200 at step 3000: stopping at the best would have " in out
+    assert "reason: Val loss stopped improving at iter 2000" in out
+    assert "what to do: Best val 4.045 at iter 2000, last 4.200 at iter 3000: stopping at the best would have " in out
 
 
 def test_analyze_json_is_one_object(tmp_path, capsys):
@@ -170,3 +170,19 @@ def test_analyze_a_folder_with_one_bad_run_says_it_and_analyses_the_rest(capsys)
     assert "mnist_cnn_training_log.csv" in captured.out and "tomato_leaf_training_log.csv" in captured.out
     assert captured.err.startswith("skipped: ") and "brain_tumor_appended_runs.csv" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_analyze_json_of_a_gaplab_history_is_its_metrics_analysis(tmp_path, capsys):
+    """`gaplab analyze history.csv --json` gives the analysis metrics.json holds for that run (same keys, values)."""
+    import shutil
+
+    from gaplab.measure.curves import judge
+    from gaplab.train.history import load_history
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(FIXTURES / "gaplab_history" / "quickstart_overfit_history.csv", run / "history.csv")
+    assert cli.main(["analyze", str(run / "history.csv"), "--json"]) == 0
+    j = json.loads(capsys.readouterr().out)
+    expected = judge(load_history(run))
+    assert {k: j[k] for k in expected} == expected

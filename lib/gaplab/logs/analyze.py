@@ -67,6 +67,11 @@ class LogAnalysis:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def unit(self) -> str:
+        """What the reason calls the x values (:func:`x_word`)."""
+        return x_word(self.format, self.x_unit)
+
+    @property
     def lost_after_best(self) -> float:
         """How much lower val would have been had training stopped at its best eval (nats, >= 0)."""
         return float(self.curve.onset.final_val - self.curve.onset.best_val)
@@ -78,7 +83,7 @@ class LogAnalysis:
 
     def advice(self) -> str:
         """What to do, in a sentence or two: where to stop, which checkpoint to keep, the staircase."""
-        o, unit = self.curve.onset, self.x_unit
+        o, unit = self.curve.onset, self.unit
         if o.best_iter == self.last_iter:
             text = f"The best val is the last eval ({o.best_val:.3f} at {unit} {o.best_iter}): nothing to stop earlier."
         else:
@@ -98,7 +103,7 @@ class LogAnalysis:
         elif step > best:
             text = (
                 f"The first checkpoint the log names at or after the best is {self.keep_checkpoint}, "
-                f"{step - best:g} {self.x_unit}s after it (save a checkpoint at every eval to keep the best)."
+                f"{step - best:g} {self.unit}s after it (save a checkpoint at every eval to keep the best)."
             )
         else:
             text = f"The log's best checkpoint is {self.keep_checkpoint}."
@@ -135,6 +140,16 @@ def example_log() -> Path:
     """A real Hugging Face ``trainer_state.json`` shipped with gaplab (``reference/README.md`` gives its source):
     what ``06_analyze_log.ipynb`` analyses when no log is given."""
     return Path(__file__).resolve().parents[1] / "reference" / "example_trainer_state.json"
+
+
+#: formats whose x is gaplab's own "iter" (its history.csv, and the iter,train_loss,val_loss CSV that
+#: ``gaplab analyze`` has always read): their reasons say "iter", as metrics.json's always have
+ITER_FORMATS = ("gaplab_history", "csv")
+
+
+def x_word(format: str, x_unit: str) -> str:
+    """What the reasons and tables call a log's x: ``"iter"`` for gaplab's own layouts, else the log's unit."""
+    return "iter" if x_unit == "step" and format in ITER_FORMATS else x_unit
 
 
 # --------------------------------------------------------------------------- the checkpoint to keep
@@ -222,7 +237,7 @@ def analyze_log(run: RunLog, vocab_size: Optional[int] = None) -> LogAnalysis:
     """The verdict of one :class:`RunLog` (its chosen eval set) and what to do with it."""
     if run.history.empty:
         raise DataError(f"{run.path}: the {run.val_key} curve has no eval to judge")
-    curve = analyze_curve(run.history, vocab_size, unit=run.x_unit)
+    curve = analyze_curve(run.history, vocab_size, unit=x_word(run.format, run.x_unit))
     return LogAnalysis(
         path=run.path,
         format=run.format,
@@ -355,7 +370,7 @@ def run_label(a: LogAnalysis) -> str:
 
 def analysis_block(a: LogAnalysis) -> str:
     """One run, one fact a line: what ``gaplab analyze LOG`` prints."""
-    o, unit = a.curve.onset, a.x_unit
+    o, unit = a.curve.onset, a.unit
     onset = (
         f"{unit} {o.onset_iter} (val {o.onset_val:.3f} nats there, level {o.onset_level:.3f})"
         if (o.onset_iter is not None)
@@ -384,9 +399,9 @@ def analysis_table(analyses: Sequence[LogAnalysis]) -> str:
                 run_label(a),
                 str(a.curve.n_evals) + ("*" if a.curve.thin_evidence else ""),
                 a.curve.verdict,
-                "-" if o.onset_iter is None else f"{a.x_unit} {o.onset_iter}",
-                f"{o.best_val:.3f} ({a.x_unit} {o.best_iter})",
-                f"{o.final_val:.3f} ({a.x_unit} {a.last_iter})",
+                "-" if o.onset_iter is None else f"{a.unit} {o.onset_iter}",
+                f"{o.best_val:.3f} ({a.unit} {o.best_iter})",
+                f"{o.final_val:.3f} ({a.unit} {a.last_iter})",
                 f"{a.lost_after_best:.3f} ({a.lost_in_noise:.1f}x)",
                 f"±{o.val_noise:.3f}",
             )

@@ -50,7 +50,7 @@ def _draw(ax, a: LogAnalysis, title_chars: int) -> None:
     ax.set_title(
         f"{_label(a, title_chars)}: {a.curve.verdict}", color=VERDICT_COLORS.get(a.curve.verdict, "0.2"), loc="left"
     )
-    ax.set_xlabel(a.x_unit)
+    ax.set_xlabel(a.unit)
     ax.set_ylabel("loss (nats)")
     ax.grid(alpha=0.3)
 
