@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..files import PathLike, read_json
 from ..train.history import load_history
-from .noise import FEW_EVALS_FLOOR_FRACTION, FEW_EVALS_SOURCE
+from .noise import FEW_EVALS, FEW_EVALS_FLOOR_FRACTION, FEW_EVALS_SOURCE
 from .onset import (  # noqa: F401 - the rule and its search, re-exported where readers have always found them
     END_EVALS,
     MIN_GAP_GROWTH,
@@ -125,6 +125,7 @@ class _Ending:
     train_falling: bool
     widening: bool
     gap_phrase: str
+    whole_run: bool = False  # few evals, val lower at every one: "improving" read from the first to the last
 
 
 def _mean(x: np.ndarray) -> float:
@@ -140,15 +141,21 @@ def _ending(rows: pd.DataFrame, sigma_val: float, sigma_train: float, unit: str)
     last, before = float(val[-k:].mean()), float(val[-2 * k : -k].mean())
     train_last, train_before = _mean(train[-k:]), _mean(train[-2 * k : -k])
     z = math.sqrt(2 / k)
+    # few evals, each lower than the one before, and the first to the last beyond the noise: still improving,
+    # though the last step alone may be within the (stated, generous) floor of a curve this short
+    whole_run = bool(
+        n <= FEW_EVALS and (np.diff(val) < 0).all() and val[0] - val[-1] > Z_IMPROVING * sigma_val * math.sqrt(2)
+    )
     with np.errstate(invalid="ignore"):
         return _Ending(
             k=k,
-            val_before=before,
+            val_before=float(val[0]) if whole_run else before,
             val_last=last,
             train_before=train_before,
             train_last=train_last,
-            iter_before=int(iters[-2 * k]),
-            improving=bool(before - last > Z_IMPROVING * sigma_val * z),
+            iter_before=int(iters[0 if whole_run else -2 * k]),
+            whole_run=whole_run,
+            improving=whole_run or bool(before - last > Z_IMPROVING * sigma_val * z),
             rising=bool(last - before > Z_IMPROVING * sigma_val * z),
             train_rising=bool(train_last - train_before > Z_IMPROVING * sigma_train * z),
             train_falling=bool(train_before - train_last > Z_IMPROVING * sigma_train * z),
@@ -273,6 +280,8 @@ def _no_onset_verdict(rows: pd.DataFrame, o: OnsetSearch, vocab_size: Optional[i
             f"ln({vocab_size}), the loss of a uniform guess over the vocabulary: the model has learned little so far."
         )
     means = "single evals" if r.k == 1 else f"means of {r.k} evals"
+    if r.whole_run:
+        means = f"its first and last evals, lower at every one of its {o.n_evals}"
     end = f"from {r.val_before:.3f} to {r.val_last:.3f} ({means}, from {unit} {r.iter_before}; noise {noise})"
     train_known = math.isfinite(r.train_before) and math.isfinite(r.train_last)
     train = f"train went from {r.train_before:.3f} to {r.train_last:.3f}" if train_known else "train was not logged"
