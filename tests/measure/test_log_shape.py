@@ -183,3 +183,12 @@ def test_the_records_give_the_keys_metrics_json_always_had():
         a = analyze_curve(h)
         assert list(a.to_dict()) == LEGACY_KEYS and list(a.onset.to_dict()) == LEGACY_KEYS[:-5]
         assert a.to_dict() == judge(h)
+
+
+def test_few_evals_lower_at_every_eval_read_as_still_improving():
+    """Seed 000 v1 (3 epochs): val 3.23, 2.82, 2.74; its last step alone is within the floor, the run is not."""
+    c = next(c for c in SEED_CURVES if c.name == "000 v1")
+    a = analyze_curve(history(c.iters, c.train, c.val))
+    assert a.verdict == "underfitting" and "lower at every one of its 3" in a.reason
+    flat = analyze_curve(history([1, 2, 3], [2.0, 1.9, 1.8], [2.74, 2.73, 2.72]))  # lower each time, but barely
+    assert flat.verdict == "healthy" and "levelled off" in flat.reason
