@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
-from .errors import DataError, UsageError
+from .errors import UsageError
 from .pipeline.check import CHECK_TABLE_ROWS
 from .pipeline.config import load_study
 
@@ -108,77 +108,42 @@ def cmd_tokenizer(args) -> int:
     return 0
 
 
-_LOG_COLUMNS = ("iter", "train_loss", "val_loss")
-_LOG_OPTIONAL = ("val_loss_se", "train_loss_se", "tokens_seen")
+def read_training_log(path: str, format: Optional[str] = None, val_key: Optional[str] = None):
+    """A training log's eval rows (``iter``, ``train_loss``, ``val_loss`` …) as a DataFrame, read by the reader
+    its content calls for (:func:`gaplab.logs.read_log`); a bad file is a :class:`DataError` in one sentence."""
+    from .logs import read_log
 
-
-def read_training_log(path: str):
-    """A training log CSV (header ``iter,train_loss,val_loss``, optional ``*_se``, ``tokens_seen``; other
-    columns ignored) as a DataFrame; a bad file is a :class:`DataError` naming the file, line and column."""
-    import csv
-    import math
-
-    import pandas as pd
-
-    need = f"columns {', '.join(_LOG_COLUMNS)} (optional: {', '.join(_LOG_OPTIONAL)})"
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; give a CSV training log with {need}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"{path}: cannot be read as a UTF-8 CSV file ({exc}); give a CSV training log with {need}"
-        ) from None
-    header = [h.strip() for h in rows[0]] if rows else []
-    missing = [c for c in _LOG_COLUMNS if c not in header]
-    if missing:
-        raise DataError(
-            f"{path}, line 1 (the header): missing column {', '.join(map(repr, missing))}; found "
-            f"{', '.join(map(repr, header)) or 'nothing'}; a training log needs {need}"
-        )
-    cols = [c for c in _LOG_COLUMNS + _LOG_OPTIONAL if c in header]
-    data: dict[str, list[float]] = {c: [] for c in cols}
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue  # a blank line
-        for c in cols:
-            cell = row[header.index(c)].strip() if header.index(c) < len(row) else ""
-            try:
-                value = float(cell) if cell else math.nan
-            except ValueError:
-                value = None
-            if value is None or (c == "iter" and not math.isfinite(value)):
-                allowed = "a finite number" if c == "iter" else "a number (nan or an empty cell for a missing value)"
-                raise DataError(f"{path}, line {line}, column {c!r}: {cell!r} is not allowed; give {allowed}")
-            data[c].append(value)
-    if not any(math.isfinite(t) and math.isfinite(v) for t, v in zip(data["train_loss"], data["val_loss"])):
-        raise DataError(
-            f"{path}: no row has both a finite train_loss and a finite val_loss; a training log needs {need}"
-        )
-    return pd.DataFrame(data)
+    return read_log(path, format, val_key).history
 
 
 def cmd_analyze(args) -> int:
     import json
 
-    from .measure.curves import judge
+    from .logs.analyze import analysis_block, analysis_table, analyze_runs, replicate_spread
 
-    j = judge(read_training_log(args.history), args.vocab_size)
+    skipped: list[str] = []
+    analyses = analyze_runs(args.logs, args.format, args.val, args.vocab_size, skipped=skipped)
+    for sentence in skipped:  # a run inside a folder of runs that could not be read: said, the others analysed
+        print(f"skipped: {sentence}", file=sys.stderr)
+    if args.plot:
+        from .ui.log_plots import save_log_plot
+
+        save_log_plot(analyses, args.plot)
     if args.json:
-        print(json.dumps(dict(j, file=args.history), allow_nan=False))
+        objects = [a.to_dict() for a in analyses]
+        print(json.dumps(objects[0] if len(objects) == 1 else objects, allow_nan=False))
         return 0
-    onset = (
-        f"iter {j['onset_iter']} (val {j['onset_val']:.3f} nats there, level {j['onset_level']:.3f})"
-        if j["onset_iter"] is not None
-        else "none"
-    )
-    print(
-        f"{args.history}: {j['n_evals']} evals\nverdict: {j['verdict']}\nonset: {onset}\n"
-        f"best val: {j['best_val']:.3f} nats at iter {j['best_iter']}\n"
-        f"noise: val ±{j['val_noise']:.3f} nats per eval ({j['val_noise_source']}), "
-        f"train ±{j['train_noise']:.3f} ({j['train_noise_source']})\nreason: {j['reason']}"
-    )
+    if len(analyses) == 1:
+        print(analysis_block(analyses[0]))
+    else:
+        print(analysis_table(analyses))
+        spread = replicate_spread(analyses)
+        if spread is not None:
+            print(spread.sentence())
+        for a in analyses:
+            print(f"\n{a.path} [{a.val_key}]: {a.curve.reason}\nwhat to do: {a.advice()}")
+    if args.plot:
+        print(f"figure: {args.plot}")
     return 0
 
 
@@ -261,16 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the whole data report (data_report.json's content)")
     i.set_defaults(fn=cmd_inspect)
 
-    a = sub.add_parser("analyze", help="the verdict (onset, noise, reason) for a training log CSV")
-    a.add_argument("history", help="CSV with columns iter, train_loss, val_loss (optional *_se, tokens_seen)")
-    a.add_argument("--json", action="store_true", help="print one JSON object")
-    a.add_argument(
-        "--vocab-size",
-        type=_positive_int,
-        default=None,
-        help="vocabulary size: a best val near ln(V), a uniform guess, reads as underfitting",
-    )
-    a.set_defaults(fn=cmd_analyze)
+    _add_analyze_parser(sub)
 
     k = sub.add_parser("tokenizer", help="tokenizer set-up")
     ksub = k.add_subparsers(dest="action", required=True)
@@ -278,6 +234,26 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--force", action="store_true")
     f.set_defaults(fn=cmd_tokenizer)
     return ap
+
+
+def _add_analyze_parser(sub) -> None:
+    a = sub.add_parser(
+        "analyze",
+        help="the verdict (onset, noise, reason, what to do) for training logs from gaplab, Hugging Face, "
+        "Lightning, Keras, TensorBoard, W&B, mlx-lm, nanoGPT, LlamaFactory or a CSV",
+    )
+    a.add_argument("logs", nargs="+", help="log files or run folders; a folder of runs gives each run")
+    a.add_argument("--format", default=None, help="force a log reader by name (default: chosen by content)")
+    a.add_argument("--val", default=None, help="the eval set to analyse (default: every one the log has)")
+    a.add_argument("--json", action="store_true", help="print one JSON object per run (a list for several)")
+    a.add_argument("--plot", default=None, metavar="FILE", help="draw the curves to FILE.png or FILE.svg")
+    a.add_argument(
+        "--vocab-size",
+        type=_positive_int,
+        default=None,
+        help="vocabulary size: a best val near ln(V), a uniform guess, reads as underfitting",
+    )
+    a.set_defaults(fn=cmd_analyze)
 
 
 class Terminated(KeyboardInterrupt):

@@ -22,6 +22,11 @@ of one eval's loss.  It is the largest of
 Either of the first two can be missing: a history without ``*_se`` columns (a CSV made from printed logs),
 or with zeros there (an exact evaluation of a tiny split), uses the scatter; a run too short for a scatter
 (fewer than 3 evals) uses the standard error or the floor.
+
+**Few evals** (at most :data:`FEW_EVALS`: a fine-tune evaluated once per epoch for 3 epochs): the curve
+cannot measure its own noise (one to three second differences, which are mostly the curve's bends), so
+:func:`few_evals_noise` uses the standard error or a stated floor, :data:`FEW_EVALS_FLOOR_FRACTION` of the
+loss: the eval-to-eval scatter that real logged curves show, measured as described beside the number.
 """
 
 from __future__ import annotations
@@ -37,6 +42,18 @@ import numpy as np
 # noise-free or rounded curve (a synthetic example, a table printed with two decimals) from turning rounding
 # into an onset, and is far below the ~1 % eval noise real small runs show.
 NOISE_FLOOR_FRACTION = 0.002
+# A curve of at most this many evals is too short to measure its own noise: it has at most 3 second
+# differences, and on a curve that short most of them are bends (the first plunge, the turn), not noise.
+FEW_EVALS = 5
+# The noise assumed for such a curve, as a fraction of its loss: 3.3 %, the median relative eval-to-eval
+# scatter (scatter_sigma(val) / median(val)) of the real logged curves with at least 10 evals in the user's
+# seeds (tests/measure/seed_curves.py: seed 003 phases 0-4 "Training Progress" logs, 5.1 %, 3.6 %, 3.8 %,
+# 3.0 %, 1.8 %, and seed 000 v3, 0.3 %; tests/measure/test_noise_floor.py recomputes it).  A scatter that large
+# keeps a flat or still-improving 3-5-eval run from reading as an onset (the rate is measured there too);
+# a val that rose by 39 % after its best, as in issue 24's 3-epoch fine-tune, is far beyond it.
+FEW_EVALS_FLOOR_FRACTION = 0.033
+#: the ``source`` of a few-evals curve's noise when the floor is the largest measure
+FEW_EVALS_SOURCE = "few_evals_floor"
 # A second difference of independent noise of standard deviation s has standard deviation s * sqrt(6).
 _SECOND_DIFFERENCE_SD = math.sqrt(6.0)
 # The median absolute deviation of normal noise is its standard deviation times the normal's upper quartile
@@ -103,3 +120,15 @@ def estimate_noise(values, se=None, *, given: Optional[float] = None, se_name: s
     parts = [(se_value, se_name), (scatter, "scatter"), (floor, "floor")]
     sigma, source = max(((x, name) for x, name in parts if x is not None), key=lambda p: p[0])
     return Noise(sigma=float(sigma), source=source, se=se_value, scatter=scatter, floor=floor)
+
+
+def few_evals_noise(values, se=None, *, given: Optional[float] = None, se_name: str = "se") -> Noise:
+    """The noise of a curve of at most :data:`FEW_EVALS` evals: the larger of the standard error (or ``given``)
+    and :data:`FEW_EVALS_FLOOR_FRACTION` of the loss; the curve's scatter is recorded but not used (on so
+    few evals it measures the curve's bends)."""
+    measured = estimate_noise(values, se, given=given, se_name=se_name)
+    floor = FEW_EVALS_FLOOR_FRACTION * float(np.median(np.abs(np.asarray(values, dtype=float))))
+    if measured.se is not None and measured.se >= floor:
+        source = "given" if given is not None else se_name
+        return Noise(sigma=measured.se, source=source, se=measured.se, scatter=measured.scatter, floor=floor)
+    return Noise(sigma=floor, source=FEW_EVALS_SOURCE, se=measured.se, scatter=measured.scatter, floor=floor)
