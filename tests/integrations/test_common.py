@@ -63,7 +63,7 @@ def test_the_watch_stops_at_the_first_eval_where_the_rule_finds_an_onset(tmp_pat
     assert gaplab_main(["analyze", str(tmp_path / "history.csv"), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((tmp_path / "analysis.json").read_text())
-    assert printed == json.loads(json.dumps(analysis_record(h, file=tmp_path / "history.csv")))
+    assert printed == json.loads(json.dumps(analysis_record(str(tmp_path / "history.csv"))))
 
 
 def test_without_stop_the_watch_only_reports(tmp_path):

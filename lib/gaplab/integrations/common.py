@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..files import atomic_write_json, atomic_write_text
-from ..measure.curves import END_EVALS, detect_onset, judge
+from ..measure.curves import END_EVALS, detect_onset
 from ..train.history import HISTORY_COLUMNS, REQUIRED_COLUMNS, history_csv
 from ..train.tracking import Tracker
 
@@ -58,10 +58,12 @@ class BestCheckpointWarning(UserWarning):
     """The trainer's settings cannot keep the weights of the best eval, or feed the rule a train loss."""
 
 
-def analysis_record(history: pd.DataFrame, vocab_size: Optional[int] = None, file: Optional[PathLike] = None) -> dict:
-    """What ``gaplab analyze --json`` prints for a history: :func:`gaplab.measure.curves.judge`'s fields
-    and ``file`` (the history's path as given, or None)."""
-    return dict(judge(history, vocab_size), file=None if file is None else str(file))
+def analysis_record(history_path: PathLike, vocab_size: Optional[int] = None) -> dict:
+    """What ``gaplab analyze HISTORY --json`` prints for the ``history.csv`` a callback wrote: the same reader
+    and the same analysis (:func:`gaplab.logs.analyze.analyze_path`), not a second copy of them."""
+    from ..logs.analyze import analyze_path
+
+    return analyze_path(history_path, vocab_size=vocab_size)[0].to_dict()
 
 
 def interval_train_loss(losses: Sequence[float]) -> tuple[float, float]:
@@ -211,7 +213,7 @@ class OnsetWatch:
             self._tracker = None
         h = self.frame()
         has_curve = bool(np.isfinite(h[list(REQUIRED_COLUMNS)].to_numpy(dtype=float)).all(axis=1).any())
-        analysis = analysis_record(h, self.vocab_size, self.history_path) if has_curve else None
+        analysis = analysis_record(self.history_path, self.vocab_size) if has_curve else None
         if analysis is not None:
             atomic_write_text(self.out_dir / ANALYSIS_FILE, json.dumps(analysis, indent=2, allow_nan=False) + "\n")
         report = self._report(int(last_iter), planned_iter, checkpoint)
