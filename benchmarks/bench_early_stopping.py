@@ -23,8 +23,8 @@ still for a while and then improves again; seed 003's phases 2 and 3 and seed 00
 converged curves (seeded ``plateau`` and ``flat``) are counted apart: they give up nothing and save compute,
 and gaplab's rule, which looks for overfitting rather than convergence, does not make them.
 
-Curves: seed 003/000's loss tables (``tests/measure/seed_curves.py``), any ``--history`` CSV (columns
-``iter,train_loss,val_loss``; e.g. the real logs in ``tests/logs/fixtures``), and seeded curves of
+Curves: seed 003/000's loss tables (``tests/measure/seed_curves.py``), any ``--history`` log that
+``gaplab analyze`` reads (any format ``gaplab.logs`` knows; e.g. the real logs in ``tests/logs/fixtures``), and seeded curves of
 ``tests/measure/curve_battery.py`` (21 evals) at 0.5 %, 1 % and 2 % multiplicative eval noise.
 
     PYTHONPATH=lib python benchmarks/bench_early_stopping.py [--curves 200] [--history a.csv b.csv]
@@ -50,7 +50,7 @@ for path in (ROOT / "lib", ROOT):
 import numpy as np
 import pandas as pd
 from _common import header, load, machine, write
-from gaplab.cli import read_training_log
+from gaplab.logs import read_log
 from gaplab.measure.curves import END_EVALS, detect_onset
 
 from tests.measure import curve_battery as B
@@ -198,7 +198,7 @@ def real_curves(extra: list[str]):
         onset = int(np.searchsorted(iters, c.onset_iter)) if c.onset_iter is not None else None
         yield c.name, iters, np.asarray(c.train, float), np.asarray(c.val, float), onset, not c.overfits
     for path in extra:
-        h = read_training_log(path).dropna(subset=["train_loss", "val_loss"])
+        h = read_log(path).history.dropna(subset=["train_loss", "val_loss"])
         yield Path(path).name, *(h[c].to_numpy(float) for c in ("iter", "train_loss", "val_loss")), None, None
 
 
@@ -288,7 +288,7 @@ def curve_table(df: pd.DataFrame) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--curves", type=int, default=100, help="seeded curves per family and noise level")
-    ap.add_argument("--history", nargs="*", default=[], help="more real training logs (CSV: iter,train_loss,val_loss)")
+    ap.add_argument("--history", nargs="*", default=[], help="more real training logs, in any format gaplab analyze reads")
     ap.add_argument("--name", default="early_stopping", help="results/<name>.md and .json")
     args = ap.parse_args(argv)
     started, t0 = load(), time.perf_counter()
