@@ -14,12 +14,12 @@ import pytest
 from gaplab.measure.curves import detect_onset
 from gaplab.measure.references import load_seed_reference
 from gaplab.measure.scaling import fit_kaplan, kaplan_loss
-from gaplab.pipeline.summary import journey_table
-from gaplab.ui import plots
-from gaplab.ui import study_plots as study_plots_mod
-from gaplab.ui.html_report import build_report, format_cell
-from gaplab.ui.notes import compare_notes
-from gaplab.ui.study_plots import compare_figures, is_grid, is_seed_study
+from gaplab.report import figure_kit, plots
+from gaplab.report import study_plots as study_plots_mod
+from gaplab.report.html_report import build_report, format_cell
+from gaplab.report.notes import compare_notes
+from gaplab.report.study_plots import compare_figures, is_grid, is_seed_study
+from gaplab.report.summary import journey_table
 
 from tests.measure.test_curves import (
     SEED0_ITERS,
@@ -182,7 +182,7 @@ def test_loss_curves_gap_scale_is_shared(tmp_path):
 @pytest.mark.parametrize("lo,hi", [(10, 40), (25, 500), (200, 3000), (1, 100_000)])
 def test_log_ticks_are_readable(lo, hi):
     """A short run's log-x axis gets at least 3 labelled ticks (the old one had 1-2), at most 7."""
-    ticks = plots.log_ticks(lo, hi)
+    ticks = figure_kit.log_ticks(lo, hi)
     assert 3 <= len(ticks) <= 7 and all(lo <= t <= hi for t in ticks) and ticks == sorted(ticks)
 
 
@@ -190,7 +190,7 @@ def test_live_figure_overlays_earlier_runs(tmp_path):
     h0 = make_history(SEED0_ITERS, SEED0_TRAIN, SEED0_VAL)
     now = h0.iloc[:4]
     fig = plots.live_figure(now, earlier=[("run-001: n_embd 32", h0)], max_iters=500)
-    plots.save_figure(fig, tmp_path, "live")
+    figure_kit.save_figure(fig, tmp_path, "live")
     check_readable(fig, tmp_path / "live.png")
     loss_ax = fig.axes[0]
     faded = next(line for line in loss_ax.lines if line.get_label() == "run-001: n_embd 32: val")
@@ -608,7 +608,7 @@ def test_compare_notes_never_rank_nats_across_validation_sets(tmp_path):
 
 
 def test_comparison_figures_pick_the_unit_in_which_losses_compare():
-    from gaplab.ui.study_plots import comparable_unit
+    from gaplab.report.study_plots import comparable_unit
 
     base = {"state": "done", "best_val": 3.0, "best_val_bpb": 1.2}
     one = pd.DataFrame([{**base, "phase": "a", "val_fingerprint": "v"}, {**base, "phase": "b", "val_fingerprint": "v"}])

@@ -48,16 +48,16 @@ class KernelResetFailed(RuntimeError):
 STAGE_MODULES = (
     "gaplab.pipeline.stages",
     "gaplab.ui.show",
-    "gaplab.ui.plots",
+    "gaplab.report.plots",
     "gaplab.datareport.build",
     "gaplab.train.loop",
 )
 COMPARE_MODULES = (
     "gaplab.pipeline.stages",
     "gaplab.ui.show",
-    "gaplab.ui.study_plots",
-    "gaplab.ui.notes",
-    "gaplab.ui.html_report",
+    "gaplab.report.study_plots",
+    "gaplab.report.notes",
+    "gaplab.report.html_report",
 )
 
 

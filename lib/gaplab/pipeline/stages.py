@@ -93,7 +93,7 @@ def inspect_phase(params: dict[str, Any], write: bool = True, enforce: bool = Tr
         _write_params(params, run_dir)
         atomic_write_json(run_dir / "data_report.json", report)
         try:
-            from ..ui.plots import data_figures
+            from ..report.plots import data_figures
         except ImportError:
             data_figures = None
         if data_figures is not None:
@@ -181,8 +181,8 @@ def loss_gap(params: dict[str, Any]) -> dict[str, Any]:
     from ..measure.curves import analyze_run
     from ..measure.replicates import aggregate_histories, aggregate_metrics, replicate_folders
     from ..measure.unseen import seen_unseen_summary
+    from ..report.plots import loss_curves
     from ..train.history import history_csv_frame, load_history
-    from ..ui.plots import loss_curves
 
     run_dir = run_dir_of(params)
     require(run_dir, "history.csv", "02_train")
@@ -272,10 +272,10 @@ def samples(params: dict[str, Any]):
 def compare(study: str, study_dir: str, phases: Optional[list[str]] = None) -> dict[str, Any]:
     """The study's journey table, comparison figures, ``summary.csv`` and ``report.html``."""
     from ..files import atomic_write_text
-    from ..ui.html_report import build_report as build_html_report
-    from ..ui.notes import compare_notes
-    from ..ui.study_plots import compare_figures
-    from .summary import journey_table
+    from ..report.html_report import build_report as build_html_report
+    from ..report.notes import compare_notes
+    from ..report.study_plots import compare_figures
+    from ..report.summary import journey_table
 
     sdir = Path(study_dir).expanduser().resolve()
     status = read_json(sdir / "study_status.json", {}) or {}

@@ -2,7 +2,7 @@
 
 :class:`Playground` wraps :mod:`gaplab.ui.playground`'s logic in ipywidgets and trains with
 :func:`gaplab.pipeline.stages.train` in a background thread, drawing the curves
-(:func:`gaplab.ui.plots.live_figure`) into an Output widget: the current run over the faded val curves of
+(:func:`gaplab.report.plots.live_figure`) into an Output widget: the current run over the faded val curves of
 the earlier runs, each labelled with what it had that the current run does not.  The knobs are locked
 while a run trains, so the readout always describes the curves.  When a run ends, its prediction is held
 against the verdict of the one verdict function (:func:`gaplab.measure.curves.analyze_run`).
@@ -50,7 +50,7 @@ HISTORY_CURVES = 4
 
 # --------------------------------------------------------------------------- live curves in a widget
 def _png_output(fig) -> dict[str, Any]:
-    from .plots import png_bytes
+    from ..report.figure_kit import png_bytes
 
     return {
         "output_type": "display_data",
@@ -70,7 +70,7 @@ WAITING = _text_output(
 
 
 class LivePlot:
-    """``on_eval`` for the trainer: collects eval rows and redraws :func:`gaplab.ui.plots.live_figure`
+    """``on_eval`` for the trainer: collects eval rows and redraws :func:`gaplab.report.plots.live_figure`
     (this run over the faded ``earlier`` runs) into an Output widget.
 
     Nothing is drawn before the first eval (the Output says it is waiting).  Rendering a PNG takes ~0.2 s,
@@ -100,7 +100,7 @@ class LivePlot:
             self._pending = True
 
     def _draw(self) -> None:
-        from .plots import live_figure
+        from ..report.plots import live_figure
 
         self.out.outputs = (_png_output(live_figure(pd.DataFrame(self.rows), self.earlier, self.max_iters)),)
         self._last = time.monotonic()

@@ -261,20 +261,21 @@ def _table(
 def _png(fig) -> None:
     from IPython.display import Image
 
-    from .plots import png_bytes
+    from ..report.figure_kit import png_bytes
 
     _display(Image(data=png_bytes(fig), format="png"))
 
 
 # --------------------------------------------------------------------------- 02
 def live_plot(max_iters: Optional[int] = None):
-    """A figure that redraws the curves (:func:`gaplab.ui.plots.live_figure`) at every eval; returns ``on_eval``.
+    """A figure that redraws the curves (:func:`gaplab.report.plots.live_figure`) at every eval; returns ``on_eval``.
 
     Nothing is drawn before the first eval (no empty axes); the figure is a PNG updated in place.
     """
     from IPython.display import Image, display
 
-    from .plots import live_figure, png_bytes
+    from ..report.figure_kit import png_bytes
+    from ..report.plots import live_figure
 
     rows: list[dict] = []
     handle = display(
@@ -315,8 +316,8 @@ def train_live(params: dict[str, Any], should_stop=None) -> dict[str, Any]:
 
 def training_figure(run_dir, max_iters: Optional[int] = None) -> None:
     """The finished run's curves (the live figure's last state), saved as ``figures/training_curves.png``."""
+    from ..report.plots import live_figure, save_figure
     from ..train.history import load_history
-    from .plots import live_figure, save_figure
 
     fig = live_figure(load_history(run_dir), max_iters=max_iters)
     save_figure(fig, Path(run_dir) / "figures", "training_curves")
@@ -523,7 +524,7 @@ def samples(rows: list[dict], aggregates: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- 05
 def compare(result: dict[str, Any]) -> None:
     """The journey's key columns, every column folded under them, the notes, the figures, the report's path."""
-    from .html_report import _table_html, key_table
+    from ..report.html_report import _table_html, key_table
 
     table: pd.DataFrame = result["table"]
     keys = key_table(table)

@@ -3,7 +3,7 @@
 Reference lines carry their source in the figure itself (in the key panel under the axes, never on the
 data); the constants and citations come from :mod:`gaplab.measure.references`.  Every figure names
 phases by their names, gives each phase one colour in every figure (:func:`phase_colors`), is 900 px
-wide with at most two panels a row and fonts of 11 pt or more (see :mod:`gaplab.ui.plots`).
+wide with at most two panels a row and fonts of 11 pt or more (see :mod:`gaplab.report.plots`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from ..measure.references import (
     REPEAT_SAFE_EPOCHS,
     load_seed_reference,
 )
-from ..pipeline.summary import done_rows
 from ..train.history import finite_history, load_history
-from .plots import (
+from .figure_kit import (
     FONT_PT,
     NEGATIVE_GAP_NOTE,
     VERDICT_COLORS,
@@ -47,6 +46,7 @@ from .plots import (
     readable_log_axis,
     styled,
 )
+from .summary import done_rows
 
 # --------------------------------------------------------------------------- units
 #: per unit: the history columns (val, train), the table columns (best, final) and the axis label
@@ -149,7 +149,7 @@ def gap_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike, name: s
     """Each phase's gap (val − train, nats) by iteration, one small panel per phase, all on one y-scale.
 
     Two panels a row; a zero line in each; the scale holds every phase's gaps and at least
-    :data:`gaplab.ui.plots.GAP_AXIS_MIN`, so a 0.15-nat gap looks as small beside a 2-nat one as it is.
+    :data:`gaplab.report.figure_kit.GAP_AXIS_MIN`, so a 0.15-nat gap looks as small beside a 2-nat one as it is.
     """
     if not histories:
         raise ValueError("gap_curves: no histories given (a dict phase -> history DataFrame)")

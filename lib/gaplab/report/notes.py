@@ -22,9 +22,9 @@ from ..measure.references import (
 )
 from ..measure.stats import difference_sentence
 from ..measure.units import finite_or_none, int_or_none
-from ..pipeline.summary import done_rows
-from .plots import PathLike, _fmt_int, _num
+from .figure_kit import PathLike, _fmt_int, _num
 from .study_plots import is_seed_study
+from .summary import done_rows
 
 #: how much val loss must rise above its best (nats) to count as "rising after its best" in :func:`seed_findings`
 RISE_TOL = 0.05
