@@ -111,9 +111,19 @@ def enforce_data_checks(report: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- 02
-def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_stop=None, resume: bool = False):
-    """Train the phase into ``run_dir`` (history.csv, metrics.json, ckpt/), and each further replicate into
-    ``run_dir/replicates/seed-<seed>/``; return replicate 0's metrics."""
+def train(
+    params: dict[str, Any],
+    progress: Optional[bool] = None,
+    on_eval=None,
+    should_stop=None,
+    resume: bool = False,
+):
+    """Train the phase into ``run_dir`` (history.csv, metrics.json, ckpt/, figures/training_curves.png), and each
+    further replicate into ``run_dir/replicates/seed-<seed>/``; return replicate 0's metrics.
+
+    ``on_eval(row)`` is called at every eval (a live figure: :func:`gaplab.ui.show.live_curves`);
+    ``should_stop()`` ends training early; ``progress`` (a progress bar) defaults to on, except under papermill.
+    """
     from ..data.split import prepare_data
     from ..train.replicates import train_replicates
 
@@ -129,13 +139,26 @@ def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_st
         p,
         prep,
         run_dir,
-        progress=progress,
+        progress=not in_papermill() if progress is None else progress,
         resume=resume,
         on_eval=on_eval,
         should_stop=should_stop,
         plan=replicate_plan_for(p, int(prep.vocab_size)),
     )
+    training_figure(run_dir, p.train.max_iters)
     return runs[0]
+
+
+def training_figure(run_dir: Path, max_iters: Optional[int] = None) -> Optional[Path]:
+    """Replicate 0's curves as ``figures/training_curves.png`` (and ``.svg``); none before the first eval."""
+    from ..report.plots import training_curves
+    from ..train.history import load_history
+
+    history = load_history(run_dir) if (run_dir / "history.csv").exists() else None
+    if history is None or history.empty:
+        return None
+    training_curves(history, run_dir / "figures", max_iters=max_iters)
+    return run_dir / "figures" / "training_curves.png"
 
 
 #: memory of a replicate's own process beyond its training estimate: Python, PyTorch, the data (measured

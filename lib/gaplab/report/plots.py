@@ -275,6 +275,11 @@ def live_figure(
 
 
 # --------------------------------------------------------------------------- data (01_inspect_data)
+def training_curves(history: pd.DataFrame, out_dir: PathLike, max_iters: Optional[int] = None) -> Figure:
+    """A finished run's curves (the last state of :func:`live_figure`), saved as ``out_dir/training_curves``."""
+    return _save(live_figure(history, max_iters=max_iters), out_dir, "training_curves")
+
+
 def data_figures(report: Mapping[str, Any], out_dir: PathLike) -> list[Figure]:
     """Document lengths (with block_size marked) and the split's composition by source."""
     figs = []

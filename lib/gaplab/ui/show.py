@@ -258,14 +258,6 @@ def _table(
     _display(Rich(html, text))
 
 
-def _png(fig) -> None:
-    from IPython.display import Image
-
-    from ..report.figure_kit import png_bytes
-
-    _display(Image(data=png_bytes(fig), format="png"))
-
-
 # --------------------------------------------------------------------------- 02
 def live_plot(max_iters: Optional[int] = None):
     """A figure that redraws the curves (:func:`gaplab.report.plots.live_figure`) at every eval; returns ``on_eval``.
@@ -290,38 +282,19 @@ def live_plot(max_iters: Optional[int] = None):
     return on_eval
 
 
-def train(params: dict[str, Any], should_stop=None) -> dict[str, Any]:
-    """Train the phase (:func:`gaplab.pipeline.stages.train`) and show its curves.
+def live_curves(params: dict[str, Any]):
+    """``on_eval`` for :func:`gaplab.pipeline.stages.train`: the curves redrawn at every eval (:func:`live_plot`);
+    ``None`` under papermill, which keeps no live outputs (:func:`training_curves` shows the saved figure there)."""
+    from ..pipeline.stages import in_papermill
 
-    Interactively the curves redraw at every eval; under papermill (no live outputs) the same figure is
-    drawn once, when training ends, so the executed notebook has it.  Returns replicate 0's metrics.
-    """
-    from ..pipeline import stages
-
-    max_iters = (params.get("train") or {}).get("max_iters")
-    if stages.in_papermill():
-        metrics = stages.train(params, progress=False, should_stop=should_stop)
-        training_figure(stages.run_dir_of(params), max_iters)
-        return metrics
-    return stages.train(params, progress=True, on_eval=live_plot(max_iters), should_stop=should_stop)
+    return None if in_papermill() else live_plot((params.get("train") or {}).get("max_iters"))
 
 
-def train_live(params: dict[str, Any], should_stop=None) -> dict[str, Any]:
-    """Train with curves that update at every eval (interactive use)."""
-    from ..pipeline import stages
-
-    max_iters = (params.get("train") or {}).get("max_iters")
-    return stages.train(params, progress=True, on_eval=live_plot(max_iters), should_stop=should_stop)
-
-
-def training_figure(run_dir, max_iters: Optional[int] = None) -> None:
-    """The finished run's curves (the live figure's last state), saved as ``figures/training_curves.png``."""
-    from ..report.plots import live_figure, save_figure
-    from ..train.history import load_history
-
-    fig = live_figure(load_history(run_dir), max_iters=max_iters)
-    save_figure(fig, Path(run_dir) / "figures", "training_curves")
-    _png(fig)
+def training_curves(run_dir, live=None) -> None:
+    """The finished run's curves, ``figures/training_curves.png`` (written by the stage), unless ``live`` (the
+    live figure of :func:`live_curves`) already shows them."""
+    if live is None:
+        _image(Path(run_dir) / "figures" / "training_curves.png")
 
 
 def _fmt_loss(v: Any) -> str:
@@ -369,7 +342,7 @@ def training_summary(run_dir, params: Optional[dict[str, Any]] = None) -> None:
     if staged:
         _md(
             f"`gaplab run` trains in a staging folder (`{Path(run_dir).name}`) and moves it to `{folder}` when "
-            "every stage of the phase has finished; the parameters cell above shows the staging path."
+            'every stage of the phase has finished; the placed notebooks then read that folder (`run_dir = "."`).'
         )
 
 
