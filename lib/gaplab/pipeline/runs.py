@@ -25,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from ..files import PathLike, atomic_write_json, atomic_write_yaml, stable_hash
+from ..files import PathLike, atomic_write_json, atomic_write_text, atomic_write_yaml, stable_hash
 from ..versioning import code_fingerprint
 
 #: the files and folders of ``outputs/<study>/`` beside its phases: no phase may be named like one of them
@@ -143,10 +144,34 @@ def reuse_problem(folder: PathLike, fingerprint: str) -> Optional[str]:
 
 
 # --------------------------------------------------------------------------- placing a phase
+#: the ``run_dir`` line of the parameters papermill injected into an executed notebook
+INJECTED_RUN_DIR = re.compile(r"^run_dir = .*$", re.MULTILINE)
+
+
+def point_notebooks_here(folder: Path) -> None:
+    """Make each executed notebook in ``folder`` read the folder it sits in: its injected ``run_dir`` (the
+    staging folder it ran in, gone once the phase is placed) becomes ``"."``, relative to the notebook, so a
+    learner who runs it again in JupyterLab, or in a copy of the study folder, reads this phase's files."""
+    for path in sorted(folder.glob("*.ipynb")):
+        try:
+            notebook = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):  # not a notebook papermill finished writing: left as is
+            continue
+        changed = False
+        for cell in notebook.get("cells", []):
+            if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+                source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+                cell["source"], n = INJECTED_RUN_DIR.subn('run_dir = "."', source)
+                changed = changed or n > 0
+        if changed:
+            atomic_write_text(path, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+
+
 def place_phase(staged: Path, final_dir: PathLike, name: str, params: dict[str, Any], status: dict) -> Path:
     """Move a staged phase folder into place (done/trained) or into ``_failed/`` (failed), keeping old results.
 
-    ``params.yaml`` and ``status.json`` are rewritten with the folder's final path first, and the status
+    ``params.yaml`` and ``status.json`` are rewritten with the folder's final path first, the executed notebooks
+    read the folder they sit in (:func:`point_notebooks_here`), and the status
     records the sha256 of every artifact (:func:`artifact_hashes`).  A placed phase replaces the previous
     one, which moves to ``_previous/<name>``; a failed one replaces only an older failure.  Nothing
     finished is ever deleted.
@@ -156,6 +181,7 @@ def place_phase(staged: Path, final_dir: PathLike, name: str, params: dict[str, 
     done = status.get("state") in PLACED_STATES
     target = final_dir if done else sdir / "_failed" / name
     atomic_write_yaml(staged / "params.yaml", dict(params, run_dir=str(target)))
+    point_notebooks_here(staged)
     atomic_write_json(staged / "status.json", dict(status, run_dir=str(target), artifacts=artifact_hashes(staged)))
     if target.exists():
         if done:
