@@ -23,7 +23,7 @@ from ..versioning import gaplab_version
 from .config import load_study
 from .lock import study_lock
 from .resources import memory_problem
-from .runs import phase_fingerprint, place_phase, study_dir
+from .runs import PhaseStatus, phase_fingerprint, place_phase, study_dir
 
 
 def _resume_source(work: Path, final: Path) -> Optional[Path]:
@@ -103,14 +103,14 @@ def train_one(
             )
             raise
         seconds = time.time() - start
-        status = {
-            "phase": ph.name,
-            "state": "trained",
-            "by": "gaplab train",
-            "fingerprint": phase_fingerprint(resolved, prep.corpus.fingerprint),
-            "gaplab": gaplab_version(),
-            "stages": {"02_train": round(seconds, 3)},
-            "seconds": seconds,
-        }
+        status = PhaseStatus(
+            ph.name,
+            "trained",
+            by="gaplab train",
+            fingerprint=phase_fingerprint(resolved, prep.corpus.fingerprint),
+            gaplab=gaplab_version(),
+            stages={"02_train": round(seconds, 3)},
+            seconds=seconds,
+        )
         target = place_phase(work, final, ph.name, resolved, status)
     return metrics, target
