@@ -62,6 +62,40 @@ class StudyStatus:
     def write(self, sdir: Path) -> None:
         atomic_write_json(sdir / STUDY_STATUS, self.to_json())
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudyStatus:
+        phases = {
+            str(name): PhaseStatus.from_json(dict(entry, phase=str(name)))
+            for name, entry in (data.get("phases") or {}).items()
+            if isinstance(entry, dict)
+        }
+        compare = data.get("compare")
+        return cls(
+            study=str(data.get("study", "")),
+            description=str(data.get("description", "")),
+            study_file=str(data.get("study_file", "")),
+            phases_order=[str(name) for name in data.get("phases_order") or []],
+            phases=phases,
+            compare=CompareRecord(str(compare["inputs"]), dict(compare["artifacts"])) if _is_record(compare) else None,
+        )
+
+    @classmethod
+    def read(cls, sdir: Path) -> Optional[StudyStatus]:
+        """The study's ``study_status.json``, or None when it is missing or does not read as a JSON object."""
+        try:
+            data = json.loads((sdir / STUDY_STATUS).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        return cls.from_json(data) if isinstance(data, dict) else None
+
+
+def _is_record(compare: Any) -> bool:
+    return (
+        isinstance(compare, dict)
+        and isinstance(compare.get("inputs"), str)
+        and isinstance(compare.get("artifacts"), dict)
+    )
+
 
 def _phase_entry(status: PhaseStatus) -> dict[str, Any]:
     """A phase in ``study_status.json``: always these five keys."""
@@ -76,11 +110,8 @@ def _phase_entry(status: PhaseStatus) -> dict[str, Any]:
 
 def read_compare_record(sdir: Path) -> Optional[CompareRecord]:
     """The 05_compare record of ``study_status.json``, or None (no file, an older one, or unreadable)."""
-    try:
-        record = json.loads((sdir / STUDY_STATUS).read_text(encoding="utf-8")).get("compare")
-        return CompareRecord(str(record["inputs"]), dict(record["artifacts"]))
-    except (OSError, ValueError, AttributeError, TypeError, KeyError):
-        return None
+    status = StudyStatus.read(sdir)
+    return status.compare if status is not None else None
 
 
 # --------------------------------------------------------------------------- 05_compare's cache
