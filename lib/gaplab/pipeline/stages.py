@@ -294,11 +294,10 @@ def samples(params: dict[str, Any]):
 # --------------------------------------------------------------------------- 05
 def compare(study: str, study_dir: str, phases: Optional[list[str]] = None) -> dict[str, Any]:
     """The study's journey table, comparison figures, ``summary.csv`` and ``report.html``."""
-    from ..files import atomic_write_text
     from ..report.html_report import build_report as build_html_report
     from ..report.notes import compare_notes
     from ..report.study_plots import compare_figures
-    from ..report.summary import journey_table
+    from ..report.summary import write_summary
 
     sdir = Path(study_dir).expanduser().resolve()
     status = read_json(sdir / "study_status.json", {}) or {}
@@ -306,8 +305,7 @@ def compare(study: str, study_dir: str, phases: Optional[list[str]] = None) -> d
         phases = status.get("phases_order") or sorted(
             p.name for p in sdir.iterdir() if p.is_dir() and (p / "params.yaml").exists()
         )
-    table = journey_table(sdir, phases)
-    atomic_write_text(sdir / "summary.csv", table.to_csv(index=False))
+    table = write_summary(sdir, phases)
     figs = compare_figures(sdir, table, phases, study=study)
     failed = {
         name: st.get("error", "") for name, st in (status.get("phases") or {}).items() if st.get("state") == "failed"

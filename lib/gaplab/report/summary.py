@@ -7,86 +7,97 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from ..files import PathLike, read_json
+from ..files import PathLike, atomic_write_text, read_json
 from ..measure.curves import analyze_run
 
-#: Columns of :func:`journey_table`, in order (sample metrics follow as ``sample_<name>``).
-JOURNEY_COLUMNS = (
-    "phase",
-    "state",
-    "params_total",
-    "params_non_embedding",
-    "train_tokens",
-    "tokens_per_param_total",
-    "tokens_per_param_non_emb",
-    "epochs",
-    "best_val",
-    "best_iter",
-    "final_train",
-    "final_val",
-    "final_gap",
-    "best_val_bpb",
-    "final_val_bpb",
-    "onset_iter",
-    "wall_time_s",
-    "tokens_per_s",
-    "verdict",
-    "stop_reason",
+
+@dataclass
+class JourneyRow:
+    """One row of ``summary.csv``: one phase of a study (its fields are the columns, in order).
+
+    Written by :func:`write_summary` (05_compare); read back with :func:`journey_rows` by the notes, the study
+    figures and ``report.html``.  Losses are in nats per token; a field is None where the phase did not get that
+    far (a failed or missing phase keeps its ``state`` and ``error``).  Scalar sample metrics follow the fields
+    as ``sample_<name>`` columns (:attr:`samples`).
+    """
+
+    phase: str
+    state: str  # done, cached, failed, interrupted, trained, incomplete, missing
+    params_total: Optional[int] = None
+    params_non_embedding: Optional[int] = None
+    train_tokens: Optional[int] = None
+    tokens_per_param_total: Optional[float] = None  # Chinchilla's convention: all parameters
+    tokens_per_param_non_emb: Optional[float] = None  # Kaplan's N
+    epochs: Optional[float] = None
+    best_val: Optional[float] = None
+    best_iter: Optional[int] = None
+    final_train: Optional[float] = None
+    final_val: Optional[float] = None
+    final_gap: Optional[float] = None
+    best_val_bpb: Optional[float] = None
+    final_val_bpb: Optional[float] = None
+    onset_iter: Optional[int] = None
+    wall_time_s: Optional[float] = None
+    tokens_per_s: Optional[float] = None
+    verdict: Optional[str] = None
+    stop_reason: Optional[str] = None
     # replicates: the number of training seeds; with more than one, the numbers above are means over the
     # seeds and these their spread (sample standard deviation) and the per-seed values
-    "replicates",
-    "best_val_mean",
-    "best_val_std",
-    "final_gap_mean",
-    "final_gap_std",
-    "onset_iter_mean",
-    "onset_iter_std",
-    "best_val_bpb_std",
-    "best_val_values",
-    "final_gap_values",
+    replicates: Optional[int] = None
+    best_val_mean: Optional[float] = None
+    best_val_std: Optional[float] = None
+    final_gap_mean: Optional[float] = None
+    final_gap_std: Optional[float] = None
+    onset_iter_mean: Optional[float] = None
+    onset_iter_std: Optional[float] = None
+    best_val_bpb_std: Optional[float] = None
+    best_val_values: Optional[str] = None  # "v1;v2;..." over the seeds
+    final_gap_values: Optional[str] = None
     # which losses compare: the val set (text + vocabulary), the val text alone, the tokenizer
-    "val_fingerprint",
-    "val_text_fingerprint",
-    "tokenizer",
-    "val_unseen_token_share",
+    val_fingerprint: Optional[str] = None
+    val_text_fingerprint: Optional[str] = None
+    tokenizer: Optional[str] = None
+    val_unseen_token_share: Optional[float] = None
     # extras: what the phase was (for grids and the report) and why it failed
-    "error",
-    "val_tokens",
-    "vocab_size",
-    "n_layer",
-    "n_head",
-    "n_embd",
-    "block_size",
-    "data_max_tokens",
-    "model_size",
-    "max_iters",
-    "learning_rate",
-)
+    error: Optional[str] = None
+    val_tokens: Optional[int] = None
+    vocab_size: Optional[int] = None
+    n_layer: Optional[int] = None
+    n_head: Optional[int] = None
+    n_embd: Optional[int] = None
+    block_size: Optional[int] = None
+    data_max_tokens: Optional[int] = None
+    model_size: Optional[str] = None  # e.g. 4L-128d (model_size_label)
+    max_iters: Optional[int] = None
+    learning_rate: Optional[float] = None
+    samples: dict[str, Any] = field(default_factory=dict)  # sample_<name>: metrics.json["samples"]["aggregate"]
+
+    def columns(self) -> dict[str, Any]:
+        """The row as ``summary.csv`` holds it: the fields in order, then the ``sample_<name>`` columns."""
+        out = {name: getattr(self, name) for name in JOURNEY_COLUMNS}
+        out.update({f"sample_{k}": v for k, v in self.samples.items()})
+        return out
 
 
-_INT_COLUMNS = (
-    "replicates",
-    "params_total",
-    "params_non_embedding",
-    "train_tokens",
-    "best_iter",
-    "onset_iter",
-    "val_tokens",
-    "vocab_size",
-    "n_layer",
-    "n_head",
-    "n_embd",
-    "block_size",
-    "data_max_tokens",
-    "max_iters",
-)
+#: the columns of ``summary.csv``, in order: :class:`JourneyRow`'s fields (sample metrics follow as ``sample_<name>``)
+JOURNEY_COLUMNS = tuple(f.name for f in fields(JourneyRow) if f.name != "samples")
+_TYPES = {f.name: f.type for f in fields(JourneyRow)}
+#: the column names as attributes, for the readers that work on whole columns: ``COLUMN.best_val == "best_val"``;
+#: a renamed field is an AttributeError where a reader names it, not a KeyError three rooms away
+COLUMN = SimpleNamespace(**{name: name for name in JOURNEY_COLUMNS})
+
+
+_INT_COLUMNS = tuple(name for name in JOURNEY_COLUMNS if _TYPES[name] == "Optional[int]")
+_FLOAT_COLUMNS = tuple(name for name in JOURNEY_COLUMNS if _TYPES[name] == "Optional[float]")
 
 
 # --------------------------------------------------------------------------- the study
@@ -136,51 +147,41 @@ def model_size_label(n_layer: Any, n_embd: Any) -> Optional[str]:
     return f"{int(n_layer)}L-{int(n_embd)}d"
 
 
-def _phase_row(name: str, state: str, folder: Optional[Path], error: str) -> dict[str, Any]:
-    row: dict[str, Any] = {c: None for c in JOURNEY_COLUMNS}
-    row.update(phase=name, state=state, error=error or None)
+#: JourneyRow field <- metrics.json key, for the keys copied as they are
+_METRICS_FIELDS = {
+    "train_tokens": "train_tokens",
+    "tokens_per_param_total": "tokens_per_param_total",
+    "tokens_per_param_non_emb": "tokens_per_param_non_emb",
+    "epochs": "epochs",
+    "best_val_bpb": "best_val_bpb",
+    "final_val_bpb": "final_val_bpb",
+    "val_fingerprint": "val_fingerprint",
+    "val_text_fingerprint": "val_text_fingerprint",
+    "tokenizer": "tokenizer",
+    "val_unseen_token_share": "val_unseen_token_share",
+    "best_val": "best_val_loss",
+    "best_iter": "best_iter",
+    "final_train": "final_train_loss",
+    "final_val": "final_val_loss",
+    "final_gap": "final_gap",
+    "wall_time_s": "wall_time_s",
+    "tokens_per_s": "tokens_per_s",
+    "stop_reason": "stop_reason",
+    "val_tokens": "val_tokens",
+    "vocab_size": "vocab_size",
+}
+
+
+def _phase_row(name: str, state: str, folder: Optional[Path], error: str) -> JourneyRow:
+    row = JourneyRow(phase=name, state=state, error=error or None)
     if folder is None:
         return row
     m = read_json(folder / "metrics.json", {}) or {}
-    params = _read_yaml(folder / "params.yaml")
+    for attr, key in _METRICS_FIELDS.items():
+        setattr(row, attr, m.get(key))
     p = m.get("params") or {}
-    row.update(
-        params_total=p.get("total"),
-        params_non_embedding=p.get("non_embedding"),
-        train_tokens=m.get("train_tokens"),
-        tokens_per_param_total=m.get("tokens_per_param_total"),
-        tokens_per_param_non_emb=m.get("tokens_per_param_non_emb"),
-        epochs=m.get("epochs"),
-        best_val_bpb=m.get("best_val_bpb"),
-        final_val_bpb=m.get("final_val_bpb"),
-        val_fingerprint=m.get("val_fingerprint"),
-        val_text_fingerprint=m.get("val_text_fingerprint"),
-        tokenizer=m.get("tokenizer"),
-        val_unseen_token_share=m.get("val_unseen_token_share"),
-        best_val=m.get("best_val_loss"),
-        best_iter=m.get("best_iter"),
-        final_train=m.get("final_train_loss"),
-        final_val=m.get("final_val_loss"),
-        final_gap=m.get("final_gap"),
-        wall_time_s=m.get("wall_time_s"),
-        tokens_per_s=m.get("tokens_per_s"),
-        stop_reason=m.get("stop_reason"),
-        val_tokens=m.get("val_tokens"),
-        vocab_size=m.get("vocab_size"),
-    )
-    model = params.get("model") or {}
-    data = params.get("data") or {}
-    train = params.get("train") or {}
-    row.update(
-        n_layer=model.get("n_layer"),
-        n_head=model.get("n_head"),
-        n_embd=model.get("n_embd"),
-        block_size=model.get("block_size"),
-        data_max_tokens=data.get("max_train_tokens") or data.get("max_tokens"),
-        model_size=model_size_label(model.get("n_layer"), model.get("n_embd")),
-        max_iters=m.get("max_iters", train.get("max_iters")),
-        learning_rate=train.get("learning_rate"),
-    )
+    row.params_total, row.params_non_embedding = p.get("total"), p.get("non_embedding")
+    _setting_columns(row, _read_yaml(folder / "params.yaml"), m)
     analysis = m.get("analysis")
     if not isinstance(analysis, dict) and (folder / "history.csv").exists():
         try:
@@ -188,21 +189,31 @@ def _phase_row(name: str, state: str, folder: Optional[Path], error: str) -> dic
         except ValueError:
             analysis = None
     if isinstance(analysis, dict):
-        row["onset_iter"] = analysis.get("onset_iter")
-        row["verdict"] = analysis.get("verdict")
+        row.onset_iter, row.verdict = analysis.get("onset_iter"), analysis.get("verdict")
     _replicate_columns(row, m.get("replicates"))
     samples = m.get("samples")
     if isinstance(samples, dict) and isinstance(samples.get("aggregate"), dict):
-        for key, value in samples["aggregate"].items():
-            if _scalar(value):
-                row[f"sample_{key}"] = value
+        row.samples = {key: value for key, value in samples["aggregate"].items() if _scalar(value)}
     return row
 
 
-def _replicate_columns(row: dict[str, Any], agg: Any) -> None:
+def _setting_columns(row: JourneyRow, params: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """What the phase was (``params.yaml``): its model, data size and training settings."""
+    model = params.get("model") or {}
+    data = params.get("data") or {}
+    train = params.get("train") or {}
+    row.n_layer, row.n_head, row.n_embd = model.get("n_layer"), model.get("n_head"), model.get("n_embd")
+    row.block_size = model.get("block_size")
+    row.data_max_tokens = data.get("max_train_tokens") or data.get("max_tokens")
+    row.model_size = model_size_label(model.get("n_layer"), model.get("n_embd"))
+    row.max_iters = metrics.get("max_iters", train.get("max_iters"))
+    row.learning_rate = train.get("learning_rate")
+
+
+def _replicate_columns(row: JourneyRow, agg: Any) -> None:
     """Means and spreads over a phase's replicates (``metrics.json['replicates']``); one seed: its values."""
     n = int(agg.get("n", 1)) if isinstance(agg, dict) else 1
-    row["replicates"] = n
+    row.replicates = n
     pairs = (
         ("best_val", "best_val_loss"),
         ("final_gap", "final_gap"),
@@ -212,14 +223,16 @@ def _replicate_columns(row: dict[str, Any], agg: Any) -> None:
     for col, key in pairs:
         stats = (agg or {}).get(key) if isinstance(agg, dict) else None
         if n > 1 and isinstance(stats, dict):
-            row[f"{col}_mean"] = stats.get("mean")
-            row[f"{col}_std"] = stats.get("std")
+            if col != "best_val_bpb":  # no such column: best_val_bpb itself becomes the mean
+                setattr(row, f"{col}_mean", stats.get("mean"))
+            setattr(row, f"{col}_std", stats.get("std"))
             if col in ("best_val", "final_gap", "best_val_bpb") and stats.get("mean") is not None:
-                row[col] = stats["mean"]  # the phase's number is the mean over its seeds
+                setattr(row, col, stats["mean"])  # the phase's number is the mean over its seeds
             if col in ("best_val", "final_gap"):
-                row[f"{col}_values"] = ";".join(f"{v:.6g}" for v in stats.get("values") or [] if v is not None)
+                values = ";".join(f"{v:.6g}" for v in stats.get("values") or [] if v is not None)
+                setattr(row, f"{col}_values", values)
         elif col != "best_val_bpb":
-            row[f"{col}_mean"] = row.get(col)
+            setattr(row, f"{col}_mean", getattr(row, col))
     if n > 1 and isinstance(agg, dict):
         for col, key in (
             ("final_train", "final_train_loss"),
@@ -228,52 +241,70 @@ def _replicate_columns(row: dict[str, Any], agg: Any) -> None:
         ):
             mean = (agg.get(key) or {}).get("mean")
             if mean is not None:
-                row[col] = mean
+                setattr(row, col, mean)
+
+
+def journey_rows_of(study_dir: PathLike, phase_names: list[str]) -> list[JourneyRow]:
+    """One :class:`JourneyRow` per phase, read from the phase folders (failed and missing ones too)."""
+    sdir = Path(study_dir)
+    if not isinstance(phase_names, (list, tuple)):
+        raise TypeError(f"phase_names must be a list of phase names, got {type(phase_names).__name__}")
+    study_status = read_json(sdir / "study_status.json", {}) or {}
+    return [_phase_row(str(name), *_phase_state(sdir, str(name), study_status)) for name in phase_names]
 
 
 def journey_table(study_dir: PathLike, phase_names: list[str]) -> pd.DataFrame:
     """One row per phase (failed and missing ones too, with their ``state``): the study's journey.
 
-    Columns: :data:`JOURNEY_COLUMNS` (``phase, state, params_total,
-    params_non_embedding, train_tokens, tokens_per_param_total, tokens_per_param_non_emb, epochs, best_val,
-    best_iter, final_train, final_val, final_gap, onset_iter, wall_time_s,
-    tokens_per_s, verdict, stop_reason`` and extras describing the phase), then
-    ``sample_<metric>`` for each scalar in ``metrics.json['samples']['aggregate']``.
-    A failed phase's numbers come from ``_failed/<phase>`` when it got that far.
+    Columns: :data:`JOURNEY_COLUMNS` (the fields of :class:`JourneyRow`), then ``sample_<metric>`` for each
+    scalar in ``metrics.json['samples']['aggregate']``.  A failed phase's numbers come from
+    ``_failed/<phase>`` when it got that far.
     """
-    sdir = Path(study_dir)
-    if not isinstance(phase_names, (list, tuple)):
-        raise TypeError(f"phase_names must be a list of phase names, got {type(phase_names).__name__}")
-    study_status = read_json(sdir / "study_status.json", {}) or {}
-    rows = [_phase_row(str(name), *_phase_state(sdir, str(name), study_status)) for name in phase_names]
+    rows = [row.columns() for row in journey_rows_of(study_dir, phase_names)]
     sample_cols = sorted({c for r in rows for c in r if c.startswith("sample_")})
     table = pd.DataFrame(rows, columns=list(JOURNEY_COLUMNS) + sample_cols)
     for col in _INT_COLUMNS:
         table[col] = pd.to_numeric(table[col], errors="coerce").round().astype("Int64")
-    for col in (
-        "tokens_per_param_total",
-        "tokens_per_param_non_emb",
-        "epochs",
-        "best_val",
-        "final_train",
-        "final_val",
-        "final_gap",
-        "best_val_bpb",
-        "final_val_bpb",
-        "val_unseen_token_share",
-        "wall_time_s",
-        "tokens_per_s",
-        "learning_rate",
-        "best_val_mean",
-        "best_val_std",
-        "final_gap_mean",
-        "final_gap_std",
-        "onset_iter_mean",
-        "onset_iter_std",
-        "best_val_bpb_std",
-    ):
+    for col in _FLOAT_COLUMNS:
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     return table
+
+
+def write_summary(study_dir: PathLike, phase_names: list[str]) -> pd.DataFrame:
+    """Write ``study_dir/summary.csv`` (:func:`journey_table`, one :class:`JourneyRow` a line) and return it."""
+    table = journey_table(study_dir, phase_names)
+    atomic_write_text(Path(study_dir) / "summary.csv", table.to_csv(index=False))
+    return table
+
+
+def journey_rows(table: pd.DataFrame) -> list[JourneyRow]:
+    """The rows of a journey table (or of a read ``summary.csv``) as records; a missing value is None."""
+    missing = [c for c in ("phase", "state") if c not in table.columns]
+    if missing:
+        raise ValueError(f"a journey table needs the columns {missing}; it has {list(table.columns)}")
+    out = []
+    for record in table.to_dict("records"):
+        values = {k: (None if _is_missing(v) else v) for k, v in record.items()}
+        row = JourneyRow(**{k: _typed(k, values[k]) for k in JOURNEY_COLUMNS if k in values})
+        row.samples = {k[len("sample_") :]: v for k, v in values.items() if k.startswith("sample_")}
+        out.append(row)
+    return out
+
+
+#: a JourneyRow field's type (as written in the class) -> how a value read from a table becomes it
+_CASTS = {"Optional[int]": int, "Optional[float]": float, "Optional[str]": str, "str": str}
+
+
+def _typed(name: str, value: Any) -> Any:
+    """A table's value as the field's type (a CSV reads an int column with gaps as floats)."""
+    return None if value is None else _CASTS[_TYPES[name]](value)
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array is a value
+        return False
 
 
 def done_rows(table: pd.DataFrame) -> pd.DataFrame:

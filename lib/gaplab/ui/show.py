@@ -166,6 +166,8 @@ def split_and_leakage(report: dict[str, Any], run_dir=None) -> None:
 
 
 def model_vs_data(report: dict[str, Any]) -> None:
+    from ..report.notes import kaplan_bound_text
+
     mv = report["model_vs_data"]
     _md(mv.get("summary", ""))
     _kv(
@@ -179,7 +181,7 @@ def model_vs_data(report: dict[str, Any]) -> None:
             "tokens per non-embedding parameter (Kaplan's N)": fmt(mv["tokens_per_param_non_emb"]),
             "Chinchilla reference (tokens/param)": fmt(mv["chinchilla_tokens_per_param"]),
             "epochs the training will make": fmt(mv["epochs"]),
-            "Kaplan's overfitting bound 5e3*N^0.74 (tokens)": fmt(mv["kaplan_min_tokens"]),
+            f"Kaplan's overfitting bound {kaplan_bound_text('*')} (tokens)": fmt(mv["kaplan_min_tokens"]),
             "train tokens meet it?": mv["meets_kaplan"],
         },
         "model vs data",
