@@ -1,4 +1,4 @@
-"""Figures of one phase (loss curves, the live curves, perplexity, the data report), drawn with matplotlib.
+"""Figures of one phase (loss curves, the live and training curves, the data report), drawn with matplotlib.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state), so they work under
 any backend, including ``Agg`` in papermill and CI, and from a training thread.  Each public function
@@ -47,11 +47,8 @@ from .figure_kit import (
 
 
 # --------------------------------------------------------------------------- one phase
-def _draw_losses(axis, h: pd.DataFrame, a: Mapping[str, Any], logx: bool) -> None:
-    it, tr, va = _num(h["iter"]), _num(h["train_loss"]), _num(h["val_loss"])
-    keep = it > 0 if logx else np.ones_like(it, dtype=bool)
-    axis.plot(it[keep], tr[keep], color="C0", marker=".", label="train loss")
-    axis.plot(it[keep], va[keep], color="C1", marker=".", label="val loss")
+def _draw_bands(axis, h: pd.DataFrame, it: np.ndarray, va: np.ndarray, keep: np.ndarray) -> None:
+    """The spread under the curves: the range over the seeds (replicates), else ±2 standard errors of the eval."""
     n_seeds = int(_num(h["replicates"])[0]) if "replicates" in h.columns else 1
     if n_seeds > 1 and "val_loss_min" in h.columns:  # the mean of the seeds, and their range
         for col, color in (("train_loss", "C0"), ("val_loss", "C1")):
@@ -75,15 +72,10 @@ def _draw_losses(axis, h: pd.DataFrame, a: Mapping[str, Any], logx: bool) -> Non
             lw=0,
             label="val ± 2 standard errors of the eval",
         )
-    if "val_loss_unseen" in h.columns and np.isfinite(_num(h["val_loss_unseen"])).any():
-        axis.plot(
-            it[keep],
-            _num(h["val_loss_seen"])[keep],
-            color="C1",
-            ls="--",
-            lw=1,
-            label="val, only tokens seen in training",
-        )
+
+
+def _draw_markers(axis, a: Mapping[str, Any], logx: bool) -> None:
+    """The analysis on the loss axes: best val (starred), the onset, an early stop, the uniform guess."""
     best_iter, best_val = a.get("best_iter"), a.get("best_val")
     onset, early = a.get("onset_iter"), a.get("early_stop_iter")
     if best_iter is not None and best_val is not None and (not logx or best_iter > 0):
@@ -104,6 +96,24 @@ def _draw_losses(axis, h: pd.DataFrame, a: Mapping[str, Any], logx: bool) -> Non
         axis.axhline(
             a["uniform_loss"], color="0.6", ls=":", lw=1, label=f"uniform guess ln(V) = {a['uniform_loss']:.2f}"
         )
+
+
+def _draw_losses(axis, h: pd.DataFrame, a: Mapping[str, Any], logx: bool) -> None:
+    it, tr, va = _num(h["iter"]), _num(h["train_loss"]), _num(h["val_loss"])
+    keep = it > 0 if logx else np.ones_like(it, dtype=bool)
+    axis.plot(it[keep], tr[keep], color="C0", marker=".", label="train loss")
+    axis.plot(it[keep], va[keep], color="C1", marker=".", label="val loss")
+    _draw_bands(axis, h, it, va, keep)
+    if "val_loss_unseen" in h.columns and np.isfinite(_num(h["val_loss_unseen"])).any():
+        axis.plot(
+            it[keep],
+            _num(h["val_loss_seen"])[keep],
+            color="C1",
+            ls="--",
+            lw=1,
+            label="val, only tokens seen in training",
+        )
+    _draw_markers(axis, a, logx)
     axis.set_ylabel("loss (nats/token)")
     axis.grid(alpha=0.3)
     if logx:
@@ -112,6 +122,28 @@ def _draw_losses(axis, h: pd.DataFrame, a: Mapping[str, Any], logx: bool) -> Non
         if pos.size:
             axis.set_xlim(pos.min() / 1.15, pos.max() * 1.15)
             readable_log_axis(axis.xaxis, *axis.get_xlim())
+
+
+def _lr_panels(fig: Figure, gs, h: pd.DataFrame, it: np.ndarray, ax, lax) -> None:
+    """The learning rate on its own small axis under each loss panel (linear, log-x)."""
+    lr = _num(h["lr"])
+    for col, share, logx in ((0, ax, False), (1, lax, True)):
+        lr_ax = fig.add_subplot(gs[1, col], sharex=share)
+        keep = it > 0 if logx else np.ones_like(it, dtype=bool)
+        lr_ax.plot(it[keep], lr[keep], color="0.4", lw=1.5)
+        lr_ax.set_ylim(0, np.nanmax(lr) * 1.15 or 1)
+        lr_ax.yaxis.set_major_locator(FixedLocator([0, float(np.nanmax(lr))]))
+        lr_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}" if v else "0"))
+        lr_ax.set_ylabel("learning\nrate" if col == 0 else "")
+        lr_ax.set_xlabel("iteration" + (" (log scale)" if logx else ""))
+        lr_ax.grid(alpha=0.3)
+        if logx:
+            readable_log_axis(lr_ax.xaxis, *lax.get_xlim())
+
+
+def _iteration_labels(ax, lax) -> None:
+    ax.set_xlabel("iteration")
+    lax.set_xlabel("iteration (log scale)")
 
 
 @styled
@@ -160,23 +192,21 @@ def loss_curves(
     lax.set_title("same, log-x: late training spread out")
     lax.set_ylabel("")
     if has_lr:
-        lr = _num(h["lr"])
-        for col, share, logx in ((0, ax, False), (1, lax, True)):
-            lr_ax = fig.add_subplot(gs[1, col], sharex=share)
-            keep = it > 0 if logx else np.ones_like(it, dtype=bool)
-            lr_ax.plot(it[keep], lr[keep], color="0.4", lw=1.5)
-            lr_ax.set_ylim(0, np.nanmax(lr) * 1.15 or 1)
-            lr_ax.yaxis.set_major_locator(FixedLocator([0, float(np.nanmax(lr))]))
-            lr_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}" if v else "0"))
-            lr_ax.set_ylabel("learning\nrate" if col == 0 else "")
-            lr_ax.set_xlabel("iteration" + (" (log scale)" if logx else ""))
-            lr_ax.grid(alpha=0.3)
-            if logx:
-                readable_log_axis(lr_ax.xaxis, *lax.get_xlim())
+        _lr_panels(fig, gs, h, it, ax, lax)
     else:
-        ax.set_xlabel("iteration")
-        lax.set_xlabel("iteration (log scale)")
-    _gap_axis(gax, it, gap, gap_ylim)
+        _iteration_labels(ax, lax)
+    _gap_panel(gax, it, gap, gap_ylim, a)
+    key.axis("off")
+    handles, labels = ax.get_legend_handles_labels()
+    key.legend(handles, labels, loc="upper left", borderaxespad=0, frameon=False, fontsize=FONT_PT)
+    _fill_key(note_ax, [], [], notes=notes)
+    _verdict_title(fig, phase, a.get("verdict"))
+    return _save(fig, out_dir, name)
+
+
+def _gap_panel(gax, it: np.ndarray, gap: np.ndarray, ylim: Optional[tuple[float, float]], a: Mapping[str, Any]):
+    """The gap (val − train) by iteration with a zero line, the onset and an early stop marked."""
+    _gap_axis(gax, it, gap, ylim)
     for x, style in (
         (a.get("onset_iter"), dict(color="C3", ls="--", lw=1.2)),
         (a.get("early_stop_iter"), dict(color="0.3", ls=":", lw=1.5)),
@@ -184,35 +214,15 @@ def loss_curves(
         _vline(gax, x, "", **style)
     gax.set_xlabel("iteration")
     gax.set_title(f"gap: final {gap[-1]:+.3f} nats")
-    key.axis("off")
-    handles, labels = ax.get_legend_handles_labels()
-    key.legend(handles, labels, loc="upper left", borderaxespad=0, frameon=False, fontsize=FONT_PT)
-    _fill_key(note_ax, [], [], notes=notes)
+
+
+def _verdict_title(fig: Figure, phase: Optional[str], verdict: Optional[str]) -> None:
+    """``<phase>: verdict <verdict>`` over the figure, in the verdict's colour."""
     title = phase or ""
-    if a.get("verdict"):
-        title = f"{title}: verdict {a['verdict']}" if title else f"verdict: {a['verdict']}"
+    if verdict:
+        title = f"{title}: verdict {verdict}" if title else f"verdict: {verdict}"
     if title:
-        fig.suptitle(title, color=VERDICT_COLORS.get(a.get("verdict"), "k"), fontweight="bold")
-    return _save(fig, out_dir, name)
-
-
-@styled
-def perplexity_curves(history: pd.DataFrame, out_dir: PathLike, name: str = "perplexity_curves") -> Figure:
-    """Train and val perplexity ``exp(loss)`` on a log y-axis."""
-    h = finite_history(history)
-    it = _num(h["iter"])
-    fig, (ax,), key = _panels(1, 1, 4.2, key_lines=1)
-    ax.plot(it, np.exp(np.minimum(_num(h["train_loss"]), 700)), color="C0", marker=".", label="train perplexity")
-    ax.plot(it, np.exp(np.minimum(_num(h["val_loss"]), 700)), color="C1", marker=".", label="val perplexity")
-    ax.set_yscale("log")
-    readable_log_axis(ax.yaxis, *ax.get_ylim())
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("perplexity = exp(loss)")
-    ax.set_title("perplexity: the effective number of equally likely next tokens")
-    ax.grid(alpha=0.3, which="both")
-    _fill_key(key, *ax.get_legend_handles_labels())
-    _add_epoch_axis(ax, _iters_per_epoch_slope(h))
-    return _save(fig, out_dir, name)
+        fig.suptitle(title, color=VERDICT_COLORS.get(verdict, "k"), fontweight="bold")
 
 
 # --------------------------------------------------------------------------- live curves (02_train, playground)
