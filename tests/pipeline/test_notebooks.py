@@ -155,3 +155,36 @@ def test_each_notebook_calls_its_stage_then_shows_it(root, name):
     assert all(hasattr(show, c[1]) for c in renders) and all(hasattr(stages, c[1]) for c in calls if c[0] == "stages")
     assert not hasattr(show, "train") and not hasattr(show, "train_live")  # training lives in the stage
 
+
+def test_a_placed_notebook_reads_the_folder_it_sits_in(tmp_path, root):
+    """papermill injects the staging folder a phase ran in, which is gone once the phase is placed: the placed
+    notebooks must name their own folder, relative to the notebook, so a copied study folder still works."""
+    import json
+
+    from gaplab.pipeline.execute import PhaseStatus
+    from gaplab.pipeline.runs import place_phase
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    study = tmp_path / "outputs" / "quickstart"
+    staged = study / ".staging" / "run-x_l6wcor" / "overfit-6iwbw0kd"
+    staged.mkdir(parents=True)
+    params = {"study": "quickstart", "phase": "overfit", "run_dir": str(staged), "train": {"max_iters": 40}}
+    for stage in ("02_train", "03_loss_gap"):
+        notebook = load_notebook_node(str(root / "notebooks" / f"{stage}.ipynb"))  # as papermill reads it
+        nbformat.write(parameterize_notebook(notebook, params), staged / f"{stage}.ipynb")
+    (staged / "history.csv").write_text("iter,train_loss,val_loss\n0,1.0,1.1\n")
+
+    placed = place_phase(staged, study / "overfit", "overfit", params, PhaseStatus("overfit", "done"))
+    copy = tmp_path / "elsewhere" / "overfit"  # a learner's copy of the folder
+    copy.parent.mkdir()
+    placed.rename(copy)
+    for stage in ("02_train", "03_loss_gap"):
+        nb = nbformat.read(copy / f"{stage}.ipynb", as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and ".staging" not in injected[0].source
+        namespace: dict = {}
+        exec(injected[0].source, namespace)  # the values a re-run reads, run from the notebook's folder
+        assert (copy / namespace["run_dir"]).resolve() == copy.resolve()
+        assert namespace["train"] == {"max_iters": 40}  # the other parameters are kept
+        json.loads((copy / f"{stage}.ipynb").read_text())  # still a notebook
