@@ -242,9 +242,13 @@ def print_dry_run(study: Study, planned, sdir: Path, force: bool) -> int:
         if why is None:
             cached[ph.name] = PhaseStatus(ph.name, "cached")
     order = [ph.name for ph, _, _ in planned]
-    all_cached = len(cached) == len(order)
-    why = compare_problem(sdir, compare_inputs(sdir, study.description, order, cached)) if all_cached else "x"
-    print(f"  {COMPARE:<24} " + ("cached" if why is None else "would run"))
+    if (
+        len(cached) == len(order)
+        and compare_problem(sdir, compare_inputs(sdir, study.description, order, cached)) is None
+    ):
+        print(f"  {COMPARE:<24} cached")
+    else:
+        print(f"  {COMPARE:<24} would run")
     return 0
 
 
@@ -292,17 +296,18 @@ class StudyRun:
         self.staging = sdir / ".staging"
         self.results: dict[str, PhaseStatus] = {}
         self.reasons: dict[str, str] = {}  # why each phase that runs is not cached
-        self.jobs: list[PhaseJob] = []
+        self.jobs: list[PhaseJob] = []  # the phases to run, in the order to start them (schedule)
+        self.workers = 1  # phases at once (schedule)
         self.progress: Optional[Progress] = None
         self.compare_record: Optional[CompareRecord] = None
+        self.compare_reason: Optional[str] = None  # why 05_compare runs again when no phase does
 
     def run(self) -> int:
         to_run = self.plan()
         if not to_run:
-            why = compare_problem(self.sdir, self._compare_inputs())
-            if why is None:
+            self.compare_reason = compare_problem(self.sdir, self._compare_inputs())
+            if self.compare_reason is None:
                 return self.nothing_to_run()
-            print(f"{COMPARE}: re-running: {why}", file=sys.stderr)
         self.schedule(to_run)
         with PhaseKernel() as compare_kernel:
             if not self.execute(compare_kernel):
@@ -377,6 +382,8 @@ class StudyRun:
         for name, why in self.reasons.items():
             if why not in ("not run yet", "--force"):
                 print(f"{name}: re-running: {why}", file=sys.stderr)
+        if self.compare_reason:
+            print(f"{COMPARE}: re-running: {self.compare_reason}", file=sys.stderr)
         self.progress = Progress(len(self.jobs))
         interrupted = False
         try:
