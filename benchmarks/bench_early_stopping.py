@@ -288,7 +288,9 @@ def curve_table(df: pd.DataFrame) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--curves", type=int, default=100, help="seeded curves per family and noise level")
-    ap.add_argument("--history", nargs="*", default=[], help="more real training logs, in any format gaplab analyze reads")
+    ap.add_argument(
+        "--history", nargs="*", default=[], help="more real training logs, in any format gaplab analyze reads"
+    )
     ap.add_argument("--name", default="early_stopping", help="results/<name>.md and .json")
     args = ap.parse_args(argv)
     started, t0 = load(), time.perf_counter()

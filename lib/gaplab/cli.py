@@ -126,7 +126,7 @@ def cmd_analyze(args) -> int:
     for sentence in skipped:  # a run inside a folder of runs that could not be read: said, the others analysed
         print(f"skipped: {sentence}", file=sys.stderr)
     if args.plot:
-        from .ui.log_plots import save_log_plot
+        from .report.log_plots import save_log_plot
 
         save_log_plot(analyses, args.plot)
     if args.json:
@@ -164,13 +164,22 @@ def _phase_list(text: Optional[str]) -> Optional[list[str]]:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="gaplab", description="Train small GPTs from scratch and watch the gap open.")
     sub = ap.add_subparsers(dest="command", required=True)
+    for add in (_add_check, _add_run, _add_train, _add_inspect, _add_analyze, _add_tokenizer):
+        add(sub)
+    return ap
 
+
+def _add_check(sub) -> None:
     c = sub.add_parser("check", help="validate a study and print sizes, tokens/param and epochs per phase")
     c.add_argument("study")
     c.add_argument("--phases", help="comma-separated phase names")
     c.add_argument("--all", action="store_true", help=f"show every phase (default: the first {CHECK_TABLE_ROWS})")
     c.add_argument("--skip-memory-check", action="store_true", help=SKIP_MEMORY_HELP)
     c.set_defaults(fn=cmd_check)
+
+
+def _add_run(sub) -> None:
+    from .pipeline.executors import executor_names
 
     r = sub.add_parser("run", help="run a study's stage notebooks with papermill")
     r.add_argument("study")
@@ -200,12 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook cell")
     r.add_argument("--dry-run", action="store_true", help="print what would run and what is cached")
     r.add_argument("--outputs", default=None, help="outputs folder (default: ./outputs or $GAPLAB_OUTPUTS)")
-    r.add_argument("--executor", choices=["local", "dask"], default="local")
+    r.add_argument("--executor", choices=executor_names(), default="local")
     r.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://host:8786")
     r.add_argument("--wait", action="store_true", help=WAIT_HELP)
     r.add_argument("--skip-memory-check", action="store_true", help=SKIP_MEMORY_HELP)
     r.set_defaults(fn=cmd_run)
 
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train one phase through the library (no notebooks)")
     t.add_argument("study")
     t.add_argument("--phase", required=True)
@@ -220,23 +231,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--skip-memory-check", action="store_true", help=SKIP_MEMORY_HELP)
     t.set_defaults(fn=cmd_train)
 
+
+def _add_inspect(sub) -> None:
     i = sub.add_parser("inspect", help="print a phase's data checks")
     i.add_argument("study")
     i.add_argument("--phase", required=True)
     i.add_argument("--json", action="store_true", help="print the whole data report (data_report.json's content)")
     i.set_defaults(fn=cmd_inspect)
 
-    _add_analyze_parser(sub)
 
+def _add_tokenizer(sub) -> None:
     k = sub.add_parser("tokenizer", help="tokenizer set-up")
     ksub = k.add_subparsers(dest="action", required=True)
     f = ksub.add_parser("fetch", help="provision the GPT-2 ranks offline from the openai-whisper sdist")
     f.add_argument("--force", action="store_true")
     f.set_defaults(fn=cmd_tokenizer)
-    return ap
 
 
-def _add_analyze_parser(sub) -> None:
+def _add_analyze(sub) -> None:
     a = sub.add_parser(
         "analyze",
         help="the verdict (onset, noise, reason, what to do) for training logs from gaplab, Hugging Face, "

@@ -13,9 +13,9 @@ import yaml
 from gaplab.measure import curves as curves_mod
 from gaplab.measure.curves import detect_onset
 from gaplab.measure.references import load_seed_reference
-from gaplab.pipeline.summary import done_rows, journey_table
+from gaplab.report.notes import seed_findings, seed_findings_sentences
+from gaplab.report.summary import done_rows, journey_table
 from gaplab.train.history import load_history
-from gaplab.ui.notes import seed_findings, seed_findings_sentences
 
 from tests.measure.seed_curves import seed_curve
 

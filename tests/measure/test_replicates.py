@@ -61,8 +61,8 @@ def test_welch_matches_a_hand_computation():
 def test_a_phase_with_replicates_trains_each_seed_and_aggregates(tmp_path):
     from gaplab.pipeline import stages
     from gaplab.pipeline.config import load_study
-    from gaplab.pipeline.summary import journey_table
-    from gaplab.ui.notes import compare_notes
+    from gaplab.report.notes import compare_notes
+    from gaplab.report.summary import journey_table
 
     study = tmp_path / "s.yaml"
     study.write_text("""study: reps

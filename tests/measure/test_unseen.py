@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 from gaplab.measure.unseen import seen_unseen_summary
-from gaplab.ui.notes import shift_note
+from gaplab.report.notes import shift_note
 
 
 def test_seen_unseen_summary_by_hand():

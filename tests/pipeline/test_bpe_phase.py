@@ -9,7 +9,7 @@ import pytest
 from gaplab.data.tokenizer import BPE_FILE, BPETokenizer
 from gaplab.measure.samples import read_samples
 from gaplab.pipeline import stages
-from gaplab.pipeline.summary import journey_table
+from gaplab.report.summary import journey_table
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -14,7 +14,7 @@ from gaplab import cli
 from gaplab.errors import CorruptFileError, StudyLocked
 from gaplab.files import read_json
 from gaplab.pipeline.lock import HOLDER_NAME, study_lock
-from gaplab.pipeline.runs import artifact_hashes, place_phase, read_status, reuse_problem
+from gaplab.pipeline.runs import PhaseStatus, artifact_hashes, place_phase, read_status, reuse_problem
 
 HISTORY = "iter,train_loss,val_loss\n0,5.0,5.1\n20,3.0,3.4\n"
 
@@ -27,15 +27,15 @@ def finished_phase(tmp_path, name="p", fingerprint="fp1"):
     (staged / "history.csv").write_text(HISTORY)
     (staged / "metrics.json").write_text(json.dumps({"best_val_loss": 3.4}))
     (staged / "02_train.ipynb").write_text("{}")
-    status = {"phase": name, "state": "done", "fingerprint": fingerprint, "seconds": 1.0}
+    status = PhaseStatus(name, "done", fingerprint=fingerprint, seconds=1.0)
     return place_phase(staged, tmp_path / name, name, {"study": "s", "phase": name}, status)
 
 
 def test_a_finished_phase_is_reusable_and_its_hashes_recorded(tmp_path):
     pdir = finished_phase(tmp_path)
     status, why = read_status(pdir)
-    assert why is None and set(status["artifacts"]) == {"ckpt/best.pt", "history.csv", "metrics.json", "params.yaml"}
-    assert status["artifacts"] == artifact_hashes(pdir)
+    assert why is None and set(status.artifacts) == {"ckpt/best.pt", "history.csv", "metrics.json", "params.yaml"}
+    assert status.artifacts == artifact_hashes(pdir)
     assert reuse_problem(pdir, "fp1") is None
     assert reuse_problem(pdir, "fp2") == "its settings, data or gaplab's code changed"
 

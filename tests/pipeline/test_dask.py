@@ -31,6 +31,7 @@ from gaplab.pipeline.executors.dask import (
     run_phase_on_worker,
     unpack_into,
 )
+from gaplab.pipeline.runs import PhaseStatus
 from gaplab.pipeline.stages import STAGES
 from gaplab.versioning import gaplab_version
 
@@ -168,32 +169,31 @@ def test_lost_status_wording():
     from distributed.scheduler import KilledWorker
 
     st = lost_status("a", KilledWorker("gaplab-s-a-1", SimpleNamespace(address="tcp://127.0.0.1:4000"), 0))
-    assert "tcp://127.0.0.1:4000" in st["error"]
-    assert st["state"] == "failed" and st["error"].startswith("worker lost: KilledWorker")
-    assert lost_status("a", ValueError("bad"))["error"] == "the phase task raised on its worker: ValueError: bad"
-    assert "install the same gaplab" in lost_status("a", ModuleNotFoundError("No module named 'gaplab'"))["error"]
+    assert "tcp://127.0.0.1:4000" in st.error
+    assert st.state == "failed" and st.error.startswith("worker lost: KilledWorker")
+    assert lost_status("a", ValueError("bad")).error == "the phase task raised on its worker: ValueError: bad"
+    assert "install the same gaplab" in lost_status("a", ModuleNotFoundError("No module named 'gaplab'")).error
     # where the phase was when its worker went: the stage it had started, the worker (or KilledWorker's last one)
-    assert st["worker"] == "tcp://127.0.0.1:4000"
+    assert st.worker == "tcp://127.0.0.1:4000"
     st = lost_status("a", OSError("gone"), stage="02_train", worker="tcp://w:1")
-    assert st["stage"] == "02_train" and st["worker"] == "tcp://w:1"
+    assert st.stage == "02_train" and st.worker == "tcp://w:1"
 
 
 def test_a_failure_names_phase_stage_and_worker_never_none():
     """The issue: Dask failures printed as "FAILED at None / executed notebook: None"."""
     from gaplab.pipeline.runner import failure_message
 
-    lost = {
-        "state": "failed",
-        "stage": "02_train",
-        "worker": "tcp://10.0.0.5:4000",
-        "error": "worker lost: KilledWorker",
-    }
+    lost = PhaseStatus(
+        "p1", "failed", stage="02_train", worker="tcp://10.0.0.5:4000", error="worker lost: KilledWorker"
+    )
     msg = failure_message("p1", lost, "02_train", None)
     assert msg.startswith("p1: FAILED at 02_train on worker tcp://10.0.0.5:4000: worker lost: KilledWorker")
     assert "None" not in msg and "no executed notebook came back" in msg
-    early = failure_message("p2", {"state": "failed", "error": "worker tcp://w has gaplab 0.0"}, None, None)
+    early = failure_message("p2", PhaseStatus("p2", "failed", error="worker tcp://w has gaplab 0.0"), None, None)
     assert early == "p2: FAILED before its first stage: worker tcp://w has gaplab 0.0"
-    local = failure_message("p3", {"error": "ValueError: boom"}, "03_loss_gap", "/o/s/_failed/p3/03_loss_gap.ipynb")
+    local = failure_message(
+        "p3", PhaseStatus("p3", "failed", error="ValueError: boom"), "03_loss_gap", "/o/s/_failed/p3/03_loss_gap.ipynb"
+    )
     assert (
         local == "p3: FAILED at 03_loss_gap: ValueError: boom\n  executed notebook: /o/s/_failed/p3/03_loss_gap.ipynb"
     )
@@ -231,15 +231,16 @@ class Recorder:
         self.stages.append((phase, stage))
 
     def on_done(self, job, status):
-        folder = status.get("run_dir")
+        assert isinstance(status, PhaseStatus)
+        folder = status.run_dir
         files = {}
         if folder:
             assert Path(folder).parent == self.work_root  # a fresh folder in the staging area
             files = {p.name: p.read_text() for p in Path(folder).glob("*.txt")}
         self.done[job.name] = dict(
-            status, files=files, ipynbs=sorted(p.name for p in Path(folder).glob("*.ipynb")) if folder else []
+            status.to_json(), files=files, ipynbs=sorted(p.name for p in Path(folder).glob("*.ipynb")) if folder else []
         )
-        return status.get("state") == "done"
+        return status.state == "done"
 
 
 def _standin_jobs(tmp_path, names):

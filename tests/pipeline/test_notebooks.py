@@ -97,7 +97,7 @@ def test_executed_stage_notebooks_read_well(tmp_path, root, monkeypatch):
         cell = next(c for c in nb.cells if c.cell_type == "code" and needle in c.source)
         return cell.outputs
 
-    train = outputs(done["02_train"], "show.train(params)")
+    train = outputs(done["02_train"], "stages.train(params")
     assert any("image/png" in o.get("data", {}) for o in train), "02_train under papermill drew no figure"
     assert (tmp_path / "tiny" / "figures" / "training_curves.png").exists()
     summary = outputs(done["02_train"], "show.training_summary")
@@ -121,3 +121,70 @@ def test_executed_stage_notebooks_read_well(tmp_path, root, monkeypatch):
     html = "".join(o.get("data", {}).get("text/html", "") for o in samples)
     assert html.count("<pre") >= 2  # each sample a code block (2 prompts)
     assert "<mark" in html and "copied from training" in html
+
+
+#: the stage function each notebook calls: it computes and writes every file of its stage
+STAGE_CALLS = {
+    "01_inspect_data": "inspect_phase",
+    "02_train": "train",
+    "03_loss_gap": "loss_gap",
+    "04_samples": "samples",
+    "05_compare": "compare",
+}
+
+
+@pytest.mark.parametrize("name", sorted(STAGE_CALLS))
+def test_each_notebook_calls_its_stage_then_shows_it(root, name):
+    """All five the same way: one call of the stage (``gaplab.pipeline.stages``), then ``show`` renders what it
+    returned or wrote; no ``show`` function computes a stage (``show.live_curves`` is the stage's callback)."""
+    from gaplab.pipeline import stages
+    from gaplab.ui import show
+
+    calls = []  # (module, function) in the order the code cells make them
+    for cell in _nb(root, name).cells:
+        if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                    if isinstance(node.func.value, ast.Name) and node.func.value.id in ("stages", "show"):
+                        calls.append((node.func.value.id, node.func.attr, node.lineno))
+    stage_calls = [c for c in calls if c[0] == "stages" and c[1] in STAGE_CALLS.values()]
+    assert [c[1] for c in stage_calls] == [STAGE_CALLS[name]]
+    renders = [c for c in calls if c[0] == "show" and c[1] != "live_curves"]
+    assert renders, f"{name} shows nothing"
+    assert calls.index(stage_calls[0]) < calls.index(renders[0]), "the stage first, then what it wrote"
+    assert all(hasattr(show, c[1]) for c in renders) and all(hasattr(stages, c[1]) for c in calls if c[0] == "stages")
+    assert not hasattr(show, "train") and not hasattr(show, "train_live")  # training lives in the stage
+
+
+def test_a_placed_notebook_reads_the_folder_it_sits_in(tmp_path, root):
+    """papermill injects the staging folder a phase ran in, which is gone once the phase is placed: the placed
+    notebooks must name their own folder, relative to the notebook, so a copied study folder still works."""
+    import json
+
+    from gaplab.pipeline.execute import PhaseStatus
+    from gaplab.pipeline.runs import place_phase
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    study = tmp_path / "outputs" / "quickstart"
+    staged = study / ".staging" / "run-x_l6wcor" / "overfit-6iwbw0kd"
+    staged.mkdir(parents=True)
+    params = {"study": "quickstart", "phase": "overfit", "run_dir": str(staged), "train": {"max_iters": 40}}
+    for stage in ("02_train", "03_loss_gap"):
+        notebook = load_notebook_node(str(root / "notebooks" / f"{stage}.ipynb"))  # as papermill reads it
+        nbformat.write(parameterize_notebook(notebook, params), staged / f"{stage}.ipynb")
+    (staged / "history.csv").write_text("iter,train_loss,val_loss\n0,1.0,1.1\n")
+
+    placed = place_phase(staged, study / "overfit", "overfit", params, PhaseStatus("overfit", "done"))
+    copy = tmp_path / "elsewhere" / "overfit"  # a learner's copy of the folder
+    copy.parent.mkdir()
+    placed.rename(copy)
+    for stage in ("02_train", "03_loss_gap"):
+        nb = nbformat.read(copy / f"{stage}.ipynb", as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and ".staging" not in injected[0].source
+        namespace: dict = {}
+        exec(injected[0].source, namespace)  # the values a re-run reads, run from the notebook's folder
+        assert (copy / namespace["run_dir"]).resolve() == copy.resolve()
+        assert namespace["train"] == {"max_iters": 40}  # the other parameters are kept
+        json.loads((copy / f"{stage}.ipynb").read_text())  # still a notebook

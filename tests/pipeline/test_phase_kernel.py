@@ -82,8 +82,8 @@ def test_a_phase_runs_its_stages_in_one_kernel_each_starting_clean(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     status = execute_phase(_job(tmp_path, tmp_path / "nbs"), str(work))
-    assert status["state"] == "done", status
-    run_dir = Path(status["run_dir"])
+    assert status.state == "done", status
+    run_dir = Path(status.run_dir)
     seen = {stage: json.loads((run_dir / f"{stage}.json").read_text()) for stage in STAGES}
     pids = {s["pid"] for s in seen.values()}
     assert len(pids) == 1, f"each stage ran in its own kernel: {seen}"  # one kernel for the phase
@@ -102,9 +102,9 @@ def test_a_failing_stage_stops_the_phase_and_its_kernel(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     status = execute_phase(_job(tmp_path, tmp_path / "nbs"), str(work))
-    assert status["state"] == "failed" and status["stage"] == STAGES[1]
-    assert "this stage fails" in status["error"]
-    run_dir = Path(status["run_dir"])
+    assert status.state == "failed" and status.stage == STAGES[1]
+    assert "this stage fails" in status.error
+    run_dir = Path(status.run_dir)
     assert not (run_dir / f"{STAGES[2]}.json").exists()  # later stages did not run
     pid = json.loads((run_dir / f"{STAGES[1]}.json").read_text())["pid"]
     assert _gone(pid), "the failed phase's kernel is still running"

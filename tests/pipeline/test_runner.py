@@ -77,13 +77,24 @@ def test_threads_and_workers_must_be_positive(ci_run, capsys):
         assert flag in err and "'0' is not allowed" in err and "at least 1" in err
 
 
+def _study_files(sdir):
+    """Every file 05_compare writes, with its bytes and modification time."""
+    paths = [sdir / "summary.csv", sdir / "report.html", sdir / "05_compare.ipynb", *(sdir / "figures").rglob("*.*")]
+    return {p.relative_to(sdir).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}
+
+
 def test_second_run_is_cached(ci_run, capsys):
+    """Nothing changed: every phase is cached and 05_compare does not run either (the issue: it ran again)."""
     code, out, study = ci_run
     before = (out / "ci" / "small_data" / "history.csv").stat().st_mtime_ns
+    study_files = _study_files(out / "ci")
+    assert len(study_files) > 3  # figures too
     code, stdout, err = _run([str(study), "--outputs", str(out)], capsys)
     assert code == 0
     assert "small_data: cached" in err and "more_data: cached" in err
+    assert "05_compare: cached" in err and "nothing to run" in err
     assert (out / "ci" / "small_data" / "history.csv").stat().st_mtime_ns == before
+    assert _study_files(out / "ci") == study_files  # not rewritten
     assert "report.html" in stdout
 
 
@@ -103,6 +114,30 @@ def test_dry_run_lists_cache_state(ci_run, capsys):
     assert (
         code == 0 and "small_data" in stdout and "cached" in stdout and "would run" not in stdout.split("05_compare")[0]
     )
+    assert "would run" not in stdout.split("05_compare")[1]  # nothing changed: 05_compare would not run either
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda sdir: (sdir / "summary.csv").write_text("phase\nedited\n"), "summary.csv does not match"),
+        (lambda sdir: next((sdir / "figures").glob("*.png")).unlink(), "is missing"),
+    ],
+    ids=["edited summary", "missing figure"],
+)
+def test_a_changed_study_file_reruns_only_05_compare(ci_run, capsys, damage, why):
+    _, out, study = ci_run
+    sdir = out / "ci"
+    expected = {name: data for name, (data, _) in _study_files(sdir).items() if not name.endswith(".ipynb")}
+    damage(sdir)
+    code, _, err = _run([str(study), "--outputs", str(out)], capsys)
+    assert code == 0 and "small_data: cached" in err and "more_data: cached" in err
+    assert "05_compare: re-running:" in err and why in err
+    rewritten = {name: data for name, (data, _) in _study_files(sdir).items() if not name.endswith(".ipynb")}
+    assert set(rewritten) == set(expected)
+    assert rewritten["summary.csv"] == expected["summary.csv"]  # the same phases give the same table
+    code, _, err = _run([str(study), "--outputs", str(out)], capsys)
+    assert code == 0 and "05_compare: cached" in err  # and now its files are recorded again
 
 
 def test_changing_one_phase_reruns_only_it(ci_run, capsys):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 from gaplab.files import atomic_path, atomic_write_json, stable_hash, update_json
-from gaplab.ui.plots import save_figure
+from gaplab.report.figure_kit import save_figure
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):

@@ -34,3 +34,15 @@ def test_failed_fail_on_check_stops_training_before_it_starts(tmp_path):
 def test_later_stage_names_the_missing_input(tmp_path):
     with pytest.raises(StageInputMissing, match="history.csv is missing: run 02_train"):
         loss_gap(_params(tmp_path))
+
+
+def test_train_stage_writes_its_figure_and_calls_back_at_every_eval(tmp_path):
+    """02_train's stage owns every file of its stage, the figure included; a live display is a callback."""
+    from gaplab.train.history import load_history
+
+    rows = []
+    stages.train(_params(tmp_path), progress=False, on_eval=rows.append)
+    figure = tmp_path / "figures" / "training_curves.png"
+    assert figure.exists() and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "figures" / "training_curves.svg").exists()
+    assert [int(r["iter"]) for r in rows] == [int(i) for i in load_history(tmp_path)["iter"]] == [0, 2, 4]

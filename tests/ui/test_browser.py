@@ -178,7 +178,7 @@ def lab(tmp_path_factory):
 
 
 def _faded_pixels(page) -> int:
-    """Pixels of the latest earlier run's faded curves (:data:`gaplab.ui.plots.FADED`) in the curves PNG."""
+    """Pixels of the latest earlier run's faded curves (:data:`gaplab.report.figure_kit.FADED`) in the curves PNG."""
     import base64
     import io
 
@@ -187,7 +187,7 @@ def _faded_pixels(page) -> int:
 
     src = page.locator(".gaplab-curves img").get_attribute("src")
     img = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"), dtype=int)
-    from gaplab.ui.plots import FADED
+    from gaplab.report.figure_kit import FADED
 
     rgb = [int(FADED[0][i : i + 2], 16) for i in (1, 3, 5)]
     return int((img == rgb).all(axis=2).sum())

@@ -11,14 +11,12 @@ from gaplab.pipeline.config import load_study, validate_phase
 from gaplab.ui.playground import (
     CorpusStats,
     describe_changes,
-    next_phase_name,
     outcome_line,
     predict_risk,
     readout,
-    run_hint,
-    save_as_phase,
     settings_to_phase,
 )
+from gaplab.ui.playground_save import next_phase_name, run_hint, save_as_phase
 from gaplab.ui.playground_view import Playground, live_plot_into
 
 # Seed 003, phase 1: 1,000 tokens, 2 layers, 2 heads, n_embd 32, block 16, 500 iters of batch 4, GPT-2 vocabulary.

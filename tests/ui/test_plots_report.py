@@ -14,12 +14,12 @@ import pytest
 from gaplab.measure.curves import detect_onset
 from gaplab.measure.references import load_seed_reference
 from gaplab.measure.scaling import fit_kaplan, kaplan_loss
-from gaplab.pipeline.summary import journey_table
-from gaplab.ui import plots
-from gaplab.ui import study_plots as study_plots_mod
-from gaplab.ui.html_report import build_report, format_cell
-from gaplab.ui.notes import compare_notes
-from gaplab.ui.study_plots import compare_figures, is_grid, is_seed_study
+from gaplab.report import figure_kit, plots
+from gaplab.report import study_plots as study_plots_mod
+from gaplab.report.html_report import build_report, format_cell
+from gaplab.report.notes import compare_notes
+from gaplab.report.study_plots import compare_figures, is_grid, is_seed_study
+from gaplab.report.summary import journey_table
 
 from tests.measure.test_curves import (
     SEED0_ITERS,
@@ -182,7 +182,7 @@ def test_loss_curves_gap_scale_is_shared(tmp_path):
 @pytest.mark.parametrize("lo,hi", [(10, 40), (25, 500), (200, 3000), (1, 100_000)])
 def test_log_ticks_are_readable(lo, hi):
     """A short run's log-x axis gets at least 3 labelled ticks (the old one had 1-2), at most 7."""
-    ticks = plots.log_ticks(lo, hi)
+    ticks = figure_kit.log_ticks(lo, hi)
     assert 3 <= len(ticks) <= 7 and all(lo <= t <= hi for t in ticks) and ticks == sorted(ticks)
 
 
@@ -190,7 +190,7 @@ def test_live_figure_overlays_earlier_runs(tmp_path):
     h0 = make_history(SEED0_ITERS, SEED0_TRAIN, SEED0_VAL)
     now = h0.iloc[:4]
     fig = plots.live_figure(now, earlier=[("run-001: n_embd 32", h0)], max_iters=500)
-    plots.save_figure(fig, tmp_path, "live")
+    figure_kit.save_figure(fig, tmp_path, "live")
     check_readable(fig, tmp_path / "live.png")
     loss_ax = fig.axes[0]
     faded = next(line for line in loss_ax.lines if line.get_label() == "run-001: n_embd 32: val")
@@ -201,16 +201,6 @@ def test_live_figure_overlays_earlier_runs(tmp_path):
     assert any(ax.get_xlabel() == "epochs over the train split" for ax in loss_ax.child_axes)
     with pytest.raises(ValueError, match="no eval yet"):
         plots.live_figure(h0.iloc[:0])
-
-
-def test_perplexity_curves(tmp_path):
-    h = seed4()
-    fig = plots.perplexity_curves(h, tmp_path)
-    check_image_files(tmp_path, "perplexity_curves")
-    check_readable(fig, tmp_path / "perplexity_curves.png")
-    ax = fig.axes[0]
-    assert ax.get_yscale() == "log"
-    assert np.allclose(ax.lines[1].get_ydata(), np.exp(h["val_loss"]))
 
 
 # --------------------------------------------------------------------------- study figures
@@ -376,6 +366,31 @@ def demo(tmp_path_factory):
     phases = make_study(sdir)
     table = journey_table(sdir, phases)
     return sdir, phases, table, compare_figures(sdir, table, phases, study="demo")
+
+
+def test_summary_csv_is_one_record_written_and_read_back(demo):
+    """summary.csv's row is JourneyRow: its fields are the columns, written by write_summary and read back with
+    the same types (a failed phase keeps its state and error; sample metrics follow as sample_<name>)."""
+    from dataclasses import fields
+
+    from gaplab.report.summary import JOURNEY_COLUMNS, JourneyRow, journey_rows, write_summary
+
+    sdir, phases, table, _ = demo
+    assert JOURNEY_COLUMNS == tuple(f.name for f in fields(JourneyRow) if f.name != "samples")
+    written = write_summary(sdir, phases)
+    pd.testing.assert_frame_equal(written, table)
+    csv = pd.read_csv(sdir / "summary.csv")
+    assert list(csv.columns[: len(JOURNEY_COLUMNS)]) == list(JOURNEY_COLUMNS)
+    rows = {r.phase: r for r in journey_rows(csv)}
+    assert list(rows) == list(phases)
+    done = [r for r in rows.values() if r.state == "done"]
+    assert len(done) == 2 and all(isinstance(r.best_val, float) and r.best_iter is not None for r in done)
+    assert {r.best_val for r in done} == set(table.loc[table["state"] == "done", "best_val"])
+    failed = next(r for r in rows.values() if r.state == "failed")
+    assert failed.error and isinstance(failed.params_total, int) and isinstance(failed.model_size, str)
+    assert [c for c in csv.columns if c.startswith("sample_")] == [f"sample_{k}" for k in done[0].samples]
+    with pytest.raises(ValueError, match="needs the columns"):
+        journey_rows(csv.drop(columns=["state"]))
 
 
 def test_compare_figures_and_notes(demo):
@@ -608,7 +623,7 @@ def test_compare_notes_never_rank_nats_across_validation_sets(tmp_path):
 
 
 def test_comparison_figures_pick_the_unit_in_which_losses_compare():
-    from gaplab.ui.study_plots import comparable_unit
+    from gaplab.report.study_plots import comparable_unit
 
     base = {"state": "done", "best_val": 3.0, "best_val_bpb": 1.2}
     one = pd.DataFrame([{**base, "phase": "a", "val_fingerprint": "v"}, {**base, "phase": "b", "val_fingerprint": "v"}])
@@ -618,3 +633,15 @@ def test_comparison_figures_pick_the_unit_in_which_losses_compare():
     assert unit == "bpb" and "one val text over different vocabularies" in why
     unit, why = comparable_unit(two.assign(best_val_bpb=[1.2, None]))
     assert unit == "nats" and why.startswith("CAUTION")
+
+
+def test_the_kaplan_bound_is_written_from_its_constants(monkeypatch):
+    """The notes and the data table say Kaplan et al.'s eq. 4.4 bound from measure/references.py, not a copy."""
+    from gaplab.measure import references
+    from gaplab.report import notes
+
+    assert notes.kaplan_bound_text() == "5e3·N^0.74" and notes.kaplan_bound_text("*") == "5e3*N^0.74"
+    assert (references.KAPLAN_OVERFIT_COEF, references.KAPLAN_OVERFIT_EXP) == (5e3, 0.74)
+    monkeypatch.setattr(notes, "KAPLAN_OVERFIT_EXP", 0.8)
+    monkeypatch.setattr(notes, "KAPLAN_OVERFIT_COEF", 2e4)
+    assert notes.kaplan_bound_text() == "2e4·N^0.8"

@@ -219,7 +219,7 @@ class OnsetWatch:
         report = self._report(int(last_iter), planned_iter, checkpoint)
         atomic_write_json(self.out_dir / STOP_FILE, asdict(report))
         if analysis is not None and self.figure:
-            from ..ui.plots import loss_curves
+            from ..report.plots import loss_curves
 
             marks = dict(analysis, early_stop_iter=report.last_iter if report.stopped else None)
             loss_curves(h, marks, self.out_dir / FIGURES_DIR, name=FIGURE_NAME)

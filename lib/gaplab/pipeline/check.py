@@ -36,78 +36,100 @@ def check_rows(study, phases: Optional[list[str]] = None, memory_check: bool = T
     prepared once, except data from a ``data.generator``, whose sizes stay unknown (``None``) until
     the data is prepared for real.  With ``memory_check`` a phase that cannot fit is a problem (exit 2).
     """
-    from ..data.corpus import skipped_summary
-    from ..data.split import prepare_data
-    from ..data.tokenizer import get_tokenizer
-    from ..model.gpt import count_params
-    from .resources import machine_memory, memory_problem, peak_memory
+    from .resources import machine_memory, memory_problem
 
     rows = []
-    problems = []
+    problems: list[Problem] = []
     prepared: dict[str, object] = {}
     limits: dict[str, tuple[int, str]] = {}
     for ph in study.select(phases):
         p = ph.params
-        prep = None
-        if p.data.source != "generated":
-            key = json.dumps(
-                [p.data.model_dump(mode="json"), p.tokenizer.model_dump(mode="json"), p.model.block_size],
-                sort_keys=True,
-            )
-            if key not in prepared:
-                try:
-                    prepared[key] = prepare_data(p, ph.name, str(study.path))
-                except StudyError as exc:
-                    prepared[key] = exc
-            if isinstance(prepared[key], StudyError):  # found once, for each phase on this data
-                problems.extend(
-                    Problem(pr.file, ph.name, pr.key, pr.value, pr.message) for pr in prepared[key].problems
-                )
-                continue
-            prep = prepared[key]
-        # without the data: a tiktoken vocabulary is known unless compact (then the base's size is an upper
-        # bound); a char vocabulary is not known at all
-        exact = prep is not None or (p.tokenizer.name != "char" and not p.tokenizer.compact)
-        vocab = (
-            prep.vocab_size
-            if prep is not None
-            else None
-            if p.tokenizer.name == "char"
-            else get_tokenizer(p.tokenizer.name, []).vocab_size
-        )
-        n_train = len(prep.train) if prep is not None else None
-        counts = count_params(p.model, vocab or 0)
-        iters = planned_iters(p.train, p.model.block_size, n_train) if n_train or p.train.max_iters else None
-        tokens_seen = iters * tokens_per_iter(p.train, p.model.block_size) if iters else None
+        prep = _prepared_once(study, ph, prepared, problems)
+        if prep is _FAILED:
+            continue
+        vocab, exact = _vocabulary(p, prep)
         if memory_check and vocab and exact:
             device = p.train.device
             limits.setdefault(device, machine_memory(device))
             too_big = memory_problem(p, vocab, str(study.path), ph.name, limits[device])
             if too_big is not None:
                 problems.append(too_big)
-        rows.append(
-            {
-                "phase": ph.name,
-                "params_total": counts["total"] if vocab else None,
-                "params_embedding": counts["embedding"] if vocab else None,
-                "params_non_embedding": counts["non_embedding"],
-                "vocab": vocab,
-                "exact": exact,
-                "data_known": prep is not None,
-                "train_tokens": n_train,
-                "val_tokens": len(prep.val) if prep is not None else None,
-                "tokens_per_param_total": n_train / max(1, counts["total"]) if n_train and vocab else None,
-                "tokens_per_param_non_emb": n_train / max(1, counts["non_embedding"]) if n_train else None,
-                "replicates": p.replicates,
-                "skipped": skipped_summary(prep.corpus) if prep is not None else "",
-                "peak_memory": peak_memory(p.model, p.train, vocab)["total"] if vocab else None,
-                "iters": iters,
-                "epochs": tokens_seen / max(1, n_train) if tokens_seen and n_train else None,
-            }
-        )
+        rows.append(_check_row(ph, prep, vocab, exact))
     if problems:
         raise StudyError(problems)
     return rows
+
+
+_FAILED = object()  # a phase whose data could not be prepared (its problems are reported)
+
+
+def _prepared_once(study, ph, prepared: dict, problems: list[Problem]):
+    """The phase's prepared data (each data configuration once), None for a generator's, or ``_FAILED``."""
+    from ..data.split import prepare_data
+
+    p = ph.params
+    if p.data.source == "generated":
+        return None
+    key = json.dumps(
+        [p.data.model_dump(mode="json"), p.tokenizer.model_dump(mode="json"), p.model.block_size],
+        sort_keys=True,
+    )
+    if key not in prepared:
+        try:
+            prepared[key] = prepare_data(p, ph.name, str(study.path))
+        except StudyError as exc:
+            prepared[key] = exc
+    if isinstance(prepared[key], StudyError):  # found once, for each phase on this data
+        problems.extend(Problem(pr.file, ph.name, pr.key, pr.value, pr.message) for pr in prepared[key].problems)
+        return _FAILED
+    return prepared[key]
+
+
+def _vocabulary(p, prep) -> tuple[Optional[int], bool]:
+    """``(vocabulary size or None, exact)``.  Without the data a tiktoken vocabulary is known unless compact
+    (then the base's size is an upper bound); a char vocabulary is not known at all."""
+    from ..data.tokenizer import get_tokenizer
+
+    exact = prep is not None or (p.tokenizer.name != "char" and not p.tokenizer.compact)
+    vocab = (
+        prep.vocab_size
+        if prep is not None
+        else None
+        if p.tokenizer.name == "char"
+        else get_tokenizer(p.tokenizer.name, []).vocab_size
+    )
+    return vocab, exact
+
+
+def _check_row(ph, prep, vocab: Optional[int], exact: bool) -> dict:
+    """One row of the check table."""
+    from ..data.corpus import skipped_summary
+    from ..model.gpt import count_params
+    from .resources import peak_memory
+
+    p = ph.params
+    n_train = len(prep.train) if prep is not None else None
+    counts = count_params(p.model, vocab or 0)
+    iters = planned_iters(p.train, p.model.block_size, n_train) if n_train or p.train.max_iters else None
+    tokens_seen = iters * tokens_per_iter(p.train, p.model.block_size) if iters else None
+    return {
+        "phase": ph.name,
+        "params_total": counts["total"] if vocab else None,
+        "params_embedding": counts["embedding"] if vocab else None,
+        "params_non_embedding": counts["non_embedding"],
+        "vocab": vocab,
+        "exact": exact,
+        "data_known": prep is not None,
+        "train_tokens": n_train,
+        "val_tokens": len(prep.val) if prep is not None else None,
+        "tokens_per_param_total": n_train / max(1, counts["total"]) if n_train and vocab else None,
+        "tokens_per_param_non_emb": n_train / max(1, counts["non_embedding"]) if n_train else None,
+        "replicates": p.replicates,
+        "skipped": skipped_summary(prep.corpus) if prep is not None else "",
+        "peak_memory": peak_memory(p.model, p.train, vocab)["total"] if vocab else None,
+        "iters": iters,
+        "epochs": tokens_seen / max(1, n_train) if tokens_seen and n_train else None,
+    }
 
 
 def format_check_table(rows: list[dict], limit: Optional[int] = None) -> str:

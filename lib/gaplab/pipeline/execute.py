@@ -19,12 +19,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from ..files import atomic_write_json, atomic_write_yaml
 from ..versioning import gaplab_version
+from .runs import PhaseStatus
 from .stages import STAGES
 
 NOTEBOOK_DIR_ENV = "GAPLAB_NOTEBOOKS"
@@ -72,17 +73,6 @@ class PhaseJob:
     warm_next: bool = False
 
 
-@dataclass
-class PhaseResult:
-    name: str
-    state: str  # done | failed | cached | interrupted
-    seconds: float = 0.0
-    stage: Optional[str] = None
-    error: Optional[str] = None
-    notebook: Optional[str] = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 def short_error(exc: BaseException) -> str:
     ename = getattr(exc, "ename", None)
     evalue = getattr(exc, "evalue", None)
@@ -104,72 +94,74 @@ def kernel_config():
     return Config({"KernelManager": {"transport_encryption": "auto"}}) if zmq.has("curve") else Config()
 
 
-def execute_phase(job: PhaseJob, work_root: str, report: Optional[Callable[[str, str], None]] = None) -> dict:
-    """Run stages 01–04 of one phase in a fresh folder under ``work_root``; return a status dict.
+def execute_phase(job: PhaseJob, work_root: str, report: Optional[Callable[[str, str], None]] = None) -> PhaseStatus:
+    """Run stages 01–04 of one phase in a fresh folder under ``work_root``; return its status.
 
     The folder is left for the caller to move into place (this is what a Dask
     worker runs too).  ``report(phase, stage)`` is called as each stage starts.
     """
-    from .phase_kernel import STAGE_MODULES, PhaseKernel, start_spare, take_spare
+    from .phase_kernel import PhaseKernel, take_spare
 
-    if job.threads:
-        os.environ["GAPLAB_THREADS"] = str(job.threads)
-        os.environ.setdefault("OMP_NUM_THREADS", str(job.threads))
-    os.environ["GAPLAB_BATCH"] = "1"
+    _set_threads(job.threads)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=work_root))
     params = dict(job.params, run_dir=str(run_dir))
     atomic_write_yaml(run_dir / "params.yaml", params)
     start = time.time()
-    status: dict[str, Any] = {
-        "phase": job.name,
-        "fingerprint": job.fingerprint,
-        "state": "running",
-        "gaplab": gaplab_version(),
-        "run_dir": str(run_dir),
-        "stages": {},
-    }
+    status = PhaseStatus(
+        job.name, "running", fingerprint=job.fingerprint, gaplab=gaplab_version(), run_dir=str(run_dir), stages={}
+    )
     with take_spare(job.kernel) or PhaseKernel() as kernel:
         kernel.cwd = str(run_dir)
         for i, stage in enumerate(STAGES):
             if report:
                 report(job.name, stage)
-            out_nb = run_dir / f"{stage}.ipynb"
             t0 = time.time()
             try:
-                if i == 0:
-                    if kernel.km is None:
-                        kernel.start(job.kernel, str(run_dir), kernel_config(), warm=STAGE_MODULES)
-                    if job.warm_next:
-                        start_spare(job.kernel, work_root, kernel_config(), warm=STAGE_MODULES)
-                import papermill as pm  # the first time: while the kernel starts and imports what the stages use
-
-                pm.execute_notebook(
-                    str(Path(job.notebooks) / f"{stage}.ipynb"),
-                    str(out_nb),
-                    parameters=params,
-                    kernel_name=job.kernel,
-                    progress_bar=False,
-                    log_output=False,
-                    execution_timeout=job.timeout,
-                    cwd=str(run_dir),
-                    config=kernel_config(),
-                    engine_name=kernel.engine(),
-                    phase_kernel=kernel,
-                )
+                _run_stage(job, kernel, stage, params, run_dir, work_root, first=i == 0)
             except BaseException as exc:  # noqa: BLE001 - record and hand back, never crash the study
-                status.update(
-                    state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                    stage=stage,
-                    error=short_error(exc),
-                    notebook=f"{stage}.ipynb",
-                    seconds=time.time() - start,
-                )
-                status["stages"][stage] = round(time.time() - t0, 3)
-                atomic_write_json(run_dir / "status.json", status)
+                status.state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                status.stage, status.error, status.notebook = stage, short_error(exc), f"{stage}.ipynb"
+                status.seconds = time.time() - start
+                status.stages[stage] = round(time.time() - t0, 3)
+                atomic_write_json(run_dir / "status.json", status.to_json())
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 return status
-            status["stages"][stage] = round(time.time() - t0, 3)
-    status.update(state="done", seconds=time.time() - start)
-    atomic_write_json(run_dir / "status.json", status)
+            status.stages[stage] = round(time.time() - t0, 3)
+    status.state, status.seconds = "done", time.time() - start
+    atomic_write_json(run_dir / "status.json", status.to_json())
     return status
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    """Torch threads for the phase's kernel (it inherits this process's environment), and batch mode."""
+    if threads:
+        os.environ["GAPLAB_THREADS"] = str(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ["GAPLAB_BATCH"] = "1"
+
+
+def _run_stage(job: PhaseJob, kernel, stage: str, params: dict, run_dir: Path, work_root: str, first: bool) -> None:
+    """One stage notebook with papermill in the phase's kernel (started, with the next phase's, before stage 01)."""
+    from .phase_kernel import STAGE_MODULES, start_spare
+
+    if first:
+        if kernel.km is None:
+            kernel.start(job.kernel, str(run_dir), kernel_config(), warm=STAGE_MODULES)
+        if job.warm_next:
+            start_spare(job.kernel, work_root, kernel_config(), warm=STAGE_MODULES)
+    import papermill as pm  # the first time: while the kernel starts and imports what the stages use
+
+    pm.execute_notebook(
+        str(Path(job.notebooks) / f"{stage}.ipynb"),
+        str(run_dir / f"{stage}.ipynb"),
+        parameters=params,
+        kernel_name=job.kernel,
+        progress_bar=False,
+        log_output=False,
+        execution_timeout=job.timeout,
+        cwd=str(run_dir),
+        config=kernel_config(),
+        engine_name=kernel.engine(),
+        phase_kernel=kernel,
+    )

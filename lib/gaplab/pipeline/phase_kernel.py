@@ -48,16 +48,16 @@ class KernelResetFailed(RuntimeError):
 STAGE_MODULES = (
     "gaplab.pipeline.stages",
     "gaplab.ui.show",
-    "gaplab.ui.plots",
+    "gaplab.report.plots",
     "gaplab.datareport.build",
     "gaplab.train.loop",
 )
 COMPARE_MODULES = (
     "gaplab.pipeline.stages",
     "gaplab.ui.show",
-    "gaplab.ui.study_plots",
-    "gaplab.ui.notes",
-    "gaplab.ui.html_report",
+    "gaplab.report.study_plots",
+    "gaplab.report.notes",
+    "gaplab.report.html_report",
 )
 
 
@@ -314,11 +314,9 @@ def _skip_iri_grammar() -> None:
         sys.modules.setdefault("rfc3987_syntax", None)  # None: "import rfc3987_syntax" raises ImportError
 
 
-def _engine_class():
+def _client_class():
+    """papermill's notebook client, resetting a reused kernel before the notebook's first cell."""
     from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine
-    from papermill.log import logger
-    from papermill.utils import merge_kwargs, remove_args
 
     class PhaseNotebookClient(PapermillNotebookClient):
         """papermill's client, resetting a reused kernel before the notebook's first cell."""
@@ -335,6 +333,37 @@ def _engine_class():
                         f"resetting the phase's kernel failed: {content.get('ename')}: {content.get('evalue')}"
                     )
             super().papermill_execute_cells()
+
+    return PhaseNotebookClient
+
+
+def _execute_in(client, phase_kernel: PhaseKernel):
+    """Run the notebook in the phase's kernel (reset first when it ran a notebook before); the kernel stays."""
+    client.phase_kernel = phase_kernel
+    client.owns_km = False  # nbclient then leaves the kernel running when the notebook ends
+    if phase_kernel.kc is not None:
+        client.kc = phase_kernel.kc
+        client.reset_first = True
+    try:
+        return client.execute()
+    except BaseException:  # interrupted, timed out, kernel died: stop it as papermill's own client would
+        try:
+            _cancel_pending()
+            client._cleanup_kernel()
+        except Exception:  # noqa: BLE001 - PhaseKernel.close() tries again
+            pass
+        raise
+    finally:
+        phase_kernel.km, phase_kernel.kc = client.km, client.kc
+        phase_kernel.notebooks += 1
+
+
+def _engine_class():
+    from papermill.engines import NBClientEngine
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
+
+    client_class = _client_class()
 
     class PhaseKernelEngine(NBClientEngine):
         """papermill's nbclient engine with one kernel per :class:`PhaseKernel` instead of one per notebook."""
@@ -365,23 +394,6 @@ def _engine_class():
                 stdout_file=stdout_file,
                 stderr_file=stderr_file,
             )
-            client = PhaseNotebookClient(nb_man, km=phase_kernel.km, **final)
-            client.phase_kernel = phase_kernel
-            client.owns_km = False  # nbclient then leaves the kernel running when the notebook ends
-            if phase_kernel.kc is not None:
-                client.kc = phase_kernel.kc
-                client.reset_first = True
-            try:
-                return client.execute()
-            except BaseException:  # interrupted, timed out, kernel died: stop it as papermill's own client would
-                try:
-                    _cancel_pending()
-                    client._cleanup_kernel()
-                except Exception:  # noqa: BLE001 - PhaseKernel.close() tries again
-                    pass
-                raise
-            finally:
-                phase_kernel.km, phase_kernel.kc = client.km, client.kc
-                phase_kernel.notebooks += 1
+            return _execute_in(client_class(nb_man, km=phase_kernel.km, **final), phase_kernel)
 
     return PhaseKernelEngine

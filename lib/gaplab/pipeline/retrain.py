@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import TrainingError
 from ..files import atomic_write_yaml
@@ -26,7 +26,7 @@ from ..versioning import gaplab_version
 from .config import load_study
 from .lock import study_lock
 from .resources import memory_problem
-from .runs import phase_fingerprint, place_phase, study_dir
+from .runs import PhaseStatus, phase_fingerprint, place_phase, study_dir
 
 if TYPE_CHECKING:
     from ..train.metrics import TrainMetrics
@@ -82,17 +82,17 @@ def _stage_fresh(work: Path) -> None:
     work.mkdir(parents=True)
 
 
-def _trained_status(ph, resolved: dict, corpus_fingerprint: str, seconds: float) -> dict[str, Any]:
+def _trained_status(ph, resolved: dict, corpus_fingerprint: str, seconds: float) -> PhaseStatus:
     """``status.json`` of a phase that ``gaplab train`` trained (stage 02 only)."""
-    return {
-        "phase": ph.name,
-        "state": "trained",
-        "by": "gaplab train",
-        "fingerprint": phase_fingerprint(resolved, corpus_fingerprint),
-        "gaplab": gaplab_version(),
-        "stages": {"02_train": round(seconds, 3)},
-        "seconds": seconds,
-    }
+    return PhaseStatus(
+        ph.name,
+        "trained",
+        by="gaplab train",
+        fingerprint=phase_fingerprint(resolved, corpus_fingerprint),
+        gaplab=gaplab_version(),
+        stages={"02_train": round(seconds, 3)},
+        seconds=seconds,
+    )
 
 
 def train_one(

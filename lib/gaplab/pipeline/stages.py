@@ -93,7 +93,7 @@ def inspect_phase(params: dict[str, Any], write: bool = True, enforce: bool = Tr
         _write_params(params, run_dir)
         atomic_write_json(run_dir / "data_report.json", report)
         try:
-            from ..ui.plots import data_figures
+            from ..report.plots import data_figures
         except ImportError:
             data_figures = None
         if data_figures is not None:
@@ -111,9 +111,19 @@ def enforce_data_checks(report: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- 02
-def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_stop=None, resume: bool = False):
-    """Train the phase into ``run_dir`` (history.csv, metrics.json, ckpt/), and each further replicate into
-    ``run_dir/replicates/seed-<seed>/``; return replicate 0's metrics."""
+def train(
+    params: dict[str, Any],
+    progress: Optional[bool] = None,
+    on_eval=None,
+    should_stop=None,
+    resume: bool = False,
+):
+    """Train the phase into ``run_dir`` (history.csv, metrics.json, ckpt/, figures/training_curves.png), and each
+    further replicate into ``run_dir/replicates/seed-<seed>/``; return replicate 0's metrics.
+
+    ``on_eval(row)`` is called at every eval (a live figure: :func:`gaplab.ui.show.live_curves`);
+    ``should_stop()`` ends training early; ``progress`` (a progress bar) defaults to on, except under papermill.
+    """
     from ..data.split import prepare_data
     from ..train.replicates import train_replicates
 
@@ -129,13 +139,26 @@ def train(params: dict[str, Any], progress: bool = True, on_eval=None, should_st
         p,
         prep,
         run_dir,
-        progress=progress,
+        progress=not in_papermill() if progress is None else progress,
         resume=resume,
         on_eval=on_eval,
         should_stop=should_stop,
         plan=replicate_plan_for(p, int(prep.vocab_size)),
     )
+    training_figure(run_dir, p.train.max_iters)
     return runs[0]
+
+
+def training_figure(run_dir: Path, max_iters: Optional[int] = None) -> Optional[Path]:
+    """Replicate 0's curves as ``figures/training_curves.png`` (and ``.svg``); none before the first eval."""
+    from ..report.plots import training_curves
+    from ..train.history import load_history
+
+    history = load_history(run_dir) if (run_dir / "history.csv").exists() else None
+    if history is None or history.empty:
+        return None
+    training_curves(history, run_dir / "figures", max_iters=max_iters)
+    return run_dir / "figures" / "training_curves.png"
 
 
 #: memory of a replicate's own process beyond its training estimate: Python, PyTorch, the data (measured
@@ -181,8 +204,8 @@ def loss_gap(params: dict[str, Any]) -> dict[str, Any]:
     from ..measure.curves import analyze_run
     from ..measure.replicates import aggregate_histories, aggregate_metrics, replicate_folders
     from ..measure.unseen import seen_unseen_summary
+    from ..report.plots import loss_curves
     from ..train.history import history_csv_frame, load_history
-    from ..ui.plots import loss_curves
 
     run_dir = run_dir_of(params)
     require(run_dir, "history.csv", "02_train")
@@ -271,11 +294,10 @@ def samples(params: dict[str, Any]):
 # --------------------------------------------------------------------------- 05
 def compare(study: str, study_dir: str, phases: Optional[list[str]] = None) -> dict[str, Any]:
     """The study's journey table, comparison figures, ``summary.csv`` and ``report.html``."""
-    from ..files import atomic_write_text
-    from ..ui.html_report import build_report as build_html_report
-    from ..ui.notes import compare_notes
-    from ..ui.study_plots import compare_figures
-    from .summary import journey_table
+    from ..report.html_report import build_report as build_html_report
+    from ..report.notes import compare_notes
+    from ..report.study_plots import compare_figures
+    from ..report.summary import write_summary
 
     sdir = Path(study_dir).expanduser().resolve()
     status = read_json(sdir / "study_status.json", {}) or {}
@@ -283,8 +305,7 @@ def compare(study: str, study_dir: str, phases: Optional[list[str]] = None) -> d
         phases = status.get("phases_order") or sorted(
             p.name for p in sdir.iterdir() if p.is_dir() and (p / "params.yaml").exists()
         )
-    table = journey_table(sdir, phases)
-    atomic_write_text(sdir / "summary.csv", table.to_csv(index=False))
+    table = write_summary(sdir, phases)
     figs = compare_figures(sdir, table, phases, study=study)
     failed = {
         name: st.get("error", "") for name, st in (status.get("phases") or {}).items() if st.get("state") == "failed"

@@ -1,1 +1,2 @@
-"""ui: what a learner sees: the playground, notebook display helpers, figures and the HTML report."""
+"""ui: what a learner sees: the playground and the notebook display helpers (figures and the report are drawn in
+:mod:`gaplab.report`)."""

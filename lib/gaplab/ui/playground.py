@@ -13,21 +13,16 @@ and cached in the process (:func:`corpus_stats`), and the split is computed by t
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
-import yaml
 
 from ..data.split import val_token_count
-from ..errors import Problem, StudyError
-from ..files import atomic_write_text
+from ..errors import StudyError
 from ..measure.references import (
     CHINCHILLA_TOKENS_PER_PARAM,
     REPEAT_EXHAUSTED_EPOCHS,
@@ -36,7 +31,7 @@ from ..measure.references import (
     chinchilla_tokens,
     kaplan_overfit_min_tokens,
 )
-from ..pipeline.config import _extend, load_study, name_problem, validate_phase
+from ..pipeline.config import validate_phase
 from ..schema import ModelConfig
 
 #: Corpus choices: stdlib packages read in this order (see :mod:`gaplab.data.corpus`).
@@ -323,15 +318,11 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
     from ..model.gpt import count_params
 
     s = as_settings(settings)
-    parsed, cfg_problems = validate_phase(settings_to_phase(s, validate=False), "(playground)", "playground")
-    if parsed is None:  # a value out of its schema's range (e.g. max_tokens <= 0): nothing to compute
-        raise StudyError(cfg_problems)
-    problems = [f"{p.key} = {p.value!r}: {p.message}" for p in cfg_problems]  # e.g. n_embd % n_head
-    if stats is None:
-        stats = corpus_stats(s.corpus, s.tokenizer)
+    model, problems = _validated_model(s)
+    stats = stats if stats is not None else corpus_stats(s.corpus, s.tokenizer)
     n_train, n_val = stats.split(s.max_tokens, s.val_fraction)
     vocab = stats.compact_vocab(n_train) if s.compact else stats.vocab_size
-    counts = count_params(parsed.model, vocab)
+    counts = count_params(model, vocab)
     non_emb = counts["non_embedding"]
     share = counts["embedding"] / counts["total"]
     tokens_per_iter = s.batch_size * s.block_size
@@ -339,37 +330,7 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
     tpp = n_train / max(1, counts["total"])
     epochs = tokens_seen / max(1, n_train)
     risk = predict_risk(tpp, epochs, s.max_iters)
-
-    need = s.block_size + 1
-    for split, n in (("train", n_train), ("val", n_val)):
-        if n < need:
-            problems.append(
-                f"the {split} split has {n} tokens but needs at least block_size + 1 = {need}; "
-                f"allowed: a smaller block_size or more data"
-            )
-    note = ""
-    if share >= EMBEDDING_NOTE_SHARE:
-        note = (
-            f"{share:.0%} of the parameters are embeddings ({vocab:,} vocabulary rows x {s.n_embd} + "
-            f"{s.block_size} positions x {s.n_embd}). Chinchilla's ~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens per "
-            f"parameter counts them all; Kaplan's data bound counts only the {non_emb:,} non-embedding "
-            f"parameters, the ones that model the text."
-        )
-        if s.tokenizer == "gpt2" and not s.compact:
-            used = stats.compact_vocab(n_train) - 1
-            note += (
-                f" Only {used:,} of GPT-2's {vocab:,} tokens occur in the training split; "
-                f"'compact vocab' keeps just those."
-            )
-    compact_note = ""
-    if s.compact:
-        full = count_params(parsed.model, stats.vocab_size)
-        compact_note = (
-            f"Compact vocab: {vocab:,} ids, those of the training split plus one unknown. With the "
-            f"tokenizer's full {stats.vocab_size:,}-row table the same model would have "
-            f"{full['total']:,} parameters, {full['embedding'] / full['total']:.0%} of them embeddings; "
-            f"the {non_emb:,} non-embedding parameters that model the text are the same."
-        )
+    problems += _split_problems(n_train, n_val, s.block_size)
     return {
         "params_total": counts["total"],
         "params_embedding": counts["embedding"],
@@ -390,10 +351,61 @@ def readout(settings: Union[Settings, Mapping[str, Any]], stats: Optional[Corpus
         "epochs": epochs,
         "risk": risk.category,
         "prediction": risk.text,
-        "embedding_note": note,
-        "compact_note": compact_note,
+        "embedding_note": _embedding_note(s, stats, vocab, share, non_emb, n_train),
+        "compact_note": _compact_note(model, stats, vocab, non_emb) if s.compact else "",
         "problems": problems,
     }
+
+
+def _validated_model(s: Settings) -> tuple[ModelConfig, list[str]]:
+    """The settings' model, and what the config's cross-checks say (e.g. n_embd % n_head) as sentences; a value
+    outside its schema's range (e.g. max_tokens <= 0) raises :class:`StudyError`: nothing to compute."""
+    parsed, cfg_problems = validate_phase(settings_to_phase(s, validate=False), "(playground)", "playground")
+    if parsed is None:
+        raise StudyError(cfg_problems)
+    return parsed.model, [f"{p.key} = {p.value!r}: {p.message}" for p in cfg_problems]
+
+
+def _split_problems(n_train: int, n_val: int, block_size: int) -> list[str]:
+    """A split too small for one training window of ``block_size + 1`` tokens."""
+    need = block_size + 1
+    return [
+        f"the {split} split has {n} tokens but needs at least block_size + 1 = {need}; "
+        f"allowed: a smaller block_size or more data"
+        for split, n in (("train", n_train), ("val", n_val))
+        if n < need
+    ]
+
+
+def _embedding_note(s: Settings, stats: CorpusStats, vocab: int, share: float, non_emb: int, n_train: int) -> str:
+    """When embeddings are most of the parameters: which count Chinchilla and Kaplan use, and what compact keeps."""
+    if share < EMBEDDING_NOTE_SHARE:
+        return ""
+    note = (
+        f"{share:.0%} of the parameters are embeddings ({vocab:,} vocabulary rows x {s.n_embd} + "
+        f"{s.block_size} positions x {s.n_embd}). Chinchilla's ~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens per "
+        f"parameter counts them all; Kaplan's data bound counts only the {non_emb:,} non-embedding "
+        f"parameters, the ones that model the text."
+    )
+    if s.tokenizer == "gpt2" and not s.compact:
+        used = stats.compact_vocab(n_train) - 1
+        note += (
+            f" Only {used:,} of GPT-2's {vocab:,} tokens occur in the training split; 'compact vocab' keeps just those."
+        )
+    return note
+
+
+def _compact_note(model: ModelConfig, stats: CorpusStats, vocab: int, non_emb: int) -> str:
+    """With a compact vocabulary: what the same model would count with the tokenizer's full table."""
+    from ..model.gpt import count_params
+
+    full = count_params(model, stats.vocab_size)
+    return (
+        f"Compact vocab: {vocab:,} ids, those of the training split plus one unknown. With the "
+        f"tokenizer's full {stats.vocab_size:,}-row table the same model would have "
+        f"{full['total']:,} parameters, {full['embedding'] / full['total']:.0%} of them embeddings; "
+        f"the {non_emb:,} non-embedding parameters that model the text are the same."
+    )
 
 
 def _num(x: float) -> str:
@@ -494,162 +506,3 @@ def describe_changes(before: Union[Settings, Mapping[str, Any]], after: Union[Se
 
     diff = [f"{k} {show(old[k])}" for k in SETTING_NAMES if old[k] != new[k]]
     return ", ".join(diff) if diff else "same settings"
-
-
-def next_phase_name(study_path: Union[str, Path], base: str = "playground") -> str:
-    """``<base>_N`` with the smallest N that the study file does not use yet (``<base>_1`` without a file)."""
-    path = Path(study_path).expanduser()
-    taken: set[str] = set()
-    try:
-        taken = {p.name for p in load_study(path).phases} if path.exists() else set()
-    except StudyError:  # an invalid file: saving will say why; avoid the names it lists
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            raw = {}
-        phases = raw.get("phases") if isinstance(raw, dict) else None
-        taken = (
-            {str(p.get("name")) for p in phases if isinstance(p, dict)}
-            if isinstance(phases, list)
-            else set(map(str, phases))
-            if isinstance(phases, dict)
-            else set()
-        )
-    n = 1
-    while f"{base}_{n}" in taken:
-        n += 1
-    return f"{base}_{n}"
-
-
-def run_hint(study_path: Union[str, Path], phase: str) -> tuple[Optional[Path], str]:
-    """``(folder, command)`` that runs a saved phase: from the repository root (the folder above ``params/``)
-    when the study is in a ``params/`` folder, else (None, a command with the study's absolute path)."""
-    path = Path(study_path).expanduser().resolve()
-    if path.parent.name == "params":
-        return path.parent.parent, f"gaplab run params/{path.name} --phases {phase}"
-    return None, f"gaplab run {path} --phases {phase}"
-
-
-# --------------------------------------------------------------------------- save as phase
-def save_as_phase(study_path: Union[str, Path], phase_name: str, settings: Union[Settings, Mapping[str, Any]]) -> Path:
-    """Append the settings as phase ``phase_name`` to a study YAML; return its path.
-
-    A missing file is created with ``study`` (from the file name),
-    ``description`` and an empty ``defaults``.  An existing phase name (listed
-    or made by the study's grid) is refused.  The whole new study is
-    validated with :func:`gaplab.pipeline.config.load_study` before anything is
-    written, and it is written atomically, so on any error the file is left
-    exactly as it was.  The phase is appended as text, keeping the file's
-    comments, when ``phases`` is a block mapping; otherwise the study is
-    re-dumped.  If the study's defaults set ``train.epochs``, the phase sets
-    ``epochs: null`` (the playground counts iterations).
-    """
-    path = Path(study_path).expanduser()
-    file = str(path)
-    why = name_problem(phase_name)  # the same rule as a study file's phase names (reserved names too)
-    if why:
-        raise StudyError([Problem(file, None, "phase name", phase_name, why)])
-    overrides = settings_to_phase(settings)
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-        study = load_study(path)  # the file as it stands must be valid
-        names = [p.name for p in study.phases]
-        if phase_name in names:
-            raise StudyError(
-                [
-                    Problem(
-                        file,
-                        phase_name,
-                        "phase name",
-                        phase_name,
-                        f"the study already has a phase with this name; allowed: a new name "
-                        f"(taken: {', '.join(names)})",
-                    )
-                ]
-            )
-        raw = yaml.safe_load(text)
-        merged = _extend(copy.deepcopy(raw), path.resolve())
-        if ((merged.get("defaults") or {}).get("train") or {}).get("epochs") is not None:
-            overrides["train"]["epochs"] = None
-        new_text = _with_phase(text, raw, phase_name, overrides)
-    else:
-        name = STUDY_NAME.sub("-", path.stem).strip("-.") or "playground"
-        if not name[0].isalnum():
-            name = "p" + name
-        head = {"study": name, "description": "Phases saved from the gaplab playground.", "defaults": {}}
-        new_text = yaml.safe_dump(head, sort_keys=False) + "phases:\n" + _phase_block(phase_name, overrides, "  ")
-    _validate_text(new_text, path)
-    atomic_write_text(path, new_text)
-    return path
-
-
-def _flow(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
-
-
-def _phase_block(name: str, overrides: dict[str, Any], indent: str) -> str:
-    key = yaml.safe_dump({name: 0}, default_flow_style=False).rsplit(":", 1)[0]  # quoted if YAML needs it ('1.5')
-    lines = [f"{indent}{key}:"]
-    lines += [f"{indent}  {section}: {_flow(values)}" for section, values in overrides.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _with_phase(text: str, raw: Any, name: str, overrides: dict[str, Any]) -> str:
-    """``text`` with the phase appended; comments are kept when ``phases`` is a block mapping (checked)."""
-    expected = copy.deepcopy(raw)
-    if isinstance(expected.get("phases"), list):
-        expected["phases"].append({"name": name, **overrides})
-    else:
-        expected["phases"] = dict(expected.get("phases") or {})
-        expected["phases"][name] = overrides
-    candidate = _append_text(text, name, overrides)
-    if candidate is not None:
-        try:
-            if yaml.safe_load(candidate) == expected:
-                return candidate
-        except yaml.YAMLError:
-            pass
-    return yaml.safe_dump(expected, sort_keys=False, allow_unicode=True)
-
-
-def _append_text(text: str, name: str, overrides: dict[str, Any]) -> Optional[str]:
-    root = yaml.compose(text)
-    if not isinstance(root, yaml.MappingNode) or root.flow_style:
-        return None
-    for key, value in root.value:
-        if key.value != "phases":
-            continue
-        if not isinstance(value, yaml.MappingNode) or value.flow_style or not value.value:
-            return None
-        indent = " " * value.value[0][0].start_mark.column
-        end = value.end_mark
-        lines = text.splitlines(keepends=True)
-        cut = sum(len(line) for line in lines[: end.line]) if end.column == 0 else len(text)
-        before = text[:cut]
-        if before and not before.endswith("\n"):
-            before += "\n"
-        return before + _phase_block(name, overrides, indent) + text[cut:]
-    sep = "" if text.endswith("\n") or not text else "\n"
-    return text + sep + "phases:\n" + _phase_block(name, overrides, "  ")
-
-
-def _validate_text(text: str, path: Path) -> None:
-    """Validate a whole study text with :func:`load_study`, from a scratch file beside ``path``.
-
-    Beside, so that ``extends:`` and relative data paths resolve as they will
-    for the real file; problems name ``path``.  The scratch file is removed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check.yaml")
-    probe = Path(tmp)
-    try:
-        with open(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        load_study(probe)
-    except StudyError as exc:
-        for problem in exc.problems:
-            if problem.file == str(probe):
-                problem.file = str(path)
-        raise StudyError(exc.problems) from None
-    finally:
-        probe.unlink(missing_ok=True)

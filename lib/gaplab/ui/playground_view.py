@@ -2,7 +2,7 @@
 
 :class:`Playground` wraps :mod:`gaplab.ui.playground`'s logic in ipywidgets and trains with
 :func:`gaplab.pipeline.stages.train` in a background thread, drawing the curves
-(:func:`gaplab.ui.plots.live_figure`) into an Output widget: the current run over the faded val curves of
+(:func:`gaplab.report.plots.live_figure`) into an Output widget: the current run over the faded val curves of
 the earlier runs, each labelled with what it had that the current run does not.  The knobs are locked
 while a run trains, so the readout always describes the curves.  When a run ends, its prediction is held
 against the verdict of the one verdict function (:func:`gaplab.measure.curves.analyze_run`).
@@ -10,13 +10,10 @@ against the verdict of the one verdict function (:func:`gaplab.measure.curves.an
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
-import time
 import traceback
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -25,20 +22,26 @@ import pandas as pd
 from ..errors import StudyError
 from ..pipeline.config import Phase, validate_phase
 from .playground import (
-    CORPORA,
     EMBEDDING_NOTE_SHARE,
-    PREDICTIONS,
-    TOKENIZERS,
     Settings,
     as_settings,
     describe_changes,
-    next_phase_name,
     outcome_line,
     readout,
     readout_html,
-    run_hint,
-    save_as_phase,
     settings_to_phase,
+)
+from .playground_save import next_phase_name, run_hint, save_as_phase
+from .playground_widgets import (
+    CONTROL_COLUMNS,
+    CONTROLLED,
+    STYLE,
+    LivePlot,
+    Run,
+    history_html,
+    live_plot_into,
+    make_controls,
+    tagged,
 )
 
 #: torch threads for a playground run: its models are small, and on a busy 2-core machine two threads wait on
@@ -46,155 +49,6 @@ from .playground import (
 PLAYGROUND_THREADS = 1
 #: earlier runs drawn under the current one (the most recent ones)
 HISTORY_CURVES = 4
-
-
-# --------------------------------------------------------------------------- live curves in a widget
-def _png_output(fig) -> dict[str, Any]:
-    from .plots import png_bytes
-
-    return {
-        "output_type": "display_data",
-        "metadata": {},
-        "data": {"image/png": base64.b64encode(png_bytes(fig)).decode("ascii"), "text/plain": "<loss curves>"},
-    }
-
-
-def _text_output(html: str, text: str) -> dict[str, Any]:
-    return {"output_type": "display_data", "metadata": {}, "data": {"text/html": html, "text/plain": text}}
-
-
-WAITING = _text_output(
-    "<p class='gaplab-waiting'><i>Training: the curves appear at the first evaluation (iter 0) ...</i></p>",
-    "waiting for the first evaluation ...",
-)
-
-
-class LivePlot:
-    """``on_eval`` for the trainer: collects eval rows and redraws :func:`gaplab.ui.plots.live_figure`
-    (this run over the faded ``earlier`` runs) into an Output widget.
-
-    Nothing is drawn before the first eval (the Output says it is waiting).  Rendering a PNG takes ~0.2 s,
-    so redraws closer together than ``min_interval`` seconds only mark the figure as changed;
-    :meth:`flush` draws the latest state (call it when training ends).  Setting the Output's outputs is
-    safe from the training thread.
-    """
-
-    def __init__(
-        self,
-        out,
-        earlier: Sequence[tuple[str, pd.DataFrame]] = (),
-        max_iters: Optional[int] = None,
-        min_interval: float = 0.5,
-    ):
-        self.out, self.earlier, self.max_iters, self.min_interval = out, list(earlier), max_iters, min_interval
-        self.rows: list[dict] = []
-        self._last = float("-inf")
-        self._pending = False
-        out.outputs = (WAITING,)
-
-    def __call__(self, row: dict) -> None:
-        self.rows.append(dict(row))
-        if time.monotonic() - self._last >= self.min_interval:
-            self._draw()
-        else:
-            self._pending = True
-
-    def _draw(self) -> None:
-        from .plots import live_figure
-
-        self.out.outputs = (_png_output(live_figure(pd.DataFrame(self.rows), self.earlier, self.max_iters)),)
-        self._last = time.monotonic()
-        self._pending = False
-
-    def flush(self) -> None:
-        """Draw the latest curves now (redraws may have been skipped to save time)."""
-        if self._pending and self.rows:
-            self._draw()
-
-
-def live_plot_into(
-    out, min_interval: float = 0.5, earlier: Sequence[tuple[str, pd.DataFrame]] = (), max_iters: Optional[int] = None
-) -> LivePlot:
-    """A :class:`LivePlot` drawing into the ipywidgets Output ``out``; call it with each eval row."""
-    return LivePlot(out, earlier, max_iters, min_interval)
-
-
-@dataclass
-class Run:
-    """One finished playground run: its folder, settings, prediction, curves and verdict."""
-
-    name: str
-    folder: Path
-    settings: Settings
-    risk: str
-    history: pd.DataFrame
-    analysis: dict[str, Any] = field(default_factory=dict)
-    outcome: str = ""
-
-
-def history_html(runs: Sequence[Run]) -> str:
-    """The session's runs as a table: what changed from the run before, prediction, outcome, best val."""
-    from html import escape
-
-    if not runs:
-        return ""
-    rows = []
-    for i, r in enumerate(runs):
-        changed = "first run" if i == 0 else "changed: " + describe_changes(r.settings, runs[i - 1].settings)
-        a = r.analysis
-        best = f"{a['best_val']:.3f} @ {a.get('best_iter')}" if a.get("best_val") is not None else "n/a"
-        words = PREDICTIONS.get(r.risk, (r.risk,))[0]
-        rows.append(
-            f"<tr><td>{escape(r.name)}</td><td>{escape(changed)}</td><td>{escape(words)}</td>"
-            f"<td>{escape(r.outcome.split('observed: ', 1)[-1])}</td><td>{escape(best)}</td></tr>"
-        )
-    head = "".join(
-        f"<th style='text-align:left;padding-right:1em'>{h}</th>"
-        for h in ("run", "settings (vs the run before)", "predicted", "observed", "best val @ iter")
-    )
-    return (
-        f"<details open><summary><b>Run history</b> (faded curves above: earlier runs, labelled with what they "
-        f"had)</summary><table class='gaplab-history-table'><tr>{head}</tr>{''.join(rows)}</table></details>"
-    )
-
-
-# --------------------------------------------------------------------------- the playground
-DATA_TOKENS = (500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000)
-
-
-N_EMBD = (8, 16, 32, 48, 64, 96, 128, 192, 256, 384)
-
-
-BLOCK_SIZES = (8, 16, 32, 64, 128, 256)
-
-
-ITERS = (20, 50, 100, 200, 300, 500, 1000, 2000, 5000)
-
-
-BATCH_SIZES = (1, 2, 4, 8, 16, 32)
-
-
-LEARNING_RATES = (1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 1e-2)
-
-
-CONTROLLED = (
-    "corpus",
-    "max_tokens",
-    "tokenizer",
-    "compact",
-    "n_layer",
-    "n_head",
-    "n_embd",
-    "block_size",
-    "dropout",
-    "max_iters",
-    "batch_size",
-    "learning_rate",
-)
-
-
-def _with(options: tuple, value: Any) -> list:
-    return sorted(set(options) | {value})
 
 
 def _stem(name: str) -> str:
@@ -226,131 +80,75 @@ class Playground:
 
         self.run_dir = Path(run_dir)
         self._base = as_settings(settings, **overrides)
-        s = self._base
-        style = {"description_width": "100px"}
-        wide = W.Layout(width="330px")
-
-        def sel(options, value, description):
-            return W.SelectionSlider(
-                options=_with(options, value),
-                value=value,
-                description=description,
-                continuous_update=False,
-                style=style,
-                layout=wide,
-            )
-
-        lr_options = [(f"{v:g}", v) for v in _with(LEARNING_RATES, s.learning_rate)]
-        self.controls: dict[str, Any] = {
-            "corpus": W.Dropdown(options=list(CORPORA), value=s.corpus, description="corpus", style=style, layout=wide),
-            "max_tokens": sel(DATA_TOKENS, s.max_tokens, "data tokens"),
-            "tokenizer": W.ToggleButtons(
-                options=list(TOKENIZERS),
-                value=s.tokenizer,
-                description="tokenizer",
-                style={**style, "button_width": "70px"},
-            ),
-            "compact": W.Checkbox(value=s.compact, description="compact vocab", style=style),
-            "n_layer": W.IntSlider(
-                value=s.n_layer,
-                min=1,
-                max=max(12, s.n_layer),
-                description="n_layer",
-                continuous_update=False,
-                style=style,
-                layout=wide,
-            ),
-            "n_head": W.IntSlider(
-                value=s.n_head,
-                min=1,
-                max=max(8, s.n_head),
-                description="n_head",
-                continuous_update=False,
-                style=style,
-                layout=wide,
-            ),
-            "n_embd": sel(N_EMBD, s.n_embd, "n_embd"),
-            "block_size": sel(BLOCK_SIZES, s.block_size, "block_size"),
-            "dropout": W.FloatSlider(
-                value=s.dropout,
-                min=0.0,
-                max=0.5,
-                step=0.05,
-                description="dropout",
-                continuous_update=False,
-                style=style,
-                layout=wide,
-            ),
-            "max_iters": sel(ITERS, s.max_iters, "iterations"),
-            "batch_size": sel(BATCH_SIZES, s.batch_size, "batch size"),
-            "learning_rate": W.SelectionSlider(
-                options=lr_options,
-                value=s.learning_rate,
-                description="learning rate",
-                continuous_update=False,
-                style=style,
-                layout=wide,
-            ),
-        }
-        for name, widget in self.controls.items():
-            widget.add_class("gaplab-control")
-            widget.add_class("gaplab-" + name.replace("_", "-"))
+        self.controls: dict[str, Any] = make_controls(self._base)
+        for widget in self.controls.values():
             widget.observe(self._on_change, names="value")
-
         self.readout: dict[str, Any] = {}
-        self.readout_panel = W.HTML(layout=W.Layout(width="100%"))
-        self.readout_panel.add_class("gaplab-readout")
-        self.embedding_bar = W.FloatProgress(
-            value=0.0, min=0.0, max=1.0, description="embeddings", style=style, layout=W.Layout(width="330px")
+        self.readout_panel = tagged(W.HTML(layout=W.Layout(width="100%")), "readout")
+        self.embedding_bar = tagged(
+            W.FloatProgress(
+                value=0.0, min=0.0, max=1.0, description="embeddings", style=STYLE, layout=W.Layout(width="330px")
+            ),
+            "embedding-bar",
         )
-        self.embedding_bar.add_class("gaplab-embedding-bar")
-        self.embedding_label = W.Label()
-        self.embedding_label.add_class("gaplab-embedding-share")
+        self.embedding_label = tagged(W.Label(), "embedding-share")
+        self._build_run_panel(self._base.max_iters)
+        self._build_save_panel(study_path)
+        self.ui = tagged(self._layout(), "playground")
+        self.last_metrics: Optional[dict[str, Any]] = None
+        self.last_run_dir: Optional[Path] = None
+        self.runs: list[Run] = []  # the finished runs of this session, oldest first
+        self.samples: list[dict[str, Any]] = []
+        self.error: Optional[BaseException] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.update()
 
-        self.train_button = W.Button(description="Train", button_style="success", icon="play")
-        self.train_button.add_class("gaplab-train")
-        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.stop_button.add_class("gaplab-stop")
-        self.progress = W.IntProgress(value=0, min=0, max=s.max_iters, description="progress", style=style)
-        self.progress.add_class("gaplab-progress")
-        self.status = W.HTML(value="Press Train to train this configuration.")
-        self.status.add_class("gaplab-status")
-        self.curves = W.Output(layout=W.Layout(min_height="40px"))
-        self.curves.add_class("gaplab-curves")
-        self.outcome = W.HTML()
-        self.outcome.add_class("gaplab-outcome")
-        self.history_panel = W.HTML()
-        self.history_panel.add_class("gaplab-history")
-        self.log = W.Output()
-        self.log.add_class("gaplab-log")
+    def _build_run_panel(self, max_iters: int) -> None:
+        """Train and Stop, the progress bar, the status line, the live curves, the outcome, history and log."""
+        import ipywidgets as W
+
+        self.train_button = tagged(W.Button(description="Train", button_style="success", icon="play"), "train")
+        self.stop_button = tagged(
+            W.Button(description="Stop", button_style="danger", icon="stop", disabled=True), "stop"
+        )
+        self.progress = tagged(
+            W.IntProgress(value=0, min=0, max=max_iters, description="progress", style=STYLE), "progress"
+        )
+        self.status = tagged(W.HTML(value="Press Train to train this configuration."), "status")
+        self.curves = tagged(W.Output(layout=W.Layout(min_height="40px")), "curves")
+        self.outcome = tagged(W.HTML(), "outcome")
+        self.history_panel = tagged(W.HTML(), "history")
+        self.log = tagged(W.Output(), "log")
         self.train_button.on_click(lambda _: self._press_train())
         self.stop_button.on_click(lambda _: self.stop())
 
-        self.study_path = W.Text(
-            value=str(study_path), description="study file", style=style, layout=W.Layout(width="420px")
+    def _build_save_panel(self, study_path: Union[str, Path]) -> None:
+        """The study file, the phase name (the next free one) and Save as phase."""
+        import ipywidgets as W
+
+        self.study_path = tagged(
+            W.Text(value=str(study_path), description="study file", style=STYLE, layout=W.Layout(width="420px")),
+            "study-path",
         )
-        self.study_path.add_class("gaplab-study-path")
-        self.phase_name = W.Text(value=next_phase_name(study_path), description="phase name", style=style)
-        self.phase_name.add_class("gaplab-phase-name")
-        self.save_button = W.Button(description="Save as phase", icon="save")
-        self.save_button.add_class("gaplab-save")
-        self.save_status = W.HTML()
-        self.save_status.add_class("gaplab-save-status")
+        self.phase_name = tagged(
+            W.Text(value=next_phase_name(study_path), description="phase name", style=STYLE), "phase-name"
+        )
+        self.save_button = tagged(W.Button(description="Save as phase", icon="save"), "save")
+        self.save_status = tagged(W.HTML(), "save-status")
         self.save_button.on_click(lambda _: self.save())
 
-        def column(title: str, names: list[str]):
-            return W.VBox([W.HTML(f"<b>{title}</b>")] + [self.controls[n] for n in names])
+    def _layout(self):
+        """The knobs in three columns, then the readout, the run panel and the save panel, top to bottom."""
+        import ipywidgets as W
 
-        self.ui = W.VBox(
+        columns = [
+            W.VBox([W.HTML(f"<b>{title}</b>")] + [self.controls[n] for n in names])
+            for title, names in CONTROL_COLUMNS.items()
+        ]
+        return W.VBox(
             [
-                W.HBox(
-                    [
-                        column("data", ["corpus", "max_tokens", "tokenizer", "compact"]),
-                        column("model", ["n_layer", "n_head", "n_embd", "block_size", "dropout"]),
-                        column("training", ["max_iters", "batch_size", "learning_rate"]),
-                    ],
-                    layout=W.Layout(flex_flow="row wrap"),
-                ),
+                W.HBox(columns, layout=W.Layout(flex_flow="row wrap")),
                 W.HBox([self.embedding_bar, self.embedding_label]),
                 self.readout_panel,
                 W.HBox([self.train_button, self.stop_button, self.progress]),
@@ -363,16 +161,6 @@ class Playground:
                 self.save_status,
             ]
         )
-        self.ui.add_class("gaplab-playground")
-
-        self.last_metrics: Optional[dict[str, Any]] = None
-        self.last_run_dir: Optional[Path] = None
-        self.runs: list[Run] = []  # the finished runs of this session, oldest first
-        self.samples: list[dict[str, Any]] = []
-        self.error: Optional[BaseException] = None
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self.update()
 
     # ------------------------------------------------------------------ state
     @property

@@ -166,6 +166,8 @@ def split_and_leakage(report: dict[str, Any], run_dir=None) -> None:
 
 
 def model_vs_data(report: dict[str, Any]) -> None:
+    from ..report.notes import kaplan_bound_text
+
     mv = report["model_vs_data"]
     _md(mv.get("summary", ""))
     _kv(
@@ -179,7 +181,7 @@ def model_vs_data(report: dict[str, Any]) -> None:
             "tokens per non-embedding parameter (Kaplan's N)": fmt(mv["tokens_per_param_non_emb"]),
             "Chinchilla reference (tokens/param)": fmt(mv["chinchilla_tokens_per_param"]),
             "epochs the training will make": fmt(mv["epochs"]),
-            "Kaplan's overfitting bound 5e3*N^0.74 (tokens)": fmt(mv["kaplan_min_tokens"]),
+            f"Kaplan's overfitting bound {kaplan_bound_text('*')} (tokens)": fmt(mv["kaplan_min_tokens"]),
             "train tokens meet it?": mv["meets_kaplan"],
         },
         "model vs data",
@@ -258,23 +260,16 @@ def _table(
     _display(Rich(html, text))
 
 
-def _png(fig) -> None:
-    from IPython.display import Image
-
-    from .plots import png_bytes
-
-    _display(Image(data=png_bytes(fig), format="png"))
-
-
 # --------------------------------------------------------------------------- 02
 def live_plot(max_iters: Optional[int] = None):
-    """A figure that redraws the curves (:func:`gaplab.ui.plots.live_figure`) at every eval; returns ``on_eval``.
+    """A figure that redraws the curves (:func:`gaplab.report.plots.live_figure`) at every eval; returns ``on_eval``.
 
     Nothing is drawn before the first eval (no empty axes); the figure is a PNG updated in place.
     """
     from IPython.display import Image, display
 
-    from .plots import live_figure, png_bytes
+    from ..report.figure_kit import png_bytes
+    from ..report.plots import live_figure
 
     rows: list[dict] = []
     handle = display(
@@ -289,38 +284,19 @@ def live_plot(max_iters: Optional[int] = None):
     return on_eval
 
 
-def train(params: dict[str, Any], should_stop=None) -> dict[str, Any]:
-    """Train the phase (:func:`gaplab.pipeline.stages.train`) and show its curves.
+def live_curves(params: dict[str, Any]):
+    """``on_eval`` for :func:`gaplab.pipeline.stages.train`: the curves redrawn at every eval (:func:`live_plot`);
+    ``None`` under papermill, which keeps no live outputs (:func:`training_curves` shows the saved figure there)."""
+    from ..pipeline.stages import in_papermill
 
-    Interactively the curves redraw at every eval; under papermill (no live outputs) the same figure is
-    drawn once, when training ends, so the executed notebook has it.  Returns replicate 0's metrics.
-    """
-    from ..pipeline import stages
-
-    max_iters = (params.get("train") or {}).get("max_iters")
-    if stages.in_papermill():
-        metrics = stages.train(params, progress=False, should_stop=should_stop)
-        training_figure(stages.run_dir_of(params), max_iters)
-        return metrics
-    return stages.train(params, progress=True, on_eval=live_plot(max_iters), should_stop=should_stop)
+    return None if in_papermill() else live_plot((params.get("train") or {}).get("max_iters"))
 
 
-def train_live(params: dict[str, Any], should_stop=None) -> dict[str, Any]:
-    """Train with curves that update at every eval (interactive use)."""
-    from ..pipeline import stages
-
-    max_iters = (params.get("train") or {}).get("max_iters")
-    return stages.train(params, progress=True, on_eval=live_plot(max_iters), should_stop=should_stop)
-
-
-def training_figure(run_dir, max_iters: Optional[int] = None) -> None:
-    """The finished run's curves (the live figure's last state), saved as ``figures/training_curves.png``."""
-    from ..train.history import load_history
-    from .plots import live_figure, save_figure
-
-    fig = live_figure(load_history(run_dir), max_iters=max_iters)
-    save_figure(fig, Path(run_dir) / "figures", "training_curves")
-    _png(fig)
+def training_curves(run_dir, live=None) -> None:
+    """The finished run's curves, ``figures/training_curves.png`` (written by the stage), unless ``live`` (the
+    live figure of :func:`live_curves`) already shows them."""
+    if live is None:
+        _image(Path(run_dir) / "figures" / "training_curves.png")
 
 
 def _fmt_loss(v: Any) -> str:
@@ -368,7 +344,7 @@ def training_summary(run_dir, params: Optional[dict[str, Any]] = None) -> None:
     if staged:
         _md(
             f"`gaplab run` trains in a staging folder (`{Path(run_dir).name}`) and moves it to `{folder}` when "
-            "every stage of the phase has finished; the parameters cell above shows the staging path."
+            'every stage of the phase has finished; the placed notebooks then read that folder (`run_dir = "."`).'
         )
 
 
@@ -523,7 +499,7 @@ def samples(rows: list[dict], aggregates: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- 05
 def compare(result: dict[str, Any]) -> None:
     """The journey's key columns, every column folded under them, the notes, the figures, the report's path."""
-    from .html_report import _table_html, key_table
+    from ..report.html_report import _table_html, key_table
 
     table: pd.DataFrame = result["table"]
     keys = key_table(table)

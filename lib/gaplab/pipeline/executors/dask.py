@@ -49,7 +49,10 @@ from typing import Any, Optional, Union
 
 from ...files import atomic_write_bytes, atomic_write_json
 from ...versioning import gaplab_version
+from ..execute import short_error
+from ..runs import PhaseStatus
 from ..stages import STAGES
+from . import register_executor
 
 GPU_ENV = "GAPLAB_DASK_GPU"
 
@@ -179,73 +182,67 @@ def run_phase_on_worker(
     """The Dask task: run one phase in a worker-local temp folder; return status, archive and where it ran.
 
     ``job`` is a :class:`gaplab.pipeline.execute.PhaseJob` as a dict; ``notebooks`` the stage
-    notebooks' bytes.  Returns ``{"status", "archive" (tar.gz bytes or None),
+    notebooks' bytes.  Returns ``{"status" (the status.json mapping), "archive" (tar.gz bytes or None),
     "worker", "hostname", "threads"}``.
     """
-    from ..execute import PhaseJob, execute_phase
-
     worker = _current_worker()
     addr = worker.address if worker is not None else "local"
     info = {"worker": addr, "hostname": socket.gethostname()}
-    name = job["name"]
-
-    def failed(error: str) -> dict[str, Any]:
-        return {
-            **info,
-            "threads": None,
-            "archive": None,
-            "status": {
-                "phase": name,
-                "state": "failed",
-                "stage": None,
-                "error": error,
-                "fingerprint": job.get("fingerprint"),
-                "seconds": 0.0,
-            },
-        }
-
-    if client_version is not None and client_version != gaplab_version():
-        return failed(
-            f"worker {addr} has gaplab {gaplab_version()}, the client has {client_version}; "
-            "install the same gaplab on every worker"
-        )
-    missing = missing_paths(job["params"])
-    if missing:
-        return failed(
-            f"on worker {addr} ({info['hostname']}) these paths do not exist: {'; '.join(missing)}. "
-            "Workers need the data at the same absolute paths as the client (see docs/dask.md)"
-        )
-
+    refused = _refusal(job, addr, info["hostname"], client_version)
+    if refused is not None:
+        failed = {"phase": job["name"], "state": "failed", "stage": None, "error": refused, "seconds": 0.0}
+        return {**info, "threads": None, "archive": None, "status": dict(failed, fingerprint=job.get("fingerprint"))}
     n = threads or (threads_by_worker or {}).get(addr)
     if not n:
         own = worker.state.nthreads if worker is not None else 1
         n = max(1, visible_cpus() // max(1, own))
     os.environ["GAPLAB_THREADS"] = str(n)
     os.environ["OMP_NUM_THREADS"] = str(n)  # the nanny sets 1 by default; the kernel inherits this
-
     local_root = Path(worker.local_directory) if worker is not None else Path(tempfile.gettempdir())
-    tmp = Path(tempfile.mkdtemp(prefix=f"gaplab-{name}-", dir=local_root))
+    tmp = Path(tempfile.mkdtemp(prefix=f"gaplab-{job['name']}-", dir=local_root))
     try:
-        nbdir = tmp / "notebooks"
-        for stage, data in notebooks.items():
-            atomic_write_bytes(nbdir / f"{stage}.ipynb", data)
-        work = tmp / "work"
-        work.mkdir()
-        pj = replace(
-            PhaseJob(**job), notebooks=str(nbdir), kernel=_worker_kernel(job.get("kernel") or "python3"), threads=n
-        )
-
-        def report(phase: str, stage: str) -> None:
-            if worker is not None and topic:
-                worker.log_event(topic, [phase, stage, addr])
-
-        status = execute_phase(pj, str(work), report)
-        run_dir = Path(status["run_dir"])
-        status = dict(status, worker=addr, hostname=info["hostname"], threads=n)
-        atomic_write_json(run_dir / "status.json", status)
-        return {**info, "threads": n, "status": status, "archive": pack_dir(run_dir)}
+        status = _execute_here(job, notebooks, tmp, n, worker, topic)
+        status = replace(status, worker=addr, hostname=info["hostname"], threads=n)
+        run_dir = Path(status.run_dir)
+        atomic_write_json(run_dir / "status.json", status.to_json())
+        return {**info, "threads": n, "status": status.to_json(), "archive": pack_dir(run_dir)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _refusal(job: dict[str, Any], addr: str, hostname: str, client_version: Optional[str]) -> Optional[str]:
+    """Why this worker cannot run the phase (another gaplab, data paths it does not have), or None."""
+    if client_version is not None and client_version != gaplab_version():
+        return (
+            f"worker {addr} has gaplab {gaplab_version()}, the client has {client_version}; "
+            "install the same gaplab on every worker"
+        )
+    missing = missing_paths(job["params"])
+    if missing:
+        return (
+            f"on worker {addr} ({hostname}) these paths do not exist: {'; '.join(missing)}. "
+            "Workers need the data at the same absolute paths as the client (see docs/dask.md)"
+        )
+    return None
+
+
+def _execute_here(job: dict[str, Any], notebooks: dict[str, bytes], tmp: Path, threads: int, worker, topic):
+    """Write the notebooks under ``tmp`` and run the phase there, reporting each stage to the client's topic."""
+    from ..execute import PhaseJob, execute_phase
+
+    nbdir = tmp / "notebooks"
+    for stage, data in notebooks.items():
+        atomic_write_bytes(nbdir / f"{stage}.ipynb", data)
+    work = tmp / "work"
+    work.mkdir()
+    kernel = _worker_kernel(job.get("kernel") or "python3")
+    phase_job = replace(PhaseJob(**job), notebooks=str(nbdir), kernel=kernel, threads=threads)
+
+    def report(phase: str, stage: str) -> None:
+        if worker is not None and topic:
+            worker.log_event(topic, [phase, stage, worker.address])
+
+    return execute_phase(phase_job, str(work), report)
 
 
 # --------------------------------------------------------------------------- client side
@@ -296,14 +293,12 @@ def plan_threads(workers_info: dict[str, dict], cpus: dict[str, int], gpu: bool)
 
 def lost_status(
     job_name: str, exc: BaseException, stage: Optional[str] = None, worker: Optional[str] = None
-) -> dict[str, Any]:
+) -> PhaseStatus:
     """The status for a phase whose task raised on the Dask side (worker died, scheduler gone, import error).
 
     ``stage`` and ``worker``: the stage the phase had started and where, as its progress events said
     (a ``KilledWorker`` names its last worker too), so the failure says where the phase was lost.
     """
-    from ..execute import short_error
-
     lost = {
         "KilledWorker",
         "CommClosedError",
@@ -320,12 +315,10 @@ def lost_status(
     else:
         error = f"the phase task raised on its worker: {short_error(exc)}"
     last = getattr(getattr(exc, "last_worker", None), "address", None)
-    out = {"phase": job_name, "state": "failed", "stage": stage, "error": error, "seconds": 0.0}
-    if worker or last:
-        out["worker"] = worker or last
-    return out
+    return PhaseStatus(job_name, "failed", stage=stage, error=error, seconds=0.0, worker=worker or last)
 
 
+@register_executor
 class DaskExecutor:
     """Phases as tasks on a Dask cluster: ``scheduler`` (``tcp://host:8786``) or a LocalCluster of ``workers``.
 
@@ -334,6 +327,11 @@ class DaskExecutor:
     """
 
     name = "dask"
+    runs_here = False  # the cluster sizes itself, and its machines' memory is theirs
+
+    @classmethod
+    def from_options(cls, workers: int, scheduler: Optional[str]) -> DaskExecutor:
+        return cls(scheduler=scheduler, workers=workers)
 
     def __init__(
         self,
@@ -486,29 +484,21 @@ class DaskExecutor:
 
     def _status_of(
         self, fut, job, work_root: Path, stage: Optional[str] = None, addr: Optional[str] = None
-    ) -> dict[str, Any]:
+    ) -> PhaseStatus:
         try:
             result = fut.result()
         except Exception as exc:  # KilledWorker, CommClosedError, cancelled, unpickling errors
             return lost_status(job.name, exc, stage, addr)
-        status = dict(result["status"])
-        if result.get("worker"):
-            status.setdefault("worker", result["worker"])
+        status = PhaseStatus.from_json(result["status"])
+        status.worker = status.worker or result.get("worker")
         self.last_run[job.name] = {k: result.get(k) for k in ("worker", "hostname", "threads")}
-        if result.get("archive") is not None:
-            dest = Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=work_root))
-            try:
-                unpack_into(result["archive"], dest)
-            except (DaskExecutorError, tarfile.TarError, OSError) as exc:
-                shutil.rmtree(dest, ignore_errors=True)
-                return {
-                    "phase": job.name,
-                    "state": "failed",
-                    "stage": status.get("stage"),
-                    "seconds": 0.0,
-                    "error": f"cannot unpack the phase folder from {result.get('worker')}: {exc}",
-                }
-            status["run_dir"] = str(dest)
-        else:
-            status.pop("run_dir", None)
-        return status
+        if result.get("archive") is None:
+            return replace(status, run_dir=None)
+        dest = Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=work_root))
+        try:
+            unpack_into(result["archive"], dest)
+        except (DaskExecutorError, tarfile.TarError, OSError) as exc:
+            shutil.rmtree(dest, ignore_errors=True)
+            error = f"cannot unpack the phase folder from {result.get('worker')}: {exc}"
+            return PhaseStatus(job.name, "failed", stage=status.stage, seconds=0.0, error=error)
+        return replace(status, run_dir=str(dest))

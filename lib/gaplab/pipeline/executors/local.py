@@ -12,8 +12,11 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 from ..execute import PhaseJob, execute_phase, short_error
+from ..runs import PhaseStatus
+from . import register_executor
 
 
 def _interrupt_once(signum, frame):
@@ -30,20 +33,26 @@ def _init_worker(queue) -> None:
     _queue = queue
 
 
-def _local_worker(job: PhaseJob, work_root: str) -> dict:
+def _local_worker(job: PhaseJob, work_root: str) -> PhaseStatus:
     signal.signal(signal.SIGINT, _interrupt_once)
     queue = _queue
     report = (lambda ph, st: queue.put((ph, st))) if queue is not None else None
     return execute_phase(job, work_root, report)
 
 
+@register_executor
 class LocalExecutor:
     """Phases in a pool of OS processes on this machine."""
 
     name = "local"
+    runs_here = True
 
     def __init__(self, workers: int = 1):
         self.workers = max(1, workers)
+
+    @classmethod
+    def from_options(cls, workers: int, scheduler: Optional[str]) -> LocalExecutor:
+        return cls(workers)
 
     def run(self, jobs: list[PhaseJob], work_root: Path, on_stage, on_done, keep_going: bool) -> None:
         import multiprocessing as mp
@@ -67,7 +76,7 @@ class LocalExecutor:
                     try:
                         status = fut.result()
                     except Exception as exc:  # a worker died
-                        status = {"phase": job.name, "state": "failed", "error": f"worker lost: {short_error(exc)}"}
+                        status = PhaseStatus(job.name, "failed", error=f"worker lost: {short_error(exc)}")
                     ok = on_done(job, status)
                     if not ok and not keep_going:
                         for f in pending:

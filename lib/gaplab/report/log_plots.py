@@ -1,5 +1,5 @@
 """The figure of ``gaplab analyze --plot``: each analysed log's curves with the noise band, its best eval and
-its onset, in gaplab's figure style (:mod:`gaplab.ui.plots`: 900 px wide, fonts of 11 points or more, at most
+its onset, in gaplab's figure style (:mod:`gaplab.report.figure_kit`: 900 px wide, fonts of 11 points or more, at most
 two panels a row, the legend in a panel of its own under the data)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from ..errors import UsageError
 from ..files import atomic_write_bytes
 from ..logs.analyze import LogAnalysis
-from .plots import DPI, STYLE, VERDICT_COLORS, _fill_key, _panels, key_rows, styled
+from .figure_kit import DPI, STYLE, VERDICT_COLORS, _fill_key, _panels, key_rows, styled
 
 #: the file types ``--plot`` writes
 PLOT_SUFFIXES = (".png", ".svg")

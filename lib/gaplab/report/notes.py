@@ -15,6 +15,8 @@ from ..files import read_json
 from ..measure import scaling
 from ..measure.references import (
     CHINCHILLA_TOKENS_PER_PARAM,
+    KAPLAN_OVERFIT_COEF,
+    KAPLAN_OVERFIT_EXP,
     SOURCES,
     chinchilla_tokens,
     kaplan_overfit_min_tokens,
@@ -22,9 +24,9 @@ from ..measure.references import (
 )
 from ..measure.stats import difference_sentence
 from ..measure.units import finite_or_none, int_or_none
-from ..pipeline.summary import done_rows
-from .plots import PathLike, _fmt_int, _num
+from .figure_kit import PathLike, _fmt_int, _num
 from .study_plots import is_seed_study
+from .summary import JourneyRow, done_rows, journey_rows
 
 #: how much val loss must rise above its best (nats) to count as "rising after its best" in :func:`seed_findings`
 RISE_TOL = 0.05
@@ -40,6 +42,33 @@ def _rose_after_best(row: Mapping[str, Any]) -> Optional[bool]:
     if bv is None or fv is None:
         return None
     return fv - bv > RISE_TOL and (bi is None or mi is None or bi < mi)
+
+
+def _smallest_gap_finding(ref: pd.DataFrame, done: pd.DataFrame) -> dict[str, Any]:
+    """Seed 003's "phase 2 has the smallest train/val gap", checked against our seed phases' final gaps."""
+    gaps = ref["gap"]
+    seed_gaps = ", ".join(f"{p} {g:.2f}" for p, g in gaps.items())
+    finding = "phase 2 has the smallest train/val gap"
+    ours_gaps = done["final_gap"].dropna() if "final_gap" in done else pd.Series(dtype=float)
+    ours_gaps = ours_gaps[[p for p in ours_gaps.index if p in ref.index]]
+    if "phase2" not in ours_gaps.index or len(ours_gaps) < 2:
+        return dict(
+            finding=finding,
+            seed=f"final gaps {seed_gaps} (as reported, |val - train|)",
+            ours="phase2 and at least one other seed phase must finish",
+            reproduced=None,
+        )
+    smallest = str(ours_gaps.idxmin())
+    spread = spread_note(done.loc[list(ours_gaps.index)].reset_index(), "final_gap", "final gap")
+    return dict(
+        finding=finding,
+        seed=f"final gaps {seed_gaps} (as reported, |val - train|)",
+        ours="final gaps (val - train) "
+        + ", ".join(f"{p} {g:+.2f}" for p, g in ours_gaps.items())
+        + f": smallest at {smallest}"
+        + (f". {spread.rstrip('.')}" if spread else ""),
+        reproduced=smallest == "phase2",
+    )
 
 
 def seed_findings(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -73,34 +102,7 @@ def seed_findings(table: pd.DataFrame) -> list[dict[str, Any]]:
         out.append(dict(finding=finding, seed=seed, ours=ours, reproduced=bool(_rose_after_best(r))))
 
     rise("phase0", "phase 0's val loss rises after an early best")
-    gaps = ref["gap"]
-    seed_gaps = ", ".join(f"{p} {g:.2f}" for p, g in gaps.items())
-    finding = "phase 2 has the smallest train/val gap"
-    ours_gaps = done["final_gap"].dropna() if "final_gap" in done else pd.Series(dtype=float)
-    ours_gaps = ours_gaps[[p for p in ours_gaps.index if p in ref.index]]
-    if "phase2" not in ours_gaps.index or len(ours_gaps) < 2:
-        out.append(
-            dict(
-                finding=finding,
-                seed=f"final gaps {seed_gaps} (as reported, |val - train|)",
-                ours="phase2 and at least one other seed phase must finish",
-                reproduced=None,
-            )
-        )
-    else:
-        smallest = str(ours_gaps.idxmin())
-        spread = spread_note(done.loc[list(ours_gaps.index)].reset_index(), "final_gap", "final gap")
-        out.append(
-            dict(
-                finding=finding,
-                seed=f"final gaps {seed_gaps} (as reported, |val - train|)",
-                ours="final gaps (val - train) "
-                + ", ".join(f"{p} {g:+.2f}" for p, g in ours_gaps.items())
-                + f": smallest at {smallest}"
-                + (f". {spread.rstrip('.')}" if spread else ""),
-                reproduced=smallest == "phase2",
-            )
-        )
+    out.append(_smallest_gap_finding(ref, done))
     rise("phase4", "phase 4's val loss degrades after its best")
     return out
 
@@ -164,6 +166,42 @@ def spread_note(rows: pd.DataFrame, col: str, what: str) -> Optional[str]:
     return None
 
 
+def _unscored_ranking(done: pd.DataFrame) -> list[str]:
+    """Phases that record no validation-set fingerprint (an older gaplab): ranked only over one vocabulary."""
+    vocabs = (
+        sorted(set(_num(done["vocab_size"])[np.isfinite(_num(done["vocab_size"]))])) if "vocab_size" in done else []
+    )
+    if len(vocabs) > 1:
+        return [
+            f"These phases predict over different vocabularies ({', '.join(_fmt_int(v) for v in vocabs)} ids) "
+            "and record no validation-set fingerprint, so their losses are not ranked: a smaller vocabulary "
+            "makes each guess easier. Re-run them with this gaplab to get bits per byte."
+        ]
+    best = _lowest(done, "best_val")
+    return [
+        f"Lowest val loss: {best['phase']} with {best['best_val']:.3f} nats per token "
+        f"(perplexity {math.exp(min(best['best_val'], 700)):.1f}) at iter {best['best_iter']}; these phases "
+        "record no validation-set fingerprint, so check that they were scored on the same val set."
+    ]
+
+
+def _bpb_ranking(done: pd.DataFrame) -> list[str]:
+    """Phases on different validation sets, ranked in bits per byte (with what that still mixes)."""
+    best = _lowest(done, "best_val_bpb")
+    if best is None:
+        return ["No bits per byte are recorded, so nothing is ranked across validation sets."]
+    same_text = "val_text_fingerprint" in done and done["val_text_fingerprint"].nunique(dropna=True) == 1
+    caveat = (
+        "the same validation text over different vocabularies, so bits per byte compare directly"
+        if same_text
+        else "different validation texts: bits per byte remove the tokenizer, but a difference still mixes "
+        "the model with how hard the held-out text is"
+    )
+    ranked = done.assign(_b=_num(done["best_val_bpb"])).sort_values("_b")
+    order = ", ".join(f"{r['phase']} {r['_b']:.3f}" for _, r in ranked.iterrows() if np.isfinite(r["_b"]))
+    return [f"Across validation sets, in bits per byte ({caveat}): {order}; lowest {best['phase']}."]
+
+
 def ranking_notes(done: pd.DataFrame) -> list[str]:
     """Which phase is best, said only where the losses compare.
 
@@ -173,21 +211,7 @@ def ranking_notes(done: pd.DataFrame) -> list[str]:
     quality with the difficulty of the text held out, and the note says so.
     """
     if "val_fingerprint" not in done or done["val_fingerprint"].isna().all():
-        vocabs = (
-            sorted(set(_num(done["vocab_size"])[np.isfinite(_num(done["vocab_size"]))])) if "vocab_size" in done else []
-        )
-        if len(vocabs) > 1:
-            return [
-                f"These phases predict over different vocabularies ({', '.join(_fmt_int(v) for v in vocabs)} ids) "
-                "and record no validation-set fingerprint, so their losses are not ranked: a smaller vocabulary "
-                "makes each guess easier. Re-run them with this gaplab to get bits per byte."
-            ]
-        best = _lowest(done, "best_val")
-        return [
-            f"Lowest val loss: {best['phase']} with {best['best_val']:.3f} nats per token "
-            f"(perplexity {math.exp(min(best['best_val'], 700)):.1f}) at iter {best['best_iter']}; these phases "
-            "record no validation-set fingerprint, so check that they were scored on the same val set."
-        ]
+        return _unscored_ranking(done)
     groups = {fp: rows for fp, rows in done.groupby("val_fingerprint", sort=False, dropna=False)}
     if len(groups) == 1:
         best = _lowest(done, "best_val")
@@ -215,20 +239,7 @@ def ranking_notes(done: pd.DataFrame) -> list[str]:
             spread = spread_note(rows, "best_val", "best val loss")
             if spread:
                 notes.append(spread)
-    best = _lowest(done, "best_val_bpb")
-    if best is None:
-        return notes + ["No bits per byte are recorded, so nothing is ranked across validation sets."]
-    same_text = "val_text_fingerprint" in done and done["val_text_fingerprint"].nunique(dropna=True) == 1
-    caveat = (
-        "the same validation text over different vocabularies, so bits per byte compare directly"
-        if same_text
-        else "different validation texts: bits per byte remove the tokenizer, but a difference still mixes "
-        "the model with how hard the held-out text is"
-    )
-    ranked = done.assign(_b=_num(done["best_val_bpb"])).sort_values("_b")
-    order = ", ".join(f"{r['phase']} {r['_b']:.3f}" for _, r in ranked.iterrows() if np.isfinite(r["_b"]))
-    notes.append(f"Across validation sets, in bits per byte ({caveat}): {order}; lowest {best['phase']}.")
-    return notes
+    return notes + _bpb_ranking(done)
 
 
 #: a val split whose source mix differs from train's by this share of tokens (or more) is called shifted
@@ -299,70 +310,102 @@ def corpus_note(sdir: Path, done: pd.DataFrame) -> Optional[str]:
     return stats_beside_seed(python_corpus_stats(texts, tok), "+".join(data["packages"]))
 
 
-def compare_notes(study_dir: PathLike, table: pd.DataFrame, study: Optional[str] = None) -> list[str]:
-    """Plain-language notes for the report: best phase, onsets, data needs (Chinchilla, Kaplan), fit, seed caveats."""
-    notes: list[str] = []
-    done = done_rows(table)
-    if done.empty:
-        return ["No phase finished, so there is nothing to compare yet."]
-    notes.extend(ranking_notes(done))
-    for _, r in done.iterrows():
-        note = shift_note(
-            str(r["phase"]),
-            read_json(Path(study_dir) / str(r["phase"]) / "data_report.json", {}) or {},
-            finite_or_none(r.get("val_unseen_token_share")),
-            finite_or_none(r.get("train_tokens")),
-        )
+def kaplan_bound_text(times: str = "·") -> str:
+    """Kaplan et al.'s eq. 4.4 bound as the notes write it (``5e3·N^0.74``), from :mod:`gaplab.measure.references`."""
+    mantissa, exponent = f"{KAPLAN_OVERFIT_COEF:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}{times}N^{KAPLAN_OVERFIT_EXP:g}"
+
+
+def _shift_notes(study_dir: PathLike, rows: list[JourneyRow]) -> list[str]:
+    notes = []
+    for r in rows:
+        report = read_json(Path(study_dir) / r.phase / "data_report.json", {}) or {}
+        note = shift_note(r.phase, report, finite_or_none(r.val_unseen_token_share), finite_or_none(r.train_tokens))
         if note:
             notes.append(note)
-    for _, r in done.iterrows():
-        fv, bv = r.get("final_val"), r.get("best_val")
-        if pd.notna(r.get("onset_iter")):
-            lost = f"; it ended {fv - bv:.3f} nats above its best" if pd.notna(fv) and pd.notna(bv) else ""
+    return notes
+
+
+def _onset_notes(rows: list[JourneyRow]) -> list[str]:
+    notes = []
+    for r in rows:
+        if r.onset_iter is not None:
+            lost = (
+                f"; it ended {r.final_val - r.best_val:.3f} nats above its best"
+                if r.final_val is not None and r.best_val is not None
+                else ""
+            )
             notes.append(
-                f"{r['phase']}: val loss stopped improving after iter {int(r['onset_iter'])} while train loss "
+                f"{r.phase}: val loss stopped improving after iter {r.onset_iter} while train loss "
                 f"kept falling (overfitting onset){lost}."
             )
-    for _, r in done.iterrows():
-        n, total, d = r.get("params_non_embedding"), r.get("params_total"), r.get("train_tokens")
-        if pd.notna(n) and pd.notna(d) and pd.notna(total) and n > 0:
+    return notes
+
+
+def _data_need_notes(rows: list[JourneyRow]) -> list[str]:
+    notes = []
+    for r in rows:
+        n, total, d = r.params_non_embedding, r.params_total, r.train_tokens
+        if n is not None and d is not None and total is not None and n > 0:
             need_k = kaplan_overfit_min_tokens(float(n))
             need_c = chinchilla_tokens(float(total))
             notes.append(
-                f"{r['phase']}: {_fmt_int(float(d))} training tokens for {_fmt_int(float(total))} parameters "
+                f"{r.phase}: {_fmt_int(float(d))} training tokens for {_fmt_int(float(total))} parameters "
                 f"({float(d) / float(total):.3g} per parameter, embeddings included; "
                 f"{_fmt_int(float(n))} non-embedding). Chinchilla's ~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens "
                 f"per parameter ({SOURCES['chinchilla'].authors}, all parameters) would be "
                 f"{_fmt_int(need_c)} tokens; {SOURCES['kaplan'].authors} (eq. 4.4, non-embedding N) "
-                f"suggest at least 5e3·N^0.74 = {_fmt_int(need_k)} tokens to keep overfitting small."
+                f"suggest at least {kaplan_bound_text()} = {_fmt_int(need_k)} tokens to keep overfitting small."
             )
-    fj = scaling.fit_journey(table)
-    if fj is not None:
-        f = fj["fit"]
-        msg = (
-            f"Kaplan et al. 2020 eq. 1.5 fitted to {f['n_fit']} phases: α_N = {f['alpha_N']:.3f}, "
-            f"α_D = {f['alpha_D']:.3f}, RMSE {f['rmse']:.3f} nats"
-        )
-        if f["holdout_rmse"] is not None:
-            held = [p for p, h in zip(fj["phases"], fj["holdout"]) if h]
-            msg += (
-                f"; predicting the held-out largest-data phases ({', '.join(held)}) it is off by "
-                f"{f['holdout_rmse']:.3f} nats RMSE (max {f['holdout_max_abs_error']:.3f})"
-            )
-        notes.append(
-            msg + ". The law describes well-trained, early-stopped runs, so underfitting phases bend it; "
-            "and tiny models on tiny corpora give constants that do not transfer to Kaplan's scale."
-        )
+    return notes
+
+
+def compare_notes(study_dir: PathLike, table: pd.DataFrame, study: Optional[str] = None) -> list[str]:
+    """Plain-language notes for the report: best phase, onsets, data needs (Chinchilla, Kaplan), fit, seed caveats."""
+    done = done_rows(table)
+    if done.empty:
+        return ["No phase finished, so there is nothing to compare yet."]
+    rows = journey_rows(done)
+    notes = ranking_notes(done) + _shift_notes(study_dir, rows) + _onset_notes(rows) + _data_need_notes(rows)
+    notes.extend(_fit_notes(table))
     if is_seed_study(table, study):
-        ref = load_seed_reference()
-        notes.append(
-            "Seed 003's figures are its own, reported on its ChromaDB code corpus; this study reproduces its "
-            "settings on a different corpus, so compare the shape of the journey, not the digits."
+        notes.extend(_seed_notes(Path(study_dir), table, done))
+    return notes
+
+
+def _fit_notes(table: pd.DataFrame) -> list[str]:
+    """Kaplan et al.'s L(N, D) fitted to the study's phases (:func:`gaplab.measure.scaling.fit_journey`)."""
+    fj = scaling.fit_journey(table)
+    if fj is None:
+        return []
+    f = fj["fit"]
+    msg = (
+        f"Kaplan et al. 2020 eq. 1.5 fitted to {f['n_fit']} phases: α_N = {f['alpha_N']:.3f}, "
+        f"α_D = {f['alpha_D']:.3f}, RMSE {f['rmse']:.3f} nats"
+    )
+    if f["holdout_rmse"] is not None:
+        held = [p for p, h in zip(fj["phases"], fj["holdout"]) if h]
+        msg += (
+            f"; predicting the held-out largest-data phases ({', '.join(held)}) it is off by "
+            f"{f['holdout_rmse']:.3f} nats RMSE (max {f['holdout_max_abs_error']:.3f})"
         )
-        corpus = corpus_note(Path(study_dir), done)
-        if corpus:
-            notes.append(corpus)
-        notes.extend(seed_findings_sentences(seed_findings(table)))
-        for _, r in ref[ref["note"] != ""].iterrows():
-            notes.append(f"Seed 003, {r['phase']}: {r['note']}.")
+    return [
+        msg + ". The law describes well-trained, early-stopped runs, so underfitting phases bend it; "
+        "and tiny models on tiny corpora give constants that do not transfer to Kaplan's scale."
+    ]
+
+
+def _seed_notes(study_dir: Path, table: pd.DataFrame, done: pd.DataFrame) -> list[str]:
+    """A seed-003 study: the caveat, its corpus beside ours, its findings checked, its own notes."""
+    notes = [
+        "Seed 003's figures are its own, reported on its ChromaDB code corpus; this study reproduces its "
+        "settings on a different corpus, so compare the shape of the journey, not the digits."
+    ]
+    corpus = corpus_note(study_dir, done)
+    if corpus:
+        notes.append(corpus)
+    notes.extend(seed_findings_sentences(seed_findings(table)))
+    ref = load_seed_reference()
+    for _, r in ref[ref["note"] != ""].iterrows():
+        notes.append(f"Seed 003, {r['phase']}: {r['note']}.")
     return notes

@@ -23,6 +23,7 @@ import pandas as pd
 from ..files import atomic_write_text
 from ..measure.references import SOURCES
 from ..versioning import gaplab_version
+from .summary import journey_rows
 
 PathLike = Union[str, Path]
 
@@ -68,19 +69,13 @@ KEY_COLUMNS = (
 )
 
 
-def _int(v: Any) -> Optional[int]:
-    return None if _is_missing(v) else int(v)
-
-
-def _pm(row: pd.Series, col: str, fmt: str) -> str:
+def _pm(value: Optional[float], std: Optional[float], seeds: Optional[int], fmt: str) -> str:
     """``value`` or ``mean ± std`` (a replicated phase), formatted with ``fmt``."""
-    v, sd = row.get(col), row.get(f"{col}_std")
-    if _is_missing(v):
+    if value is None:
         return "—"
-    n = row.get("replicates")
-    if not _is_missing(sd) and not _is_missing(n) and int(n) > 1:
-        return f"{format(float(v), fmt)} ± {abs(float(sd)):.3f} ({int(n)} seeds)"
-    return format(float(v), fmt)
+    if std is not None and seeds is not None and seeds > 1:
+        return f"{format(value, fmt)} ± {abs(std):.3f} ({seeds} seeds)"
+    return format(value, fmt)
 
 
 def key_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -91,22 +86,20 @@ def key_table(table: pd.DataFrame) -> pd.DataFrame:
     (Chinchilla's convention); losses are in nats per token.
     """
     rows = []
-    for _, r in table.iterrows():
-        state = str(r.get("state", ""))
-        verdict = r.get("verdict") if state == "done" and not _is_missing(r.get("verdict")) else state
-        best_iter = _int(r.get("best_iter"))
-        best = _pm(r, "best_val", ".3f")
+    for r in journey_rows(table):
+        verdict = r.verdict if r.state == "done" and r.verdict is not None else r.state
+        best = _pm(r.best_val, r.best_val_std, r.replicates, ".3f")
         rows.append(
             {
-                "phase": str(r.get("phase")),
+                "phase": r.phase,
                 "verdict": str(verdict),
-                "params": format_cell(r.get("params_total")),
-                "train tokens": format_cell(r.get("train_tokens")),
-                "tokens / param": format_cell(r.get("tokens_per_param_total")),
-                "epochs": format_cell(r.get("epochs")),
-                "best val @ iter": best if best_iter is None or best == "—" else f"{best} @ {best_iter:,}",
-                "final gap": _pm(r, "final_gap", "+.3f"),
-                "onset": "—" if _int(r.get("onset_iter")) is None else f"iter {_int(r.get('onset_iter')):,}",
+                "params": format_cell(r.params_total),
+                "train tokens": format_cell(r.train_tokens),
+                "tokens / param": format_cell(r.tokens_per_param_total),
+                "epochs": format_cell(r.epochs),
+                "best val @ iter": best if r.best_iter is None or best == "—" else f"{best} @ {r.best_iter:,}",
+                "final gap": _pm(r.final_gap, r.final_gap_std, r.replicates, "+.3f"),
+                "onset": "—" if r.onset_iter is None else f"iter {r.onset_iter:,}",
             }
         )
     return pd.DataFrame(rows, columns=list(KEY_COLUMNS))

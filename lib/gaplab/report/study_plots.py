@@ -3,7 +3,7 @@
 Reference lines carry their source in the figure itself (in the key panel under the axes, never on the
 data); the constants and citations come from :mod:`gaplab.measure.references`.  Every figure names
 phases by their names, gives each phase one colour in every figure (:func:`phase_colors`), is 900 px
-wide with at most two panels a row and fonts of 11 pt or more (see :mod:`gaplab.ui.plots`).
+wide with at most two panels a row and fonts of 11 pt or more (see :mod:`gaplab.report.plots`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from ..measure.references import (
     REPEAT_SAFE_EPOCHS,
     load_seed_reference,
 )
-from ..pipeline.summary import done_rows
 from ..train.history import finite_history, load_history
-from .plots import (
+from .figure_kit import (
     FONT_PT,
     NEGATIVE_GAP_NOTE,
     VERDICT_COLORS,
@@ -47,6 +46,7 @@ from .plots import (
     readable_log_axis,
     styled,
 )
+from .summary import COLUMN, done_rows
 
 # --------------------------------------------------------------------------- units
 #: per unit: the history columns (val, train), the table columns (best, final) and the axis label
@@ -63,11 +63,11 @@ def comparable_unit(table: pd.DataFrame) -> tuple[str, str]:
     vocabulary); else bits per byte, which no tokenizer changes, when the phases recorded it.
     """
     done = done_rows(table)
-    fps = done["val_fingerprint"].dropna() if "val_fingerprint" in done else pd.Series(dtype=object)
+    fps = done[COLUMN.val_fingerprint].dropna() if COLUMN.val_fingerprint in done else pd.Series(dtype=object)
     if fps.nunique() <= 1 and len(fps) == len(done):
         return "nats", "all phases scored on one validation set: nats per token compare"
-    if "best_val_bpb" in done and np.isfinite(_num(done["best_val_bpb"])).all():
-        same = "val_text_fingerprint" in done and done["val_text_fingerprint"].nunique(dropna=True) == 1
+    if COLUMN.best_val_bpb in done and np.isfinite(_num(done[COLUMN.best_val_bpb])).all():
+        same = COLUMN.val_text_fingerprint in done and done[COLUMN.val_text_fingerprint].nunique(dropna=True) == 1
         why = "one val text over different vocabularies" if same else "phases scored on different validation sets"
         return "bpb", f"{why}: shown in bits per byte (nats per token would not compare)"
     return "nats", "CAUTION: phases scored on different validation sets; these nats per token do not compare"
@@ -149,7 +149,7 @@ def gap_curves(histories: Mapping[str, pd.DataFrame], out_dir: PathLike, name: s
     """Each phase's gap (val − train, nats) by iteration, one small panel per phase, all on one y-scale.
 
     Two panels a row; a zero line in each; the scale holds every phase's gaps and at least
-    :data:`gaplab.ui.plots.GAP_AXIS_MIN`, so a 0.15-nat gap looks as small beside a 2-nat one as it is.
+    :data:`gaplab.report.figure_kit.GAP_AXIS_MIN`, so a 0.15-nat gap looks as small beside a 2-nat one as it is.
     """
     if not histories:
         raise ValueError("gap_curves: no histories given (a dict phase -> history DataFrame)")
@@ -207,8 +207,8 @@ def gap_vs_tokens_per_param(table: pd.DataFrame, out_dir: PathLike, name: str = 
     Points are coloured by verdict and named by phase.
     """
     done = _done(table, "gap_vs_tokens_per_param")
-    x, y = _num(done["tokens_per_param_total"]), _num(done["final_gap"])
-    verdicts = done["verdict"].tolist() if "verdict" in done else [None] * len(done)
+    x, y = _num(done[COLUMN.tokens_per_param_total]), _num(done[COLUMN.final_gap])
+    verdicts = done[COLUMN.verdict].tolist() if COLUMN.verdict in done else [None] * len(done)
     notes = [_one_line(CHINCHILLA_NOTE)] + ([NEGATIVE_GAP_NOTE] if (y < 0).any() else [])
     fig, (ax,), key = _panels(1, 1, 4.6, key_lines=key_rows(len(set(verdicts)), notes, ncol=4, title=True))
     ax.scatter(x, y, s=60, c=[VERDICT_COLORS.get(v, "0.5") for v in verdicts], zorder=3)
@@ -221,7 +221,7 @@ def gap_vs_tokens_per_param(table: pd.DataFrame, out_dir: PathLike, name: str = 
         pad=(3, 3),
         short=f"~{CHINCHILLA_TOKENS_PER_PARAM:g} tokens/param",
     )
-    _label_points(ax, x, y, done["phase"].tolist())
+    _label_points(ax, x, y, done[COLUMN.phase].tolist())
     ax.axhline(0, color="0.35", lw=1)
     ax.set_ylim(*gap_axis_limits(y))
     ax.set_xlabel("training tokens per parameter, embeddings included (log scale)")
@@ -239,8 +239,10 @@ def best_val_vs_train_tokens(
     """Best (filled) and final (hollow) val loss against the number of training tokens, log-x."""
     done = _done(table, "best_val_vs_train_tokens")
     _, _, bcol, fcol, label = UNITS[unit]
-    x, best, final = _num(done["train_tokens"]), _num(done[bcol]), _num(done[fcol])
-    params = _num(done["params_non_embedding"]) if "params_non_embedding" in done else np.full(len(done), np.nan)
+    x, best, final = _num(done[COLUMN.train_tokens]), _num(done[bcol]), _num(done[fcol])
+    params = (
+        _num(done[COLUMN.params_non_embedding]) if COLUMN.params_non_embedding in done else np.full(len(done), np.nan)
+    )
     notes = ["A grey bar: the val loss lost after the best eval."] + ([_one_line(note)] if note else [])
     fig, (ax,), key = _panels(1, 1, 4.6, key_lines=key_rows(2, notes))
     sc = ax.scatter(
@@ -261,7 +263,7 @@ def best_val_vs_train_tokens(
     if finite.size:
         ax.set_xlim(finite.min() / 1.6, finite.max() * 1.6)
     readable_log_axis(ax.xaxis, *ax.get_xlim())
-    _label_points(ax, x, best, done["phase"].tolist())
+    _label_points(ax, x, best, done[COLUMN.phase].tolist())
     if np.isfinite(params).any():
         cb = fig.colorbar(sc, ax=ax)
         cb.set_label("log10(non-embedding parameters)")
@@ -283,7 +285,7 @@ def seed_vs_ours(
     """
     _need_columns(table, ("phase", "best_val", "final_val", "final_gap"), "seed_vs_ours table")
     _need_columns(reference_df, ("phase", "best_val", "final_val", "final_train"), "seed_vs_ours reference_df")
-    ours = table.set_index(table["phase"].astype(str))
+    ours = table.set_index(table[COLUMN.phase].astype(str))
     ref = reference_df.set_index(reference_df["phase"].astype(str))
     phases = [p for p in ref.index if p in ours.index]
     if not phases:
@@ -323,11 +325,11 @@ def _grid_axes(done: pd.DataFrame, data_col: str, model_col: str) -> tuple[pd.Se
     if data_col in done and done[data_col].notna().all():
         data, data_name = done[data_col], data_col
     else:
-        data, data_name = done["train_tokens"], "train_tokens"
+        data, data_name = done[COLUMN.train_tokens], "train_tokens"
     if model_col in done and done[model_col].notna().all():
         model = done[model_col].astype(str)
     else:
-        model = done["params_non_embedding"].astype(str)
+        model = done[COLUMN.params_non_embedding].astype(str)
     return pd.to_numeric(data, errors="coerce"), model, data_name
 
 
@@ -352,8 +354,8 @@ def grid_heatmaps(
             "data": data.to_numpy(),
             "model": model.to_numpy(),
             "N": _num(done.get("params_non_embedding", pd.Series(np.nan, index=done.index))),
-            "best_val": _num(done["best_val"]),
-            "final_gap": _num(done["final_gap"]),
+            "best_val": _num(done[COLUMN.best_val]),
+            "final_gap": _num(done[COLUMN.final_gap]),
         }
     )
     order = df.groupby("model")["N"].median().sort_values(kind="stable").index.tolist()
@@ -399,8 +401,8 @@ def loss_vs_epochs(table: pd.DataFrame, out_dir: PathLike, name: str = "loss_vs_
     from matplotlib.lines import Line2D
 
     done = _done(table, "loss_vs_epochs")
-    ep, best, final = _num(done["epochs"]), _num(done["best_val"]), _num(done["final_val"])
-    verdicts = done["verdict"].tolist() if "verdict" in done else [None] * len(done)
+    ep, best, final = _num(done[COLUMN.epochs]), _num(done[COLUMN.best_val]), _num(done[COLUMN.final_val])
+    verdicts = done[COLUMN.verdict].tolist() if COLUMN.verdict in done else [None] * len(done)
     colors = [VERDICT_COLORS.get(v, "0.5") for v in verdicts]
     notes = [_one_line(MUENNIGHOFF_NOTE), "A grey bar: the val loss lost after the best eval."]
     fig, (ax,), key = _panels(1, 1, 4.6, key_lines=key_rows(2 + len(set(verdicts)), notes, ncol=3))
@@ -412,7 +414,7 @@ def loss_vs_epochs(table: pd.DataFrame, out_dir: PathLike, name: str = "loss_vs_
     _reference_line_log_x(
         ax, ep, REPEAT_SAFE_EPOCHS, MUENNIGHOFF_NOTE, top=True, pad=(4, 2), short=f"{REPEAT_SAFE_EPOCHS:g} epochs"
     )
-    _label_points(ax, ep, best, done["phase"].tolist())
+    _label_points(ax, ep, best, done[COLUMN.phase].tolist())
     ax.set_xlabel("epochs over the train split (log scale)")
     ax.set_ylabel("val loss (nats/token)")
     ax.set_title("repeating the data: past a few epochs it stops paying", pad=22)
@@ -546,9 +548,9 @@ def compare_figures(
     histories = {}
     for phase in phases:
         mean = sdir / phase / "replicates" / "mean"
-        if phase in set(done["phase"]) and (mean / "history.csv").exists():
+        if phase in set(done[COLUMN.phase]) and (mean / "history.csv").exists():
             histories[phase] = load_history(mean)  # the replicates' mean curve, with their range
-        elif phase in set(done["phase"]) and (sdir / phase / "history.csv").exists():
+        elif phase in set(done[COLUMN.phase]) and (sdir / phase / "history.csv").exists():
             histories[phase] = load_history(sdir / phase)
     unit, why = comparable_unit(table)
     if histories:
@@ -558,14 +560,14 @@ def compare_figures(
     gap_vs_tokens_per_param(table, out)
     best_val_vs_train_tokens(table, out, unit=unit, note=why)
     made += _paths(out, "gap_vs_tokens_per_param") + _paths(out, "best_val_vs_train_tokens")
-    if np.isfinite(_num(done["epochs"])).any():
+    if np.isfinite(_num(done[COLUMN.epochs])).any():
         loss_vs_epochs(table, out)
         made += _paths(out, "loss_vs_epochs")
     if is_seed_study(table, study):
         seed_vs_ours(table, load_seed_reference(), out)
         made += _paths(out, "seed_vs_ours")
     if is_grid(table):
-        grid_heatmaps(table, out, data_label=grid_data_key(sdir, list(done["phase"].astype(str))))
+        grid_heatmaps(table, out, data_label=grid_data_key(sdir, list(done[COLUMN.phase].astype(str))))
         made += _paths(out, "grid_heatmaps")
     fj = scaling.fit_journey(table)
     if fj is not None:
