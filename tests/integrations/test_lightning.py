@@ -40,11 +40,11 @@ class CharGPT(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         inputs, targets = batch
-        return self.gpt(inputs, targets)[1]
+        return self.gpt(inputs, targets)  # the mean cross-entropy (GPT.forward with targets)
 
     def validation_step(self, batch, batch_idx):
         inputs, targets = batch
-        self.log("val_loss", self.gpt(inputs, targets)[1], batch_size=len(inputs))
+        self.log("val_loss", self.gpt(inputs, targets), batch_size=len(inputs))
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=0.0)
