@@ -10,60 +10,30 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from pathlib import Path
 
 import pytest
 import torch
+from gaplab.integrations.examples import BLOCK, Windows, char_split, encode, module_source
 
-BLOCK = 64  # characters per window
 SMALL_MODULE = "json.decoder"
 LARGE_MODULES = ("json.decoder", "json.encoder", "csv", "textwrap", "argparse", "logging", "email.message", "shlex")
-
-
-def source(module: str) -> str:
-    return Path(importlib.import_module(module).__file__).read_text(encoding="utf-8")
 
 
 @functools.cache
 def vocabulary() -> tuple[str, ...]:
     """Every character of the texts used here (so one vocabulary serves both splits)."""
-    return tuple(sorted(set("".join(source(m) for m in LARGE_MODULES))))
-
-
-def encode(text: str) -> torch.Tensor:
-    index = {c: i for i, c in enumerate(vocabulary())}
-    return torch.tensor([index[c] for c in text], dtype=torch.long)
-
-
-class Windows(torch.utils.data.Dataset):
-    """Windows of ``BLOCK + 1`` token ids every ``stride`` characters; ``hf=True`` gives the Hugging Face
-    form (``input_ids`` = ``labels``: the model shifts them), else ``(inputs, next-character targets)``."""
-
-    def __init__(self, ids: torch.Tensor, stride: int, hf: bool):
-        self.ids, self.hf = ids, hf
-        self.starts = list(range(0, len(ids) - BLOCK - 1, stride))
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def __getitem__(self, i: int):
-        w = self.ids[self.starts[i] : self.starts[i] + BLOCK + 1]
-        if self.hf:
-            return {"input_ids": w[:-1], "labels": w[:-1]}
-        return w[:-1], w[1:]
+    return tuple(sorted(set("".join(module_source(m) for m in LARGE_MODULES))))
 
 
 def small_split(hf: bool, chars: int = 4096, piece: int = 256) -> tuple[Windows, Windows]:
     """The first ``chars`` characters of one module, cut into ``piece``-character pieces taken in turn for
     train and val (so both read the same kind of text): half of it to train on, half to validate."""
-    ids = encode(source(SMALL_MODULE))[:chars]
-    pieces = ids.split(piece)
-    return Windows(torch.cat(pieces[0::2]), 16, hf), Windows(torch.cat(pieces[1::2]), BLOCK, hf)
+    return char_split(encode(module_source(SMALL_MODULE), vocabulary())[:chars], piece, hf)
 
 
 def large_split(hf: bool) -> tuple[Windows, Windows]:
     """Many modules to train on (hundreds of KB), and :func:`small_split`'s val text."""
-    rest = torch.cat([encode(source(m)) for m in LARGE_MODULES[1:]])
+    rest = torch.cat([encode(module_source(m), vocabulary()) for m in LARGE_MODULES[1:]])
     return Windows(rest, BLOCK, hf), small_split(hf)[1]
 
 
