@@ -137,6 +137,32 @@ def test_no_module_is_a_giant(path):
     assert n <= MAX_LINES, f"{path.relative_to(PKG)} has {n} lines; split it by what its parts do"
 
 
+#: a function past this many lines (its def to its last line) does several things; name them and split it
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(path: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``name (N lines, line L)`` for each function or method in ``path`` longer than ``limit`` lines."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > limit:
+                out.append(f"{node.name} ({lines} lines, line {node.lineno})")
+    return out
+
+
+def test_the_function_length_check_sees_a_long_function(tmp_path):
+    body = "\n".join(f"        x{i} = {i}" for i in range(70))
+    (tmp_path / "m.py").write_text(f"def short():\n    return 1\n\n\nclass C:\n    def long(self):\n{body}\n")
+    assert long_functions(tmp_path / "m.py") == ["long (71 lines, line 6)"]
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_no_function_is_a_giant(path):
+    assert long_functions(path) == [], f"{path.relative_to(PKG)}: split these into short, named steps"
+
+
 def test_every_room_has_a_docstring_that_says_what_it_holds():
     for room in ROOMS:
         init = PKG / room / "__init__.py"
