@@ -21,10 +21,10 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ValidationError
 
+from ..datareport.check_list import CHECK_NAMES
 from ..errors import MISSING, Problem, StudyError
 from ..schema import (
     BYTE_ALPHABET,
-    CHECK_NAMES,
     NAMED_SIZES,
     PHASE_KEYS,
     SECTION_MODELS,
