@@ -162,8 +162,6 @@ def near_duplicates(
     :func:`gaplab.datareport.build.build_report`) holds every pair as ``(i, j)``, ``_similarity`` their
     similarities, for :func:`cross_split_near_duplicates`.
     """
-    from datasketch import MinHashLSH
-
     n = len(texts)
     result: dict[str, Any] = {
         "threshold": threshold,
@@ -188,6 +186,17 @@ def near_duplicates(
     if n < 2:
         return result
     sets = shingle_sets(texts, shingle, words)
+    found, result["candidates_capped"] = _twin_pairs(sets, threshold, num_perm, seed)
+    if found is not None:
+        result.update(_twin_summary(texts, names, *found, top))
+    return result
+
+
+def _twin_pairs(sets: Sequence[np.ndarray], threshold: float, num_perm: int, seed: int):
+    """Every near-twin pair ``(a, b, similarity, estimate)`` (``a < b``) as arrays, or ``None``; and how many
+    documents had their candidates capped at :data:`MAX_CANDIDATES`."""
+    from datasketch import MinHashLSH
+
     sketches, rows = minhash_signatures(sets, num_perm, seed)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
     with lsh.insertion_session() as session:
@@ -216,9 +225,13 @@ def near_duplicates(
         found_s.append(sim[keep])
         found_e.append(est[keep])
     if not found_a:
-        result["candidates_capped"] = capped
-        return result
-    a, b, s, e = (np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s), np.concatenate(found_e))
+        return None, capped
+    return tuple(np.concatenate(x) for x in (found_a, found_b, found_s, found_e)), capped
+
+
+def _twin_summary(texts, names, a, b, s, e, top) -> dict[str, Any]:
+    """The report's counts, families and examples from the near-twin pairs."""
+    n = len(texts)
     pairs = np.stack([a, b], axis=1)
     roots = _families(n, pairs)
     members: dict[int, list[int]] = {}
@@ -228,31 +241,27 @@ def near_duplicates(
     with_twin = sum(len(f) for f in fams)
     differ = np.array([texts[x] != texts[y] for x, y in pairs.tolist()], dtype=bool)
     order = np.lexsort((a, -s, ~differ))  # differing texts first, then most similar
-    result.update(
-        {
-            "documents": with_twin,
-            "share": share_of(with_twin, n),
-            "pairs": int(len(pairs)),
-            "families": len(fams),
-            "candidates_capped": capped,
-            "examples": [
-                {
-                    "a": names[int(a[k])],
-                    "b": names[int(b[k])],
-                    "similarity": round(float(s[k]), 4),
-                    "estimate": round(float(e[k]), 4),
-                    "identical": not bool(differ[k]),
-                    "preview_a": preview(texts[int(a[k])], 100),
-                    "preview_b": preview(texts[int(b[k])], 100),
-                }
-                for k in order[:top]
-            ],
-            "family_examples": [{"count": len(f), "names": [names[i] for i in f[:6]]} for f in fams[:top]],
-            "_pairs": pairs,
-            "_similarity": s,
-        }
-    )
-    return result
+    return {
+        "documents": with_twin,
+        "share": share_of(with_twin, n),
+        "pairs": int(len(pairs)),
+        "families": len(fams),
+        "examples": [
+            {
+                "a": names[int(a[k])],
+                "b": names[int(b[k])],
+                "similarity": round(float(s[k]), 4),
+                "estimate": round(float(e[k]), 4),
+                "identical": not bool(differ[k]),
+                "preview_a": preview(texts[int(a[k])], 100),
+                "preview_b": preview(texts[int(b[k])], 100),
+            }
+            for k in order[:top]
+        ],
+        "family_examples": [{"count": len(f), "names": [names[i] for i in f[:6]]} for f in fams[:top]],
+        "_pairs": pairs,
+        "_similarity": s,
+    }
 
 
 def cross_split_near_duplicates(
