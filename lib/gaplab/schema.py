@@ -47,9 +47,14 @@ class Threshold(_Strict):
 
 
 class DataConfig(_Strict):
-    source: Literal["stdlib", "files", "text", "jsonl", "csv", "generated"] = "stdlib"
+    #: ``records``: a file or folder of fine-tuning records, format and kind read from the content
+    #: (gaplab.data.records); ``jsonl`` / ``csv`` join ``fields`` of the named format
+    source: Literal["stdlib", "files", "text", "jsonl", "csv", "records", "generated"] = "stdlib"
     packages: list[str] = Field(default_factory=list, description="stdlib: packages/modules to read (empty = all)")
     path: Optional[str] = None
+    #: the user's own validation file or folder, read like ``path``: its documents are the val split and
+    #: ``path``'s the train split, exactly (``split``, ``val_fraction`` and ``max_tokens`` do not apply)
+    val_path: Optional[str] = None
     glob: str = "**/*"
     fields: list[str] = Field(default_factory=list)
     template: Optional[str] = None

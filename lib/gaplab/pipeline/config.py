@@ -280,6 +280,19 @@ def _lookup(raw: dict, loc: list[str]) -> Any:
     return node
 
 
+def _val_path_problems(d: Any, file: str, phase: Optional[str]) -> list[Problem]:
+    """``data.val_path``: a source read from a path, and no cut that would undo the user's split."""
+    if not d.val_path:
+        return []
+    if d.source not in ("files", "text", "jsonl", "csv", "records"):
+        why = "allowed: data.source records, jsonl, csv, text or files (sources read from data.path)"
+        return [Problem(file, phase, "data.val_path", d.val_path, f"data.source {d.source!r} has no val file; {why}")]
+    if d.max_tokens is not None:
+        why = "data.max_tokens cuts one corpus before splitting it; with data.val_path use data.max_train_tokens"
+        return [Problem(file, phase, "data.max_tokens", d.max_tokens, why)]
+    return []
+
+
 def template_problem(template: str, fields: list[str]) -> Optional[str]:
     """Why ``template`` cannot join a record's fields (``str.format`` with the field names), or None."""
     allowed = "allowed: text with {field} placeholders for data.fields, and {{ or }} for a literal brace"
@@ -351,8 +364,9 @@ def cross_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
         )
     if not (t.device == "auto" or re.fullmatch(r"cpu|mps|cuda(:\d+)?", t.device)):
         out.append(Problem(file, phase, "train.device", t.device, "allowed: auto, cpu, mps, cuda or cuda:N"))
-    if d.source in ("files", "text", "jsonl", "csv") and not d.path:
+    if d.source in ("files", "text", "jsonl", "csv", "records") and not d.path:
         out.append(Problem(file, phase, "data.path", d.path, f"data.source {d.source!r} needs a path"))
+    out.extend(_val_path_problems(d, file, phase))
     if d.source in ("jsonl", "csv") and not d.fields:
         out.append(
             Problem(
