@@ -74,7 +74,7 @@ def test_train_and_val_of_different_formats_are_refused(tmp_path, files):
     (tmp_path / "val.json").write_text(json.dumps([chat(d, c) for d, c in pairs[50:]]))
     with pytest.raises(
         DataError,
-        match=r"data.val_path: .*val.json holds json, chat records .* but data.path .*train.jsonl holds jsonl, chat",
+        match=r"val.json \(the val side, data.val_path\) holds json, chat records .* but .*train.jsonl \(the train side, data.path\) holds jsonl, chat",
     ):
         prepare_data(params({"source": "records", "path": str(train), "val_path": str(tmp_path / "val.json")}))
 

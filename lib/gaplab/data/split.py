@@ -331,8 +331,9 @@ def load_user_split(data) -> tuple[Corpus, int]:
     val = load_corpus(data.model_copy(update={"path": data.val_path}))
     if train.shape != val.shape:
         raise DataError(
-            f"data.val_path: {data.val_path} holds {val.shape or 'other records'} but data.path {data.path} holds "
-            f"{train.shape or 'other records'}; allowed: train and val files of one format and kind of record"
+            f"{data.val_path} (the val side, data.val_path) holds {val.shape or 'other records'} but {data.path} "
+            f"(the train side, data.path) holds {train.shape or 'other records'}; allowed: train and val files of one "
+            f"format and one kind of record"
         )
     documents = train.documents + val.documents
     train_path, val_path = Path(data.path), Path(data.val_path)
