@@ -254,3 +254,15 @@ def _phrases(h, hit, ids, doc, n, chosen, info, inverse, names, n_docs, top) -> 
         if len(out) >= top:
             break
     return out
+
+
+def prompt_prefix(prompts: Sequence[str], names: Sequence[str], n: int = 6) -> Optional[dict[str, Any]]:
+    """The phrase most prompts start with (an instruction template such as "Below is an instruction that
+    describes a task"), or ``None``: reported as a shared prompt prefix, never counted as boilerplate (the
+    model is given it, it does not learn to write it)."""
+    found = boilerplate(prompts, names, n=n)
+    starts = [p for p in found["phrases"] if p["where"] == "start"]
+    if not starts:
+        return None
+    top = max(starts, key=lambda p: (p["documents"], len(p["phrase"])))
+    return {"phrase": top["phrase"], "documents": top["documents"], "share": top["share"]}

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .boilerplate import boilerplate
+from .boilerplate import boilerplate, prompt_prefix
 from .check_list import CHECKS
 from .checks import evaluate_checks, failed_checks
 from .detectors import (
@@ -142,7 +142,9 @@ def _size(inputs: ReportInputs) -> dict[str, Any]:
 def _duplicates_and_boilerplate(inputs: ReportInputs, report: dict[str, Any]) -> dict[str, Any]:
     """``duplicates`` and ``boilerplate`` into ``report``; returns the near-twin pairs for the leakage."""
     data, texts, names = inputs.params.data, inputs.texts, inputs.names
-    groups = skeleton_groups(texts)
+    docs = inputs.documents
+    prompts, answers = [d.prompt for d in docs], [d.answer for d in docs]
+    groups = skeleton_groups(texts, prompts, answers)
     dups = {"exact": exact_duplicates(texts, names), "templated": templated(texts, names, groups)}
     inputs.lap("duplicates")
     words = word_ids(texts)  # read once for near-twins and boilerplate
@@ -152,7 +154,11 @@ def _duplicates_and_boilerplate(inputs: ReportInputs, report: dict[str, Any]) ->
     dups["near"] = {k: v for k, v in near.items() if not k.startswith("_")}
     report["duplicates"] = dups
     inputs.lap("near_duplicates")
-    report["boilerplate"] = boilerplate(texts, names, groups=groups, words=words)
+    if any(a is not None for a in answers):  # records: boilerplate in what the model learns to write
+        report["boilerplate"] = boilerplate([a or "" for a in answers], names, groups=groups)
+        report["boilerplate"]["prompt_prefix"] = prompt_prefix([p or "" for p in prompts], names)
+    else:
+        report["boilerplate"] = boilerplate(texts, names, groups=groups, words=words)
     inputs.lap("boilerplate")
     return near
 

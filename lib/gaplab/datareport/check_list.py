@@ -11,6 +11,15 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .check import DataCheck, Report, pct, plural
+from .conflicts import (
+    CONFLICT_MEANING,
+    OVERLAP_MEANING,
+    conflicts_detail,
+    conflicts_section,
+    overlap_detail,
+    overlap_section,
+)
+from .shift import SHIFT_MEANING, shift_detail, shift_section
 
 
 # --------------------------------------------------------------------------- details: what was found
@@ -267,6 +276,47 @@ CHECKS: tuple[DataCheck, ...] = (
         value=lambda r: r["size"]["unseen_val_tokens"]["share"],
         detail=_unseen_detail,
         needs_split=True,
+    ),
+    DataCheck(
+        name="train_val_shift",
+        meaning=SHIFT_MEANING,
+        warn=0.05,
+        fail=0.15,
+        value=lambda r: r["train_val_shift"]["value"],
+        detail=shift_detail,
+        shown="number",
+        needs_split=True,
+        not_measured=(
+            "not measured: needs a validation split, with at least 10 records, or text from at least two "
+            "documents, on each side"
+        ),
+        section="train_val_shift",
+        measure=shift_section,
+    ),
+    DataCheck(
+        name="conflicting_answers",
+        meaning=CONFLICT_MEANING,
+        warn=0.01,
+        fail=0.10,
+        value=lambda r: r["conflicting_answers"]["value"],
+        detail=conflicts_detail,
+        needs_records=True,
+        not_measured="not measured: needs records with a prompt and an answer side",
+        section="conflicting_answers",
+        measure=conflicts_section,
+    ),
+    DataCheck(
+        name="val_prompts_in_train",
+        meaning=OVERLAP_MEANING,
+        warn=0.01,
+        fail=0.10,
+        value=lambda r: r["val_prompts_in_train"]["value"],
+        detail=overlap_detail,
+        needs_split=True,
+        needs_records=True,
+        not_measured="not measured: needs val records with a prompt and an answer side",
+        section="val_prompts_in_train",
+        measure=overlap_section,
     ),
 )
 

@@ -351,13 +351,71 @@ def template_skeleton(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def skeleton_groups(texts: Sequence[str]) -> np.ndarray:
-    """A group id per document (equal skeletons, equal id); -1 for empty documents."""
+#: a record's answer needs at least this many words of its own (not the prompt's) for its skeleton to
+#: blank the prompt's words (a one-word label is not a template)
+MIN_ANSWER_WORDS = 8
+
+
+def _shared_runs(prompt_words: list[str], answer_words: list[str]) -> tuple[set[int], set[int]]:
+    """Positions of the prompt's and the answer's words inside runs they share: the same words in the same
+    order, at least 2 long (or one word of at least 5 characters, a topic like ``asyncio``)."""
+    where: dict[str, list[int]] = {}
+    for p, w in enumerate(prompt_words):
+        where.setdefault(w, []).append(p)
+    run: dict[int, int] = {}  # prompt position -> length of the shared run ending there, at this answer word
+    in_prompt, in_answer = set(), set()
+    for i, w in enumerate(answer_words):
+        run = {p: run.get(p - 1, 0) + 1 for p in where.get(w, ())}
+        for p, length in run.items():
+            if length >= 2 or len(w) >= 5:
+                in_prompt.update(range(p - length + 1, p + 1))
+                in_answer.update(range(i - length + 1, i + 1))
+    return in_prompt, in_answer
+
+
+def _blank(text: str, positions: set[int]) -> str:
+    """``text`` with its words at these positions (in ``\\w+`` order) replaced by ``Name``, runs of them one."""
+    counter = iter(range(len(text)))
+    replaced = _WORDS.sub(lambda m: "Name" if next(counter) in positions else m.group(), text)
+    return _TOPIC_RUN.sub("Name", replaced)
+
+
+def record_skeleton(prompt: str, answer: str) -> Optional[str]:
+    """A record's skeleton with its topic blanked: the runs of words the prompt and the answer share
+    (:func:`_shared_runs`: the topic the question names and the answer repeats) become ``Name``, in both,
+    then :func:`template_skeleton`.  Seed 000's filler (a handful of answer skeletons with the topic swapped
+    in: "X is a fundamental concept ... In fault-tolerant settings, X ...") is then one skeleton per
+    template.  ``None`` when the answer has fewer than :data:`MIN_ANSWER_WORDS` words of its own (the plain
+    skeleton applies: a one-word label is not a template)."""
+    prompt_words = [w.lower() for w in _WORDS.findall(prompt)]
+    answer_words = [w.lower() for w in _WORDS.findall(answer[:MAX_ANSWER_CHARS])]
+    in_prompt, in_answer = _shared_runs(prompt_words, answer_words)
+    if len(answer_words) - len(in_answer) < MIN_ANSWER_WORDS:
+        return None
+    return template_skeleton(f"{_blank(prompt, in_prompt)}\n{_blank(answer[:MAX_ANSWER_CHARS], in_answer)}")
+
+
+_TOPIC_RUN = re.compile(r"Name(?:\W+Name)+")
+#: only an answer's first this many characters are read for its skeleton
+MAX_ANSWER_CHARS = 4000
+
+
+def skeleton_groups(
+    texts: Sequence[str],
+    prompts: Optional[Sequence[Optional[str]]] = None,
+    answers: Optional[Sequence[Optional[str]]] = None,
+) -> np.ndarray:
+    """A group id per document (equal skeletons, equal id); -1 for empty documents.  A record with a prompt
+    and an answer is grouped by :func:`record_skeleton` when it applies, else by :func:`template_skeleton`."""
     ids: dict[str, int] = {}
     out = np.full(len(texts), -1, dtype=np.int64)
     for i, t in enumerate(texts):
-        if t.strip():
-            out[i] = ids.setdefault(template_skeleton(t), len(ids))
+        if not t.strip():
+            continue
+        skeleton = None
+        if prompts is not None and answers is not None and prompts[i] is not None and answers[i] is not None:
+            skeleton = record_skeleton(prompts[i], answers[i])
+        out[i] = ids.setdefault(skeleton if skeleton is not None else template_skeleton(t), len(ids))
     return out
 
 
