@@ -269,3 +269,21 @@ def test_build_report_on_records_split_by_documents():
     assert status["boilerplate"] == "ok" and report["boilerplate"]["prompt_prefix"]["documents"] == 240
     assert report["conflicting_answers"]["prompts"] > 200 and status["val_prompts_in_train"] in ("ok", "warn")
     assert {"train_val_shift", "conflicting_answers", "val_prompts_in_train"} <= set(report["timings_s"])
+
+
+def test_seed_003s_faithful_recipe_fails_train_val_shift():
+    """params/seed_study_faithful.yaml phase4: json in train, the head of logging in val (a tail split of one
+    stream: val holds windows of two documents, folded by stretches)."""
+    from pathlib import Path
+
+    from gaplab.data.split import prepare_data
+    from gaplab.pipeline.config import load_study
+
+    study = Path(__file__).resolve().parents[2] / "params" / "seed_study_faithful.yaml"
+    params = load_study(study).phase("phase4").params
+    prepared = prepare_data(params)
+    assert [d.source for d, s in zip(prepared.documents, prepared.doc_split) if s == "val"] == ["logging"]
+    section = shift.shift_section(ReportInputs.of(prepared, params))
+    assert (section["units"], section["folds_by"]) == ("windows", "stretches")
+    assert section["auc"] > 0.85 and section["value"] >= 0.15
+    assert _status("train_val_shift", section).status == "fail"

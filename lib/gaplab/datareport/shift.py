@@ -15,9 +15,8 @@ pool reads 0 at any size (its AUC stays inside the null); a shift reads more the
 
 Units: the records (documents) when each side has at least :data:`MIN_DOCUMENTS` whole ones; otherwise
 (one long text cut by a tail split) windows of :data:`WINDOW_TOKENS` tokens of each side's token stream,
-whose folds keep each document's windows together (``StratifiedGroupKFold``), so a window is never scored
-by a model that read the rest of its document (it would learn the document, not the kind); with fewer
-than two documents on a side there is nothing to tell a kind from, and the check is not measured.  At most :data:`MAX_PER_SIDE` units a side (a seeded sample) and the
+folded by document when each side has windows of at least :data:`MIN_GROUPS` documents, else by
+contiguous stretches (:func:`_folds` says what each answers).  At most :data:`MAX_PER_SIDE` units a side (a seeded sample) and the
 first :data:`MAX_CHARS` characters of each: 100,000 records take seconds.
 """
 
@@ -41,7 +40,7 @@ MAX_CHARS = 1000
 MIN_UNITS = 10
 #: whole documents as units when each side has at least this many; else token windows
 MIN_DOCUMENTS = 20
-WINDOW_TOKENS = 64
+WINDOW_TOKENS = 32
 FOLDS = 5
 PERMUTATIONS = 6
 #: the null's upper edge: mean + this many standard deviations
@@ -174,20 +173,27 @@ def _oof_scores(features, labels: np.ndarray, folds, groups: Optional[np.ndarray
     return out
 
 
-def _folds(units: Units):
-    """Stratified folds: shuffled records, or windows with each document's windows in one fold (a window
-    is never scored by a model that read the rest of its document); ``None`` when the windows come from
-    fewer than two documents on a side (a document's identity cannot be told from its kind)."""
+#: windows are folded by document when each side's windows come from at least this many documents
+MIN_GROUPS = 3
+
+
+def _folds(units: Units) -> tuple[Any, str]:
+    """Stratified folds and how they cut: ``"records"`` (shuffled); ``"documents"`` (windows, each
+    document's windows in one fold: a window is never scored by a model that read the rest of its
+    document, so the question is whether an unseen val document reads unlike an unseen train one); or,
+    when a side's windows come from fewer than :data:`MIN_GROUPS` documents (a tail split's val is the end
+    of one or two), ``"stretches"``: contiguous stretches of each side's stream, so the classifier reads
+    other stretches of the same val documents, and the value says how unlike train those documents are."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     if units.groups is None:
-        return StratifiedKFold(n_splits=min(FOLDS, len(units.val_texts)), shuffle=True, random_state=SEED)
+        folds = StratifiedKFold(n_splits=min(FOLDS, len(units.val_texts)), shuffle=True, random_state=SEED)
+        return folds, "records"
     n_train = len(units.train_texts)
-    sides = (units.groups[:n_train], units.groups[n_train:])
-    splits = min(FOLDS, *(np.unique(g).size for g in sides))
-    if splits < 2 or (units.groups < 0).any():
-        return None
-    return StratifiedGroupKFold(n_splits=splits, shuffle=True, random_state=SEED)
+    documents = min(np.unique(g).size for g in (units.groups[:n_train], units.groups[n_train:]))
+    if documents >= MIN_GROUPS:
+        return StratifiedGroupKFold(n_splits=min(FOLDS, documents), shuffle=True, random_state=SEED), "documents"
+    return StratifiedKFold(n_splits=min(FOLDS, len(units.val_texts))), "stretches"
 
 
 def mann_whitney_sd(n_val: int, n_train: int) -> float:
@@ -203,24 +209,26 @@ def adversarial_auc(units: Units) -> Optional[dict[str, Any]]:
     n_train, n_val = len(units.train_texts), len(units.val_texts)
     if n_train < MIN_UNITS or n_val < MIN_UNITS:
         return None
-    folds = _folds(units)
+    folds, folds_by = _folds(units)
     features, columns = _features(units.train_texts + units.val_texts)
-    if features is None or folds is None:
+    if features is None:
         return None
     labels = np.concatenate([np.zeros(n_train, np.int64), np.ones(n_val, np.int64)])
-    scores = _oof_scores(features, labels, folds, units.groups)
+    groups = units.groups if folds_by == "documents" else None
+    scores = _oof_scores(features, labels, folds, groups)
     auc = float(roc_auc_score(labels, scores))
     rng = np.random.default_rng(SEED)
     null = []
     for _ in range(PERMUTATIONS):
         shuffled = rng.permutation(labels)
-        null.append(float(roc_auc_score(shuffled, _oof_scores(features, shuffled, folds, units.groups))))
+        null.append(float(roc_auc_score(shuffled, _oof_scores(features, shuffled, folds, groups))))
     null_mean = float(np.mean(null))
     null_sd = max(float(np.std(null, ddof=1)) if len(null) > 1 else 0.0, mann_whitney_sd(n_val, n_train))
     # pooled out-of-fold scores of shuffled labels average a little under 0.5 on small samples; the edge
     # never starts below chance
     edge = max(null_mean, 0.5) + NULL_SDS * null_sd
     return {
+        "folds_by": folds_by,
         "auc": round(auc, 4),
         "null_aucs": [round(x, 4) for x in null],
         "null_mean": round(null_mean, 4),
@@ -286,6 +294,8 @@ def shift_detail(report: Report, warn: Optional[float]) -> str:
     if d["val_units"] < d["val_total"] or d["train_units"] < d["train_total"]:
         sample += f", sampled from {d['val_total']:,} / {d['train_total']:,}"
     null = f"shuffled labels: {d['null_mean']:.2f} ± {d['null_sd']:.2f}, {len(d['null_aucs'])} shuffles"
+    if d.get("folds_by") == "stretches":
+        sample += f", folded by stretches of the stream: a side holds windows of fewer than {MIN_GROUPS} documents"
     if not d["value"]:
         return f"val reads like train: a classifier's AUC {d['auc']:.2f} is within the null ({null}; {sample})"
     text = f"a classifier tells val from train at AUC {d['auc']:.2f} ({null}; {sample})"
