@@ -292,7 +292,7 @@ def _tokenize_pieces(params: PhaseParams, pieces, texts: list[str], phase: str, 
             ) from None
     else:
         base = get_tokenizer(tok_cfg.name, texts + [data.separator])
-    ids = [np.asarray(t, dtype=np.int64) for t in base.encode_batch([t for t, _, _, _ in pieces])]
+    ids = _encode_unique(base, [t for t, _, _, _ in pieces])
     sizes = [len(t) for t in ids]
     stream = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     owners = np.repeat(np.array([d for _, d, _, _ in pieces], dtype=np.int32), sizes)
@@ -301,8 +301,20 @@ def _tokenize_pieces(params: PhaseParams, pieces, texts: list[str], phase: str, 
     for (_, doc, _, is_sep), toks in zip(pieces, ids):
         if not is_sep:
             doc_tokens[doc].append(toks)
-    doc_tokens_flat = [np.concatenate(t) if t else np.zeros(0, np.int64) for t in doc_tokens]
+    empty = np.zeros(0, np.int64)
+    doc_tokens_flat = [t[0] if len(t) == 1 else np.concatenate(t) if t else empty for t in doc_tokens]
     return base, stream, owners, mask, doc_tokens_flat
+
+
+def _encode_unique(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
+    """Each text's ids, every distinct text tokenized once (the separator between every two documents, and
+    the copies in near-identical data, are the same text); equal texts share one read-only array."""
+    index: dict[str, int] = {}
+    codes = [index.setdefault(t, len(index)) for t in texts]
+    unique = [np.asarray(ids, dtype=np.int64) for ids in tok.encode_batch(list(index))]
+    for arr in unique:
+        arr.flags.writeable = False
+    return [unique[c] for c in codes]
 
 
 @dataclass
