@@ -30,14 +30,15 @@ CONFLICT_MEANING = (
 OVERLAP_MEANING = "share of val records whose prompt (normalized) train already answers, the same or differently"
 
 _SPACE = re.compile(r"\s+")
+#: punctuation and symbols (anything not a word character or space), and the underscore
+_PUNCT = re.compile(r"[^\w\s]|_")
 
 
 def normalize(text: str) -> str:
-    """Case folded, punctuation (Unicode category P*) dropped, whitespace runs one space, stripped."""
-    text = "".join(
-        ch for ch in unicodedata.normalize("NFKC", text).casefold() if not unicodedata.category(ch)[0] == "P"
-    )
-    return _SPACE.sub(" ", text).strip()
+    """Case folded (after NFKC), punctuation and symbols dropped, whitespace runs one space, stripped."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return _SPACE.sub(" ", _PUNCT.sub("", text.casefold())).strip()
 
 
 def _sides(documents: Sequence[Any], doc_split: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -59,15 +60,22 @@ def conflicting_answers(documents: Sequence[Any], doc_split: Sequence[str]) -> O
     train, val = _sides(documents, doc_split)
     if not train and not val:
         return None
-    prompts = {i: normalize(documents[i].prompt) for i in train + val}
-    answers = {i: normalize(documents[i].answer) for i in train + val}
     by_prompt: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"train": [], "val": []})
     for side, idx in (("train", train), ("val", val)):
         for i in idx:
-            by_prompt[prompts[i]][side].append(i)
+            by_prompt[normalize(documents[i].prompt)][side].append(i)
+    asked_twice = [
+        i
+        for sides in by_prompt.values()
+        if len(sides["train"]) + len(sides["val"]) > 1
+        for i in sides["train"] + sides["val"]
+    ]
+    answers = {i: normalize(documents[i].answer) for i in asked_twice}  # only where two answers can differ
     inside = across = conflicting = 0
     examples = []
     for sides in by_prompt.values():
+        if len(sides["train"]) + len(sides["val"]) < 2:
+            continue
         train_answers = {answers[i] for i in sides["train"]}
         val_answers = {answers[i] for i in sides["val"]}
         in_train = len(train_answers) > 1

@@ -362,22 +362,41 @@ def _shared_runs(prompt_words: list[str], answer_words: list[str]) -> tuple[set[
     where: dict[str, list[int]] = {}
     for p, w in enumerate(prompt_words):
         where.setdefault(w, []).append(p)
-    run: dict[int, int] = {}  # prompt position -> length of the shared run ending there, at this answer word
     in_prompt, in_answer = set(), set()
-    for i, w in enumerate(answer_words):
-        run = {p: run.get(p - 1, 0) + 1 for p in where.get(w, ())}
+    run: dict[int, int] = {}  # prompt position -> length of the shared run ending there, at answer word ``last``
+    last = -2
+    for i in [i for i, w in enumerate(answer_words) if w in where]:  # only the answer's words the prompt has
+        previous = run if i == last + 1 else {}
+        run = {p: previous.get(p - 1, 0) + 1 for p in where[answer_words[i]]}
+        last = i
         for p, length in run.items():
-            if length >= 2 or len(w) >= 5:
+            if length >= 2 or len(answer_words[i]) >= 5:
                 in_prompt.update(range(p - length + 1, p + 1))
                 in_answer.update(range(i - length + 1, i + 1))
     return in_prompt, in_answer
 
 
-def _blank(text: str, positions: set[int]) -> str:
-    """``text`` with its words at these positions (in ``\\w+`` order) replaced by ``Name``, runs of them one."""
-    counter = iter(range(len(text)))
-    replaced = _WORDS.sub(lambda m: "Name" if next(counter) in positions else m.group(), text)
-    return _TOPIC_RUN.sub("Name", replaced)
+def _blank(text: str, spans: list[tuple[int, int]], positions: set[int]) -> str:
+    """``text`` with its words (``spans``) at these positions replaced by ``Name``, a run of them (with only
+    spaces and punctuation between) one ``Name``."""
+    if not positions:
+        return text
+    pieces, cursor = [], 0
+    for k in sorted(positions):
+        start, end = spans[k]
+        if k - 1 in positions:  # the run goes on: drop what lies between, keep one Name
+            cursor = end
+            continue
+        pieces.append(text[cursor:start])
+        pieces.append("Name")
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+def _words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    spans = [m.span() for m in _WORDS.finditer(text)]
+    return [text[a:b].lower() for a, b in spans], spans
 
 
 def record_skeleton(prompt: str, answer: str) -> Optional[str]:
@@ -387,15 +406,15 @@ def record_skeleton(prompt: str, answer: str) -> Optional[str]:
     in: "X is a fundamental concept ... In fault-tolerant settings, X ...") is then one skeleton per
     template.  ``None`` when the answer has fewer than :data:`MIN_ANSWER_WORDS` words of its own (the plain
     skeleton applies: a one-word label is not a template)."""
-    prompt_words = [w.lower() for w in _WORDS.findall(prompt)]
-    answer_words = [w.lower() for w in _WORDS.findall(answer[:MAX_ANSWER_CHARS])]
+    answer = answer[:MAX_ANSWER_CHARS]
+    prompt_words, prompt_spans = _words(prompt)
+    answer_words, answer_spans = _words(answer)
     in_prompt, in_answer = _shared_runs(prompt_words, answer_words)
     if len(answer_words) - len(in_answer) < MIN_ANSWER_WORDS:
         return None
-    return template_skeleton(f"{_blank(prompt, in_prompt)}\n{_blank(answer[:MAX_ANSWER_CHARS], in_answer)}")
+    return template_skeleton(f"{_blank(prompt, prompt_spans, in_prompt)}\n{_blank(answer, answer_spans, in_answer)}")
 
 
-_TOPIC_RUN = re.compile(r"Name(?:\W+Name)+")
 #: only an answer's first this many characters are read for its skeleton
 MAX_ANSWER_CHARS = 4000
 
