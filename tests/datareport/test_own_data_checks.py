@@ -287,3 +287,13 @@ def test_seed_003s_faithful_recipe_fails_train_val_shift():
     assert (section["units"], section["folds_by"]) == ("windows", "stretches")
     assert section["auc"] > 0.85 and section["value"] >= 0.15
     assert _status("train_val_shift", section).status == "fail"
+
+
+def test_the_checks_page_is_built_from_the_list():
+    from pathlib import Path
+
+    from gaplab.datareport.check_list import checks_markdown
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "data_checks.md"
+    assert page.read_text() == checks_markdown(), "run: python -m gaplab.datareport.check_list > docs/data_checks.md"
+    assert all(f"| `{name}` |" in page.read_text() for name in CHECK_NAMES)

@@ -323,3 +323,30 @@ CHECKS: tuple[DataCheck, ...] = (
 #: the names ``data.checks`` and ``data.fail_on`` may use, in report order
 CHECK_NAMES: tuple[str, ...] = tuple(c.name for c in CHECKS)
 BY_NAME: dict[str, DataCheck] = {c.name: c for c in CHECKS}
+
+
+def checks_markdown() -> str:
+    """``docs/data_checks.md``: every check with its default thresholds and meaning, from :data:`CHECKS`
+    (``python -m gaplab.datareport.check_list > docs/data_checks.md`` writes it; a test keeps it current)."""
+
+    def level(x: Optional[float]) -> str:
+        return "—" if x is None else f"{x:g}"
+
+    lines = [
+        "# Data checks",
+        "",
+        "Generated from `gaplab.datareport.check_list.CHECKS` (`python -m gaplab.datareport.check_list`); a study",
+        "overrides the thresholds in `data.checks.<name>` and stops on a failure with `data.fail_on: [<name>]`.",
+        "A measured value at or above `warn` warns, at or above `fail` fails; a measured 0 is always ok.",
+        "",
+        "| check | warn | fail | needs | what its value measures |",
+        "|---|---|---|---|---|",
+    ]
+    for c in CHECKS:
+        needs = ", ".join(n for n, on in (("a split", c.needs_split), ("prompt/answer records", c.needs_records)) if on)
+        lines.append(f"| `{c.name}` | {level(c.warn)} | {level(c.fail)} | {needs or '—'} | {c.meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(checks_markdown(), end="")
