@@ -121,3 +121,24 @@ def test_inspect_and_train_stages_use_the_users_split(tmp_path, pairs):
     assert report["split"]["documents"] == {"train": 100, "val": 20, "both": 0}
     metrics = stages.train(params, progress=False)
     assert metrics["final_val_loss"] > 0 and (tmp_path / "run" / "history.csv").exists()
+
+
+def test_folders_label_field_and_validators(tmp_path, pairs, capsys):
+    for side, part in (("train", pairs[:100]), ("val", pairs[100:])):
+        (tmp_path / side).mkdir()
+        rows = [{**chat(d, c), "origin": "email" if i % 2 else "other", "doc": d} for i, (d, c) in enumerate(part)]
+        (tmp_path / side / "part.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = run(
+        capsys,
+        tmp_path / "train",
+        tmp_path / "val",
+        "--label-field",
+        "origin",
+        "--validators",
+        "gaplab.data.validators:json_valid",
+        "--json",
+    )
+    report = json.loads(out)
+    assert report["split"]["documents"] == {"train": 100, "val": 20, "both": 0}
+    assert {s["source"] for s in report["split"]["sources"]} == {"email", "other"}
+    assert report["validators"]["validators"]["gaplab.data.validators:json_valid"]["failing"] == 120  # code: not JSON
