@@ -142,3 +142,14 @@ def test_a_folder_side_labels_each_record_by_its_file_and_refuses_mixed_kinds(tm
         DataError, match=r"c.jsonl holds jsonl, prompt_completion records .* but .*b.jsonl holds jsonl, chat"
     ):
         read_side(side, RecordOptions())
+
+
+def test_a_broken_json_array_names_the_line_of_the_record_that_breaks(tmp_path, pairs):
+    rows = [{"prompt": d, "completion": c} for d, c in pairs[:3]]
+    rows[1]["completion"] = "MARK"
+    text = json.dumps(rows, indent=1).replace('"MARK"', "MARK")  # the second record is not JSON
+    f = tmp_path / "a.json"
+    f.write_text(text)
+    second = [i for i, line in enumerate(text.splitlines(), start=1) if line == " {"][1]
+    with pytest.raises(DataError, match=rf"a.json:{second}: the JSON array breaks here"):
+        read(f)
