@@ -394,9 +394,13 @@ def _blank(text: str, spans: list[tuple[int, int]], positions: set[int]) -> str:
     return "".join(pieces)
 
 
-def _words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+def _spans(text: str, words: list[str]) -> list[tuple[int, int]]:
+    """Where each of ``text``'s words is (``words``: its lower-cased words, which lower-casing keeps in
+    number for nearly every text)."""
     spans = [m.span() for m in _WORDS.finditer(text)]
-    return [text[a:b].lower() for a, b in spans], spans
+    if len(spans) != len(words):  # a letter whose lower case is two characters: read the words again
+        words[:] = [text[a:b].lower() for a, b in spans]
+    return spans
 
 
 def record_skeleton(prompt: str, answer: str) -> Optional[str]:
@@ -407,8 +411,8 @@ def record_skeleton(prompt: str, answer: str) -> Optional[str]:
     template.  ``None`` when the answer has fewer than :data:`MIN_ANSWER_WORDS` words of its own (the plain
     skeleton applies: a one-word label is not a template)."""
     answer = answer[:MAX_ANSWER_CHARS]
-    prompt_words, prompt_spans = _words(prompt)
-    answer_words, answer_spans = _words(answer)
+    prompt_words, answer_words = _WORDS.findall(prompt.lower()), _WORDS.findall(answer.lower())
+    prompt_spans, answer_spans = _spans(prompt, prompt_words), _spans(answer, answer_words)
     in_prompt, in_answer = _shared_runs(prompt_words, answer_words)
     if len(answer_words) - len(in_answer) < MIN_ANSWER_WORDS:
         return None
