@@ -195,6 +195,22 @@ def _filler(seed: int = 0) -> list[Document]:
     return out
 
 
+def test_the_topic_a_prompt_names_and_its_answer_repeats_is_blanked():
+    from gaplab.datareport.record_templates import topic_blanked
+
+    a = topic_blanked(
+        "What is the csv module?",
+        "The csv module is a fundamental concept. In fault-tolerant settings, the csv module remains essential.",
+    )
+    b = topic_blanked(
+        "What is the json module?",
+        "The json module is a fundamental concept. In fault-tolerant settings, the json module remains essential.",
+    )
+    assert a == b == "What is Name?\nName is a fundamental concept. In fault-tolerant settings, Name remains essential."
+    # a short answer (a label) keeps the plain skeleton: its topic is most of it
+    assert topic_blanked("Is the csv module in the standard library?", "Yes, the csv module is.") is None
+
+
 def test_seed_000s_filler_fails_templated_and_real_records_do_not():
     filler, real = _filler(), _pool()[:40]
     assert len(filler) >= 60

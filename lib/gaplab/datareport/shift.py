@@ -242,11 +242,15 @@ def adversarial_auc(units: Units) -> Optional[dict[str, Any]]:
 
 def _giveaways(features, labels: np.ndarray, columns: Sequence[str], top: int = 8) -> dict[str, list[str]]:
     """The features whose weights most say "val" (and most say "train") in a model fitted on every unit."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
     weights = _model().fit(features, labels).coef_.ravel()
     order = np.argsort(weights)
+    # a lone function word ("is", "as") is true but says nothing a reader can act on: not shown
+    shown = [k for k in order if not (columns[k].startswith("word ") and columns[k][6:-1] in ENGLISH_STOP_WORDS)]
     return {
-        "val": [columns[k] for k in order[::-1][:top] if weights[k] > 0],
-        "train": [columns[k] for k in order[:top] if weights[k] < 0],
+        "val": [columns[k] for k in shown[::-1][:top] if weights[k] > 0],
+        "train": [columns[k] for k in shown[:top] if weights[k] < 0],
     }
 
 
