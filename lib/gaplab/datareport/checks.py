@@ -82,10 +82,11 @@ def raise_on_failures(report: Mapping[str, Any]) -> None:
     failed = failed_checks(report)
     if not failed:
         return
+    rows = [CheckResult.from_json(c) for c in failed]  # the report's rows, read as their record
     lines = [
-        f"  - {c['name']}: measured {c['value']:.4g} ≥ fail threshold {c['fail']:g} "
-        f"({c.get('meaning') or CHECK_MEANING.get(c['name'], '')}): {c.get('detail') or c['message']}"
-        for c in failed
+        f"  - {r.name}: measured {r.value:.4g} ≥ fail threshold {r.fail:g} "
+        f"({r.meaning or CHECK_MEANING.get(r.name, '')}): {r.detail or r.message}"
+        for r in rows
     ]
     raise DataCheckFailed(
         f"{len(failed)} data check{'s' if len(failed) != 1 else ''} named in data.fail_on failed, so training "
