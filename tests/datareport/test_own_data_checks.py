@@ -313,3 +313,38 @@ def test_the_checks_page_is_built_from_the_list():
     page = Path(__file__).resolve().parents[2] / "docs" / "data_checks.md"
     assert page.read_text() == checks_markdown(), "run: python -m gaplab.datareport.check_list > docs/data_checks.md"
     assert all(f"| `{name}` |" in page.read_text() for name in CHECK_NAMES)
+
+
+# --------------------------------------------------------------------------- near-twins at scale
+def test_near_identical_records_are_compared_with_a_few_representatives_not_each_other():
+    """Filler (a few skeletons, the topic swapped in) is thousands of near-identical records: each joins the
+    cluster of an indexed record at least 0.8 alike, so the work grows with records x clusters."""
+    from gaplab.datareport.near_duplicates import cross_split_near_duplicates, near_duplicates
+
+    topics = [line for _, line in module_topics(80)]
+    texts = [
+        SKELETONS[k % 2].format(t=f"the {topics[k % len(topics)]} helper number {k}") + " " + " ".join(SKELETONS[2:])
+        for k in range(1200)
+    ]
+    names = [f"f{k}" for k in range(len(texts))]
+    split = ["val"] * 600 + ["train"] * 600
+    out = near_duplicates(texts, names, order=list(range(600, 1200)) + list(range(600)))  # train first
+    assert out["share"] == 1.0 and out["families"] <= 2
+    assert out["pairs"] <= 1200 * 8, out["pairs"]  # each record is compared with a few indexed ones, not all
+    # every val record finds its twins among the indexed train records
+    cross = cross_split_near_duplicates(out, names, split)
+    assert cross["documents"] == 600 and all(e["similarity"] >= 0.3 for e in cross["examples"])
+
+
+def test_a_val_record_whose_train_twin_joined_the_same_representative_counts():
+    from gaplab.datareport.near_duplicates import cross_split_near_duplicates, near_duplicates
+
+    real = _pool()[:20]
+    same = SKELETONS[0].format(t="the csv module")
+    texts = [same, same + " Indeed.", same] + [d.text for d in real]  # val, val, train: all one cluster
+    names = [f"d{k}" for k in range(len(texts))]
+    out = near_duplicates(texts, names)  # as given: the first val record is the representative
+    assert out["clusters"] == len(texts) - 2
+    cross = cross_split_near_duplicates(out, names, ["val", "val", "train"] + ["train"] * len(real))
+    assert cross["documents"] == 2 and {e["val"] for e in cross["examples"]} == {"d0", "d1"}
+    assert all(e["train"] == "d2" and e["similarity"] >= 0.6 for e in cross["examples"])

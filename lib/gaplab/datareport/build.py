@@ -148,8 +148,17 @@ def _duplicates_and_boilerplate(inputs: ReportInputs, report: dict[str, Any]) ->
     dups = {"exact": exact_duplicates(texts, names), "templated": templated(texts, names, groups)}
     inputs.lap("duplicates")
     words = word_ids(texts)  # read once for near-twins and boilerplate
+    doc_split = inputs.doc_split
+    train_first = [i for i, s in enumerate(doc_split) if s != "val"] + [
+        i for i, s in enumerate(doc_split) if s == "val"
+    ]
     near = near_duplicates(
-        texts, names, threshold=data.near_duplicate_threshold, shingle=data.near_duplicate_shingle, words=words
+        texts,
+        names,
+        threshold=data.near_duplicate_threshold,
+        shingle=data.near_duplicate_shingle,
+        words=words,
+        order=train_first,
     )
     dups["near"] = {k: v for k, v in near.items() if not k.startswith("_")}
     report["duplicates"] = dups
