@@ -181,10 +181,9 @@ def composition(documents: list[Document], owners: np.ndarray, val_mask: np.ndar
     doc_label = np.array([index[d.source] for d in documents], dtype=np.int64)
     out: dict[str, Any] = {}
     for split, sel in (("train", ~val_mask), ("val", val_mask)):
-        own = owners[sel]
-        tok = np.bincount(doc_label[own], minlength=len(labels)) if len(own) else np.zeros(len(labels), int)
-        docs_in = np.unique(own)
-        dcount = np.bincount(doc_label[docs_in], minlength=len(labels)) if len(docs_in) else np.zeros(len(labels), int)
+        per_doc = np.bincount(owners[sel], minlength=len(documents))  # tokens of each document on this side
+        tok = np.bincount(doc_label, weights=per_doc, minlength=len(labels)).astype(np.int64)
+        dcount = np.bincount(doc_label, weights=per_doc > 0, minlength=len(labels)).astype(np.int64)
         out[split] = {s: {"tokens": int(tok[i]), "documents": int(dcount[i])} for i, s in enumerate(labels)}
     out["val_share_by_source"] = {
         s: (out["val"][s]["tokens"] / max(1, out["val"][s]["tokens"] + out["train"][s]["tokens"])) for s in labels
@@ -414,8 +413,8 @@ def _doc_split(owners: np.ndarray, mask: np.ndarray, kept: int) -> list[str]:
     """Per kept document: "train", "val", "both", or "unused" (left out by max_train_tokens)."""
     in_val = np.zeros(kept, dtype=bool)
     in_train = np.zeros(kept, dtype=bool)
-    in_val[np.unique(owners[mask])] = True
-    in_train[np.unique(owners[~mask])] = True
+    in_val[owners[mask]] = True  # linear in tokens (np.unique would sort them)
+    in_train[owners[~mask]] = True
     return ["both" if v and t else "val" if v else "train" if t else "unused" for v, t in zip(in_val, in_train)]
 
 
@@ -472,11 +471,19 @@ def prepare_data(
         val_owners=owners[mask],
         train_bytes=nbytes[train_base],
         val_bytes=nbytes[val_base],
-        val_seen=np.isin(val_base, train_base),
+        val_seen=_seen_in(val_base, train_base, cut.base.vocab_size),
         val_fingerprint=_fingerprint(model_tok.identity().encode(), val_base.astype("<i8").tobytes()),
         val_text_fingerprint=_fingerprint(val_text),
         user_split=bool(data.val_path),
     )
+
+
+def _seen_in(ids: np.ndarray, reference: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Per id of ``ids``: whether it occurs in ``reference`` (a table over the vocabulary: linear, no sort)."""
+    size = max(vocab_size, int(ids.max(initial=-1)) + 1, int(reference.max(initial=-1)) + 1)
+    table = np.zeros(size, dtype=bool)
+    table[reference] = True
+    return table[ids]
 
 
 def _fingerprint(*parts: bytes) -> str:
