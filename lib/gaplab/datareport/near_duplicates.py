@@ -189,7 +189,9 @@ def near_duplicates(
             f"runs of {shingle} normalized words (lower case, punctuation dropped, v/u j/i y/i folded, "
             f"inner vowels and doubled letters dropped) as sets; a near-twin shares ≥ {threshold:g} of them "
             f"(Jaccard similarity, checked exactly on the candidates that MinHash with {num_perm} "
-            f"permutations + LSH proposes)"
+            f"permutations + LSH proposes); a document ≥ {_attach_bar(threshold):g} alike to an earlier one joins "
+            f"its cluster, and one with {DENSE_TWINS} twins is not compared with later ones, so pairs counts the "
+            "pairs checked, not every pair of a cluster of near-identical documents"
         ),
         "_pairs": np.zeros((0, 2), dtype=np.int64),
         "_similarity": np.zeros(0),
