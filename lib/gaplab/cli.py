@@ -77,7 +77,20 @@ def cmd_run(args) -> int:
     )
 
 
+def _is_study(path: str) -> bool:
+    return path.endswith((".yaml", ".yml"))
+
+
 def cmd_inspect(args) -> int:
+    if not _is_study(args.study):
+        return _inspect_own_data(args)
+    if args.val or args.fields or args.template or args.label_field or args.validators:
+        raise UsageError(
+            f"gaplab inspect {args.study}: a study file takes --phase (and --json) only; allowed: "
+            "`gaplab inspect STUDY.yaml --phase P` or `gaplab inspect TRAIN [VAL] [--fields ...]`"
+        )
+    if not args.phase:
+        raise UsageError(f"gaplab inspect {args.study}: a study file needs --phase; allowed: one of its phase names")
     from .pipeline.stages import inspect_phase
 
     study = load_study(args.study)
@@ -98,6 +111,34 @@ def cmd_inspect(args) -> int:
     if failed:
         print(f"data.fail_on: {', '.join(failed)} failed; `gaplab run` would stop this phase before training")
     return 1 if failed else 0
+
+
+def _inspect_own_data(args) -> int:
+    """``gaplab inspect TRAIN [VAL]``: a person's own files (gaplab.pipeline.own_data); nothing is written."""
+    from .pipeline.own_data import OwnData, inspect_own_data, summary_lines
+
+    if args.phase:
+        raise UsageError(
+            f"--phase {args.phase}: {args.study} is not a study file (.yaml); allowed: --phase with a study"
+        )
+    split = lambda value: [v.strip() for v in value.split(",") if v.strip()] if value else []  # noqa: E731
+    request = OwnData(
+        train=args.study,
+        val=args.val,
+        fields=split(args.fields),
+        template=args.template,
+        label_field=args.label_field,
+        validators=split(args.validators),
+        bad_records="skip" if args.skip_bad_records else "error",
+    )
+    report = inspect_own_data(request)
+    if args.json:
+        from .files import to_json
+
+        sys.stdout.write(to_json(report))
+    else:
+        print("\n".join(summary_lines(report)))
+    return 1 if report["failed"] else 0
 
 
 def cmd_tokenizer(args) -> int:
@@ -159,6 +200,27 @@ def _positive_int(text: str) -> int:
 
 def _phase_list(text: Optional[str]) -> Optional[list[str]]:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
+
+
+def _add_inspect(sub) -> None:
+    """``gaplab inspect STUDY.yaml --phase P`` or ``gaplab inspect TRAIN [VAL] [options]``."""
+    i = sub.add_parser(
+        "inspect",
+        help="print a phase's data checks, or the checks of your own train (and val) files",
+        description="gaplab inspect STUDY.yaml --phase P | gaplab inspect TRAIN [VAL]: TRAIN and VAL are files or "
+        "folders of records (jsonl, JSON array, csv/tsv, parquet, text), read by content; your split is kept exactly. "
+        "Exit 0: no check failed; 1: a check failed; 2: bad input.",
+    )
+    i.add_argument("study", metavar="STUDY_OR_TRAIN", help="a study YAML file, or your training file or folder")
+    i.add_argument("val", nargs="?", default=None, metavar="VAL", help="your validation file or folder")
+    i.add_argument("--phase", default=None, help="the phase of a study file")
+    i.add_argument("--fields", default=None, help="F1,F2,...: the record fields to read, when the guess is wrong")
+    i.add_argument("--template", default=None, help="a record's text, e.g. 'Q: {question}\\nA: {answer}'")
+    i.add_argument("--label-field", default=None, help="the record field that names its source (split composition)")
+    i.add_argument("--validators", default=None, help="module:function,...: per-record validators")
+    i.add_argument("--skip-bad-records", action="store_true", help="skip and count broken records (data.bad_records)")
+    i.add_argument("--json", action="store_true", help="print the whole data report (data_report.json's content)")
+    i.set_defaults(fn=cmd_inspect)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,14 +292,6 @@ def _add_train(sub) -> None:
     t.add_argument("--wait", action="store_true", help=WAIT_HELP)
     t.add_argument("--skip-memory-check", action="store_true", help=SKIP_MEMORY_HELP)
     t.set_defaults(fn=cmd_train)
-
-
-def _add_inspect(sub) -> None:
-    i = sub.add_parser("inspect", help="print a phase's data checks")
-    i.add_argument("study")
-    i.add_argument("--phase", required=True)
-    i.add_argument("--json", action="store_true", help="print the whole data report (data_report.json's content)")
-    i.set_defaults(fn=cmd_inspect)
 
 
 def _add_tokenizer(sub) -> None:

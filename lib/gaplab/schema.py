@@ -21,22 +21,6 @@ PHASE_KEYS = SECTIONS + ("replicates",)
 MAX_REPLICATES = 16
 
 
-#: Names of the data checks that ``data.checks`` and ``data.fail_on`` may use.
-CHECK_NAMES = (
-    "exact_duplicates",
-    "templated",
-    "boilerplate",
-    "split_imbalance",
-    "leakage",
-    "cross_split_duplicates",
-    "truncated",
-    "validators",
-    "near_duplicates",
-    "cross_split_near_duplicates",
-    "unseen_val_tokens",
-)
-
-
 #: Model sizes a study (and the grid) may name in ``model: <name>``.
 NAMED_SIZES: dict[str, dict[str, int]] = {
     "micro": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 64},
@@ -63,9 +47,14 @@ class Threshold(_Strict):
 
 
 class DataConfig(_Strict):
-    source: Literal["stdlib", "files", "text", "jsonl", "csv", "generated"] = "stdlib"
+    #: ``records``: a file or folder of fine-tuning records, format and kind read from the content
+    #: (gaplab.data.records); ``jsonl`` / ``csv`` join ``fields`` of the named format
+    source: Literal["stdlib", "files", "text", "jsonl", "csv", "records", "generated"] = "stdlib"
     packages: list[str] = Field(default_factory=list, description="stdlib: packages/modules to read (empty = all)")
     path: Optional[str] = None
+    #: the user's own validation file or folder, read like ``path``: its documents are the val split and
+    #: ``path``'s the train split, exactly (``split``, ``val_fraction`` and ``max_tokens`` do not apply)
+    val_path: Optional[str] = None
     glob: str = "**/*"
     fields: list[str] = Field(default_factory=list)
     template: Optional[str] = None
@@ -85,6 +74,7 @@ class DataConfig(_Strict):
     chunk_size: int = Field(256, gt=0)
     seed: int = 1337
     validators: list[str] = Field(default_factory=list)
+    #: keyed by check name; the names (gaplab.datareport.check_list.CHECKS) are checked by gaplab.pipeline.config
     checks: dict[str, Threshold] = Field(default_factory=dict)
     fail_on: list[str] = Field(default_factory=list)
     ngram: int = Field(8, gt=0)

@@ -296,7 +296,7 @@ def _status(rows):
 
 
 def test_every_check_has_a_default_and_a_row():
-    from gaplab.schema import CHECK_NAMES
+    from gaplab.datareport.check_list import CHECK_NAMES
 
     assert set(DEFAULT_CHECKS) == set(CHECK_NAMES)
     rows = evaluate_checks(_report())

@@ -9,6 +9,9 @@ Sources (``data.source``):
 - ``text``: one text file, one document.
 - ``jsonl`` / ``csv``: one document per record, ``data.fields`` joined by
   ``data.template`` (e.g. ``"Q: {question}\\nA: {answer}"``) or by newlines.
+- ``records``: a file or a folder of files of fine-tuning records, format and record kind guessed from
+  the content (chat, alpaca, prompt/completion, question/answer, text; :mod:`gaplab.data.records`);
+  each document's source is its file's name (or ``data.label_field``'s value).
 - ``generated``: ``data.generator`` (``module:function``) called with
   ``data.generator_args``; it returns a list of :class:`Document`.
 
@@ -27,54 +30,21 @@ reached): the documents after it are never read.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import importlib
-import json
 import re
 import sys
 import sysconfig
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import DataError
+from .documents import Corpus, Document, fingerprint
+from .records import RecordOptions, read_records, read_side
+
+__all__ = ["Corpus", "Document", "fingerprint", "load_corpus", "import_callable", "skipped_summary"]
 
 TEST_DIRS = {"test", "tests", "idle_test", "__pycache__", "site-packages", "dist-packages"}
-
-
-@dataclass
-class Document:
-    text: str
-    source: str  # label used in split composition reports (e.g. "json", "logging", "qa/templated")
-    name: str  # file name or record id, for messages and examples
-    #: a fine-tuning record's two sides, when its format has roles (chat turns, instruction/output,
-    #: prompt/completion, question/answer): what the model is given and what it must answer; ``text`` is both
-    prompt: Optional[str] = None
-    answer: Optional[str] = None
-
-
-@dataclass
-class Corpus:
-    documents: list[Document]
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
-    fingerprint: str = ""
-    complete: bool = True  # False when reading stopped early (data.max_tokens reached)
-
-    @property
-    def characters(self) -> int:
-        return sum(len(d.text) for d in self.documents)
-
-
-def fingerprint(documents: Iterable[Document]) -> str:
-    """sha256 over every document's name, source and text, in order."""
-    h = hashlib.sha256()
-    for d in documents:
-        for part in (d.name, d.source, d.text):
-            h.update(part.encode("utf-8", "surrogatepass"))
-            h.update(b"\0")
-    return h.hexdigest()
 
 
 def read_text_file(path: Path) -> tuple[Optional[str], Optional[str]]:
@@ -163,134 +133,23 @@ def _files_documents(root: Path, items: list[tuple[str, Path]], stop: Stop = Non
     return Corpus(docs, skipped)
 
 
-class _BadRecord(Exception):
-    """A record that is an error, or a counted skip with ``data.bad_records: skip``."""
-
-
-def _record_text(record: dict, fields: list[str], template: Optional[str], where: str) -> str:
-    for f in fields:
-        if f not in record:
-            raise _BadRecord(f"{where}: missing field {f!r}; the record has fields {sorted(record)}")
-    values = {f: "" if record[f] is None else str(record[f]) for f in fields}
-    if template:
-        try:
-            return template.format(**values)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise DataError(
-                f"data.template = {template!r} cannot be filled ({type(exc).__name__}: {exc}); "
-                f"allowed: placeholders among data.fields {fields}, such as {{{fields[0] if fields else 'text'}}}"
-            ) from None
-    return "\n".join(values[f] for f in fields)
-
-
-def _open_text(path: Path, kind: str):
-    if not path.is_file():
-        raise DataError(f"data.path: no such {kind} file: {path}")
-    return open(path, encoding="utf-8-sig", newline="" if kind == "csv" else None)
-
-
-def _csv_records(path: Path, handle) -> Iterator[tuple[str, Any]]:
-    """``(where, record or _BadRecord)`` for each csv row; a row must have as many values as the header."""
-    old = csv.field_size_limit()
-    csv.field_size_limit(max(old, 2**31 - 1))  # a long answer is data, not an error
-    try:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        line = reader.line_num
-        for row in reader:
-            where, line = f"{path}:{line + 1}", reader.line_num
-            if not any(v.strip() for v in row):
-                continue
-            if len(row) != len(header):
-                yield (
-                    where,
-                    _BadRecord(
-                        f"{where}: the row has {len(row)} value{'s' if len(row) != 1 else ''} but the header "
-                        f"has {len(header)} ({', '.join(header)}); allowed: one value per column (quote values "
-                        f"that contain commas or line breaks)"
-                    ),
-                )
-                continue
-            yield where, dict(zip(header, row))
-    except csv.Error as exc:
-        raise DataError(
-            f"{path}:{reader.line_num}: not valid csv ({exc}); allowed: a csv file with a header row"
-        ) from None
-    finally:
-        csv.field_size_limit(old)
-
-
-def _records(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
-    """``(where, record)`` for each record of a jsonl or csv file, read as it goes (never whole);
-    a broken record is yielded as a :class:`_BadRecord`."""
-    with _open_text(path, kind) as handle:
-        try:
-            if kind == "csv":
-                yield from _csv_records(path, handle)
-                return
-            for i, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield (
-                        f"{path}:{i}",
-                        _BadRecord(
-                            f"{path}:{i}: line is not JSON ({exc.msg} at column "
-                            f"{exc.colno}): {line[:60]!r}; allowed: one JSON object per line"
-                        ),
-                    )
-                    continue
-                if not isinstance(rec, dict):
-                    yield (
-                        f"{path}:{i}",
-                        _BadRecord(f"{path}:{i}: a JSON {type(rec).__name__} where a JSON object is required"),
-                    )
-                    continue
-                yield f"{path}:{i}", rec
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"{path}: not UTF-8 text (byte {exc.start} of a block); allowed: a UTF-8 {kind} file"
-            ) from None
-
-
-def _record_documents(
-    path: Path,
-    kind: str,
-    fields: list[str],
-    template: Optional[str],
-    label_field: Optional[str],
-    bad_records: str = "error",
-    stop: Stop = None,
-) -> Corpus:
-    docs, skipped = [], []
-    for where, rec in _records(path, kind):
-        name = where.rsplit("/", 1)[-1]
-        try:
-            if isinstance(rec, _BadRecord):
-                raise rec
-            label = path.stem
-            if label_field:
-                if label_field not in rec:
-                    raise _BadRecord(
-                        f"{where}: missing label field {label_field!r} (data.label_field); "
-                        f"the record has fields {sorted(rec)}"
-                    )
-                label = str(rec[label_field])
-            text = _record_text(rec, fields, template, where)
-        except _BadRecord as exc:
-            if bad_records != "skip":
-                raise DataError(f"{exc} (data.bad_records: skip would skip such records and count them)") from None
-            skipped.append((name, str(exc).replace(f"{where}: ", "", 1)))
-            continue
-        docs.append(Document(text, label, name))
-        if stop is not None and stop(docs[-1]):
-            return Corpus(docs, skipped, complete=False)
-    return Corpus(docs, skipped)
+def _record_documents(data: Any, stop: Stop = None) -> Corpus:
+    """``jsonl`` / ``csv``: the named format and ``data.fields``; ``records``: format and kind by content."""
+    named = data.source in ("jsonl", "csv")
+    options = RecordOptions(
+        fmt=data.source if named else None,
+        fields=tuple(data.fields),
+        template=data.template,
+        label_field=data.label_field,
+        bad_records=getattr(data, "bad_records", "error"),
+        stop=stop,
+    )
+    path = Path(data.path)
+    if named:
+        if not path.is_file():
+            raise DataError(f"data.path: no such {data.source} file: {path}")
+        return read_records(path, options)[0]
+    return read_side(path, options, data.glob)[0]
 
 
 #: modules whose callables a study may never name: the interpreter's own (``os:system``,
@@ -374,16 +233,8 @@ def load_corpus(data: Any, stop: Stop = None) -> Corpus:
         if not path.is_file():
             raise DataError(f"data.path: no such text file: {path}")
         corpus = _files_documents(path.parent, [(path.stem, path)])
-    elif src in ("jsonl", "csv"):
-        corpus = _record_documents(
-            Path(data.path),
-            src,
-            list(data.fields),
-            data.template,
-            data.label_field,
-            getattr(data, "bad_records", "error"),
-            stop,
-        )
+    elif src in ("jsonl", "csv", "records"):
+        corpus = _record_documents(data, stop)
     elif src == "generated":
         fn = import_callable(data.generator, "data.generator")
         docs = fn(**dict(data.generator_args))

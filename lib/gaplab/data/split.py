@@ -28,6 +28,11 @@ of text is then tokenized on its own, so every tokenizer is scored on the same v
 ``val_text_fingerprint``: bits per byte compare), and a ``bpe`` tokenizer is trained on the training
 pieces only, before any val text is tokenized (:func:`gaplab.data.tokenizer.phase_bpe`).
 
+With ``data.val_path`` the split is the user's own and nothing is re-split: the documents of ``data.path``
+(a file or folder) are train and those of ``data.val_path`` are val, each document wholly on its side
+(``doc_split``), every document and separator tokenized alone (a ``bpe`` is trained on the train side).
+``split``, ``val_fraction`` and ``max_tokens`` do not apply; ``max_train_tokens`` does.
+
 ``data.max_train_tokens`` then keeps only part of the training side: its
 ``chunk_size`` pieces in a seeded order (``data.seed + 1``) until that many
 tokens, put back in stream order.  Validation is untouched, so phases that
@@ -50,13 +55,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import Problem, StudyError
+from ..errors import DataError, Problem, StudyError
 from ..schema import PhaseParams
-from .corpus import Corpus, Document, load_corpus
+from .corpus import Corpus, Document, fingerprint, load_corpus
 from .tokenizer import BPEVocabTooLarge, CompactTokenizer, Tokenizer, get_tokenizer, phase_bpe
 
 
@@ -82,6 +88,9 @@ class Prepared:
     val_text_fingerprint: str = ""  # the val text alone
     train_owners: Optional[np.ndarray] = None  # per train token: its document's index in ``documents``
     val_owners: Optional[np.ndarray] = None
+    #: the split is the user's own (``data.val_path``): documents[i] is wholly ``doc_split[i]``, train
+    #: documents first; their sources are file names (one label for both sides when each is one file)
+    user_split: bool = False
 
     @property
     def val_unseen_token_share(self) -> float:
@@ -172,10 +181,9 @@ def composition(documents: list[Document], owners: np.ndarray, val_mask: np.ndar
     doc_label = np.array([index[d.source] for d in documents], dtype=np.int64)
     out: dict[str, Any] = {}
     for split, sel in (("train", ~val_mask), ("val", val_mask)):
-        own = owners[sel]
-        tok = np.bincount(doc_label[own], minlength=len(labels)) if len(own) else np.zeros(len(labels), int)
-        docs_in = np.unique(own)
-        dcount = np.bincount(doc_label[docs_in], minlength=len(labels)) if len(docs_in) else np.zeros(len(labels), int)
+        per_doc = np.bincount(owners[sel], minlength=len(documents))  # tokens of each document on this side
+        tok = np.bincount(doc_label, weights=per_doc, minlength=len(labels)).astype(np.int64)
+        dcount = np.bincount(doc_label, weights=per_doc > 0, minlength=len(labels)).astype(np.int64)
         out[split] = {s: {"tokens": int(tok[i]), "documents": int(dcount[i])} for i, s in enumerate(labels)}
     out["val_share_by_source"] = {
         s: (out["val"][s]["tokens"] / max(1, out["val"][s]["tokens"] + out["train"][s]["tokens"])) for s in labels
@@ -265,19 +273,25 @@ def _tokenize_text_split(
 
     Returns ``(base tokenizer, token stream, owner document per token, val mask, tokens per document)``.
     """
+    pieces = _text_pieces(texts, params.data.separator, params.data)
+    return _tokenize_pieces(params, pieces, texts, phase, file, tokenizer_dir, reuse_tokenizer)
+
+
+def _tokenize_pieces(params: PhaseParams, pieces, texts: list[str], phase: str, file: str, tokenizer_dir, reuse):
+    """Tokenize text pieces ``(text, document, is_val, is_separator)`` each alone (a bpe is trained on the
+    training pieces first); returns what :func:`_tokenize_text_split` does."""
     data, tok_cfg = params.data, params.tokenizer
-    pieces = _text_pieces(texts, data.separator, data)
     if tok_cfg.name == "bpe":
         train_texts = [t for t, _, is_val, _ in pieces if not is_val]
         try:
-            base = phase_bpe(train_texts, tok_cfg.vocab_size, tokenizer_dir, reuse_only=reuse_tokenizer)
+            base = phase_bpe(train_texts, tok_cfg.vocab_size, tokenizer_dir, reuse_only=reuse)
         except BPEVocabTooLarge as exc:
             raise StudyError(
                 [Problem(file, phase, "tokenizer.vocab_size", tok_cfg.vocab_size, str(exc).split(": ", 1)[1])]
             ) from None
     else:
         base = get_tokenizer(tok_cfg.name, texts + [data.separator])
-    ids = [np.asarray(t, dtype=np.int64) for t in base.encode_batch([t for t, _, _, _ in pieces])]
+    ids = _encode_unique(base, [t for t, _, _, _ in pieces])
     sizes = [len(t) for t in ids]
     stream = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     owners = np.repeat(np.array([d for _, d, _, _ in pieces], dtype=np.int32), sizes)
@@ -286,8 +300,134 @@ def _tokenize_text_split(
     for (_, doc, _, is_sep), toks in zip(pieces, ids):
         if not is_sep:
             doc_tokens[doc].append(toks)
-    doc_tokens_flat = [np.concatenate(t) if t else np.zeros(0, np.int64) for t in doc_tokens]
+    empty = np.zeros(0, np.int64)
+    doc_tokens_flat = [t[0] if len(t) == 1 else np.concatenate(t) if t else empty for t in doc_tokens]
     return base, stream, owners, mask, doc_tokens_flat
+
+
+def _encode_unique(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
+    """Each text's ids, every distinct text tokenized once (the separator between every two documents, and
+    the copies in near-identical data, are the same text); equal texts share one read-only array."""
+    index: dict[str, int] = {}
+    codes = [index.setdefault(t, len(index)) for t in texts]
+    unique = [np.asarray(ids, dtype=np.int64) for ids in tok.encode_batch(list(index))]
+    for arr in unique:
+        arr.flags.writeable = False
+    return [unique[c] for c in codes]
+
+
+@dataclass
+class _Cut:
+    """The corpus tokenized and cut into train and val (before max_train_tokens and compact ids)."""
+
+    corpus: Corpus
+    documents: list[Document]
+    doc_tokens: list[np.ndarray]  # every document's tokens (for compact_from: corpus)
+    kept_tokens: list[np.ndarray]  # the kept documents' tokens (the last may be cut by max_tokens)
+    base: Tokenizer
+    sep: np.ndarray
+    stream: np.ndarray
+    owners: np.ndarray
+    mask: np.ndarray
+
+
+def load_user_split(data) -> tuple[Corpus, int]:
+    """``data.val_path``: the train side's documents, then the val side's; and how many are train.
+
+    Both sides must hold one format and kind of record.  When each side is one file (and no
+    ``data.label_field``), every document's source is the two files' names, so the split's composition
+    compares like with like; folder sides keep each file's path inside its folder.
+    """
+    train = load_corpus(data)
+    val = load_corpus(data.model_copy(update={"path": data.val_path}))
+    if train.shape != val.shape:
+        raise DataError(
+            f"{data.val_path} (the val side, data.val_path) holds {val.shape or 'other records'} but {data.path} "
+            f"(the train side, data.path) holds {train.shape or 'other records'}; allowed: train and val files of one "
+            f"format and one kind of record"
+        )
+    documents = train.documents + val.documents
+    train_path, val_path = Path(data.path), Path(data.val_path)
+    if train_path.is_file() and val_path.is_file() and not data.label_field:
+        for d in documents:
+            d.source = f"{train_path.name} + {val_path.name}"
+    corpus = Corpus(documents, train.skipped + val.skipped, shape=train.shape)
+    corpus.fingerprint = fingerprint(documents)
+    return corpus, len(train.documents)
+
+
+def _cut_user_split(params: PhaseParams, phase: str, file: str, tokenizer_dir, reuse: bool) -> _Cut:
+    """``data.val_path``: each document wholly on its own side, as the user split them; nothing re-split."""
+    corpus, n_train = load_user_split(params.data)
+    texts = [d.text for d in corpus.documents]
+    sep = params.data.separator
+    pieces = [q for i, t in enumerate(texts) for q in ((t, i, i >= n_train, False), (sep, i, i >= n_train, True))]
+    base, stream, owners, mask, doc_tokens = _tokenize_pieces(params, pieces, texts, phase, file, tokenizer_dir, reuse)
+    sep_ids = np.asarray(base.encode(sep), dtype=np.int64)
+    return _Cut(corpus, corpus.documents, doc_tokens, doc_tokens, base, sep_ids, stream, owners, mask)
+
+
+def _cut(params: PhaseParams, phase: str, file: str, tokenizer_dir, reuse: bool) -> _Cut:
+    """Read, tokenize and split the corpus as ``data`` says (see the module docstring)."""
+    data, tok_cfg = params.data, params.tokenizer
+    if data.val_path:
+        return _cut_user_split(params, phase, file, tokenizer_dir, reuse)
+    if data.split_on == "text":
+        corpus = load_corpus(data)
+        texts = [d.text for d in corpus.documents]
+        base, stream, owners, mask, kept_tokens = _tokenize_text_split(params, texts, phase, file, tokenizer_dir, reuse)
+        sep = np.asarray(base.encode(data.separator), dtype=np.int64)
+        return _Cut(corpus, corpus.documents, kept_tokens, kept_tokens, base, sep, stream, owners, mask)
+    corpus, base, doc_tokens = _tokenize(data, tok_cfg)
+    sep = np.asarray(base.encode(data.separator), dtype=np.int64)
+    stream, owners, kept = _stream(doc_tokens, sep, data.max_tokens)
+    kept_tokens = doc_tokens[:kept]
+    if kept and data.max_tokens is not None:  # the last document may have been cut by max_tokens
+        kept_tokens[-1] = kept_tokens[-1][: int((owners == kept - 1).sum())]
+    mask = _val_mask(data, owners, kept, len(stream))
+    return _Cut(corpus, corpus.documents[:kept], doc_tokens, kept_tokens, base, sep, stream, owners, mask)
+
+
+def _size_problems(params: PhaseParams, cut: _Cut, train_base, val_base, phase: str, file: str) -> list[Problem]:
+    data, need = params.data, params.model.block_size + 1
+    where = (
+        f"data.path {data.path}, data.val_path {data.val_path}"
+        if data.val_path
+        else f"data.max_tokens={data.max_tokens}, data.val_fraction={data.val_fraction}"
+    )
+    return [
+        Problem(
+            file,
+            phase,
+            "model.block_size",
+            params.model.block_size,
+            f"the {split} split has {len(arr)} tokens but needs at least block_size + 1 = "
+            f"{need} (corpus {len(cut.stream)} tokens, {where}); allowed: a smaller block_size or more data",
+        )
+        for split, arr in (("train", train_base), ("val", val_base))
+        if len(arr) < need
+    ]
+
+
+def _doc_split(owners: np.ndarray, mask: np.ndarray, kept: int) -> list[str]:
+    """Per kept document: "train", "val", "both", or "unused" (left out by max_train_tokens)."""
+    in_val = np.zeros(kept, dtype=bool)
+    in_train = np.zeros(kept, dtype=bool)
+    in_val[owners[mask]] = True  # linear in tokens (np.unique would sort them)
+    in_train[owners[~mask]] = True
+    return ["both" if v and t else "val" if v else "train" if t else "unused" for v, t in zip(in_val, in_train)]
+
+
+def _model_ids(tok_cfg, cut: _Cut, train_base: np.ndarray, val_base: np.ndarray):
+    """The model's tokenizer and the two splits in its ids (compact when ``tokenizer.compact``)."""
+    if not tok_cfg.compact:
+        return cut.base, train_base, val_base
+    if tok_cfg.compact_from == "corpus":  # every id of the whole corpus, before max_tokens cut it
+        kept_ids = np.unique(np.concatenate([cut.sep, *cut.doc_tokens]))
+    else:
+        kept_ids = np.unique(train_base)
+    model_tok = CompactTokenizer(cut.base, kept_ids)
+    return model_tok, model_tok.to_compact(train_base), model_tok.to_compact(val_base)
 
 
 def prepare_data(
@@ -295,97 +435,55 @@ def prepare_data(
 ) -> Prepared:
     """Corpus → tokens → max_tokens cut → split → (compact) ids, with a composition report.
 
-    With ``data.split_on: text`` the split comes first, then the tokens (see the module docstring).  A
-    ``bpe`` tokenizer is read from (or trained and saved into) ``tokenizer_dir/tokenizer.json``;
-    ``reuse_tokenizer`` refuses to train one there (see :func:`gaplab.data.tokenizer.phase_bpe`).
+    With ``data.split_on: text`` the split comes first, then the tokens; with ``data.val_path`` the split is
+    the user's own (see the module docstring).  A ``bpe`` tokenizer is read from (or trained and saved
+    into) ``tokenizer_dir/tokenizer.json``; ``reuse_tokenizer`` refuses to train one there (see
+    :func:`gaplab.data.tokenizer.phase_bpe`).
     """
-    data, tok_cfg = params.data, params.tokenizer
-    if data.split_on == "text":
-        corpus = load_corpus(data)
-        texts = [d.text for d in corpus.documents]
-        base, stream, owners, mask, kept_tokens = _tokenize_text_split(
-            params, texts, phase, file, tokenizer_dir, reuse_tokenizer
-        )
-        kept, documents, doc_tokens = len(texts), corpus.documents, kept_tokens
-        sep = np.asarray(base.encode(data.separator), dtype=np.int64)
-    else:
-        corpus, base, doc_tokens = _tokenize(data, tok_cfg)
-        sep = np.asarray(base.encode(data.separator), dtype=np.int64)
-        stream, owners, kept = _stream(doc_tokens, sep, data.max_tokens)
-        documents = corpus.documents[:kept]
-        kept_tokens = doc_tokens[:kept]
-        if kept and data.max_tokens is not None:
-            # the last document may have been cut by max_tokens
-            last_len = int((owners == kept - 1).sum())
-            kept_tokens[-1] = kept_tokens[-1][:last_len]
-        mask = _val_mask(data, owners, kept, len(stream))
+    data = params.data
+    cut = _cut(params, phase, file, tokenizer_dir, reuse_tokenizer)
+    stream, owners, mask = cut.stream, cut.owners, cut.mask
     if data.max_train_tokens is not None:
         used = mask | _train_subset(data, mask)
         stream, owners, mask = stream[used], owners[used], mask[used]
     train_base, val_base = stream[~mask], stream[mask]
-
-    need = params.model.block_size + 1
-    problems = []
-    for split, arr in (("train", train_base), ("val", val_base)):
-        if len(arr) < need:
-            problems.append(
-                Problem(
-                    file,
-                    phase,
-                    "model.block_size",
-                    params.model.block_size,
-                    f"the {split} split has {len(arr)} tokens but needs at least block_size + 1 = "
-                    f"{need} (corpus {len(stream)} tokens, data.max_tokens={data.max_tokens}, "
-                    f"data.val_fraction={data.val_fraction}); allowed: a smaller block_size or "
-                    f"more data",
-                )
-            )
+    problems = _size_problems(params, cut, train_base, val_base, phase, file)
     if problems:
         raise StudyError(problems)
-
-    doc_split = []
-    in_val = np.zeros(kept, dtype=bool)
-    in_train = np.zeros(kept, dtype=bool)
-    in_val[np.unique(owners[mask])] = True
-    in_train[np.unique(owners[~mask])] = True
-    for i in range(kept):
-        doc_split.append(
-            "both" if in_val[i] and in_train[i] else "val" if in_val[i] else "train" if in_train[i] else "unused"
-        )  # unused: max_train_tokens
-
-    if tok_cfg.compact:
-        if tok_cfg.compact_from == "corpus":  # every id of the whole corpus, before max_tokens cut it
-            kept_ids = np.unique(np.concatenate([sep, *doc_tokens]))
-        else:
-            kept_ids = np.unique(train_base)
-        model_tok: Tokenizer = CompactTokenizer(base, kept_ids)
-        train, val = model_tok.to_compact(train_base), model_tok.to_compact(val_base)
-    else:
-        model_tok, train, val = base, train_base, val_base
-    nbytes = base.byte_lengths()
-    val_text = base.decode(val_base.tolist()).encode("utf-8", "surrogatepass")
+    model_tok, train, val = _model_ids(params.tokenizer, cut, train_base, val_base)
+    nbytes = cut.base.byte_lengths()
+    val_text = cut.base.decode(val_base.tolist()).encode("utf-8", "surrogatepass")
     return Prepared(
-        corpus=corpus,
-        documents=documents,
-        doc_tokens=kept_tokens,
-        base_tokenizer=base,
+        corpus=cut.corpus,
+        documents=cut.documents,
+        doc_tokens=cut.kept_tokens,
+        base_tokenizer=cut.base,
         tokenizer=model_tok,
         train_base=train_base,
         val_base=val_base,
         train=train,
         val=val,
-        doc_split=doc_split,
-        composition=composition(documents, owners, mask),
+        doc_split=_doc_split(owners, mask, len(cut.documents)),
+        composition=composition(cut.documents, owners, mask),
         vocab_size=model_tok.vocab_size,
-        vocab_size_original=base.vocab_size,
+        vocab_size_original=cut.base.vocab_size,
         train_owners=owners[~mask],
         val_owners=owners[mask],
         train_bytes=nbytes[train_base],
         val_bytes=nbytes[val_base],
-        val_seen=np.isin(val_base, train_base),
+        val_seen=_seen_in(val_base, train_base, cut.base.vocab_size),
         val_fingerprint=_fingerprint(model_tok.identity().encode(), val_base.astype("<i8").tobytes()),
         val_text_fingerprint=_fingerprint(val_text),
+        user_split=bool(data.val_path),
     )
+
+
+def _seen_in(ids: np.ndarray, reference: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Per id of ``ids``: whether it occurs in ``reference`` (a table over the vocabulary: linear, no sort)."""
+    size = max(vocab_size, int(ids.max(initial=-1)) + 1, int(reference.max(initial=-1)) + 1)
+    table = np.zeros(size, dtype=bool)
+    table[reference] = True
+    return table[ids]
 
 
 def _fingerprint(*parts: bytes) -> str:

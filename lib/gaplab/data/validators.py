@@ -137,20 +137,40 @@ def cart_arithmetic(document: Document) -> Optional[list[str]]:
     cart = _parse_object(document.text)
     if cart is None or "items" not in cart or "total" not in cart:
         return None
-    problems: list[str] = []
     items = cart["items"]
     if not isinstance(items, list):
         return [f"'items' is a {type(items).__name__}, expected a list of items"]
-    items_sum = 0.0
-    items_ok = True
+    items_sum, problems = _items_sum(items)
+    total = _number(cart.get("total"))
+    if total is None:
+        problems.append(f"'total' is not a number ({cart.get('total')!r})")
+    subtotal = _number(cart.get("subtotal")) if "subtotal" in cart else None
+    if "subtotal" in cart and subtotal is None:
+        problems.append(f"'subtotal' is not a number ({cart.get('subtotal')!r})")
+    if items_sum is not None:
+        if subtotal is None and "subtotal" not in cart:
+            subtotal = items_sum  # no subtotal field: the items' sum stands in for it
+        elif subtotal is not None and abs(items_sum - subtotal) > CENT + _EPS:
+            problems.append(
+                f"items sum to {_money(items_sum)} (quantity × price) but subtotal is "
+                f"{_money(subtotal)} (off by {_money(subtotal - items_sum)})"
+            )
+    extras = _extras(cart, problems)
+    if total is not None and subtotal is not None and all(v is not None for v in extras.values()):
+        problems.extend(_total_problem(subtotal, extras, total))
+    return problems
+
+
+def _items_sum(items: list) -> tuple[Optional[float], list[str]]:
+    """The sum of quantity × price over a cart's items (None when an item lacks either), and the problems."""
+    problems: list[str] = []
+    items_sum, items_ok = 0.0, True
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             problems.append(f"items[{i}] is a {type(item).__name__}, expected an object")
             items_ok = False
             continue
-        qkey, qval = _first(item, _QTY_KEYS)
-        pkey, pval = _first(item, _PRICE_KEYS)
-        qty, price = _number(qval), _number(pval)
+        qty, price = _number(_first(item, _QTY_KEYS)[1]), _number(_first(item, _PRICE_KEYS)[1])
         if qty is None:
             problems.append(f"items[{i}] has no numeric quantity (looked for {', '.join(_QTY_KEYS)})")
         if price is None:
@@ -159,23 +179,12 @@ def cart_arithmetic(document: Document) -> Optional[list[str]]:
             items_ok = False
             continue
         items_sum += qty * price
+    return (items_sum if items_ok else None), problems
 
-    total = _number(cart.get("total"))
-    if total is None:
-        problems.append(f"'total' is not a number ({cart.get('total')!r})")
-    subtotal = _number(cart.get("subtotal")) if "subtotal" in cart else None
-    if "subtotal" in cart and subtotal is None:
-        problems.append(f"'subtotal' is not a number ({cart.get('subtotal')!r})")
-    if items_ok:
-        if subtotal is None and "subtotal" not in cart:
-            subtotal = items_sum  # no subtotal field: the items' sum stands in for it
-        elif subtotal is not None and abs(items_sum - subtotal) > CENT + _EPS:
-            problems.append(
-                f"items sum to {_money(items_sum)} (quantity × price) but subtotal is "
-                f"{_money(subtotal)} (off by {_money(subtotal - items_sum)})"
-            )
 
-    extras = {}
+def _extras(cart: dict, problems: list[str]) -> dict[str, Optional[float]]:
+    """Tax, shipping and discount (0 when absent, None when not a number: a problem is added)."""
+    extras: dict[str, Optional[float]] = {}
     for label, keys in (("tax", ("tax",)), ("shipping", _SHIPPING_KEYS), ("discount", ("discount",))):
         key, raw = _first(cart, keys)
         if key is None:
@@ -185,16 +194,17 @@ def cart_arithmetic(document: Document) -> Optional[list[str]]:
         if value is None:
             problems.append(f"{key!r} is not a number ({raw!r})")
         extras[label] = value
-    if total is not None and subtotal is not None and all(v is not None for v in extras.values()):
-        expected = subtotal + extras["tax"] + extras["shipping"] - extras["discount"]
-        if abs(expected - total) > CENT + _EPS:
-            parts = f"subtotal {_money(subtotal)} + tax {_money(extras['tax'])} + shipping {_money(extras['shipping'])}"
-            if extras["discount"]:
-                parts += f" - discount {_money(extras['discount'])}"
-            problems.append(
-                f"{parts} = {_money(expected)} but total is {_money(total)} (off by {_money(total - expected)})"
-            )
-    return problems
+    return extras
+
+
+def _total_problem(subtotal: float, extras: dict[str, Optional[float]], total: float) -> list[str]:
+    expected = subtotal + extras["tax"] + extras["shipping"] - extras["discount"]
+    if abs(expected - total) <= CENT + _EPS:
+        return []
+    parts = f"subtotal {_money(subtotal)} + tax {_money(extras['tax'])} + shipping {_money(extras['shipping'])}"
+    if extras["discount"]:
+        parts += f" - discount {_money(extras['discount'])}"
+    return [f"{parts} = {_money(expected)} but total is {_money(total)} (off by {_money(total - expected)})"]
 
 
 #: :func:`cart_total_near`'s tolerance: the total within this share of subtotal + tax + shipping - discount

@@ -60,6 +60,98 @@ def _group_reduce(keys: np.ndarray, values: np.ndarray, how: str) -> tuple[np.nd
     return k[starts], (v[lo] + v[hi]) / 2.0
 
 
+def _word_stream(per_doc: Sequence[np.ndarray], groups: np.ndarray, n: int):
+    """Every counted document's word ids end to end (documents of fewer than ``n`` words left out), with
+    each word's document and offset in it; and every counted document's length in words."""
+    pieces, owners, offsets = [], [], []
+    lengths = np.zeros(len(per_doc), dtype=np.int64)
+    for i, doc_ids in enumerate(per_doc):
+        if groups[i] < 0:
+            continue
+        lengths[i] = len(doc_ids)
+        if len(doc_ids) < n:
+            continue
+        pieces.append(doc_ids)
+        owners.append(np.full(len(doc_ids), i, dtype=np.int64))
+        offsets.append(np.arange(len(doc_ids), dtype=np.int64))
+    if not pieces:
+        return None, lengths
+    return (np.concatenate(pieces), np.concatenate(owners), np.concatenate(offsets)), lengths
+
+
+def _run_places(h, hit, doc, offset, lengths, n):
+    """For each frequent window: does its run of frequent windows sit at its document's start, at its end,
+    and what share of the document's words does the run cover."""
+    new_run = np.ones(hit.size, dtype=bool)
+    new_run[1:] = (hit[1:] != hit[:-1] + 1) | (doc[hit[1:]] != doc[hit[:-1]])
+    run_id = np.cumsum(new_run) - 1
+    run_first = hit[new_run]
+    run_last = hit[np.append(np.flatnonzero(new_run)[1:] - 1, hit.size - 1)]
+    dlen = lengths[doc[hit]]
+    edge = np.maximum(2 * n, np.ceil(EDGE_SHARE * dlen)).astype(np.int64)
+    begin = offset[run_first[run_id]]
+    end = offset[run_last[run_id]] + n  # one past the run's last word
+    return begin <= edge, (dlen - end) <= edge, (end - begin) / np.maximum(dlen, 1)
+
+
+def _per_ngram(h, hit, doc, at_start, at_end, cover):
+    """Per distinct frequent n-gram (sorted hashes): the documents holding it, how many hold it at their
+    start and at their end, and the median coverage of its run in them."""
+    hdoc = doc[hit]
+    pair = np.lexsort((hdoc, h[hit]))
+    ph, pd = h[hit][pair], hdoc[pair]
+    first = np.ones(pair.size, dtype=bool)
+    first[1:] = (ph[1:] != ph[:-1]) | (pd[1:] != pd[:-1])
+    starts = np.flatnonzero(first)
+    key = ph[starts]
+    any_start = np.maximum.reduceat(at_start[pair].astype(np.int64), starts)
+    any_end = np.maximum.reduceat(at_end[pair].astype(np.int64), starts)
+    best_cover = np.maximum.reduceat(cover[pair], starts)
+    uh, docs_with = _group_reduce(key, np.ones(key.size, dtype=np.int64), "sum")
+    _, n_start = _group_reduce(key, any_start, "sum")
+    _, n_end = _group_reduce(key, any_end, "sum")
+    _, med_cover = _group_reduce(key, best_cover, "median")
+    return uh, docs_with, n_start, n_end, med_cover
+
+
+def _coverage(bhit, doc, ids_size, lengths, n, names) -> tuple[np.ndarray, dict[str, Any]]:
+    """The documents holding boilerplate, and how much of them it is: per document, the share of its words
+    inside boilerplate n-grams."""
+    docs_bp = sorted_unique(doc[bhit])
+    covered = np.zeros(ids_size + 1, dtype=np.int64)
+    np.add.at(covered, bhit, 1)
+    np.add.at(covered, bhit + n, -1)
+    in_bp = np.cumsum(covered[:-1]) > 0
+    per_doc = np.bincount(doc[in_bp], minlength=len(lengths)) / np.maximum(lengths, 1)
+    if not docs_bp.size:
+        return docs_bp, {"mean_in_documents": 0.0, "max": 0.0, "of_all_words": 0.0, "top": []}
+    top_docs = docs_bp[np.argsort(-per_doc[docs_bp], kind="stable")][:5]
+    return docs_bp, {
+        "mean_in_documents": float(per_doc[docs_bp].mean()),
+        "max": float(per_doc[docs_bp].max()),
+        "of_all_words": share_of(int(in_bp.sum()), int(lengths.sum())),
+        "top": [{"name": names[int(d)], "coverage": float(per_doc[d]), "words": int(lengths[d])} for d in top_docs],
+    }
+
+
+def _empty_result(n: int, min_share: float, need: int, min_coverage: float) -> dict[str, Any]:
+    return {
+        "ngram": n,
+        "min_share": min_share,
+        "min_documents": need,
+        "documents": 0,
+        "share": 0.0,
+        "coverage": {"mean_in_documents": 0.0, "max": 0.0, "of_all_words": 0.0, "top": []},
+        "phrases": [],
+        "natural_phrases": [],
+        "rule": (
+            f"a {n}-word phrase in ≥ {need} documents (≥ {min_share:.0%}) is boilerplate when it sits "
+            f"at the start or the end of ≥ {SAME_PLACE_SHARE:.0%} of them (within {EDGE_SHARE:.0%} "
+            f"of their words) or its run covers ≥ {min_coverage:.0%} of the median one's words"
+        ),
+    }
+
+
 def boilerplate(
     texts: Sequence[str],
     names: Sequence[str],
@@ -88,104 +180,37 @@ def boilerplate(
     """
     groups = skeleton_groups(texts) if groups is None else np.asarray(groups)
     per_doc, vocab_list = word_ids(texts) if words is None else words
-    pieces, owners, offsets = [], [], []
-    lengths = np.zeros(len(texts), dtype=np.int64)
-    for i, doc_ids in enumerate(per_doc):
-        if groups[i] < 0:
-            continue
-        lengths[i] = len(doc_ids)
-        if len(doc_ids) < n:
-            continue
-        pieces.append(doc_ids)
-        owners.append(np.full(len(doc_ids), i, dtype=np.int64))
-        offsets.append(np.arange(len(doc_ids), dtype=np.int64))
+    stream, lengths = _word_stream(per_doc, groups, n)
     n_units = int(sorted_unique(groups[groups >= 0]).size)
     need = max(int(min_documents), math.ceil(min_share * n_units - 1e-9))
-    result: dict[str, Any] = {
-        "ngram": n,
-        "min_share": min_share,
-        "min_documents": need,
-        "documents": 0,
-        "share": 0.0,
-        "coverage": {"mean_in_documents": 0.0, "max": 0.0, "of_all_words": 0.0, "top": []},
-        "phrases": [],
-        "natural_phrases": [],
-        "rule": (
-            f"a {n}-word phrase in ≥ {need} documents (≥ {min_share:.0%}) is boilerplate when it sits "
-            f"at the start or the end of ≥ {SAME_PLACE_SHARE:.0%} of them (within {EDGE_SHARE:.0%} "
-            f"of their words) or its run covers ≥ {min_coverage:.0%} of the median one's words"
-        ),
-    }
-    if not pieces:
+    result = _empty_result(n, min_share, need, min_coverage)
+    if stream is None:
         return result
-    ids = np.concatenate(pieces)
-    doc = np.concatenate(owners)
-    offset = np.concatenate(offsets)
+    ids, doc, offset = stream
     h = window_hashes(ids, n)  # window i covers ids[i:i+n]
-    valid = doc[: h.size] == doc[n - 1 :]  # windows inside one document
-    where = np.flatnonzero(valid)
+    where = np.flatnonzero(doc[: h.size] == doc[n - 1 :])  # windows inside one document
     hashes, df = _distinct_owner_counts(h[where], groups[doc[where]])
     frequent = hashes[df >= need]
     if frequent.size == 0:
         return result
     hit = where[np.isin(h[where], frequent)]
     # runs of consecutive frequent windows inside a document: one occurrence of a (longer) phrase
-    new_run = np.ones(hit.size, dtype=bool)
-    new_run[1:] = (hit[1:] != hit[:-1] + 1) | (doc[hit[1:]] != doc[hit[:-1]])
-    run_id = np.cumsum(new_run) - 1
-    run_first = hit[new_run]
-    run_last = hit[np.append(np.flatnonzero(new_run)[1:] - 1, hit.size - 1)]
-    hdoc = doc[hit]
-    dlen = lengths[hdoc]
-    edge = np.maximum(2 * n, np.ceil(EDGE_SHARE * dlen)).astype(np.int64)
-    begin = offset[run_first[run_id]]
-    end = offset[run_last[run_id]] + n  # one past the run's last word
-    at_start = begin <= edge
-    at_end = (dlen - end) <= edge
-    cover = (end - begin) / np.maximum(dlen, 1)
-    # per (n-gram, document): does any occurrence sit at the start / end; its largest run's coverage
-    pair = np.lexsort((hdoc, h[hit]))
-    ph, pd = h[hit][pair], hdoc[pair]
-    first = np.ones(pair.size, dtype=bool)
-    first[1:] = (ph[1:] != ph[:-1]) | (pd[1:] != pd[:-1])
-    starts = np.flatnonzero(first)
-    key = ph[starts]
-    any_start = np.maximum.reduceat(at_start[pair].astype(np.int64), starts)
-    any_end = np.maximum.reduceat(at_end[pair].astype(np.int64), starts)
-    best_cover = np.maximum.reduceat(cover[pair], starts)
-    uh, docs_with = _group_reduce(key, np.ones(key.size, dtype=np.int64), "sum")
-    _, n_start = _group_reduce(key, any_start, "sum")
-    _, n_end = _group_reduce(key, any_end, "sum")
-    _, med_cover = _group_reduce(key, best_cover, "median")
+    at_start, at_end, cover = _run_places(h, hit, doc, offset, lengths, n)
+    uh, docs_with, n_start, n_end, med_cover = _per_ngram(h, hit, doc, at_start, at_end, cover)
     place = np.maximum(n_start, n_end) / docs_with
     is_boiler = (place >= SAME_PLACE_SHARE) | (med_cover >= min_coverage)
     boiler_hashes = uh[is_boiler]
     bhit = hit[np.isin(h[hit], boiler_hashes)]
-    docs_bp = sorted_unique(doc[bhit])
+    docs_bp, result["coverage"] = _coverage(bhit, doc, ids.size, lengths, n, names)
     result["documents"] = int(docs_bp.size)
     result["share"] = share_of(docs_bp.size, len(texts))
-    # coverage: words of a document inside boilerplate n-grams
-    covered = np.zeros(ids.size + 1, dtype=np.int64)
-    np.add.at(covered, bhit, 1)
-    np.add.at(covered, bhit + n, -1)
-    in_bp = np.cumsum(covered[:-1]) > 0
-    per_doc = np.bincount(doc[in_bp], minlength=len(texts)) / np.maximum(lengths, 1)
-    if docs_bp.size:
-        top_docs = docs_bp[np.argsort(-per_doc[docs_bp], kind="stable")][:5]
-        result["coverage"] = {
-            "mean_in_documents": float(per_doc[docs_bp].mean()),
-            "max": float(per_doc[docs_bp].max()),
-            "of_all_words": share_of(int(in_bp.sum()), int(lengths.sum())),
-            "top": [{"name": names[int(d)], "coverage": float(per_doc[d]), "words": int(lengths[d])} for d in top_docs],
-        }
-    inverse = vocab_list
     info = {
         int(x): (int(c), float(p), float(m), int(s_), int(e_))
         for x, c, p, m, s_, e_ in zip(uh, docs_with, place, med_cover, n_start, n_end)
     }
-    result["phrases"] = _phrases(h, hit, ids, doc, n, boiler_hashes, info, inverse, names, len(texts), top)
-    natural = uh[~is_boiler]
-    result["natural_phrases"] = _phrases(h, hit, ids, doc, n, natural, info, inverse, names, len(texts), 5)
+    stream_info = (h, hit, ids, doc, n)
+    result["phrases"] = _phrases(*stream_info, boiler_hashes, info, vocab_list, names, len(texts), top)
+    result["natural_phrases"] = _phrases(*stream_info, uh[~is_boiler], info, vocab_list, names, len(texts), 5)
     return result
 
 
@@ -229,3 +254,15 @@ def _phrases(h, hit, ids, doc, n, chosen, info, inverse, names, n_docs, top) -> 
         if len(out) >= top:
             break
     return out
+
+
+def prompt_prefix(prompts: Sequence[str], names: Sequence[str], n: int = 6) -> Optional[dict[str, Any]]:
+    """The phrase most prompts start with (an instruction template such as "Below is an instruction that
+    describes a task"), or ``None``: reported as a shared prompt prefix, never counted as boilerplate (the
+    model is given it, it does not learn to write it)."""
+    found = boilerplate(prompts, names, n=n)
+    starts = [p for p in found["phrases"] if p["where"] == "start"]
+    if not starts:
+        return None
+    top = max(starts, key=lambda p: (p["documents"], len(p["phrase"])))
+    return {"phrase": top["phrase"], "documents": top["documents"], "share": top["share"]}

@@ -3,18 +3,22 @@
 Top-level keys: ``settings``, ``size`` (with ``vocab``, ``unseen_val_tokens``), ``lengths``,
 ``duplicates`` (``exact``, ``templated``, ``near``), ``boilerplate``, ``split``, ``leakage`` (``ngram``
 with its per-document view ``documents``, ``cross_split_duplicates``, ``cross_split_near_duplicates``),
-``model_vs_data``, ``validators``, ``checks``, ``fail_on``, ``failed``, ``timings_s``.
+``model_vs_data``, ``validators``, one section per check that measures itself (``train_val_shift``,
+``conflicting_answers``: :data:`gaplab.datareport.check_list.CHECKS`), ``checks`` (one
+:class:`gaplab.datareport.check.CheckResult` per check), ``fail_on``, ``failed``, ``timings_s``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
 
-from .boilerplate import boilerplate
+from .boilerplate import boilerplate, prompt_prefix
+from .check_list import CHECKS
 from .checks import evaluate_checks, failed_checks
 from .detectors import (
     exact_duplicates,
@@ -32,6 +36,185 @@ from .leakage import cross_split_duplicates, ngram_leakage
 from .near_duplicates import cross_split_near_duplicates, near_duplicates
 
 
+@dataclass
+class ReportInputs:
+    """What every detector reads: the prepared phase (``gaplab.data.split.Prepared``), its parameters
+    (``gaplab.schema.PhaseParams``) and the documents' texts and names, read once."""
+
+    prepared: Any
+    params: Any
+    texts: list[str]
+    names: list[str]
+    train_base: np.ndarray
+    val_base: np.ndarray
+    corpus: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+    _clock: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def of(cls, prepared: Any, params: Any) -> ReportInputs:
+        docs = prepared.documents
+        return cls(
+            prepared=prepared,
+            params=params,
+            texts=[d.text for d in docs],
+            names=[d.name for d in docs],
+            train_base=np.asarray(prepared.train_base),
+            val_base=np.asarray(prepared.val_base),
+            corpus=getattr(prepared, "corpus", None),
+        )
+
+    @property
+    def documents(self) -> list[Any]:
+        return self.prepared.documents
+
+    @property
+    def doc_split(self) -> list[str]:
+        return list(self.prepared.doc_split)
+
+    def lap(self, key: str) -> None:
+        """Record the seconds since the previous lap as ``timings[key]``."""
+        now = time.perf_counter()
+        self.timings[key] = round(now - self._clock, 4)
+        self._clock = now
+
+
+# --------------------------------------------------------------------------- sections
+def _settings(inputs: ReportInputs) -> dict[str, Any]:
+    data, model, prepared, params = inputs.params.data, inputs.params.model, inputs.prepared, inputs.params
+    return {
+        "tokenizer": getattr(prepared.base_tokenizer, "name", params.tokenizer.name),
+        "compact": bool(params.tokenizer.compact),
+        "split": data.split,
+        "val_fraction": data.val_fraction,
+        "ngram": data.ngram,
+        "block_size": model.block_size,
+        "n_embd": model.n_embd,
+        "max_tokens": data.max_tokens,
+        "corpus_fingerprint": getattr(inputs.corpus, "fingerprint", ""),
+    }
+
+
+def _unseen(inputs: ReportInputs) -> dict[str, Any]:
+    prepared, tokenizer = inputs.prepared, inputs.params.tokenizer
+    sources = sorted({d.source for d in inputs.documents})
+    code = {s_: i for i, s_ in enumerate(sources)}
+    doc_code = np.array([code[d.source] for d in inputs.documents], dtype=np.int64)
+    val_owners = getattr(prepared, "val_owners", None)
+    if val_owners is not None:
+        val_codes = doc_code[np.asarray(val_owners)]
+    else:
+        val_codes, sources = np.zeros(inputs.val_base.size, np.int64), ["(all)"]
+    unseen = unseen_val_tokens(inputs.train_base, inputs.val_base, val_codes, sources, prepared.base_tokenizer)
+    unseen["compact"] = bool(tokenizer.compact)
+    unseen["compact_from"] = tokenizer.compact_from
+    return unseen
+
+
+def _size(inputs: ReportInputs) -> dict[str, Any]:
+    prepared, corpus = inputs.prepared, inputs.corpus
+    vocab = vocab_usage(
+        inputs.train_base,
+        inputs.val_base,
+        prepared.vocab_size_original,
+        prepared.vocab_size,
+        inputs.params.model.n_embd,
+        np.asarray(prepared.train),
+    )
+    skipped = corpus.skipped if corpus is not None else []
+    return {
+        "documents": len(inputs.texts),
+        "documents_read": len(corpus.documents) if corpus is not None else len(inputs.texts),
+        "skipped": len(skipped),
+        "skipped_examples": [{"name": n, "reason": r} for n, r in skipped[:5]],
+        "read_whole_corpus": bool(getattr(corpus, "complete", True)),
+        "characters": sum(len(t) for t in inputs.texts),
+        "tokens": int(inputs.train_base.size + inputs.val_base.size),
+        "document_tokens": int(sum(len(t) for t in prepared.doc_tokens)),
+        "train_tokens": int(inputs.train_base.size),
+        "val_tokens": int(inputs.val_base.size),
+        "unique_tokens": vocab["used_ids"],
+        "vocab": vocab,
+        "unseen_val_tokens": _unseen(inputs),
+    }
+
+
+def _duplicates_and_boilerplate(inputs: ReportInputs, report: dict[str, Any]) -> dict[str, Any]:
+    """``duplicates`` and ``boilerplate`` into ``report``; returns the near-twin pairs for the leakage."""
+    data, texts, names = inputs.params.data, inputs.texts, inputs.names
+    docs = inputs.documents
+    prompts, answers = [d.prompt for d in docs], [d.answer for d in docs]
+    groups = skeleton_groups(texts, prompts, answers)
+    dups = {"exact": exact_duplicates(texts, names), "templated": templated(texts, names, groups)}
+    inputs.lap("duplicates")
+    words = word_ids(texts)  # read once for near-twins and boilerplate
+    doc_split = inputs.doc_split
+    train_first = [i for i, s in enumerate(doc_split) if s != "val"] + [
+        i for i, s in enumerate(doc_split) if s == "val"
+    ]
+    near = near_duplicates(
+        texts,
+        names,
+        threshold=data.near_duplicate_threshold,
+        shingle=data.near_duplicate_shingle,
+        words=words,
+        order=train_first,
+    )
+    dups["near"] = {k: v for k, v in near.items() if not k.startswith("_")}
+    report["duplicates"] = dups
+    inputs.lap("near_duplicates")
+    if any(a is not None for a in answers):  # records: boilerplate in what the model learns to write
+        report["boilerplate"] = boilerplate([a or "" for a in answers], names, groups=groups)
+        report["boilerplate"]["prompt_prefix"] = prompt_prefix([p or "" for p in prompts], names)
+    else:
+        report["boilerplate"] = boilerplate(texts, names, groups=groups, words=words)
+    inputs.lap("boilerplate")
+    return near
+
+
+def _split(inputs: ReportInputs) -> dict[str, Any]:
+    data, doc_split = inputs.params.data, inputs.doc_split
+    split = split_balance(inputs.prepared.composition)
+    split["strategy"] = data.split
+    split["val_fraction"] = data.val_fraction
+    split["documents"] = {k: sum(1 for s in doc_split if s == k) for k in ("train", "val", "both")}
+    if "unused" in doc_split:
+        split["documents"]["unused"] = sum(1 for s in doc_split if s == "unused")
+    return split
+
+
+def _leakage(inputs: ReportInputs, near: Mapping[str, Any]) -> dict[str, Any]:
+    val_base, names = inputs.val_base, inputs.names
+    val_owners = getattr(inputs.prepared, "val_owners", None)
+    leak = ngram_leakage(inputs.train_base, val_base, inputs.params.data.ngram, val_owners=val_owners, names=names)
+    for span in leak["spans"]:
+        piece = val_base[span["start"] : span["start"] + span["tokens"]]
+        if val_owners is not None:
+            span["document"] = names[int(val_owners[span["start"]])]
+        try:
+            span["text"] = preview(inputs.prepared.base_tokenizer.decode(piece.tolist()), 200)
+        except Exception:  # decoding is a convenience; never fail the report on it
+            span["text"] = None
+    return {
+        "ngram": leak,
+        "cross_split_duplicates": cross_split_duplicates(inputs.texts, names, inputs.doc_split),
+        "cross_split_near_duplicates": cross_split_near_duplicates(near, names, inputs.doc_split),
+    }
+
+
+def _model_vs_data(inputs: ReportInputs, param_counts: Optional[Mapping[str, int]]) -> dict[str, Any]:
+    from ..schema import planned_iters, tokens_per_iter
+
+    params, model = inputs.params, inputs.params.model
+    if param_counts is None:
+        from ..model.gpt import count_params
+
+        param_counts = count_params(model, inputs.prepared.vocab_size)
+    train_tokens = int(np.asarray(inputs.prepared.train).size)
+    iters = planned_iters(params.train, model.block_size, train_tokens)
+    return model_vs_data(param_counts, train_tokens, iters, tokens_per_iter(params.train, model.block_size))
+
+
 # --------------------------------------------------------------------------- the report
 def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str, int]] = None) -> dict[str, Any]:
     """The whole data report for a prepared phase (``gaplab.data.split.Prepared``, ``gaplab.schema.PhaseParams``).
@@ -40,129 +223,28 @@ def build_report(prepared: Any, params: Any, param_counts: Optional[Mapping[str,
     phase's model and the model's vocabulary size.
     """
     from ..data.validators import run_validators
-    from ..schema import planned_iters, tokens_per_iter
 
-    data, model = params.data, params.model
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-
-    def lap(key: str) -> None:
-        nonlocal t0
-        now = time.perf_counter()
-        timings[key] = round(now - t0, 4)
-        t0 = now
-
-    docs = prepared.documents
-    texts = [d.text for d in docs]
-    names = [d.name for d in docs]
-    train_base = np.asarray(prepared.train_base)
-    val_base = np.asarray(prepared.val_base)
-    corpus = getattr(prepared, "corpus", None)
-
-    vocab = vocab_usage(
-        train_base,
-        val_base,
-        prepared.vocab_size_original,
-        prepared.vocab_size,
-        model.n_embd,
-        np.asarray(prepared.train),
-    )
-    sources = sorted({d.source for d in docs})
-    code = {s_: i for i, s_ in enumerate(sources)}
-    doc_code = np.array([code[d.source] for d in docs], dtype=np.int64)
-    val_owners = getattr(prepared, "val_owners", None)
-    val_codes = doc_code[np.asarray(val_owners)] if val_owners is not None else np.zeros(val_base.size, np.int64)
-    unseen = unseen_val_tokens(
-        train_base, val_base, val_codes, sources if val_owners is not None else ["(all)"], prepared.base_tokenizer
-    )
-    unseen["compact"] = bool(params.tokenizer.compact)
-    unseen["compact_from"] = params.tokenizer.compact_from
-    size = {
-        "documents": len(docs),
-        "documents_read": len(corpus.documents) if corpus is not None else len(docs),
-        "skipped": len(corpus.skipped) if corpus is not None else 0,
-        "skipped_examples": [{"name": n, "reason": r} for n, r in (corpus.skipped if corpus is not None else [])[:5]],
-        "read_whole_corpus": bool(getattr(corpus, "complete", True)),
-        "characters": sum(len(t) for t in texts),
-        "tokens": int(train_base.size + val_base.size),
-        "document_tokens": int(sum(len(t) for t in prepared.doc_tokens)),
-        "train_tokens": int(train_base.size),
-        "val_tokens": int(val_base.size),
-        "unique_tokens": vocab["used_ids"],
-        "vocab": vocab,
-        "unseen_val_tokens": unseen,
-    }
-    lap("size")
-    lengths = length_stats([len(t) for t in prepared.doc_tokens], names, model.block_size)
-    lap("lengths")
-    groups = skeleton_groups(texts)
-    dups = {"exact": exact_duplicates(texts, names), "templated": templated(texts, names, groups)}
-    lap("duplicates")
-    words = word_ids(texts)  # read once for near-twins and boilerplate
-    near = near_duplicates(
-        texts, names, threshold=data.near_duplicate_threshold, shingle=data.near_duplicate_shingle, words=words
-    )
-    dups["near"] = {k: v for k, v in near.items() if not k.startswith("_")}
-    lap("near_duplicates")
-    boiler = boilerplate(texts, names, groups=groups, words=words)
-    lap("boilerplate")
-    split = split_balance(prepared.composition)
-    split["strategy"] = data.split
-    split["val_fraction"] = data.val_fraction
-    split["documents"] = {k: sum(1 for s in prepared.doc_split if s == k) for k in ("train", "val", "both")}
-    if "unused" in prepared.doc_split:
-        split["documents"]["unused"] = sum(1 for s in prepared.doc_split if s == "unused")
-    lap("split")
-    leak = ngram_leakage(train_base, val_base, data.ngram, val_owners=val_owners, names=names)
-    for span in leak["spans"]:
-        piece = val_base[span["start"] : span["start"] + span["tokens"]]
-        if val_owners is not None:
-            span["document"] = names[int(val_owners[span["start"]])]
-        try:
-            span["text"] = preview(prepared.base_tokenizer.decode(piece.tolist()), 200)
-        except Exception:  # decoding is a convenience; never fail the report on it
-            span["text"] = None
-    leakage = {
-        "ngram": leak,
-        "cross_split_duplicates": cross_split_duplicates(texts, names, prepared.doc_split),
-        "cross_split_near_duplicates": cross_split_near_duplicates(near, names, prepared.doc_split),
-    }
-    lap("leakage")
-    if param_counts is None:
-        from ..model.gpt import count_params
-
-        param_counts = count_params(model, prepared.vocab_size)
-    iters = planned_iters(params.train, model.block_size, int(np.asarray(prepared.train).size))
-    per_iter = tokens_per_iter(params.train, model.block_size)
-    mvd = model_vs_data(param_counts, int(np.asarray(prepared.train).size), iters, per_iter)
-    lap("model_vs_data")
-    validators = run_validators(docs, list(data.validators))
-    lap("validators")
-
-    report: dict[str, Any] = {
-        "settings": {
-            "tokenizer": getattr(prepared.base_tokenizer, "name", params.tokenizer.name),
-            "compact": bool(params.tokenizer.compact),
-            "split": data.split,
-            "val_fraction": data.val_fraction,
-            "ngram": data.ngram,
-            "block_size": model.block_size,
-            "n_embd": model.n_embd,
-            "max_tokens": data.max_tokens,
-            "corpus_fingerprint": getattr(corpus, "fingerprint", ""),
-        },
-        "size": size,
-        "lengths": lengths,
-        "duplicates": dups,
-        "boilerplate": boiler,
-        "split": split,
-        "leakage": leakage,
-        "model_vs_data": mvd,
-        "validators": validators,
-    }
-    report["checks"] = evaluate_checks(report, data.checks, data.fail_on)
-    report["fail_on"] = list(data.fail_on)
+    inputs = ReportInputs.of(prepared, params)
+    report: dict[str, Any] = {"settings": _settings(inputs), "size": _size(inputs)}
+    inputs.lap("size")
+    report["lengths"] = length_stats([len(t) for t in prepared.doc_tokens], inputs.names, params.model.block_size)
+    inputs.lap("lengths")
+    near = _duplicates_and_boilerplate(inputs, report)
+    report["split"] = _split(inputs)
+    inputs.lap("split")
+    report["leakage"] = _leakage(inputs, near)
+    inputs.lap("leakage")
+    report["model_vs_data"] = _model_vs_data(inputs, param_counts)
+    inputs.lap("model_vs_data")
+    report["validators"] = run_validators(prepared.documents, list(params.data.validators))
+    inputs.lap("validators")
+    for check in CHECKS:  # the checks that bring their own detector
+        if check.measure is not None:
+            report[check.section] = check.measure(inputs)
+            inputs.lap(check.section)
+    report["checks"] = evaluate_checks(report, params.data.checks, params.data.fail_on)
+    report["fail_on"] = list(params.data.fail_on)
     report["failed"] = [c["name"] for c in failed_checks(report)]
-    lap("checks")
-    report["timings_s"] = timings
+    inputs.lap("checks")
+    report["timings_s"] = inputs.timings
     return report

@@ -35,11 +35,14 @@ import numpy as np
 from ..measure.ngram_index import sorted_unique
 from ..measure.references import (
     CHINCHILLA_TOKENS_PER_PARAM,
+    KAPLAN_OVERFIT_COEF,
+    KAPLAN_OVERFIT_EXP,
     KAPLAN_OVERFIT_TEXT,
     SOURCES,
     cite,
     kaplan_overfit_min_tokens,
 )
+from .record_templates import topic_blanked
 
 TIED_NOTE = (
     "the output head shares the token-embedding matrix (weight tying, Press & Wolf 2017), so each "
@@ -155,6 +158,49 @@ def token_bytes(tokenizer: Any, ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def _unseen_by_source(
+    codes: np.ndarray, unseen: np.ndarray, nbytes: Optional[np.ndarray], source_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Per source label with val tokens: its val tokens, the unseen ones and their share (and bytes)."""
+    k = len(source_names)
+    tok_all = np.bincount(codes, minlength=k)
+    tok_unseen = np.bincount(codes[unseen], minlength=k)
+    if nbytes is not None:
+        b_all = np.bincount(codes, weights=nbytes, minlength=k)
+        b_unseen = np.bincount(codes[unseen], weights=nbytes[unseen], minlength=k)
+    rows = []
+    for c in np.flatnonzero(tok_all).tolist():
+        row = {
+            "source": source_names[c],
+            "val_tokens": int(tok_all[c]),
+            "unseen_tokens": int(tok_unseen[c]),
+            "share": share_of(int(tok_unseen[c]), int(tok_all[c])),
+        }
+        if nbytes is not None:
+            row.update(
+                val_bytes=int(b_all[c]),
+                unseen_bytes=int(b_unseen[c]),
+                byte_share=share_of(float(b_unseen[c]), float(b_all[c])),
+            )
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["share"], r["source"]))
+    return rows
+
+
+def _unseen_examples(ids: np.ndarray, counts: np.ndarray, tokenizer: Any, top: int) -> list[dict[str, Any]]:
+    """The ``top`` most frequent unseen ids, decoded when a tokenizer is given."""
+    examples = []
+    for k in np.argsort(-counts, kind="stable")[:top]:
+        text = None
+        if tokenizer is not None:
+            try:
+                text = tokenizer.decode([int(ids[k])])
+            except Exception:  # decoding is a convenience
+                text = None
+        examples.append({"id": int(ids[k]), "count": int(counts[k]), "text": text})
+    return examples
+
+
 def unseen_val_tokens(
     train_ids: np.ndarray,
     val_ids: np.ndarray,
@@ -183,40 +229,9 @@ def unseen_val_tokens(
         per_id = np.zeros(top_id, dtype=np.int64)
         per_id[distinct] = token_bytes(tokenizer, distinct)
         nbytes = per_id[val_ids]
-    codes = np.asarray(val_sources, dtype=np.int64)
-    k = len(source_names)
-    tok_all = np.bincount(codes, minlength=k)
-    tok_unseen = np.bincount(codes[unseen], minlength=k)
-    if nbytes is not None:
-        b_all = np.bincount(codes, weights=nbytes, minlength=k)
-        b_unseen = np.bincount(codes[unseen], weights=nbytes[unseen], minlength=k)
-    rows = []
-    for c in np.flatnonzero(tok_all).tolist():
-        row = {
-            "source": source_names[c],
-            "val_tokens": int(tok_all[c]),
-            "unseen_tokens": int(tok_unseen[c]),
-            "share": share_of(int(tok_unseen[c]), int(tok_all[c])),
-        }
-        if nbytes is not None:
-            row.update(
-                val_bytes=int(b_all[c]),
-                unseen_bytes=int(b_unseen[c]),
-                byte_share=share_of(float(b_unseen[c]), float(b_all[c])),
-            )
-        rows.append(row)
-    rows.sort(key=lambda r: (-r["share"], r["source"]))
+    rows = _unseen_by_source(np.asarray(val_sources, dtype=np.int64), unseen, nbytes, source_names)
     ids, counts = np.unique(val_ids[unseen], return_counts=True)
-    order = np.argsort(-counts, kind="stable")[:top]
-    examples = []
-    for k in order:
-        text = None
-        if tokenizer is not None:
-            try:
-                text = tokenizer.decode([int(ids[k])])
-            except Exception:  # decoding is a convenience
-                text = None
-        examples.append({"id": int(ids[k]), "count": int(counts[k]), "text": text})
+    examples = _unseen_examples(ids, counts, tokenizer, top)
     out = {
         "val_tokens": int(val_ids.size),
         "unseen_tokens": int(unseen.sum()),
@@ -337,13 +352,24 @@ def template_skeleton(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def skeleton_groups(texts: Sequence[str]) -> np.ndarray:
-    """A group id per document (equal skeletons, equal id); -1 for empty documents."""
+def skeleton_groups(
+    texts: Sequence[str],
+    prompts: Optional[Sequence[Optional[str]]] = None,
+    answers: Optional[Sequence[Optional[str]]] = None,
+) -> np.ndarray:
+    """A group id per document (equal skeletons, equal id); -1 for empty documents.  A record with a prompt
+    and an answer is grouped by the skeleton of its topic-blanked text
+    (:func:`gaplab.datareport.record_templates.topic_blanked`) when it applies, else by :func:`template_skeleton`."""
     ids: dict[str, int] = {}
     out = np.full(len(texts), -1, dtype=np.int64)
     for i, t in enumerate(texts):
-        if t.strip():
-            out[i] = ids.setdefault(template_skeleton(t), len(ids))
+        if not t.strip():
+            continue
+        skeleton = None
+        if prompts is not None and answers is not None and prompts[i] is not None and answers[i] is not None:
+            blanked = topic_blanked(prompts[i], answers[i])
+            skeleton = template_skeleton(blanked) if blanked is not None else None
+        out[i] = ids.setdefault(skeleton if skeleton is not None else template_skeleton(t), len(ids))
     return out
 
 
@@ -435,6 +461,19 @@ def split_balance(composition: Mapping[str, Any], min_documents: int = 5) -> dic
 
 
 # --------------------------------------------------------------------------- model vs data
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def kaplan_bound() -> str:
+    """Kaplan et al.'s overfitting bound as shown, from its constants in :mod:`gaplab.measure.references`:
+    ``D ≳ 5×10³·N^0.74``."""
+    mantissa, exponent = f"{KAPLAN_OVERFIT_COEF:e}".split("e")
+    mantissa = f"{float(mantissa):g}"
+    power = f"10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+    coef = power if mantissa == "1" else f"{mantissa}×{power}"
+    return f"D ≳ {coef}·N^{KAPLAN_OVERFIT_EXP:g}"
+
+
 def model_vs_data(
     param_counts: Mapping[str, int], train_tokens: int, iters: int, tokens_per_iter: int
 ) -> dict[str, Any]:
@@ -458,7 +497,7 @@ def model_vs_data(
         f"tokens per parameter, against the ~{CHINCHILLA_TOKENS_PER_PARAM:g} that "
         f"{SOURCES['chinchilla'].authors} found compute-optimal counting every parameter; {tpp:.3g} per "
         f"non-embedding parameter ({ne:,}, Kaplan's N). The planned {int(iters):,} iterations make {epochs:.3g} epochs. Kaplan et al. "
-        f"2020's bound D ≳ 5×10³·N^0.74 asks for {kaplan_min:,.0f} tokens: "
+        f"2020's bound {kaplan_bound()} asks for {kaplan_min:,.0f} tokens: "
         + ("met." if meets else f"not met ({share_of(train_tokens, kaplan_min):.2g}× of it); expect overfitting.")
     )
     return {

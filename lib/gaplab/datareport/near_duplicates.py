@@ -50,6 +50,12 @@ ESTIMATE_MARGIN = 0.15
 #: at most this many LSH candidates are checked per document (a family of thousands of templated copies
 #: would otherwise cost millions of comparisons); a document needs only one to have a near-twin
 MAX_CANDIDATES = 2000
+#: a document at least this alike (exact Jaccard) to an indexed one joins its cluster instead of being indexed
+#: (at least (1 + threshold) / 2, so two members of one cluster are near-twins: :func:`_attach_bar`)
+ATTACH = 0.8
+#: a document with at least this many near-twins among the indexed ones is not indexed itself (a region of
+#: thousands of near-identical records keeps a few dozen representatives)
+DENSE_TWINS = 8
 
 _FOLD = str.maketrans({"v": "u", "j": "i", "y": "i"})
 _MARKS = re.compile(r"[\u0300-\u036f]+")
@@ -152,8 +158,13 @@ def near_duplicates(
     seed: int = 1,
     top: int = MAX_EXAMPLES,
     words: Optional[tuple[list[np.ndarray], list[str]]] = None,
+    order: Optional[Sequence[int]] = None,
 ) -> dict[str, Any]:
     """Pairs of documents whose Jaccard similarity of shingle sets is at least ``threshold`` (module docstring).
+
+    ``order``: the order the documents are indexed in (default: as given); the report puts the training
+    side first, so a val document in a dense region of near-identical records finds its twins in train
+    (:func:`_twin_pairs`).
 
     Returns ``documents`` (how many have a near-twin) and ``share`` (of all documents), ``pairs`` (how
     many near-twin pairs), ``families`` (groups of documents joined by near-twin pairs), ``examples``
@@ -162,8 +173,6 @@ def near_duplicates(
     :func:`gaplab.datareport.build.build_report`) holds every pair as ``(i, j)``, ``_similarity`` their
     similarities, for :func:`cross_split_near_duplicates`.
     """
-    from datasketch import MinHashLSH
-
     n = len(texts)
     result: dict[str, Any] = {
         "threshold": threshold,
@@ -180,7 +189,9 @@ def near_duplicates(
             f"runs of {shingle} normalized words (lower case, punctuation dropped, v/u j/i y/i folded, "
             f"inner vowels and doubled letters dropped) as sets; a near-twin shares ≥ {threshold:g} of them "
             f"(Jaccard similarity, checked exactly on the candidates that MinHash with {num_perm} "
-            f"permutations + LSH proposes)"
+            f"permutations + LSH proposes); a document ≥ {_attach_bar(threshold):g} alike to an earlier one joins "
+            f"its cluster, and one with {DENSE_TWINS} twins is not compared with later ones, so pairs counts the "
+            "pairs checked, not every pair of a cluster of near-identical documents"
         ),
         "_pairs": np.zeros((0, 2), dtype=np.int64),
         "_similarity": np.zeros(0),
@@ -188,37 +199,71 @@ def near_duplicates(
     if n < 2:
         return result
     sets = shingle_sets(texts, shingle, words)
+    found, (cluster, cluster_sim), result["candidates_capped"] = _twin_pairs(sets, threshold, num_perm, seed, order)
+    result["_cluster"], result["_cluster_similarity"] = cluster, cluster_sim
+    result["clusters"] = int(np.sum(cluster == np.arange(n)))  # documents that joined no other
+    if found is not None:
+        result.update(_twin_summary(texts, names, *found, top))
+    return result
+
+
+def _attach_bar(threshold: float) -> float:
+    """A document at least this alike to an indexed one joins its cluster instead of being indexed: two
+    members of one cluster are then at least ``threshold`` alike (Jaccard distance is a metric, so
+    ``1 − sim(x, y) ≤ (1 − sim(x, r)) + (1 − sim(r, y))``)."""
+    return max(ATTACH, (1.0 + threshold) / 2.0)
+
+
+def _twin_pairs(sets: Sequence[np.ndarray], threshold: float, num_perm: int, seed: int, order=None):
+    """Near-twin pairs ``(a, b, similarity, estimate)`` (``a < b``) as arrays, or ``None``; each document's
+    cluster (the indexed document it joined, or itself) and its similarity to it; and how many documents had
+    their candidates capped at :data:`MAX_CANDIDATES`.
+
+    Documents are indexed one by one, each first looked up among those indexed before it.  A document at
+    least :func:`_attach_bar` alike to one of them joins that one's cluster and is not indexed itself, so
+    thousands of near-identical records (filler) are compared with a handful of representatives, not with
+    each other: the work grows with the documents times the clusters, never with the documents squared.
+    A document with :data:`DENSE_TWINS` twins already indexed is not indexed either (a later document alike
+    to it finds those twins)."""
+    from datasketch import MinHashLSH
+
     sketches, rows = minhash_signatures(sets, num_perm, seed)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
-    with lsh.insertion_session() as session:
-        for i, m in enumerate(sketches):
-            if m is not None:
-                session.insert(i, m, check_duplication=False)
+    attach = _attach_bar(threshold)
+    cluster, cluster_sim = np.arange(len(sets)), np.ones(len(sets))
     found_a, found_b, found_s, found_e = [], [], [], []
     capped = 0
-    for i, m in enumerate(sketches):
+    for i in range(len(sets)) if order is None else order:
+        m = sketches[i]
         if m is None:
             continue
-        cand = np.array(sorted(c for c in lsh.query(m) if c > i), dtype=np.int64)  # each pair once
+        cand = np.array(sorted(lsh.query(m)), dtype=np.int64)
         if len(cand) > MAX_CANDIDATES:
             capped += 1
             cand = cand[:MAX_CANDIDATES]
-        if not len(cand):
-            continue
-        est = (rows[cand] == rows[i]).mean(axis=1)
+        est = (rows[cand] == rows[i]).mean(axis=1) if len(cand) else np.zeros(0)
         cand, est = cand[est >= threshold - ESTIMATE_MARGIN], est[est >= threshold - ESTIMATE_MARGIN]
-        if not len(cand):
-            continue
         sim = np.array([_jaccard(sets[i], sets[c]) for c in cand.tolist()])
-        keep = sim >= threshold
-        found_a.append(np.full(int(keep.sum()), i, dtype=np.int64))
-        found_b.append(cand[keep])
-        found_s.append(sim[keep])
-        found_e.append(est[keep])
-    if not found_a:
-        result["candidates_capped"] = capped
-        return result
-    a, b, s, e = (np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s), np.concatenate(found_e))
+        keep = sim >= threshold if len(cand) else np.zeros(0, dtype=bool)
+        if keep.any():
+            found_a.append(cand[keep])
+            found_b.append(np.full(int(keep.sum()), i, dtype=np.int64))
+            found_s.append(sim[keep])
+            found_e.append(est[keep])
+            best = int(np.argmax(sim))
+            if sim[best] >= attach:
+                cluster[i], cluster_sim[i] = cand[best], sim[best]
+                continue
+            if keep.sum() >= DENSE_TWINS:  # a dense region is indexed enough: later records find these twins
+                continue
+        lsh.insert(i, m, check_duplication=False)
+    pairs = None if not found_a else tuple(np.concatenate(x) for x in (found_a, found_b, found_s, found_e))
+    return pairs, (cluster, cluster_sim), capped
+
+
+def _twin_summary(texts, names, a, b, s, e, top) -> dict[str, Any]:
+    """The report's counts, families and examples from the near-twin pairs."""
+    n = len(texts)
     pairs = np.stack([a, b], axis=1)
     roots = _families(n, pairs)
     members: dict[int, list[int]] = {}
@@ -228,37 +273,33 @@ def near_duplicates(
     with_twin = sum(len(f) for f in fams)
     differ = np.array([texts[x] != texts[y] for x, y in pairs.tolist()], dtype=bool)
     order = np.lexsort((a, -s, ~differ))  # differing texts first, then most similar
-    result.update(
-        {
-            "documents": with_twin,
-            "share": share_of(with_twin, n),
-            "pairs": int(len(pairs)),
-            "families": len(fams),
-            "candidates_capped": capped,
-            "examples": [
-                {
-                    "a": names[int(a[k])],
-                    "b": names[int(b[k])],
-                    "similarity": round(float(s[k]), 4),
-                    "estimate": round(float(e[k]), 4),
-                    "identical": not bool(differ[k]),
-                    "preview_a": preview(texts[int(a[k])], 100),
-                    "preview_b": preview(texts[int(b[k])], 100),
-                }
-                for k in order[:top]
-            ],
-            "family_examples": [{"count": len(f), "names": [names[i] for i in f[:6]]} for f in fams[:top]],
-            "_pairs": pairs,
-            "_similarity": s,
-        }
-    )
-    return result
+    return {
+        "documents": with_twin,
+        "share": share_of(with_twin, n),
+        "pairs": int(len(pairs)),
+        "families": len(fams),
+        "examples": [
+            {
+                "a": names[int(a[k])],
+                "b": names[int(b[k])],
+                "similarity": round(float(s[k]), 4),
+                "estimate": round(float(e[k]), 4),
+                "identical": not bool(differ[k]),
+                "preview_a": preview(texts[int(a[k])], 100),
+                "preview_b": preview(texts[int(b[k])], 100),
+            }
+            for k in order[:top]
+        ],
+        "family_examples": [{"count": len(f), "names": [names[i] for i in f[:6]]} for f in fams[:top]],
+        "_pairs": pairs,
+        "_similarity": s,
+    }
 
 
 def cross_split_near_duplicates(
     near: dict[str, Any], names: Sequence[str], doc_split: Sequence[str], top: int = MAX_EXAMPLES
 ) -> dict[str, Any]:
-    """Validation documents with a near-twin in train (:func:`near_duplicates`'s pairs).
+    """Validation documents with a near-twin in train (:func:`near_duplicates`'s pairs and clusters).
 
     A document on both sides (a tail or chunk split cut it) is its own twin and does not count; its
     near-twins do.  ``share`` is of the val documents.
@@ -272,6 +313,7 @@ def cross_split_near_duplicates(
             for v, t in ((x, y), (y, x)):
                 if val_side[v] and train_side[t] and sv > found.get(v, (-1, -1.0))[1]:
                     found[v] = (t, sv)
+    _add_cluster_mates(found, near, val_side, train_side)
     n_val = int(val_side.sum())
     ranked = sorted(found.items(), key=lambda kv: (-kv[1][1], kv[0]))
     return {
@@ -281,3 +323,20 @@ def cross_split_near_duplicates(
         "threshold": near.get("threshold"),
         "examples": [{"val": names[v], "train": names[t], "similarity": round(sv, 4)} for v, (t, sv) in ranked[:top]],
     }
+
+
+def _add_cluster_mates(found: dict[int, tuple[int, float]], near: dict[str, Any], val_side, train_side) -> None:
+    """A val document with no twin among the pairs, but a train document in its cluster (both joined one
+    representative): that one, at the similarity the triangle inequality guarantees."""
+    cluster, cluster_sim = near.get("_cluster"), near.get("_cluster_similarity")
+    if cluster is None:
+        return
+    train_members: dict[int, list[int]] = {}
+    for t in np.flatnonzero(train_side).tolist():
+        train_members.setdefault(int(cluster[t]), []).append(t)
+    for v in np.flatnonzero(val_side).tolist():
+        mates = [t for t in train_members.get(int(cluster[v]), ()) if t != v]
+        if v in found or not mates:
+            continue
+        t = max(mates, key=lambda x: cluster_sim[x])
+        found[v] = (t, max(0.0, float(cluster_sim[v] + cluster_sim[t] - 1.0)))

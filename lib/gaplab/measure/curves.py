@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..files import PathLike, read_json
 from ..train.history import load_history
+from ..units import finite_or_none, int_or_none, perplexity
 from .noise import FEW_EVALS, FEW_EVALS_FLOOR_FRACTION, FEW_EVALS_SOURCE
 from .onset import (  # noqa: F401 - the rule and its search, re-exported where readers have always found them
     END_EVALS,
@@ -38,7 +39,6 @@ from .onset import (  # noqa: F401 - the rule and its search, re-exported where 
     find_onset,
     level_half_width,
 )
-from .units import finite_or_none, int_or_none, perplexity
 
 VERDICTS = ("underfitting", "healthy", "overfitting", "memorizing")
 

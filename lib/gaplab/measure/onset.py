@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..train.history import HISTORY_COLUMNS, REQUIRED_COLUMNS
+from ..units import finite_or_none, int_or_none
 from .noise import FEW_EVALS, NOISE_FLOOR_FRACTION, Noise, estimate_noise, few_evals_noise
-from .units import finite_or_none, int_or_none
 
 # --------------------------------------------------------------------------- the rule's numbers
 # "Sustained": an onset needs at least this many evals after it, and "the end of the run" is the mean of

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from .units import finite_or_none
+from ..units import finite_or_none
 
 
 def seen_unseen_summary(history: pd.DataFrame, metrics: Mapping[str, Any]) -> Optional[dict[str, Any]]:

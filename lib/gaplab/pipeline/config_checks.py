@@ -13,8 +13,9 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ValidationError
 
+from ..datareport.check_list import CHECK_NAMES
 from ..errors import MISSING, Problem
-from ..schema import BYTE_ALPHABET, CHECK_NAMES, PHASE_KEYS, SECTION_MODELS, TIKTOKEN_NAMES, PhaseParams
+from ..schema import BYTE_ALPHABET, PHASE_KEYS, SECTION_MODELS, TIKTOKEN_NAMES, PhaseParams
 from .config_names import did_you_mean as _did_you_mean
 
 #: keys that earlier versions accepted, with what to do instead
@@ -177,12 +178,26 @@ def _train_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
     return out
 
 
+def _val_path_problems(d: Any, file: str, phase: Optional[str]) -> list[Problem]:
+    """``data.val_path``: a source read from a path, and no cut that would undo the user's split."""
+    if not d.val_path:
+        return []
+    if d.source not in ("files", "text", "jsonl", "csv", "records"):
+        why = "allowed: data.source records, jsonl, csv, text or files (sources read from data.path)"
+        return [Problem(file, phase, "data.val_path", d.val_path, f"data.source {d.source!r} has no val file; {why}")]
+    if d.max_tokens is not None:
+        why = "data.max_tokens cuts one corpus before splitting it; with data.val_path use data.max_train_tokens"
+        return [Problem(file, phase, "data.max_tokens", d.max_tokens, why)]
+    return []
+
+
 def _source_checks(p: PhaseParams, file: str, phase: str) -> list[Problem]:
     """What each data source needs: a path, the fields to join, a generator; a template that fits the fields."""
     out: list[Problem] = []
     d = p.data
-    if d.source in ("files", "text", "jsonl", "csv") and not d.path:
+    if d.source in ("files", "text", "jsonl", "csv", "records") and not d.path:
         out.append(Problem(file, phase, "data.path", d.path, f"data.source {d.source!r} needs a path"))
+    out.extend(_val_path_problems(d, file, phase))
     if d.source in ("jsonl", "csv") and not d.fields:
         out.append(
             Problem(

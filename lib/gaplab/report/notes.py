@@ -23,7 +23,7 @@ from ..measure.references import (
     load_seed_reference,
 )
 from ..measure.stats import difference_sentence
-from ..measure.units import finite_or_none, int_or_none
+from ..units import finite_or_none, int_or_none
 from .figure_kit import PathLike, _fmt_int, _num
 from .study_plots import is_seed_study
 from .summary import JourneyRow, done_rows, journey_rows
