@@ -526,3 +526,16 @@ def test_seed_findings_disagreement_is_said_plainly_with_both_numbers():
     assert "NOT reproduced" in sentences[0] and "6.15" in sentences[0] and "6.10" in sentences[0]
     assert "NOT reproduced" in sentences[1] and "smallest at phase1" in sentences[1] and "phase2 0.17" in sentences[1]
     assert "not checked" in sentences[2] and "phase4 did not finish" in sentences[2]
+
+
+def test_train_above_val_closing_its_gap_is_not_an_onset():
+    """A real Keras MNIST log (tests/logs/fixtures/keras_csv, its source in the README there): val sits at
+    0.031-0.037 for epochs 2-7 while the epoch-mean train loss falls from 0.073 to 0.043 ABOVE it, then val
+    falls to 0.009. The gap closing from -0.04 towards zero is not val pulling away; applied after every eval,
+    as a trainer callback does, the rule used to call epoch 2 an onset and stop the run there."""
+    from gaplab.logs import read_log
+
+    fixture = Path(__file__).resolve().parents[1] / "logs" / "fixtures" / "keras_csv" / "mnist_cnn_training_log.csv"
+    h = read_log(fixture).history
+    assert (h["train_loss"].iloc[2:8] > h["val_loss"].iloc[2:8]).all()  # the case: train above val
+    assert all(detect_onset(h.iloc[:k])["onset_iter"] is None for k in range(5, len(h) + 1))

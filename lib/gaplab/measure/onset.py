@@ -88,7 +88,8 @@ ONSET_RULE = (
     f'evals is below its level at the onset by more than {Z_TRAIN_FELL:g} standard deviations; the gap "grows '
     f'by far more than the noise" when its change, from its level at the onset to the mean of the last '
     f"{END_EVALS} evals, exceeds {Z_GAP_GREW:g} standard deviations and {MIN_GAP_GROWTH:.0%} of val's level "
-    "there. The noise is one eval's standard deviation in nats: the larger of the standard error the trainer "
+    "there (where train was above val at the onset, only the gap's rise above zero counts, or val itself rising "
+    "as much). The noise is one eval's standard deviation in nats: the larger of the standard error the trainer "
     "recorded for each eval (val_loss_se, train_loss_se) and the curve's own scatter from eval to eval (the robust spread of its second "
     f"differences), and never below {NOISE_FLOOR_FRACTION:.1%} of the loss. Of the evals that qualify, the "
     "onset is the one with the lowest level. So a single high or low eval, a dip followed by recovery, and a "
@@ -289,6 +290,14 @@ class OnsetSearch:
 
 
 # --------------------------------------------------------------------------- the search
+def _grew(growth, sigma_val: float, sigma_train: float, end_noise, val_level):
+    """The gap "grows by far more than the noise": beyond :data:`Z_GAP_GREW` standard deviations of the change
+    and by at least :data:`MIN_GAP_GROWTH` of val's level."""
+    return (growth > Z_GAP_GREW * math.hypot(sigma_val, sigma_train) * end_noise) & (
+        growth >= MIN_GAP_GROWTH * val_level
+    )
+
+
 @dataclass(frozen=True)
 class _Candidates:
     """The rule's tests at every eval that may be an onset (``index``: those with enough evals after them)."""
@@ -333,16 +342,21 @@ def _candidate_tests(val: np.ndarray, train: np.ndarray, sigma_val: float, sigma
     # train "keeps falling": its end mean below its level at the candidate by more than the noise
     with np.errstate(invalid="ignore"):
         train_fell = train_level[index] - end_train > Z_TRAIN_FELL * sigma_train * end_noise
-        # the gap grew far beyond the noise, and by a fair share of the loss
-        growth = (end_val - end_train) - (val_level[index] - train_level[index])
-        gap_grew = (growth > Z_GAP_GREW * math.hypot(sigma_val, sigma_train) * end_noise) & (
-            growth >= MIN_GAP_GROWTH * val_level[index]
+        # the gap grew far beyond the noise, and by a fair share of the loss: val pulling away above train
+        gap_at = val_level[index] - train_level[index]
+        gap_grew = _grew((end_val - end_train) - gap_at, sigma_val, sigma_train, end_noise, val_level[index])
+        # a negative gap (train above val, as an epoch's mean train loss lags the weights) closing towards zero
+        # is not val pulling away: there only its rise above zero counts, or val itself rising (a real Keras
+        # MNIST log: val flat at 0.031-0.037 while train fell from 0.073 to 0.043 above it, then val fell to 0.009)
+        above_zero = _grew(
+            (end_val - end_train) - np.maximum(gap_at, 0.0), sigma_val, sigma_train, end_noise, val_level[index]
         )
     # val itself rose as much: the test where train is unknown, and (thin evidence) on every few-evals curve
     val_rise = end_val - val_level[index]
     val_rose = (val_rise > Z_GAP_GREW * sigma_val * end_noise) & (val_rise >= MIN_VAL_RISE * val_level[index])
+    pulled_away = np.where(gap_at < 0, above_zero | val_rose, gap_grew)
     train_known = np.isfinite(train_level[index]) & math.isfinite(end_train)
-    qualifies = ~came_back & np.where(train_known, train_fell & gap_grew, val_rose)
+    qualifies = ~came_back & np.where(train_known, train_fell & pulled_away, val_rose)
     if few:
         qualifies &= val_rose
     return _Candidates(index, val_level, train_level, level_evals, margin, comeback_size, qualifies, end_val, end_train)
