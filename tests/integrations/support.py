@@ -7,8 +7,10 @@ vocabulary, windows of it as a ``torch`` dataset (nothing is downloaded), and :f
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import logging
 import os
 
 import pytest
@@ -43,3 +45,19 @@ def require(module: str, extra: str):
     if os.environ.get("CI"):
         return importlib.import_module(module)
     return pytest.importorskip(module, reason=f"the {extra} extra is not installed: pip install 'gaplab[{extra}]'")
+
+
+@contextlib.contextmanager
+def logged_lines(logger: str):
+    """The messages ``logger`` emits inside the block (a list, filled as they come), and torch's thread
+    count restored after it."""
+    threads, lines = torch.get_num_threads(), []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    log = logging.getLogger(logger)
+    log.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        log.removeHandler(handler)
+        torch.set_num_threads(threads)

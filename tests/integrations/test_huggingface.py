@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.integrations.support import BLOCK, large_split, require, small_split, vocabulary
+from tests.integrations.support import BLOCK, large_split, logged_lines, require, small_split, vocabulary
 
 require("transformers", "huggingface")
 import torch  # noqa: E402
@@ -87,19 +86,10 @@ def _train(out, split, *, stop: bool, max_steps: int = MAX_STEPS) -> tuple[Train
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same seeded run twice: to the end with ``stop=False`` (the whole curve), and with ``stop=True``."""
-    threads = torch.get_num_threads()
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    log = logging.getLogger("gaplab.integrations.huggingface")
-    log.addHandler(handler)
-    try:
+    with logged_lines("gaplab.integrations.huggingface") as lines:
         full = _train(tmp_path_factory.mktemp("full"), small_split(hf=True), stop=False)
         stopped = _train(tmp_path_factory.mktemp("stopped"), small_split(hf=True), stop=True)
-    finally:
-        log.removeHandler(handler)
-        torch.set_num_threads(threads)
-    return {"full": full, "stopped": stopped, "log": [r.getMessage() for r in records]}
+    return {"full": full, "stopped": stopped, "log": lines}
 
 
 def test_it_stops_at_the_first_eval_where_the_rule_confirms_an_onset(runs):

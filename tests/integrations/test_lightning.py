@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import sys
 
 import numpy as np
 import pytest
 
-from tests.integrations.support import BLOCK, large_split, require, small_split, vocabulary
+from tests.integrations.support import BLOCK, large_split, logged_lines, require, small_split, vocabulary
 
 require("lightning", "lightning")
 import lightning.pytorch as pl  # noqa: E402
@@ -87,19 +86,10 @@ def _fit(out, split, *, stop: bool, max_steps: int = MAX_STEPS, keep_best_file: 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same seeded run twice: to the end with ``stop=False`` (the whole curve), and with ``stop=True``."""
-    threads = torch.get_num_threads()
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    log.addHandler(handler)
-    try:
+    with logged_lines("lightning.pytorch.utilities.rank_zero") as lines:
         full = _fit(tmp_path_factory.mktemp("full"), small_split(hf=False), stop=False)
         stopped = _fit(tmp_path_factory.mktemp("stopped"), small_split(hf=False), stop=True, keep_best_file=True)
-    finally:
-        log.removeHandler(handler)
-        torch.set_num_threads(threads)
-    return {"full": full, "stopped": stopped, "log": [r.getMessage() for r in records]}
+    return {"full": full, "stopped": stopped, "log": lines}
 
 
 def test_it_stops_at_the_first_eval_where_the_rule_confirms_an_onset(runs):
