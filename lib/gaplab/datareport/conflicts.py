@@ -119,11 +119,15 @@ def prompt_overlap(documents: Sequence[Any], doc_split: Sequence[str]) -> Option
         train_by_prompt[normalize(documents[i].prompt)].append(i)
     same = differently = 0
     examples = []
+    train_answers: dict[str, set[str]] = {}  # each asked prompt's train answers, normalized once
     for v in val:
-        seen = train_by_prompt.get(normalize(documents[v].prompt))
+        key = normalize(documents[v].prompt)
+        seen = train_by_prompt.get(key)
         if not seen:
             continue
-        agrees = any(normalize(documents[t].answer) == normalize(documents[v].answer) for t in seen)
+        if key not in train_answers:
+            train_answers[key] = {normalize(documents[t].answer) for t in seen}
+        agrees = normalize(documents[v].answer) in train_answers[key]
         same += agrees
         differently += not agrees
         if len(examples) < MAX_EXAMPLES:
