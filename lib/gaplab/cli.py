@@ -149,14 +149,6 @@ def cmd_tokenizer(args) -> int:
     return 0
 
 
-def read_training_log(path: str, format: Optional[str] = None, val_key: Optional[str] = None):
-    """A training log's eval rows (``iter``, ``train_loss``, ``val_loss`` …) as a DataFrame, read by the reader
-    its content calls for (:func:`gaplab.logs.read_log`); a bad file is a :class:`DataError` in one sentence."""
-    from .logs import read_log
-
-    return read_log(path, format, val_key).history
-
-
 def cmd_analyze(args) -> int:
     import json
 

@@ -26,6 +26,7 @@ from gaplab.errors import DataError
 from gaplab.logs.base import READERS, PathLike, RunLog, file_head, read_log
 from gaplab.measure.curves import CurveAnalysis, analyze_curve
 from gaplab.measure.replicates import aggregate_histories
+from gaplab.units import finite_or_none
 
 # A boundary is a stair when train's first losses of the next epoch are below where its trend within the
 # epoch was heading by more than this many standard deviations of that comparison.  The deviation is itself
@@ -120,20 +121,16 @@ class LogAnalysis:
             val_key=self.val_key,
             x_unit=self.x_unit,
             last_iter=self.last_iter,
-            lost_after_best=_finite(self.lost_after_best),
-            lost_in_noise=_finite(self.lost_in_noise),
+            lost_after_best=finite_or_none(self.lost_after_best),
+            lost_in_noise=finite_or_none(self.lost_in_noise),
             keep_checkpoint=self.keep_checkpoint,
             thin_evidence=self.curve.thin_evidence,
             train_logged=self.curve.train_logged,
-            stairs=[vars(s) | {"drop": _finite(s.drop), "noise": _finite(s.noise)} for s in self.stairs],
+            stairs=[vars(s) | {"drop": finite_or_none(s.drop), "noise": finite_or_none(s.noise)} for s in self.stairs],
             advice=self.advice(),
             notes=list(self.notes),
         )
         return out
-
-
-def _finite(x: float) -> Optional[float]:
-    return float(x) if x is not None and math.isfinite(x) else None
 
 
 def example_log() -> Path:
