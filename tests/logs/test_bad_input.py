@@ -4,7 +4,6 @@ gaplab reads; a run folder is read, never executed; printed dicts are literals; 
 import json
 import os
 import pickle
-import time
 from pathlib import Path
 
 import pytest
@@ -128,11 +127,9 @@ def test_a_huge_console_streams(tmp_path):
             if k % 100 == 0:
                 val = f"{2.9 - k / 20000:.4g}"
                 fh.write(f"{{'eval_loss': '{val}', 'eval_runtime': '3.2', 'epoch': '{epoch}'}}\n")
-    start = time.perf_counter()
     run = read_log(path)
-    took = time.perf_counter() - start
     assert len(run.history) == 200 and len(run.train_points) == 20000 and (run.history["train_points"] == 100).all()
-    assert path.stat().st_size > 20e6 and took < 20  # a few seconds on the 2-core machine, even loaded
+    assert path.stat().st_size > 20e6  # its speed is measured in benchmarks/bench_analyze.py, not here
 
 
 def test_an_endless_line_without_newline_is_not_a_log(tmp_path):
