@@ -63,20 +63,16 @@ def _group_reduce(keys: np.ndarray, values: np.ndarray, how: str) -> tuple[np.nd
 def _word_stream(per_doc: Sequence[np.ndarray], groups: np.ndarray, n: int):
     """Every counted document's word ids end to end (documents of fewer than ``n`` words left out), with
     each word's document and offset in it; and every counted document's length in words."""
-    pieces, owners, offsets = [], [], []
-    lengths = np.zeros(len(per_doc), dtype=np.int64)
-    for i, doc_ids in enumerate(per_doc):
-        if groups[i] < 0:
-            continue
-        lengths[i] = len(doc_ids)
-        if len(doc_ids) < n:
-            continue
-        pieces.append(doc_ids)
-        owners.append(np.full(len(doc_ids), i, dtype=np.int64))
-        offsets.append(np.arange(len(doc_ids), dtype=np.int64))
-    if not pieces:
+    lengths = np.fromiter(map(len, per_doc), dtype=np.int64, count=len(per_doc))
+    lengths[np.asarray(groups) < 0] = 0
+    take = np.flatnonzero(lengths >= max(n, 1))
+    if not take.size:
         return None, lengths
-    return (np.concatenate(pieces), np.concatenate(owners), np.concatenate(offsets)), lengths
+    counts = lengths[take]
+    ids = np.concatenate([per_doc[i] for i in take.tolist()]).astype(np.int64, copy=False)
+    owners = np.repeat(take.astype(np.int64), counts)
+    offsets = np.arange(ids.size, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return (ids, owners, offsets), lengths
 
 
 def _run_places(h, hit, doc, offset, lengths, n):
@@ -256,11 +252,17 @@ def _phrases(h, hit, ids, doc, n, chosen, info, inverse, names, n_docs, top) -> 
     return out
 
 
-def prompt_prefix(prompts: Sequence[str], names: Sequence[str], n: int = 6) -> Optional[dict[str, Any]]:
+def prompt_prefix(
+    prompts: Sequence[str],
+    names: Sequence[str],
+    n: int = 6,
+    words: Optional[tuple[list[np.ndarray], list[str]]] = None,
+) -> Optional[dict[str, Any]]:
     """The phrase most prompts start with (an instruction template such as "Below is an instruction that
     describes a task"), or ``None``: reported as a shared prompt prefix, never counted as boilerplate (the
-    model is given it, it does not learn to write it)."""
-    found = boilerplate(prompts, names, n=n)
+    model is given it, it does not learn to write it).  ``words``: the prompts' word ids, when the caller
+    has them (:func:`boilerplate`)."""
+    found = boilerplate(prompts, names, n=n, words=words)
     starts = [p for p in found["phrases"] if p["where"] == "start"]
     if not starts:
         return None

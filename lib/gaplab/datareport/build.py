@@ -34,6 +34,7 @@ from .detectors import (
 )
 from .leakage import cross_split_duplicates, ngram_leakage
 from .near_duplicates import cross_split_near_duplicates, near_duplicates
+from .record_templates import record_words
 
 
 @dataclass
@@ -140,14 +141,17 @@ def _size(inputs: ReportInputs) -> dict[str, Any]:
 
 
 def _duplicates_and_boilerplate(inputs: ReportInputs, report: dict[str, Any]) -> dict[str, Any]:
-    """``duplicates`` and ``boilerplate`` into ``report``; returns the near-twin pairs for the leakage."""
+    """``duplicates`` and ``boilerplate`` into ``report``; returns the near-twin pairs for the leakage.
+
+    The texts' words are read once (:func:`word_ids`) and shared by the record skeletons, the near-twins and
+    the boilerplate (the prompts' and answers' words cut from them); the skeleton groups are computed once."""
     data, texts, names = inputs.params.data, inputs.texts, inputs.names
     docs = inputs.documents
     prompts, answers = [d.prompt for d in docs], [d.answer for d in docs]
-    groups = skeleton_groups(texts, prompts, answers)
+    words = word_ids(texts)
+    groups = skeleton_groups(texts, prompts, answers, words=words)
     dups = {"exact": exact_duplicates(texts, names), "templated": templated(texts, names, groups)}
     inputs.lap("duplicates")
-    words = word_ids(texts)  # read once for near-twins and boilerplate
     doc_split = inputs.doc_split
     train_first = [i for i, s in enumerate(doc_split) if s != "val"] + [
         i for i, s in enumerate(doc_split) if s == "val"
@@ -163,13 +167,21 @@ def _duplicates_and_boilerplate(inputs: ReportInputs, report: dict[str, Any]) ->
     dups["near"] = {k: v for k, v in near.items() if not k.startswith("_")}
     report["duplicates"] = dups
     inputs.lap("near_duplicates")
-    if any(a is not None for a in answers):  # records: boilerplate in what the model learns to write
-        report["boilerplate"] = boilerplate([a or "" for a in answers], names, groups=groups)
-        report["boilerplate"]["prompt_prefix"] = prompt_prefix([p or "" for p in prompts], names)
-    else:
-        report["boilerplate"] = boilerplate(texts, names, groups=groups, words=words)
+    report["boilerplate"] = _boilerplate(texts, names, prompts, answers, groups, words)
     inputs.lap("boilerplate")
     return near
+
+
+def _boilerplate(texts, names, prompts, answers, groups, words) -> dict[str, Any]:
+    """Boilerplate in what the model learns to write: the answers of records (and the prompts' shared
+    prefix), else the texts."""
+    if all(a is None for a in answers):
+        return boilerplate(texts, names, groups=groups, words=words)
+    cut = record_words(texts, prompts, answers, words)
+    prompt_words, answer_words = cut if cut is not None else (None, None)
+    out = boilerplate([a or "" for a in answers], names, groups=groups, words=answer_words)
+    out["prompt_prefix"] = prompt_prefix([p or "" for p in prompts], names, words=prompt_words)
+    return out
 
 
 def _split(inputs: ReportInputs) -> dict[str, Any]:

@@ -25,7 +25,6 @@ Leakage between the splits is :mod:`gaplab.datareport.leakage`; thresholds and v
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
@@ -42,7 +41,7 @@ from ..measure.references import (
     cite,
     kaplan_overfit_min_tokens,
 )
-from .record_templates import topic_blanked
+from .record_templates import record_bodies, skeleton_keys, template_skeleton, text_words  # noqa: F401 (re-exported)
 
 TIED_NOTE = (
     "the output head shares the token-embedding matrix (weight tying, Press & Wolf 2017), so each "
@@ -74,23 +73,44 @@ def _count_distinct_ids(ids: np.ndarray) -> int:
     return int(sorted_unique(ids).size)
 
 
-_WORDS = re.compile(r"\w+")
+#: how many distinct texts' words are numbered at a time (one vocabulary pass per chunk, not per text)
+_WORD_CHUNK = 4096
+
+
+def _number_words(chunk: list[list[str]], vocab: dict[str, int]) -> list[np.ndarray]:
+    """Each document's words as ids into ``vocab``, new words numbered in first-occurrence order."""
+    flat = [w for words in chunk for w in words]
+    for w in dict.fromkeys(flat):
+        if w not in vocab:
+            vocab[w] = len(vocab)
+    ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
+    return np.split(ids, np.cumsum([len(words) for words in chunk])[:-1]) if chunk else []
 
 
 def word_ids(texts: Sequence[str]) -> tuple[list[np.ndarray], list[str]]:
     """Each document's lower-cased ``\\w+`` words as ids into one vocabulary (ids in first-occurrence
-    order, so the same on every run), and the vocabulary: read once, shared by the boilerplate and
-    near-duplicate detectors."""
+    order, so the same on every run), and the vocabulary: read once, shared by the record skeletons, the
+    boilerplate and near-duplicate detectors.  Exact copies of a text are read once and share its array
+    (treat the arrays as read-only)."""
     vocab: dict[str, int] = {}
-    out = []
-    for t in texts:
-        words = _WORDS.findall(t.lower())
-        for w in dict.fromkeys(words):
-            if w not in vocab:
-                vocab[w] = len(vocab)
-        out.append(
-            np.array(list(map(vocab.__getitem__, words)), dtype=np.int64) if words else np.zeros(0, dtype=np.int64)
-        )
+    first: dict[str, int] = {}  # a distinct text -> the first document with it
+    out: list[Any] = [None] * len(texts)
+    pending: list[int] = []
+
+    def flush() -> None:
+        for i, ids in zip(pending, _number_words([text_words(texts[i]) for i in pending], vocab)):
+            out[i] = ids
+        pending.clear()
+
+    for i, t in enumerate(texts):
+        if first.setdefault(t, i) == i:
+            pending.append(i)
+            if len(pending) >= _WORD_CHUNK:
+                flush()
+    flush()
+    for i, t in enumerate(texts):
+        if out[i] is None:
+            out[i] = out[first[t]]
     return out, list(vocab)
 
 
@@ -310,7 +330,7 @@ def exact_duplicates(texts: Sequence[str], names: Sequence[str]) -> dict[str, An
     groups: dict[str, list[int]] = defaultdict(list)
     empty = 0
     for i, t in enumerate(texts):
-        if t.strip():
+        if t and not t.isspace():
             groups[t].append(i)
         else:
             empty += 1
@@ -328,49 +348,37 @@ def exact_duplicates(texts: Sequence[str], names: Sequence[str]) -> dict[str, An
     }
 
 
-_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)*\b")
-
-
-_NAME = re.compile(r"\b[A-Z][a-z]+\b")
-
-
-_SPACE = re.compile(r"\s+")
-
-
-def template_skeleton(text: str) -> str:
-    """A document's skeleton: numbers → ``0``, Capitalised words → ``Name``, runs of whitespace → one space.
-
-    Two documents with the same skeleton but different text are *templated*: only
-    numbers and names were swapped ("Alice has 3 boxes" / "Bruno has 7 boxes",
-    seed 000).  Standalone numbers only (``p3f9`` stays).  Quoted strings are
-    deliberately *not* blanked: in JSON records every key is a quoted string,
-    and blanking them would call any two records with the same keys templated
-    even when their ids and contents differ.
-    """
-    text = _NUMBER.sub("0", text)
-    text = _NAME.sub("Name", text)
-    return _SPACE.sub(" ", text).strip()
-
-
 def skeleton_groups(
     texts: Sequence[str],
     prompts: Optional[Sequence[Optional[str]]] = None,
     answers: Optional[Sequence[Optional[str]]] = None,
+    words: Optional[tuple[list[np.ndarray], list[str]]] = None,
 ) -> np.ndarray:
-    """A group id per document (equal skeletons, equal id); -1 for empty documents.  A record with a prompt
-    and an answer is grouped by the skeleton of its topic-blanked text
-    (:func:`gaplab.datareport.record_templates.topic_blanked`) when it applies, else by :func:`template_skeleton`."""
-    ids: dict[str, int] = {}
-    out = np.full(len(texts), -1, dtype=np.int64)
+    """A group id per document (equal skeletons, equal id, ids in first-occurrence order); -1 for empty
+    documents.  A record with a prompt and an answer is grouped by the skeleton of its topic-blanked text
+    (:func:`gaplab.datareport.record_templates.topic_blanked`) when it applies, else by :func:`template_skeleton`.
+
+    Each distinct text (record: text, prompt and answer) is read once; ``words`` is :func:`word_ids` of
+    ``texts`` when the caller has it (records only; read here when not given).  Skeletons are computed only
+    where they can match another's (:func:`gaplab.datareport.record_templates.skeleton_keys`)."""
+    records = prompts is not None and answers is not None
+    first: dict[Any, int] = {}  # a distinct text (record) -> its index in ``which``
+    which: list[int] = []  # the first document of each distinct text
+    of_doc = np.full(len(texts), -1, dtype=np.int64)
     for i, t in enumerate(texts):
-        if not t.strip():
+        if not t or t.isspace():
             continue
-        skeleton = None
-        if prompts is not None and answers is not None and prompts[i] is not None and answers[i] is not None:
-            blanked = topic_blanked(prompts[i], answers[i])
-            skeleton = template_skeleton(blanked) if blanked is not None else None
-        out[i] = ids.setdefault(skeleton if skeleton is not None else template_skeleton(t), len(ids))
-    return out
+        k = first.setdefault((t, prompts[i], answers[i]) if records else t, len(which))
+        if k == len(which):
+            which.append(i)
+        of_doc[i] = k
+    if records:
+        bodies = record_bodies(texts, prompts, answers, which, word_ids(texts) if words is None else words)
+    else:
+        bodies = [texts[i] for i in which]
+    ids: dict[Any, int] = {}
+    group = np.array([ids.setdefault(key, len(ids)) for key in skeleton_keys(bodies)] + [-1], dtype=np.int64)
+    return group[of_doc]
 
 
 def templated(texts: Sequence[str], names: Sequence[str], groups: Optional[np.ndarray] = None) -> dict[str, Any]:

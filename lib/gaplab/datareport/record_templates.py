@@ -2,17 +2,32 @@
 
 Seed 000's ChatGPT answers were a handful of skeletons with the topic swapped in ("X is a fundamental
 concept ... In fault-tolerant settings, X remains essential."); the topic is a lower-case phrase, so
-blanking numbers and Capitalised words (:func:`gaplab.datareport.detectors.template_skeleton`) leaves every
-answer different.  A record names its topic in its prompt and repeats it in its answer: the runs of words
-the two sides share are the topic, and blanking them leaves the skeleton.
+blanking numbers and Capitalised words (:func:`template_skeleton`) leaves every answer different.  A record
+names its topic in its prompt and repeats it in its answer: the runs of words the two sides share are the
+topic, and blanking them leaves the skeleton.
+
+At scale (:func:`record_bodies`, :func:`skeleton_keys`) a record's words come from the texts' word ids,
+read once for the whole report, and a skeleton is computed only where it could equal another's.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Optional
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from itertools import islice
+from typing import Any, Optional
+
+import numpy as np
 
 _WORDS = re.compile(r"\w+")
+#: ASCII text's ``\w+`` words, lower-cased, by one C-level pass (upper case to lower, every other
+#: character to a space) and a split: the regex's words, ~4x faster
+_ASCII_WORDS = str.maketrans({chr(c): chr(c).lower() if chr(c).isalnum() or chr(c) == "_" else " " for c in range(128)})
+_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)*\b")
+_NAME = re.compile(r"\b[A-Z][a-z]+\b")
+#: the only ASCII characters :func:`template_skeleton` changes, adds or drops
+_SKELETON_TOUCHES = bytes(c for c in range(128) if chr(c).isalnum() or chr(c).isspace() or chr(c) in ".,")
 
 
 #: a record's answer needs at least this many words of its own (not the prompt's) for its skeleton to
@@ -20,14 +35,59 @@ _WORDS = re.compile(r"\w+")
 MIN_ANSWER_WORDS = 8
 #: only an answer's first this many characters are read for its skeleton
 MAX_ANSWER_CHARS = 4000
+#: one shared word this long is a topic on its own (``asyncio``); shorter ones need a run of 2
+LONG_WORD = 5
 
 
-def _shared_runs(prompt_words: list[str], answer_words: list[str]) -> tuple[set[int], set[int]]:
-    """Positions of the prompt's and the answer's words inside runs they share: the same words in the same
-    order, at least 2 long (or one word of at least 5 characters, a topic like ``asyncio``)."""
-    where: dict[str, list[int]] = {}
-    for p, w in enumerate(prompt_words):
-        where.setdefault(w, []).append(p)
+def text_words(text: str) -> list[str]:
+    """``text``'s lower-cased ``\\w+`` words (those of ``re.findall(r"\\w+", text.lower())``)."""
+    if text.isascii():
+        return text.translate(_ASCII_WORDS).split()
+    return _WORDS.findall(text.lower())
+
+
+def template_skeleton(text: str) -> str:
+    """A document's skeleton: numbers → ``0``, Capitalised words → ``Name``, runs of whitespace → one space.
+
+    Two documents with the same skeleton but different text are *templated*: only
+    numbers and names were swapped ("Alice has 3 boxes" / "Bruno has 7 boxes",
+    seed 000).  Standalone numbers only (``p3f9`` stays).  Quoted strings are
+    deliberately *not* blanked: in JSON records every key is a quoted string,
+    and blanking them would call any two records with the same keys templated
+    even when their ids and contents differ.
+    """
+    text = _NUMBER.sub("0", text)
+    text = _NAME.sub("Name", text)
+    return " ".join(text.split())  # the same whitespace as ``\s+`` (both are str.isspace), stripped
+
+
+def _coarse_key(text: str) -> tuple[Hashable, Optional[str]]:
+    """A key that is equal for texts of equal skeleton (what the skeleton keeps of an ASCII text: all but
+    its letters, digits, whitespace, ``.`` and ``,``), and the skeleton where it had to be computed."""
+    if text.isascii():
+        return text.encode("ascii").translate(None, _SKELETON_TOUCHES), None
+    skeleton = template_skeleton(text)
+    if skeleton.isascii():
+        return skeleton.encode("ascii").translate(None, _SKELETON_TOUCHES), skeleton
+    return skeleton, skeleton
+
+
+def skeleton_keys(texts: Sequence[str]) -> list[Hashable]:
+    """A key per text, equal exactly when the texts' :func:`template_skeleton` are: the skeleton itself
+    where another text shares its coarse key (:func:`_coarse_key`), else a key of its own; a skeleton no
+    other text could share is never computed."""
+    coarse = [_coarse_key(t) for t in texts]
+    shared = Counter(key for key, _ in coarse)
+    return [
+        (known if known is not None else template_skeleton(t)) if shared[key] > 1 else ("alone", k)
+        for k, (t, (key, known)) in enumerate(zip(texts, coarse))
+    ]
+
+
+def _runs(where: dict[Any, list[int]], answer_words: Sequence[Any], long_words: set[Any]) -> tuple[set[int], set[int]]:
+    """Positions of the prompt's (``where``: word -> its positions) and the answer's words inside runs they
+    share: the same words in the same order, at least 2 long (or one of ``long_words``, a topic like
+    ``asyncio``)."""
     in_prompt, in_answer = set(), set()
     run: dict[int, int] = {}  # prompt position -> length of the shared run ending there, at answer word ``last``
     last = -2
@@ -35,11 +95,25 @@ def _shared_runs(prompt_words: list[str], answer_words: list[str]) -> tuple[set[
         previous = run if i == last + 1 else {}
         run = {p: previous.get(p - 1, 0) + 1 for p in where[answer_words[i]]}
         last = i
+        long = answer_words[i] in long_words
         for p, length in run.items():
-            if length >= 2 or len(answer_words[i]) >= 5:
+            if length >= 2 or long:
                 in_prompt.update(range(p - length + 1, p + 1))
                 in_answer.update(range(i - length + 1, i + 1))
     return in_prompt, in_answer
+
+
+def _positions(words: Sequence[Any]) -> dict[Any, list[int]]:
+    where: dict[Any, list[int]] = {}
+    for p, w in enumerate(words):
+        where.setdefault(w, []).append(p)
+    return where
+
+
+def _shared_runs(prompt_words: list[str], answer_words: list[str]) -> tuple[set[int], set[int]]:
+    """:func:`_runs` of two lists of words."""
+    where = _positions(prompt_words)
+    return _runs(where, answer_words, {w for w in where if len(w) >= LONG_WORD})
 
 
 def _blank(text: str, spans: list[tuple[int, int]], positions: set[int]) -> str:
@@ -72,9 +146,10 @@ def _spans(text: str, words: list[str]) -> list[tuple[int, int]]:
 def topic_blanked(prompt: str, answer: str) -> Optional[str]:
     """A record's text with its topic blanked: the runs of words the prompt and the answer share
     (:func:`_shared_runs`: the topic the question names and the answer repeats) become ``Name``, in both;
-    its :func:`gaplab.datareport.detectors.template_skeleton` groups the record.  Seed 000's filler (a
-    handful of answer skeletons with the topic swapped in) is then one skeleton per template.  ``None`` when the answer has fewer than :data:`MIN_ANSWER_WORDS` words of its own (the plain
-    skeleton applies: a one-word label is not a template)."""
+    its :func:`template_skeleton` groups the record.  Seed 000's filler (a handful of answer skeletons with
+    the topic swapped in) is then one skeleton per template.  ``None`` when the answer has fewer than
+    :data:`MIN_ANSWER_WORDS` words of its own (the plain skeleton applies: a one-word label is not a
+    template)."""
     answer = answer[:MAX_ANSWER_CHARS]
     prompt_words, answer_words = _WORDS.findall(prompt.lower()), _WORDS.findall(answer.lower())
     prompt_spans, answer_spans = _spans(prompt, prompt_words), _spans(answer, answer_words)
@@ -82,3 +157,97 @@ def topic_blanked(prompt: str, answer: str) -> Optional[str]:
     if len(answer_words) - len(in_answer) < MIN_ANSWER_WORDS:
         return None
     return f"{_blank(prompt, prompt_spans, in_prompt)}\n{_blank(answer, answer_spans, in_answer)}"
+
+
+class _Prompt:
+    """One distinct prompt's words as ids (from a record's text), where each is, and its word spans (read
+    when first needed)."""
+
+    def __init__(self, prompt: str, text_ids: np.ndarray, vocab: list[str]) -> None:
+        self.prompt, self.count = prompt, len(text_words(prompt))
+        self.where = _positions(text_ids[: self.count].tolist())
+        self.long_words = {w for w in self.where if len(vocab[w]) >= LONG_WORD}
+        self._spans: Optional[list[tuple[int, int]]] = None
+
+    def spans(self) -> list[tuple[int, int]]:
+        if self._spans is None:
+            self._spans = [m.span() for m in _WORDS.finditer(self.prompt)]
+        return self._spans
+
+
+def _joined(text: str, prompt: str, answer: str) -> bool:
+    """Is ``text`` ``prompt + "\\n" + answer`` (so its words are the prompt's, then the answer's)?"""
+    return (
+        len(text) == len(prompt) + 1 + len(answer)
+        and text.startswith(prompt)
+        and text.endswith(answer)
+        and text[len(prompt)] == "\n"
+    )
+
+
+def _body_from_ids(text: str, answer: str, ids: np.ndarray, prompt: _Prompt) -> str:
+    """:func:`topic_blanked` (or ``text`` where it is ``None`` or blanks nothing) of an ASCII record whose text
+    is its prompt and its answer (at most :data:`MAX_ANSWER_CHARS`), from the text's word ids."""
+    answer_words = ids[prompt.count :].tolist()
+    if prompt.where.keys().isdisjoint(answer_words):  # nothing shared: the blanked text is the text
+        return text
+    in_prompt, in_answer = _runs(prompt.where, answer_words, prompt.long_words)
+    if not in_answer or len(answer_words) - len(in_answer) < MIN_ANSWER_WORDS:
+        return text
+    answer_spans = [m.span() for m in islice(_WORDS.finditer(answer), max(in_answer) + 1)]
+    return f"{_blank(prompt.prompt, prompt.spans(), in_prompt)}\n{_blank(answer, answer_spans, in_answer)}"
+
+
+def record_bodies(
+    texts: Sequence[str],
+    prompts: Sequence[Optional[str]],
+    answers: Sequence[Optional[str]],
+    which: Sequence[int],
+    words: tuple[list[np.ndarray], list[str]],
+) -> list[str]:
+    """For each record in ``which``: the text whose skeleton groups it (its :func:`topic_blanked` text, or
+    its text where that is ``None``).  ``words`` is :func:`gaplab.datareport.detectors.word_ids` of
+    ``texts``: an ASCII record whose text is its prompt and answer is blanked from its word ids (the same
+    words), each distinct prompt read once; any other by :func:`topic_blanked`."""
+    per_doc, vocab = words
+    seen: dict[str, _Prompt] = {}
+    out = []
+    for i in which:
+        t, p, a = texts[i], prompts[i], answers[i]
+        if p is None or a is None:
+            out.append(t)
+        elif t.isascii() and len(a) <= MAX_ANSWER_CHARS and _joined(t, p, a):
+            prompt = seen.get(p) or seen.setdefault(p, _Prompt(p, per_doc[i], vocab))
+            out.append(_body_from_ids(t, a, per_doc[i], prompt))
+        else:
+            blanked = topic_blanked(p, a)
+            out.append(t if blanked is None else blanked)
+    return out
+
+
+def record_words(
+    texts: Sequence[str],
+    prompts: Sequence[Optional[str]],
+    answers: Sequence[Optional[str]],
+    words: tuple[list[np.ndarray], list[str]],
+) -> Optional[tuple[tuple[list[np.ndarray], list[str]], tuple[list[np.ndarray], list[str]]]]:
+    """The prompts' and the answers' word ids (a record without either: no words), cut from the texts'
+    (``words``: :func:`gaplab.datareport.detectors.word_ids` of ``texts``) where each text is its prompt
+    and its answer; ``None`` where one is not (the caller reads them apart)."""
+    per_doc, vocab = words
+    empty = np.zeros(0, dtype=np.int64)
+    counts: dict[str, int] = {}  # a distinct prompt -> its number of words
+    prompt_ids, answer_ids = [], []
+    for t, p, a, ids in zip(texts, prompts, answers, per_doc):
+        if p is None and a is None:
+            prompt_ids.append(empty)
+            answer_ids.append(empty)
+            continue
+        if p is None or a is None or not _joined(t, p, a):
+            return None
+        k = counts.get(p)
+        if k is None:
+            k = counts[p] = len(text_words(p))
+        prompt_ids.append(ids[:k])
+        answer_ids.append(ids[k:])
+    return (prompt_ids, vocab), (answer_ids, vocab)
