@@ -47,6 +47,19 @@ def _distinct_owner_counts(keys: np.ndarray, owners: np.ndarray) -> tuple[np.nda
     return k[starts], np.diff(np.append(starts, k.size))
 
 
+#: windows are first counted in 2**this many buckets of their hash (high bits): a window in a bucket of
+#: fewer windows than a phrase needs documents cannot be frequent, and is never sorted
+_BUCKET_BITS = 22
+
+
+def _frequent(keys: np.ndarray, owners: np.ndarray, need: int) -> np.ndarray:
+    """The sorted distinct ``keys`` held by at least ``need`` distinct ``owners``."""
+    buckets = (keys >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
+    crowded = np.bincount(buckets, minlength=1 << _BUCKET_BITS)[buckets] >= need
+    hashes, df = _distinct_owner_counts(keys[crowded], owners[crowded])
+    return hashes[df >= need]
+
+
 def _group_reduce(keys: np.ndarray, values: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
     """Per distinct key (sorted): the sum, or the median, of its values."""
     order = np.lexsort((values, keys))
@@ -185,8 +198,7 @@ def boilerplate(
     ids, doc, offset = stream
     h = window_hashes(ids, n)  # window i covers ids[i:i+n]
     where = np.flatnonzero(doc[: h.size] == doc[n - 1 :])  # windows inside one document
-    hashes, df = _distinct_owner_counts(h[where], groups[doc[where]])
-    frequent = hashes[df >= need]
+    frequent = _frequent(h[where], groups[doc[where]], need)
     if frequent.size == 0:
         return result
     hit = where[np.isin(h[where], frequent)]

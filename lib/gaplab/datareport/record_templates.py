@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Hashable, Sequence
-from itertools import islice
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -24,6 +23,7 @@ _WORDS = re.compile(r"\w+")
 #: ASCII text's ``\w+`` words, lower-cased, by one C-level pass (upper case to lower, every other
 #: character to a space) and a split: the regex's words, ~4x faster
 _ASCII_WORDS = str.maketrans({chr(c): chr(c).lower() if chr(c).isalnum() or chr(c) == "_" else " " for c in range(128)})
+_IS_WORD = np.array([c < 128 and (chr(c).isalnum() or chr(c) == "_") for c in range(256)])
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)*\b")
 _NAME = re.compile(r"\b[A-Z][a-z]+\b")
 #: the only ASCII characters :func:`template_skeleton` changes, adds or drops
@@ -84,18 +84,20 @@ def skeleton_keys(texts: Sequence[str]) -> list[Hashable]:
     ]
 
 
-def _runs(where: dict[Any, list[int]], answer_words: Sequence[Any], long_words: set[Any]) -> tuple[set[int], set[int]]:
+def _runs(
+    where: dict[Any, list[int]], hits: Iterable[tuple[int, Any]], long_words: set[Any]
+) -> tuple[set[int], set[int]]:
     """Positions of the prompt's (``where``: word -> its positions) and the answer's words inside runs they
     share: the same words in the same order, at least 2 long (or one of ``long_words``, a topic like
-    ``asyncio``)."""
+    ``asyncio``).  ``hits``: the answer's words the prompt has, with their positions, in order."""
     in_prompt, in_answer = set(), set()
     run: dict[int, int] = {}  # prompt position -> length of the shared run ending there, at answer word ``last``
     last = -2
-    for i in [i for i, w in enumerate(answer_words) if w in where]:  # only the answer's words the prompt has
+    for i, word in hits:
         previous = run if i == last + 1 else {}
-        run = {p: previous.get(p - 1, 0) + 1 for p in where[answer_words[i]]}
+        run = {p: previous.get(p - 1, 0) + 1 for p in where[word]}
         last = i
-        long = answer_words[i] in long_words
+        long = word in long_words
         for p, length in run.items():
             if length >= 2 or long:
                 in_prompt.update(range(p - length + 1, p + 1))
@@ -113,7 +115,8 @@ def _positions(words: Sequence[Any]) -> dict[Any, list[int]]:
 def _shared_runs(prompt_words: list[str], answer_words: list[str]) -> tuple[set[int], set[int]]:
     """:func:`_runs` of two lists of words."""
     where = _positions(prompt_words)
-    return _runs(where, answer_words, {w for w in where if len(w) >= LONG_WORD})
+    hits = [(i, w) for i, w in enumerate(answer_words) if w in where]
+    return _runs(where, hits, {w for w in where if len(w) >= LONG_WORD})
 
 
 def _blank(text: str, spans: list[tuple[int, int]], positions: set[int]) -> str:
@@ -185,17 +188,60 @@ def _joined(text: str, prompt: str, answer: str) -> bool:
     )
 
 
-def _body_from_ids(text: str, answer: str, ids: np.ndarray, prompt: _Prompt) -> str:
-    """:func:`topic_blanked` (or ``text`` where it is ``None`` or blanks nothing) of an ASCII record whose text
-    is its prompt and its answer (at most :data:`MAX_ANSWER_CHARS`), from the text's word ids."""
-    answer_words = ids[prompt.count :].tolist()
-    if prompt.where.keys().isdisjoint(answer_words):  # nothing shared: the blanked text is the text
-        return text
-    in_prompt, in_answer = _runs(prompt.where, answer_words, prompt.long_words)
-    if not in_answer or len(answer_words) - len(in_answer) < MIN_ANSWER_WORDS:
-        return text
-    answer_spans = [m.span() for m in islice(_WORDS.finditer(answer), max(in_answer) + 1)]
-    return f"{_blank(prompt.prompt, prompt.spans(), in_prompt)}\n{_blank(answer, answer_spans, in_answer)}"
+def _topic_runs(
+    by_prompt: dict[str, list[int]], rows: Sequence[np.ndarray], vocab: list[str]
+) -> list[tuple[int, _Prompt, set[int], set[int], int]]:
+    """Per record (``by_prompt``: prompt -> its records, indices into ``rows``, each the word ids of a text
+    that is the prompt and its answer) whose answer shares runs with its prompt and keeps
+    :data:`MIN_ANSWER_WORDS` of its own: the record, its prompt, the shared positions on each side and the
+    answer's number of words.  The answer words the prompt has are found for all of a prompt's records at once."""
+    marks = np.zeros(len(vocab) + 1, dtype=bool)
+    long = np.fromiter(map(len, vocab), dtype=np.int64, count=len(vocab)) >= LONG_WORD
+    found = []
+    for p, members in by_prompt.items():
+        prompt = _Prompt(p, rows[members[0]], vocab)
+        if not prompt.where:
+            continue
+        lengths = np.array([len(rows[k]) - prompt.count for k in members], dtype=np.int64)
+        flat = np.concatenate([rows[k][prompt.count :] for k in members])
+        keys = np.fromiter(prompt.where, dtype=np.int64, count=len(prompt.where))
+        marks[keys] = True
+        hit = np.flatnonzero(marks[flat])
+        marks[keys] = False
+        # a hit that is short and has no hit beside it starts and ends a run of 1: it blanks nothing
+        beside = np.zeros(hit.size, dtype=bool)
+        beside[1:] = hit[1:] == hit[:-1] + 1
+        beside[:-1] |= beside[1:]
+        hit = hit[beside | long[flat[hit]]]
+        if not hit.size:
+            continue
+        starts = np.cumsum(lengths) - lengths
+        owner = np.searchsorted(starts, hit, side="right") - 1
+        at, words = (hit - starts[owner]).tolist(), flat[hit].tolist()
+        bounds = [0, *(np.flatnonzero(np.diff(owner)) + 1).tolist(), hit.size]
+        for o, a, b in zip(owner[bounds[:-1]].tolist(), bounds[:-1], bounds[1:]):
+            in_prompt, in_answer = _runs(prompt.where, zip(at[a:b], words[a:b]), prompt.long_words)
+            if in_answer and lengths[o] - len(in_answer) >= MIN_ANSWER_WORDS:
+                found.append((members[o], prompt, in_prompt, in_answer, int(lengths[o])))
+    return found
+
+
+def _blanked(answers: list[str], found: list[tuple[int, _Prompt, set[int], set[int], int]]) -> list[str]:
+    """Each found record's (:func:`_topic_runs`) blanked text, its ASCII answers' word spans read at once."""
+    if not found:
+        return []
+    is_word = np.zeros(sum(map(len, answers)) + len(answers) + 1, dtype=bool)  # a non-word on either side
+    is_word[1:-1] = _IS_WORD[np.frombuffer("\n".join(answers).encode("ascii"), dtype=np.uint8)]
+    starts = np.flatnonzero(is_word[1:] & ~is_word[:-1]).tolist()
+    ends = np.flatnonzero(is_word[:-1] & ~is_word[1:]).tolist()
+    out, word_at, char_at = [], 0, 0
+    for answer, (_, prompt, in_prompt, in_answer, n_words) in zip(answers, found):
+        spans = {j: (starts[word_at + j] - char_at, ends[word_at + j] - char_at) for j in in_answer}
+        out.append(f"{_blank(prompt.prompt, prompt.spans(), in_prompt)}\n{_blank(answer, spans, in_answer)}")
+        word_at, char_at = word_at + n_words, char_at + len(answer) + 1
+    if word_at != len(starts):
+        raise AssertionError("the answers' words and their spans disagree")
+    return out
 
 
 def record_bodies(
@@ -206,22 +252,25 @@ def record_bodies(
     words: tuple[list[np.ndarray], list[str]],
 ) -> list[str]:
     """For each record in ``which``: the text whose skeleton groups it (its :func:`topic_blanked` text, or
-    its text where that is ``None``).  ``words`` is :func:`gaplab.datareport.detectors.word_ids` of
-    ``texts``: an ASCII record whose text is its prompt and answer is blanked from its word ids (the same
-    words), each distinct prompt read once; any other by :func:`topic_blanked`."""
+    its text where that is ``None`` or blanks nothing).  ``words`` is
+    :func:`gaplab.datareport.detectors.word_ids` of ``texts``: an ASCII record whose text is its prompt and
+    answer is blanked from its word ids (the same words), each distinct prompt read once; any other by
+    :func:`topic_blanked`."""
     per_doc, vocab = words
-    seen: dict[str, _Prompt] = {}
-    out = []
-    for i in which:
+    out = [texts[i] for i in which]
+    by_prompt: dict[str, list[int]] = {}
+    for k, i in enumerate(which):
         t, p, a = texts[i], prompts[i], answers[i]
         if p is None or a is None:
-            out.append(t)
-        elif t.isascii() and len(a) <= MAX_ANSWER_CHARS and _joined(t, p, a):
-            prompt = seen.get(p) or seen.setdefault(p, _Prompt(p, per_doc[i], vocab))
-            out.append(_body_from_ids(t, a, per_doc[i], prompt))
+            continue
+        if t.isascii() and len(a) <= MAX_ANSWER_CHARS and _joined(t, p, a):
+            by_prompt.setdefault(p, []).append(k)
         else:
             blanked = topic_blanked(p, a)
-            out.append(t if blanked is None else blanked)
+            out[k] = t if blanked is None else blanked
+    found = _topic_runs(by_prompt, [per_doc[i] for i in which], vocab)
+    for (k, *_), body in zip(found, _blanked([answers[which[k]] for k, *_ in found], found)):
+        out[k] = body
     return out
 
 
