@@ -172,7 +172,14 @@ def _duplicates_and_boilerplate(inputs: ReportInputs, report: dict[str, Any]) ->
     return near
 
 
-def _boilerplate(texts, names, prompts, answers, groups, words) -> dict[str, Any]:
+def _boilerplate(
+    texts: list[str],
+    names: list[str],
+    prompts: list[Optional[str]],
+    answers: list[Optional[str]],
+    groups: np.ndarray,
+    words: tuple[list[np.ndarray], list[str]],
+) -> dict[str, Any]:
     """Boilerplate in what the model learns to write: the answers of records (and the prompts' shared
     prefix), else the texts."""
     if all(a is None for a in answers):
