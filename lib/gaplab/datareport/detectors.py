@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from itertools import chain, count
 from typing import Any, Optional
 
 import numpy as np
@@ -73,16 +74,14 @@ def _count_distinct_ids(ids: np.ndarray) -> int:
     return int(sorted_unique(ids).size)
 
 
-#: how many distinct texts' words are numbered at a time (one vocabulary pass per chunk, not per text)
+#: how many distinct texts' words are numbered at a time (one C-level pass per chunk, not per text)
 _WORD_CHUNK = 4096
 
 
-def _number_words(chunk: list[list[str]], vocab: dict[str, int]) -> list[np.ndarray]:
-    """Each document's words as ids into ``vocab``, new words numbered in first-occurrence order."""
-    flat = [w for words in chunk for w in words]
-    for w in dict.fromkeys(flat):
-        if w not in vocab:
-            vocab[w] = len(vocab)
+def _number_words(chunk: list[list[str]], vocab: defaultdict[str, int]) -> list[np.ndarray]:
+    """Each document's words as ids into ``vocab`` (a word not in it yet takes the next id: first-occurrence
+    order)."""
+    flat = list(chain.from_iterable(chunk))
     ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
     return np.split(ids, np.cumsum([len(words) for words in chunk])[:-1]) if chunk else []
 
@@ -92,7 +91,7 @@ def word_ids(texts: Sequence[str]) -> tuple[list[np.ndarray], list[str]]:
     order, so the same on every run), and the vocabulary: read once, shared by the record skeletons, the
     boilerplate and near-duplicate detectors.  Exact copies of a text are read once and share its array
     (treat the arrays as read-only)."""
-    vocab: dict[str, int] = {}
+    vocab: defaultdict[str, int] = defaultdict(count().__next__)  # a new word gets the next id
     first: dict[str, int] = {}  # a distinct text -> the first document with it
     out: list[Any] = [None] * len(texts)
     pending: list[int] = []
