@@ -69,6 +69,24 @@ def test_word_ids_are_the_regex_words_with_copies_read_once():
     assert vocab == plain_vocab and len(per_doc) == len(texts)
     assert all(a.dtype == np.int64 and np.array_equal(a, b) for a, b in zip(per_doc, plain))
     assert not texts[-4].isascii() and len(per_doc[-4]) == len(re.findall(r"\w+", texts[-4].lower()))
+    # an exact copy is read once: it shares the first one's array
+    n = len(texts) - 34
+    assert texts[n] == texts[0] and per_doc[n] is per_doc[0]
+
+
+def test_only_the_windows_that_can_be_frequent_are_sorted():
+    from gaplab.datareport.boilerplate import _distinct_owner_counts, _frequent
+
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 2**63, size=5000, dtype=np.uint64) | np.uint64(1)
+    common = keys[:20].copy()
+    keys[:2000] = common.repeat(100)  # 20 keys in 100 windows each
+    keys[2000:2100] = common.repeat(5) ^ np.uint64(2)  # in the same buckets (high bits), 5 windows each
+    owners = rng.integers(0, 60, size=keys.size)
+    for need in (3, 5, 30, 61):
+        hashes, df = _distinct_owner_counts(keys, owners)
+        assert np.array_equal(_frequent(keys, owners, need), hashes[df >= need])
+    assert _frequent(keys, owners, 30).size == 20
 
 
 def test_record_skeleton_groups_are_the_plain_ones():
