@@ -326,14 +326,15 @@ def exact_duplicates(texts: Sequence[str], names: Sequence[str]) -> dict[str, An
     Empty (whitespace-only) documents are counted apart as ``empty``, never as
     duplicates.
     """
-    groups: dict[str, list[int]] = defaultdict(list)
+    first: dict[str, int] = {}  # a distinct text -> its first document
+    repeats: dict[int, list[int]] = {}  # a repeated text's first document -> every document with it
     empty = 0
     for i, t in enumerate(texts):
-        if t and not t.isspace():
-            groups[t].append(i)
-        else:
+        if not t or t.isspace():
             empty += 1
-    dup_groups = sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
+        elif (j := first.setdefault(t, i)) != i:
+            repeats.setdefault(j, [j]).append(i)
+    dup_groups = sorted(repeats.values(), key=lambda g: (-len(g), g[0]))
     copies = sum(len(g) - 1 for g in dup_groups)
     return {
         "documents": copies,
