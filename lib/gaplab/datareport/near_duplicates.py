@@ -29,7 +29,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from itertools import chain
 from typing import Any, Optional
 
 import numpy as np
@@ -306,6 +305,41 @@ def _twin_pairs(sets: Sequence[np.ndarray], threshold: float, num_perm: int, see
     return scan.pairs(), (scan.cluster, scan.cluster_sim), scan.capped
 
 
+class _Index:
+    """The LSH buckets of the indexed documents: ``(band code, document)`` sorted by code, in a few runs (one
+    more per block, runs of like length merged, as a binary counter), looked up for many documents at once."""
+
+    def __init__(self, n: int):
+        self.n, self.runs = n, []
+
+    def add(self, docs: np.ndarray, codes: np.ndarray) -> None:
+        if not len(docs):
+            return
+        flat, who = codes.ravel(), np.repeat(docs, codes.shape[1])
+        by = np.argsort(flat, kind="stable")
+        self.runs.append((flat[by], who[by]))
+        while len(self.runs) > 1 and len(self.runs[-2][0]) < 2 * len(self.runs[-1][0]):
+            (c2, d2), (c1, d1) = self.runs.pop(), self.runs.pop()
+            c, d = np.concatenate([c1, c2]), np.concatenate([d1, d2])
+            by = np.argsort(c, kind="stable")
+            self.runs.append((c[by], d[by]))
+
+    def lookup(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For documents with band codes ``codes`` (a row each): the distinct pairs ``(row, indexed document)``
+        sharing a code, sorted (``MinHashLSH.query`` for every row)."""
+        flat, row = codes.ravel(), np.repeat(np.arange(len(codes)), codes.shape[1])
+        keys = [np.zeros(0, dtype=np.int64)]
+        for run_codes, run_docs in self.runs:
+            lo = np.searchsorted(run_codes, flat, side="left")
+            counts = np.searchsorted(run_codes, flat, side="right") - lo
+            hit = counts > 0
+            lo, counts = lo[hit], counts[hit]
+            at = np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+            keys.append(np.repeat(row[hit], counts) * self.n + run_docs[at])
+        keys = np.unique(np.concatenate(keys))
+        return keys // self.n, keys % self.n
+
+
 class _Scan:
     """The state of :func:`_twin_pairs`: the LSH index (band code -> indexed documents), clusters, pairs."""
 
@@ -315,22 +349,10 @@ class _Scan:
         self.threshold, self.attach = threshold, _attach_bar(threshold)
         self.position = np.full(n, n, dtype=np.int64)
         self.position[order] = np.arange(len(order))
-        self.table: dict[int, list[int]] = {}
+        self.index = _Index(n)
         self.cluster, self.cluster_sim = np.arange(n), np.ones(n)
         self.found: list[tuple[np.ndarray, ...]] = []
         self.capped = 0
-
-    def lookup(self, i: int) -> list[int]:
-        """The indexed documents sharing an LSH band with ``i`` (``MinHashLSH.query``)."""
-        hits: set[int] = set()
-        for members in map(self.table.get, self.codes[i].tolist()):
-            if members:
-                hits.update(members)
-        return sorted(hits)
-
-    def insert(self, i: int) -> None:
-        for code in self.codes[i].tolist():
-            self.table.setdefault(code, []).append(i)
 
     def similarities(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """MinHash estimates of the pairs, and their exact similarities (-1 where the estimate is more than
@@ -344,28 +366,39 @@ class _Scan:
     def block(self, block: np.ndarray) -> None:
         """Look up and index a block of first copies, in order.  The candidates of all of them are found and
         checked at once: the documents indexed before the block, and the earlier ones of the block sharing a
-        band (whether these were indexed is known only as the block is walked, so :meth:`decide` drops the
-        ones that were not)."""
-        found = [self.lookup(q) for q in block.tolist()]
-        counts = np.array([len(f) for f in found], dtype=np.int64)
+        band.  Whether these were indexed is known only as the block is walked, so a document with such
+        candidates (or too many) is decided in turn (:meth:`decide`); the others at once, the same way."""
+        query, a = self.index.lookup(self.codes[block])
         inside_a, inside_b = self.inside(block)
-        a = np.concatenate([np.fromiter(chain.from_iterable(found), np.int64, int(counts.sum())), inside_a])
-        b = np.concatenate([np.repeat(block, counts), inside_b])
-        inside = np.arange(len(a)) >= counts.sum()
-        by = np.lexsort((a, self.position[b]))  # per query, candidates by id (as MinHashLSH's sorted)
-        a, b, inside = a[by], b[by], inside[by]
+        a, b = np.concatenate([a, inside_a]), np.concatenate([block[query], inside_b])
+        if not len(a):
+            self.index.add(block, self.codes[block])
+            return
+        inside = np.arange(len(a)) >= len(query)
+        if len(inside_a):
+            by = np.lexsort((a, self.position[b]))  # per query, candidates by id (as MinHashLSH's, sorted)
+            a, b, inside = a[by], b[by], inside[by]
         est, sim = self.similarities(a, b)
-        bounds = np.searchsorted(self.position[b], self.position[block], side="left").tolist() + [len(b)]
-        indexed: set[int] = set()
-        for k, q in enumerate(block.tolist()):
+        m, at = len(block), np.searchsorted(self.position[block], self.position[b])
+        counts = np.bincount(at, minlength=m)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        keep = sim >= self.threshold
+        twins = np.bincount(at, weights=keep, minlength=m)
+        best = np.lexsort((a, -sim, at))[np.minimum(bounds[:-1], len(a) - 1)]  # np.argmax per query
+        best_sim = np.where(counts > 0, sim[best], -1.0)
+        hard = (np.bincount(at, weights=inside, minlength=m) > 0) | (counts > MAX_CANDIDATES)
+        joins = (twins > 0) & (best_sim >= self.attach) & ~hard
+        enter = (twins == 0) | (~joins & (twins < DENSE_TWINS))
+        self.cluster[block[joins]], self.cluster_sim[block[joins]] = a[best[joins]], best_sim[joins]
+        record = keep & ~hard[at]
+        for k in np.flatnonzero(hard).tolist():
             lo, hi = bounds[k], bounds[k + 1]
-            cand, e, s = a[lo:hi], est[lo:hi], sim[lo:hi]
-            if inside[lo:hi].any():
-                live = ~inside[lo:hi] | np.isin(cand, list(indexed))
-                cand, e, s = cand[live], e[live], s[live]
-            if self.decide(q, cand, e, s):
-                self.insert(q)
-                indexed.add(q)
+            live = ~inside[lo:hi] | enter[np.searchsorted(self.position[block], self.position[a[lo:hi]])]
+            where = lo + np.flatnonzero(live)
+            enter[k], kept = self.decide(int(block[k]), a[where], sim[where])
+            record[where[: len(kept)][kept]] = True
+        self.index.add(block[enter], self.codes[block[enter]])
+        self.found.append((a[record], b[record], sim[record], est[record]))
 
     def inside(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pairs ``(earlier, later)`` of the block's documents that share an LSH band."""
@@ -384,29 +417,28 @@ class _Scan:
         keys = np.unique(np.concatenate(keys))
         return block[keys // m], block[keys % m]
 
-    def decide(self, q: int, cand: np.ndarray, est: np.ndarray, sim: np.ndarray) -> bool:
-        """Record ``q``'s near-twins among its candidates; whether ``q`` is to be indexed."""
+    def decide(self, q: int, cand: np.ndarray, sim: np.ndarray) -> tuple[bool, np.ndarray]:
+        """Whether ``q`` is to be indexed, given its candidates (by id), and which of the first
+        :data:`MAX_CANDIDATES` of them are its near-twins; ``q`` joins the best one's cluster if alike enough."""
         if len(cand) > MAX_CANDIDATES:
             self.capped += 1
-            cand, est, sim = cand[:MAX_CANDIDATES], est[:MAX_CANDIDATES], sim[:MAX_CANDIDATES]
+            cand, sim = cand[:MAX_CANDIDATES], sim[:MAX_CANDIDATES]
         keep = sim >= self.threshold
         if not keep.any():
-            return True
-        self.found.append((cand[keep], np.full(int(keep.sum()), q, dtype=np.int64), sim[keep], est[keep]))
+            return True, keep
         best = int(np.argmax(sim))
         if sim[best] >= self.attach:
             self.cluster[q], self.cluster_sim[q] = cand[best], sim[best]
-            return False
-        return keep.sum() < DENSE_TWINS  # a dense region is indexed enough: later records find these twins
+            return False, keep
+        return bool(keep.sum() < DENSE_TWINS), keep  # a dense region is indexed enough: later ones find these
 
     def copies(self, copies: dict[int, list[int]]) -> None:
         """Pairs and clusters of the later identical copies: a copy looked up would find the twins of its
         first copy that were indexed before it, the best of them its cluster."""
         firsts = np.array(list(copies), dtype=np.int64)
-        found = [self.lookup(r) for r in firsts.tolist()]  # the index is complete now
-        counts = np.array([len(f) for f in found], dtype=np.int64)
-        a = np.fromiter(chain.from_iterable(found), np.int64, int(counts.sum()))
-        b = np.repeat(firsts, counts)
+        query, a = self.index.lookup(self.codes[firsts])  # the index is complete now
+        b = firsts[query]
+        counts = np.bincount(query, minlength=len(firsts))
         est, sim = self.similarities(a, b)
         bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
         for k, r in enumerate(firsts.tolist()):
