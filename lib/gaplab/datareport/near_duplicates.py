@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..measure.ngram_index import window_hashes
+from ..measure.ngram_index import sorted_unique, window_hashes
 from .detectors import MAX_EXAMPLES, preview, share_of, word_ids
 
 #: defaults (``data.near_duplicate_threshold`` / ``data.near_duplicate_shingle``): measured on the plays
@@ -298,7 +298,7 @@ def _twin_pairs(sets: Sequence[np.ndarray], threshold: float, num_perm: int, see
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)  # only its bands
     codes = np.zeros((len(sets), lsh.b), dtype=np.int64)
     codes[reps] = _band_codes(rows[reps], lsh.b, lsh.r)
-    scan = _Scan(sets, rows, codes, threshold, order)
+    scan = _Scan(sets, rows, codes, reps, threshold, order)
     for k in range(0, len(reps), BLOCK):
         scan.block(reps[k : k + BLOCK])
     scan.copies(copies)
@@ -306,50 +306,48 @@ def _twin_pairs(sets: Sequence[np.ndarray], threshold: float, num_perm: int, see
 
 
 class _Index:
-    """The LSH buckets of the indexed documents: ``(band code, document)`` sorted by code, in a few runs (one
-    more per block, runs of like length merged, as a binary counter), looked up for many documents at once."""
+    """The LSH buckets of the indexed documents (band code -> documents), looked up for many documents at once.
 
-    def __init__(self, n: int):
-        self.n, self.runs = n, []
+    Every document that may be indexed is known with its codes beforehand, so each bucket gets a fixed
+    stretch of one array (as many places as documents with that code) filled as documents are indexed."""
+
+    def __init__(self, n: int, all_codes: np.ndarray):
+        size = np.bincount(all_codes.ravel(), minlength=1)
+        self.n, self.start, self.fill = n, np.cumsum(size) - size, np.zeros(len(size), dtype=np.int64)
+        self.members = np.zeros(int(size.sum()), dtype=np.int64)
 
     def add(self, docs: np.ndarray, codes: np.ndarray) -> None:
-        if not len(docs):
-            return
         flat, who = codes.ravel(), np.repeat(docs, codes.shape[1])
         by = np.argsort(flat, kind="stable")
-        self.runs.append((flat[by], who[by]))
-        while len(self.runs) > 1 and len(self.runs[-2][0]) < 2 * len(self.runs[-1][0]):
-            (c2, d2), (c1, d1) = self.runs.pop(), self.runs.pop()
-            c, d = np.concatenate([c1, c2]), np.concatenate([d1, d2])
-            by = np.argsort(c, kind="stable")
-            self.runs.append((c[by], d[by]))
+        flat, who = flat[by], who[by]
+        first = np.flatnonzero(np.concatenate([[True], flat[1:] != flat[:-1]])) if len(flat) else flat
+        size = np.diff(np.concatenate([first, [len(flat)]]))
+        rank = np.arange(len(flat)) - np.repeat(first, size)  # among this batch's entries of one code
+        self.members[self.start[flat] + self.fill[flat] + rank] = who
+        self.fill[flat[first]] += size
 
     def lookup(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For documents with band codes ``codes`` (a row each): the distinct pairs ``(row, indexed document)``
         sharing a code, sorted (``MinHashLSH.query`` for every row)."""
         flat, row = codes.ravel(), np.repeat(np.arange(len(codes)), codes.shape[1])
-        keys = [np.zeros(0, dtype=np.int64)]
-        for run_codes, run_docs in self.runs:
-            lo = np.searchsorted(run_codes, flat, side="left")
-            counts = np.searchsorted(run_codes, flat, side="right") - lo
-            hit = counts > 0
-            lo, counts = lo[hit], counts[hit]
-            at = np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
-            keys.append(np.repeat(row[hit], counts) * self.n + run_docs[at])
-        keys = np.unique(np.concatenate(keys))
+        counts = self.fill[flat]
+        hit = counts > 0
+        lo, counts = self.start[flat[hit]], counts[hit]
+        at = np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+        keys = sorted_unique(np.repeat(row[hit], counts) * self.n + self.members[at])
         return keys // self.n, keys % self.n
 
 
 class _Scan:
     """The state of :func:`_twin_pairs`: the LSH index (band code -> indexed documents), clusters, pairs."""
 
-    def __init__(self, sets: Sequence[np.ndarray], rows: np.ndarray, codes: np.ndarray, threshold: float, order):
+    def __init__(self, sets, rows: np.ndarray, codes: np.ndarray, reps: np.ndarray, threshold: float, order):
         n = len(sets)
         self.exact, self.rows, self.codes = _Sets(sets), rows, codes
         self.threshold, self.attach = threshold, _attach_bar(threshold)
         self.position = np.full(n, n, dtype=np.int64)
         self.position[order] = np.arange(len(order))
-        self.index = _Index(n)
+        self.index = _Index(n, codes[reps])
         self.cluster, self.cluster_sim = np.arange(n), np.ones(n)
         self.found: list[tuple[np.ndarray, ...]] = []
         self.capped = 0
