@@ -181,21 +181,19 @@ def _band_codes(rows: np.ndarray, bands: int, per_band: int) -> np.ndarray:
     return codes
 
 
-def _families(n: int, pairs: np.ndarray) -> np.ndarray:
-    """Connected components of the near-twin graph: a root id per document (union-find)."""
-    parent = np.arange(n)
+def _families(n: int, pairs: np.ndarray) -> list[list[int]]:
+    """Connected components of the near-twin graph with at least one pair: their documents (ascending),
+    largest first (then by their first document)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs.tolist():
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(i) for i in range(n)], dtype=np.int64)
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    docs = sorted_unique(pairs.ravel())
+    docs = docs[np.argsort(label[docs], kind="stable")]
+    cuts = np.flatnonzero(np.diff(label[docs])) + 1
+    fams = [f.tolist() for f in np.split(docs, cuts)] if len(docs) else []
+    return sorted(fams, key=lambda f: (-len(f), f[0]))
 
 
 def near_duplicates(
@@ -478,13 +476,11 @@ def _twin_summary(texts, names, a, b, s, e, top) -> dict[str, Any]:
     """The report's counts, families and examples from the near-twin pairs."""
     n = len(texts)
     pairs = np.stack([a, b], axis=1)
-    roots = _families(n, pairs)
-    members: dict[int, list[int]] = {}
-    for i in np.unique(pairs).tolist():
-        members.setdefault(int(roots[i]), []).append(i)
-    fams = sorted(members.values(), key=lambda f: (-len(f), f[0]))
+    fams = _families(n, pairs)
     with_twin = sum(len(f) for f in fams)
-    differ = np.array([texts[x] != texts[y] for x, y in pairs.tolist()], dtype=bool)
+    text_id: dict[str, int] = {}
+    same_text = np.array([text_id.setdefault(t, len(text_id)) for t in texts], dtype=np.int64)
+    differ = same_text[a] != same_text[b]
     order = np.lexsort((a, -s, ~differ))  # differing texts first, then most similar
     return {
         "documents": with_twin,
@@ -515,41 +511,56 @@ def cross_split_near_duplicates(
     """Validation documents with a near-twin in train (:func:`near_duplicates`'s pairs and clusters).
 
     A document on both sides (a tail or chunk split cut it) is its own twin and does not count; its
-    near-twins do.  ``share`` is of the val documents.
+    near-twins do.  ``share`` is of the val documents.  Each one's example is its most similar train twin.
     """
     val_side = np.array([s in ("val", "both") for s in doc_split], dtype=bool)
     train_side = np.array([s in ("train", "both") for s in doc_split], dtype=bool)
     pairs, sim = near.get("_pairs"), near.get("_similarity")
-    found: dict[int, tuple[int, float]] = {}
+    twin = np.full(len(doc_split), -1, dtype=np.int64)
+    twin_sim = np.full(len(doc_split), -1.0)
     if pairs is not None and len(pairs):
-        for (x, y), sv in zip(pairs.tolist(), sim.tolist()):
-            for v, t in ((x, y), (y, x)):
-                if val_side[v] and train_side[t] and sv > found.get(v, (-1, -1.0))[1]:
-                    found[v] = (t, sv)
-    _add_cluster_mates(found, near, val_side, train_side)
+        v = pairs.ravel()  # both ways: (x is val, y train) then (y is val, x train), pair by pair
+        t, sv = pairs[:, ::-1].ravel(), np.repeat(sim, 2)
+        ok = np.flatnonzero(val_side[v] & train_side[t])
+        ok = ok[np.lexsort((ok, -sv[ok], v[ok]))]  # per val document: most similar, then the first pair
+        first = ok[np.concatenate([[True], v[ok][1:] != v[ok][:-1]])] if len(ok) else ok
+        twin[v[first]], twin_sim[v[first]] = t[first], sv[first]
+    _add_cluster_mates(twin, twin_sim, near, val_side, train_side)
+    found = np.flatnonzero(twin >= 0)
+    ranked = found[np.lexsort((found, -twin_sim[found]))]
     n_val = int(val_side.sum())
-    ranked = sorted(found.items(), key=lambda kv: (-kv[1][1], kv[0]))
     return {
         "val_documents": n_val,
         "documents": len(found),
         "share": share_of(len(found), n_val),
         "threshold": near.get("threshold"),
-        "examples": [{"val": names[v], "train": names[t], "similarity": round(sv, 4)} for v, (t, sv) in ranked[:top]],
+        "examples": [
+            {"val": names[v], "train": names[twin[v]], "similarity": round(float(twin_sim[v]), 4)}
+            for v in ranked[:top].tolist()
+        ],
     }
 
 
-def _add_cluster_mates(found: dict[int, tuple[int, float]], near: dict[str, Any], val_side, train_side) -> None:
+def _add_cluster_mates(twin: np.ndarray, twin_sim: np.ndarray, near: dict[str, Any], val_side, train_side) -> None:
     """A val document with no twin among the pairs, but a train document in its cluster (both joined one
-    representative): that one, at the similarity the triangle inequality guarantees."""
+    representative): the one most alike to the representative, at the similarity the triangle inequality
+    guarantees."""
     cluster, cluster_sim = near.get("_cluster"), near.get("_cluster_similarity")
     if cluster is None:
         return
-    train_members: dict[int, list[int]] = {}
-    for t in np.flatnonzero(train_side).tolist():
-        train_members.setdefault(int(cluster[t]), []).append(t)
-    for v in np.flatnonzero(val_side).tolist():
-        mates = [t for t in train_members.get(int(cluster[v]), ()) if t != v]
-        if v in found or not mates:
-            continue
-        t = max(mates, key=lambda x: cluster_sim[x])
-        found[v] = (t, max(0.0, float(cluster_sim[v] + cluster_sim[t] - 1.0)))
+    train = np.flatnonzero(train_side)
+    train = train[np.lexsort((train, -cluster_sim[train], cluster[train]))]  # per cluster: best mate first
+    head = np.concatenate([[True], cluster[train][1:] != cluster[train][:-1]]) if len(train) else train.astype(bool)
+    starts = np.flatnonzero(head)
+    size = np.diff(np.concatenate([starts, [len(train)]]))
+    best = np.full(len(cluster), -1, dtype=np.int64)
+    second = np.full(len(cluster), -1, dtype=np.int64)
+    best[cluster[train[starts]]] = train[starts]
+    two = starts[size > 1]
+    second[cluster[train[two]]] = train[two + 1]
+    val = np.flatnonzero(val_side & (twin < 0))
+    mate = best[cluster[val]]
+    mate = np.where(mate == val, second[cluster[val]], mate)  # not itself (a document on both sides)
+    val, mate = val[mate >= 0], mate[mate >= 0]
+    twin[val] = mate
+    twin_sim[val] = np.maximum(0.0, cluster_sim[val] + cluster_sim[mate] - 1.0)
