@@ -391,3 +391,20 @@ def test_identical_copies_find_the_twins_indexed_before_them(copy_before_twin):
         out["_cluster"].tolist() == [0, 1, 0, 0, 4, 0] and out["_cluster_similarity"][[2, 3, 5]].tolist() == [1.0] * 3
     )
     assert out["clusters"] == 3
+
+
+@pytest.mark.parametrize("shingle", [1, 3, 5])
+def test_shingle_sets_of_all_documents_at_once_are_each_documents_own(shingle):
+    """One pass over all documents keeps no window that crosses into the next document; a document shorter
+    than a shingle is one shingle of all its words, an empty one no set."""
+    from gaplab.datareport.near_duplicates import normalize_words, shingle_sets
+    from gaplab.measure.ngram_index import window_hashes
+
+    texts = [d.text for d in _pool()[:30]] + ["", "Heere", "vpon the", "one two three four", "!!", "a b c d e f"]
+    sets = shingle_sets(texts, shingle)
+    vocab: dict[str, int] = {}
+    for text, got in zip(texts, sets):
+        ids = np.array([vocab.setdefault(w, len(vocab)) for w in normalize_words(text)], dtype=np.int64)
+        h = window_hashes(ids, min(shingle, len(ids))) if len(ids) else np.zeros(0, dtype=np.uint64)
+        own = np.unique((((h >> np.uint64(32)) ^ h) & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+        assert got.dtype == np.uint32 and np.array_equal(got, own)

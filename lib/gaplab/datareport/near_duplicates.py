@@ -93,24 +93,33 @@ def shingle_sets(
     A document with fewer words than ``shingle`` (but at least one) is one shingle of all its words; one
     with none is an empty set (it cannot be a near-twin).  The words are
     :func:`gaplab.datareport.detectors.word_ids` (``words``, when the caller has them), each distinct word
-    normalized once; ids are in first-occurrence order, so the hashes are the same on every run.
+    normalized once; ids are in first-occurrence order, so the hashes are the same on every run.  All
+    documents are hashed in one pass (the windows that cross from one document into the next dropped).
     """
     per_doc, vocab = word_ids(texts) if words is None else words
     skeletons: dict[str, int] = {}
     table = np.array(
         [skeletons.setdefault(sk, len(skeletons)) if sk else -1 for sk in map(_skeleton, vocab)] + [-1], dtype=np.int64
     )
-    out = []
-    for raw in per_doc:
-        ids = table[raw]
-        ids = ids[ids >= 0]
-        if not len(ids):
-            out.append(np.zeros(0, dtype=np.uint32))
-            continue
-        h = window_hashes(ids, min(shingle, len(ids)))
-        h32 = ((h >> np.uint64(32)) ^ h) & np.uint64(0xFFFFFFFF)
-        out.append(np.unique(h32.astype(np.uint32)))
-    return out
+    n = len(per_doc)
+    raw = np.concatenate([np.asarray(r, dtype=np.int64) for r in per_doc]) if n else np.zeros(0, dtype=np.int64)
+    ids = table[raw]  # all documents' normalized words, one after another
+    doc = np.repeat(np.arange(n), [len(r) for r in per_doc])[ids >= 0]
+    ids = ids[ids >= 0]
+    words_in = np.bincount(doc, minlength=n)
+    end = np.cumsum(words_in)
+    windows = window_hashes(ids, shingle)  # over all documents at once: keep those within one document
+    inside = np.arange(len(windows)) + shingle <= end[doc[: len(windows)]]
+    hashes, docs = [windows[inside]], [doc[: len(windows)][inside]]
+    for k in range(1, shingle):  # a document of k < shingle words: one shingle of them all
+        short = np.flatnonzero(words_in == k)
+        hashes.append(window_hashes(ids[(end[short] - k)[:, None] + np.arange(k)].ravel(), k)[::k])
+        docs.append(short)
+    h = np.concatenate(hashes)
+    h32 = ((h >> np.uint64(32)) ^ h) & np.uint64(0xFFFFFFFF)
+    keys = sorted_unique((np.concatenate(docs).astype(np.uint64) << np.uint64(32)) | h32)  # per document, sorted
+    counts = np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=n)
+    return np.split((keys & np.uint64(0xFFFFFFFF)).astype(np.uint32), np.cumsum(counts)[:-1])
 
 
 def minhash_signatures(sets: Sequence[np.ndarray], num_perm: int = NUM_PERM, seed: int = 1) -> np.ndarray:
