@@ -49,8 +49,9 @@ LSH_WEIGHTS = (0.05, 0.95)
 #: a candidate whose MinHash estimate is this far below the threshold is not checked exactly (about 3.7
 #: standard deviations of a 128-permutation estimate near 0.3)
 ESTIMATE_MARGIN = 0.15
-#: at most this many LSH candidates are checked per document (a family of thousands of templated copies
-#: would otherwise cost millions of comparisons); a document needs only one to have a near-twin
+#: at most this many LSH candidates (the lowest ids) are checked per document looked up (a family of
+#: thousands of templated copies would otherwise cost millions of comparisons); a document needs only one to
+#: have a near-twin.  An identical copy of an earlier document costs no comparison and is not capped
 MAX_CANDIDATES = 2000
 #: a document at least this alike (exact Jaccard) to an indexed one joins its cluster instead of being indexed
 #: (at least (1 + threshold) / 2, so two members of one cluster are near-twins: :func:`_attach_bar`)
@@ -293,9 +294,11 @@ def _twin_pairs(sets: Sequence[np.ndarray], threshold: float, num_perm: int, see
     thousands of near-identical records (filler) are compared with a handful of representatives, not with
     each other: the work grows with the documents times the clusters, never with the documents squared.
     A document with :data:`DENSE_TWINS` twins already indexed is not indexed either (a later document alike
-    to it finds those twins).  Only the first of identical shingle sets is looked up so; each later copy
-    gets what its lookup would have found (:meth:`_Scan.copies`): the documents indexed before it among the
-    twins of the first, which is itself one (or joined or had the same twins), so a copy is never indexed."""
+    to it finds those twins).  The lookups go :data:`BLOCK` documents at a time (:meth:`_Scan.block`), with
+    the outcome of one by one.  Only the first document of each distinct shingle set is looked up; a later
+    identical copy gets what its own lookup would have found (:meth:`_Scan.copies`): the first copy's twins
+    indexed before it.  A copy is never indexed: it finds its first copy (similarity 1) if that was indexed,
+    else the same twins that kept the first copy out of the index."""
     from datasketch import MinHashLSH
 
     order = np.arange(len(sets)) if order is None else np.asarray(order, dtype=np.int64)
@@ -439,7 +442,8 @@ class _Scan:
 
     def copies(self, copies: dict[int, list[int]]) -> None:
         """Pairs and clusters of the later identical copies: a copy looked up would find the twins of its
-        first copy that were indexed before it, the best of them its cluster."""
+        first copy that were indexed before it (all of them: no :data:`MAX_CANDIDATES` cap, nothing is
+        compared), the best of them its cluster."""
         firsts = np.array(list(copies), dtype=np.int64)
         query, a = self.index.lookup(self.codes[firsts])  # the index is complete now
         b = firsts[query]
