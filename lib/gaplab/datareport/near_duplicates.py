@@ -465,10 +465,9 @@ class _Scan:
             if best_at < 0 or (s, -t) > (sim[best_at], -twins[best_at]):
                 best_at = j
             best.append(best_at)
-        pick = [twins[best[k - 1]] if k else -1 for k in seen.tolist()]
-        for c, k, t in zip(later, seen.tolist(), pick):
+        for c, k in zip(later, seen.tolist()):
             if k and sim[best[k - 1]] >= self.attach:
-                self.cluster[c], self.cluster_sim[c] = t, sim[best[k - 1]]
+                self.cluster[c], self.cluster_sim[c] = twins[best[k - 1]], sim[best[k - 1]]
         counts = seen.astype(np.int64)
         first = np.repeat(np.cumsum(counts) - counts, counts)
         idx = np.arange(int(counts.sum())) - first
