@@ -348,3 +348,63 @@ def test_a_val_record_whose_train_twin_joined_the_same_representative_counts():
     cross = cross_split_near_duplicates(out, names, ["val", "val", "train"] + ["train"] * len(real))
     assert cross["documents"] == 2 and {e["val"] for e in cross["examples"]} == {"d0", "d1"}
     assert all(e["train"] == "d2" and e["similarity"] >= 0.6 for e in cross["examples"])
+
+
+def test_signatures_are_datasketchs_minhash_of_each_set():
+    from datasketch import MinHash
+    from gaplab.datareport.near_duplicates import minhash_signatures, shingle_sets
+
+    texts = [d.text for d in _pool()[:40]] + ["", "one"]
+    sets = shingle_sets(texts)
+    rows = minhash_signatures(sets, num_perm=64, seed=3)
+    for s, row in zip(sets, rows):
+        m = MinHash(num_perm=64, seed=3, hashfunc=int)
+        m.update_batch(s.tolist())
+        assert np.array_equal(row, m.hashvalues)
+
+
+def _edited(text: str, words: int) -> str:
+    """``text`` with all but its first ``words`` words replaced (another record's words)."""
+    return " ".join(text.split()[:words] + _pool()[-1].text.split()[: len(text.split()) - words])
+
+
+@pytest.mark.parametrize("copy_before_twin", [False, True])
+def test_identical_copies_find_the_twins_indexed_before_them(copy_before_twin):
+    """An identical copy is looked up once (its first copy's lookup) but gets what its own lookup would:
+    the twins indexed before it; it joins its first copy's cluster at similarity 1."""
+    from gaplab.datareport.near_duplicates import near_duplicates, shingle_sets
+
+    doc, other = _pool()[3].text, _pool()[4].text
+    edited = _edited(doc, int(len(doc.split()) * 0.7))
+    texts = [doc, edited, doc, doc, other, doc]
+    sets = shingle_sets(texts)
+    inter = np.intersect1d(sets[0], sets[1]).size
+    assert 0.3 <= inter / (len(sets[0]) + len(sets[1]) - inter) < 0.8  # a near-twin, not close enough to join
+    order = [0, 2, 1, 3, 4, 5] if copy_before_twin else list(range(6))
+    out = near_duplicates(texts, [f"d{k}" for k in range(6)], order=order)
+    pairs = sorted(map(tuple, out["_pairs"].tolist()))
+    # d2 looked up before the edition was indexed finds only d0; the later copies find both
+    seen_by_2 = [(0, 2)] if copy_before_twin else [(0, 2), (1, 2)]
+    assert pairs == sorted([(0, 1), *seen_by_2, (0, 3), (1, 3), (0, 5), (1, 5)])
+    assert out["documents"] == 5 and out["families"] == 1 and out["pairs"] == len(pairs)
+    assert (
+        out["_cluster"].tolist() == [0, 1, 0, 0, 4, 0] and out["_cluster_similarity"][[2, 3, 5]].tolist() == [1.0] * 3
+    )
+    assert out["clusters"] == 3
+
+
+@pytest.mark.parametrize("shingle", [1, 3, 5])
+def test_shingle_sets_of_all_documents_at_once_are_each_documents_own(shingle):
+    """One pass over all documents keeps no window that crosses into the next document; a document shorter
+    than a shingle is one shingle of all its words, an empty one no set."""
+    from gaplab.datareport.near_duplicates import normalize_words, shingle_sets
+    from gaplab.measure.ngram_index import window_hashes
+
+    texts = [d.text for d in _pool()[:30]] + ["", "Heere", "vpon the", "one two three four", "!!", "a b c d e f"]
+    sets = shingle_sets(texts, shingle)
+    vocab: dict[str, int] = {}
+    for text, got in zip(texts, sets):
+        ids = np.array([vocab.setdefault(w, len(vocab)) for w in normalize_words(text)], dtype=np.int64)
+        h = window_hashes(ids, min(shingle, len(ids))) if len(ids) else np.zeros(0, dtype=np.uint64)
+        own = np.unique((((h >> np.uint64(32)) ^ h) & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+        assert got.dtype == np.uint32 and np.array_equal(got, own)
