@@ -112,6 +112,19 @@ def test_gpt2_offline_matches_known_ids():
     assert tok.decode(tok.encode(text)) == text
 
 
+def test_gpt2_encode_arrays_equal_encode_batch_on_real_text(monkeypatch):
+    """The numpy path (chunks on threads, tiktoken's buffers) gives encode_batch's ids for every text, in
+    order: stdlib source, a special token's text (plain text here), a lone surrogate, the empty text."""
+    tok = get_tokenizer("gpt2")
+    texts = [d.text[:3000] for d in load_corpus(params(data={"packages": ["json", "email"]}).data).documents]
+    texts += ["a <|endoftext|> b", "x \ud800 y", "", "héllo wörld ✓"]
+    monkeypatch.setattr(tk, "_ENCODE_CHUNK", 7)  # many chunks, a short last one
+    arrays = tok.encode_arrays(texts)
+    assert len(arrays) == len(texts) > 30
+    for ids, expected in zip(arrays, tok.encode_batch(texts)):
+        assert ids.dtype == np.int64 and ids.tolist() == expected
+
+
 def test_missing_ranks_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(tk, "_GPT2", None)

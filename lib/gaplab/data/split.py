@@ -218,7 +218,7 @@ def _tokenize(data, tok_cfg) -> tuple[Corpus, Tokenizer, list[np.ndarray]]:
         corpus = load_corpus(data)
         texts = [d.text for d in corpus.documents]
         base = get_tokenizer(tok_cfg.name, texts + [data.separator])
-        return corpus, base, [np.asarray(t, dtype=np.int64) for t in base.encode_batch(texts)]
+        return corpus, base, base.encode_arrays(texts)
     base = get_tokenizer(tok_cfg.name, [data.separator])
     per_sep = len(base.encode(data.separator))
     doc_tokens: list[np.ndarray] = []
@@ -310,7 +310,7 @@ def _encode_unique(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
     the copies in near-identical data, are the same text); equal texts share one read-only array."""
     index: dict[str, int] = {}
     codes = [index.setdefault(t, len(index)) for t in texts]
-    unique = [np.asarray(ids, dtype=np.int64) for ids in tok.encode_batch(list(index))]
+    unique = tok.encode_arrays(list(index))
     for arr in unique:
         arr.flags.writeable = False
     return [unique[c] for c in codes]
