@@ -98,6 +98,23 @@ def test_empty_corpus(tmp_path):
         load_corpus(params(data={"source": "files", "path": str(tmp_path), "glob": "*.txt"}).data)
 
 
+def test_corpus_fingerprint_is_the_sha256_of_every_name_source_and_text_in_order():
+    """Hashed a thousand documents at a time, it is still sha256 over name, source, text, each ended by a NUL
+    byte (texts with NUL bytes and lone surrogates included), and it changes when the order does."""
+    import hashlib
+
+    from gaplab.data.documents import fingerprint
+
+    docs = load_corpus(params(data={"packages": ["json", "email"]}).data).documents
+    docs = (docs * (2600 // len(docs) + 1))[:2600] + [Document("a\0b \ud800", "s", "n"), Document("", "", "")]
+    h = hashlib.sha256()
+    for d in docs:
+        for part in (d.name, d.source, d.text):
+            h.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    assert fingerprint(docs) == h.hexdigest()
+    assert fingerprint(docs[:1000]) != fingerprint(docs[1:1001]) and fingerprint([]) == hashlib.sha256().hexdigest()
+
+
 def test_generated_source_bad_import():
     with pytest.raises(DataError, match="data.generator: 'gaplab.nope:f': module 'gaplab.nope' does not import"):
         load_corpus(params(data={"source": "generated", "generator": "gaplab.nope:f"}).data)
