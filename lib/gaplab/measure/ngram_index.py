@@ -4,7 +4,8 @@ The same questions come up before training (how much of the validation text is a
 :mod:`gaplab.datareport.leakage`) and after it (how much of a sample is copied from train:
 :class:`MemorizationIndex`).  Both are answered here: :func:`suffix_array` gives exact longest
 matches with no cap on their length and no hash collisions; :func:`window_hashes` hashes every
-n-token window of a stream for fast set membership over millions of windows.
+n-token window of a stream, and :class:`HashSet` finds millions of those hashes in a set of them
+(about one memory read each).
 """
 
 from __future__ import annotations
