@@ -266,9 +266,10 @@ def cross_split_duplicates(texts: Sequence[str], names: Sequence[str], doc_split
     val_idx = [i for i, (t, s) in enumerate(zip(texts, doc_split)) if s in ("val", "both") and t.strip()]
     dups = []
     for i in val_idx:
-        others = [j for j in train_texts.get(texts[i], []) if j != i]
-        if others:
-            dups.append((i, others[0]))
+        same = train_texts.get(texts[i], [])
+        other = next((j for j in same[:2] if j != i), None)  # the first train copy that is another document
+        if other is not None:
+            dups.append((i, other))
     return {
         "val_documents": len(val_idx),
         "documents": len(dups),
