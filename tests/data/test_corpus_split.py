@@ -98,6 +98,23 @@ def test_empty_corpus(tmp_path):
         load_corpus(params(data={"source": "files", "path": str(tmp_path), "glob": "*.txt"}).data)
 
 
+def test_corpus_fingerprint_is_the_sha256_of_every_name_source_and_text_in_order():
+    """Hashed a thousand documents at a time, it is still sha256 over name, source, text, each ended by a NUL
+    byte (texts with NUL bytes and lone surrogates included), and it changes when the order does."""
+    import hashlib
+
+    from gaplab.data.documents import fingerprint
+
+    docs = load_corpus(params(data={"packages": ["json", "email"]}).data).documents
+    docs = (docs * (2600 // len(docs) + 1))[:2600] + [Document("a\0b \ud800", "s", "n"), Document("", "", "")]
+    h = hashlib.sha256()
+    for d in docs:
+        for part in (d.name, d.source, d.text):
+            h.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    assert fingerprint(docs) == h.hexdigest()
+    assert fingerprint(docs[:1000]) != fingerprint(docs[1:1001]) and fingerprint([]) == hashlib.sha256().hexdigest()
+
+
 def test_generated_source_bad_import():
     with pytest.raises(DataError, match="data.generator: 'gaplab.nope:f': module 'gaplab.nope' does not import"):
         load_corpus(params(data={"source": "generated", "generator": "gaplab.nope:f"}).data)
@@ -110,6 +127,19 @@ def test_gpt2_offline_matches_known_ids():
     assert tok.encode("Hello world") == [15496, 995]  # GPT-2's ids
     text = "import json\n\ndef get_x():\n    return {'a': 1}\n"
     assert tok.decode(tok.encode(text)) == text
+
+
+def test_gpt2_encode_arrays_equal_encode_batch_on_real_text(monkeypatch):
+    """The numpy path (chunks on threads, tiktoken's buffers) gives encode_batch's ids for every text, in
+    order: stdlib source, a special token's text (plain text here), a lone surrogate, the empty text."""
+    tok = get_tokenizer("gpt2")
+    texts = [d.text[:3000] for d in load_corpus(params(data={"packages": ["json", "email"]}).data).documents]
+    texts += ["a <|endoftext|> b", "x \ud800 y", "", "héllo wörld ✓"]
+    monkeypatch.setattr(tk, "_ENCODE_CHUNK", 7)  # many chunks, a short last one
+    arrays = tok.encode_arrays(texts)
+    assert len(arrays) == len(texts) > 30
+    for ids, expected in zip(arrays, tok.encode_batch(texts)):
+        assert ids.dtype == np.int64 and ids.tolist() == expected
 
 
 def test_missing_ranks_say_what_to_do(tmp_path, monkeypatch):

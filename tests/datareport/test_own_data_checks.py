@@ -14,7 +14,7 @@ import types
 import numpy as np
 import pytest
 from gaplab.data.corpus import Document
-from gaplab.datareport import shift
+from gaplab.datareport import conflicts, shift
 from gaplab.datareport.boilerplate import boilerplate, prompt_prefix
 from gaplab.datareport.build import ReportInputs, build_report
 from gaplab.datareport.check import CheckResult
@@ -121,6 +121,30 @@ def test_shift_samples_a_large_split(monkeypatch):
 # --------------------------------------------------------------------------- conflicts and prompt overlap
 def test_normalize_folds_case_punctuation_and_space():
     assert normalize("  What is JSON?\n") == normalize("what is   json") == "what is json"
+
+
+def test_fast_ascii_normalize_equals_the_regular_expressions():
+    """The byte translation for ASCII text against the regex version: every ASCII character alone, every
+    pair, and the prompts and answers of real records (with non-ASCII ones through the regex path)."""
+    chars = [chr(c) for c in range(128)]
+    texts = chars + [a + b for a in chars for b in chars] + [f" X{c}y_Z {c}\t1" for c in chars]
+    for d in _pool():
+        texts += [d.prompt, d.answer, d.text, d.prompt + "\x1c\u00a0Étude"]
+    assert any(not t.isascii() for t in texts) and sum(t.isascii() for t in texts) > 16_000
+    for t in texts:
+        assert normalize(t) == conflicts._normalize_regex(t), repr(t)
+
+
+def test_both_record_checks_normalize_each_distinct_text_once(monkeypatch):
+    docs = _pool()[:200]
+    docs += [Document(d.text, d.source, d.name + "-again", d.prompt, d.answer) for d in docs[:50]]
+    inputs = _inputs(docs, ["train"] * 150 + ["val"] * 100)
+    seen = []
+    monkeypatch.setattr(conflicts, "normalize", lambda t: seen.append(t) or conflicts._normalize_regex(t))
+    both = conflicts.conflicts_section(inputs), conflicts.overlap_section(inputs)
+    assert len(seen) == len(set(seen)) and set(seen) <= {d.prompt for d in docs} | {d.answer for d in docs}
+    assert both == (conflicting_answers(docs, inputs.doc_split), prompt_overlap(docs, inputs.doc_split))
+    assert both[1]["records"] == 50  # the copies asked again in val
 
 
 def test_random_split_has_no_conflicts_and_no_val_prompt_in_train():

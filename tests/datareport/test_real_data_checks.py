@@ -187,6 +187,29 @@ def test_exact_longest_span_against_brute_force():
         assert ngram_leakage(train, val, n)["longest_span_tokens"] == (best if best >= n else 0)
 
 
+def test_longest_spans_are_exact_where_chained_copies_share_every_ngram():
+    """A val stretch whose every 8-gram is in train, but from five places (each piece overlaps the next by 7
+    tokens), is one 8-gram run of 206 tokens and no span longer than 50; the true spans are found, each
+    at its first place in train."""
+    rng = np.random.default_rng(11)
+    train = rng.integers(0, 50_000, 20_000)
+    val = rng.integers(50_000, 60_000, 3_000)  # ids train never holds
+    chain = rng.integers(0, 50_000, 206)
+    for k, at in enumerate([1_000, 3_000, 5_000, 7_000]):  # pieces [0:50], [43:93], [86:136], [129:179] ...
+        train[at : at + 50] = chain[43 * k : 43 * k + 50]
+    train[9_000:9_034] = chain[172:206]
+    val[100:306] = chain
+    for length, val_at, train_at in [(90, 600, 12_000), (60, 1_200, 14_000), (40, 2_000, 16_000)]:
+        val[val_at : val_at + length] = train[train_at : train_at + length]
+    train[18_000:18_060] = train[14_000:14_060]  # the 60-token span twice in train: the first is named
+    out = ngram_leakage(train, val, n=8)
+    assert out["spans"] == [
+        {"start": 600, "tokens": 90, "train_position": 12_000},
+        {"start": 1_200, "tokens": 60, "train_position": 14_000},
+        {"start": 100, "tokens": 50, "train_position": 1_000},
+    ]
+
+
 def test_per_document_leakage_names_the_planted_twin():
     rng = np.random.default_rng(2)
     train_docs = [rng.integers(0, 50_000, 300) for _ in range(20)]

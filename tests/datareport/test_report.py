@@ -198,6 +198,18 @@ def test_cross_split_duplicates():
     assert [(e["val"], e["train"]) for e in out["examples"]] == [("v1", "t1"), ("v3", "t2")]
 
 
+def test_cross_split_duplicates_name_the_first_other_train_copy():
+    """A document cut by a tail split ("both") is not its own duplicate, but another train copy counts;
+    many train copies of one text cost nothing more than one."""
+    texts = ["same"] * 3 + ["same", "same", "solo"] + ["same"] * 5000
+    names = ["b0", "t1", "t2", "v0", "v1", "b1"] + [f"t{k}" for k in range(3, 5003)]
+    split = ["both", "train", "train", "val", "val", "both"] + ["train"] * 5000
+    out = leakage_mod.cross_split_duplicates(texts, names, split)
+    pairs = [(e["val"], e["train"]) for e in out["examples"]]
+    assert (out["val_documents"], out["documents"]) == (4, 3)
+    assert pairs == [("b0", "t1"), ("v0", "b0"), ("v1", "b0")]
+
+
 # --------------------------------------------------------------------------- vocab and model
 def test_vocab_usage_known_numbers():
     out = vocab_usage(np.arange(10), np.arange(5, 15), vocab_size_original=100, vocab_size_model=100, n_embd=8)

@@ -288,6 +288,25 @@ def test_matching_statistics_agree_with_brute_force_and_the_binary_search_index(
     )
 
 
+def test_hash_set_finds_members_through_long_probe_chains():
+    """Small ints (0 included) and a set packed into few home slots: every member is found however far it
+    was pushed from its home slot, every other value is -1."""
+    from gaplab.measure.ngram_index import HashSet, index_in
+
+    rng = np.random.default_rng(5)
+    for members in (
+        np.arange(0, 40, dtype=np.uint64),
+        np.unique(rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64, endpoint=True)),
+        np.arange(0, 2**20, 2**10, dtype=np.uint64) << np.uint64(40),  # values that differ in high bits only
+    ):
+        values = np.concatenate([members, members + np.uint64(1), rng.permutation(members)])
+        expected = np.searchsorted(members, values)
+        expected = np.where(members[np.minimum(expected, members.size - 1)] == values, expected, -1)
+        assert np.array_equal(HashSet(members).find(values), expected)
+        assert np.array_equal(index_in(values, members), expected)
+    assert index_in(np.array([3], dtype=np.uint64), np.zeros(0, dtype=np.uint64)).tolist() == [-1]
+
+
 def test_planted_training_span_is_found_with_exact_length():
     rng = np.random.default_rng(1)
     train = rng.integers(0, 1000, 20_000)

@@ -322,16 +322,24 @@ def _chat_sides(turns: Any, key: str, where: str) -> tuple[str, str, list[str]]:
         raise BadRecord(f"{where}: {key!r} is a {type(turns).__name__}; {allowed}")
     prompt, answer, contents = [], [], []
     for i, turn in enumerate(turns):
-        if not isinstance(turn, dict):
-            raise BadRecord(f"{where}: {key}[{i}] is a {type(turn).__name__}; {allowed}")
-        role_key, content_key = ("from", "value") if "from" in turn else ("role", "content")
-        for needed in (role_key, content_key):
-            if needed not in turn:
-                raise BadRecord(f"{where}: {key}[{i}] has no {needed!r} (it has {sorted(turn)}); {allowed}")
-        side = answer if str(turn[role_key]).lower() in ANSWER_ROLES else prompt
-        side.append(_turn_text(turn[content_key]))
-        contents.append(side[-1])
+        if type(turn) is dict and "from" not in turn and type(turn.get("content")) is str and "role" in turn:
+            role, text = turn["role"], turn["content"]  # the common turn, read without the general checks
+        else:
+            role, text = _turn(turn, key, i, where, allowed)
+        (answer if str(role).lower() in ANSWER_ROLES else prompt).append(text)
+        contents.append(text)
     return "\n".join(prompt), "\n".join(answer), [c for c in contents if c]
+
+
+def _turn(turn: Any, key: str, i: int, where: str, allowed: str) -> tuple[Any, str]:
+    """A chat turn's role and text (``role``/``content`` or ``from``/``value``), or why it is a bad record."""
+    if not isinstance(turn, dict):
+        raise BadRecord(f"{where}: {key}[{i}] is a {type(turn).__name__}; {allowed}")
+    role_key, content_key = ("from", "value") if "from" in turn else ("role", "content")
+    for needed in (role_key, content_key):
+        if needed not in turn:
+            raise BadRecord(f"{where}: {key}[{i}] has no {needed!r} (it has {sorted(turn)}); {allowed}")
+    return turn[role_key], _turn_text(turn[content_key])
 
 
 def record_sides(record: dict, shape: RecordShape, where: str) -> tuple[Optional[str], Optional[str], list[str]]:
@@ -403,7 +411,6 @@ def read_records(path: Path, options: RecordOptions, label: Optional[str] = None
     shape = RecordShape(fmt, "fields", tuple(options.fields)) if options.fields else None
     docs, skipped = [], []
     for where, record in raw_records(path, fmt):
-        name = where.rsplit("/", 1)[-1]
         try:
             if isinstance(record, BadRecord):
                 raise record
@@ -413,7 +420,7 @@ def read_records(path: Path, options: RecordOptions, label: Optional[str] = None
         except BadRecord as exc:
             if options.bad_records != "skip":
                 raise DataError(f"{exc} (data.bad_records: skip would skip such records and count them)") from None
-            skipped.append((name, str(exc).replace(f"{where}: ", "", 1)))
+            skipped.append((where.rsplit("/", 1)[-1], str(exc).replace(f"{where}: ", "", 1)))
             continue
         if options.stop is not None and options.stop(docs[-1]):
             return Corpus(docs, skipped, complete=False, shape=shape.describe()), shape

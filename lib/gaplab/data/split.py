@@ -174,14 +174,15 @@ def _train_subset(data, val_mask: np.ndarray) -> np.ndarray:
     return keep
 
 
-def composition(documents: list[Document], owners: np.ndarray, val_mask: np.ndarray) -> dict[str, Any]:
-    """Tokens and documents per source label in each split, plus each source's val share."""
+def composition(documents: list[Document], train_owners: np.ndarray, val_owners: np.ndarray) -> dict[str, Any]:
+    """Tokens and documents per source label in each split (from each token's document), plus each source's
+    val share."""
     labels = sorted({d.source for d in documents})
     index = {s: i for i, s in enumerate(labels)}
     doc_label = np.array([index[d.source] for d in documents], dtype=np.int64)
     out: dict[str, Any] = {}
-    for split, sel in (("train", ~val_mask), ("val", val_mask)):
-        per_doc = np.bincount(owners[sel], minlength=len(documents))  # tokens of each document on this side
+    for split, side_owners in (("train", train_owners), ("val", val_owners)):
+        per_doc = np.bincount(side_owners, minlength=len(documents))  # tokens of each document on this side
         tok = np.bincount(doc_label, weights=per_doc, minlength=len(labels)).astype(np.int64)
         dcount = np.bincount(doc_label, weights=per_doc > 0, minlength=len(labels)).astype(np.int64)
         out[split] = {s: {"tokens": int(tok[i]), "documents": int(dcount[i])} for i, s in enumerate(labels)}
@@ -218,7 +219,7 @@ def _tokenize(data, tok_cfg) -> tuple[Corpus, Tokenizer, list[np.ndarray]]:
         corpus = load_corpus(data)
         texts = [d.text for d in corpus.documents]
         base = get_tokenizer(tok_cfg.name, texts + [data.separator])
-        return corpus, base, [np.asarray(t, dtype=np.int64) for t in base.encode_batch(texts)]
+        return corpus, base, base.encode_arrays(texts)
     base = get_tokenizer(tok_cfg.name, [data.separator])
     per_sep = len(base.encode(data.separator))
     doc_tokens: list[np.ndarray] = []
@@ -310,7 +311,7 @@ def _encode_unique(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
     the copies in near-identical data, are the same text); equal texts share one read-only array."""
     index: dict[str, int] = {}
     codes = [index.setdefault(t, len(index)) for t in texts]
-    unique = [np.asarray(ids, dtype=np.int64) for ids in tok.encode_batch(list(index))]
+    unique = tok.encode_arrays(list(index))
     for arr in unique:
         arr.flags.writeable = False
     return [unique[c] for c in codes]
@@ -409,13 +410,24 @@ def _size_problems(params: PhaseParams, cut: _Cut, train_base, val_base, phase: 
     ]
 
 
-def _doc_split(owners: np.ndarray, mask: np.ndarray, kept: int) -> list[str]:
+def _doc_split(train_owners: np.ndarray, val_owners: np.ndarray, kept: int) -> list[str]:
     """Per kept document: "train", "val", "both", or "unused" (left out by max_train_tokens)."""
     in_val = np.zeros(kept, dtype=bool)
     in_train = np.zeros(kept, dtype=bool)
-    in_val[owners[mask]] = True  # linear in tokens (np.unique would sort them)
-    in_train[owners[~mask]] = True
-    return ["both" if v and t else "val" if v else "train" if t else "unused" for v, t in zip(in_val, in_train)]
+    in_val[val_owners] = True  # linear in tokens (np.unique would sort them)
+    in_train[train_owners] = True
+    names = ("unused", "train", "val", "both")
+    return [names[k] for k in (in_train + 2 * in_val.astype(np.int8)).tolist()]
+
+
+def _sides(mask: np.ndarray, *arrays: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each array's train part (``~mask``) and val part (``mask``); slices, not copies, when the mask is all
+    train then all val (the user's own split: train documents first)."""
+    n_train = len(mask) - int(np.count_nonzero(mask))
+    if not mask[:n_train].any():  # then the rest is all val
+        return [(a[:n_train], a[n_train:]) for a in arrays]
+    train = ~mask
+    return [(a[train], a[mask]) for a in arrays]
 
 
 def _model_ids(tok_cfg, cut: _Cut, train_base: np.ndarray, val_base: np.ndarray):
@@ -446,7 +458,7 @@ def prepare_data(
     if data.max_train_tokens is not None:
         used = mask | _train_subset(data, mask)
         stream, owners, mask = stream[used], owners[used], mask[used]
-    train_base, val_base = stream[~mask], stream[mask]
+    (train_base, val_base), (train_owners, val_owners) = _sides(mask, stream, owners)
     problems = _size_problems(params, cut, train_base, val_base, phase, file)
     if problems:
         raise StudyError(problems)
@@ -463,12 +475,12 @@ def prepare_data(
         val_base=val_base,
         train=train,
         val=val,
-        doc_split=_doc_split(owners, mask, len(cut.documents)),
-        composition=composition(cut.documents, owners, mask),
+        doc_split=_doc_split(train_owners, val_owners, len(cut.documents)),
+        composition=composition(cut.documents, train_owners, val_owners),
         vocab_size=model_tok.vocab_size,
         vocab_size_original=cut.base.vocab_size,
-        train_owners=owners[~mask],
-        val_owners=owners[mask],
+        train_owners=train_owners,
+        val_owners=val_owners,
         train_bytes=nbytes[train_base],
         val_bytes=nbytes[val_base],
         val_seen=_seen_in(val_base, train_base, cut.base.vocab_size),

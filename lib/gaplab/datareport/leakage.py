@@ -17,86 +17,141 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..measure.ngram_index import exact_spans, index_in, sorted_unique, window_hashes
+from ..measure.ngram_index import HashSet, exact_spans, sorted_unique, span_hashes, window_hashes
 from .detectors import MAX_EXAMPLES, preview, share_of
 
 #: a val document is *leaked* when at least this share of its n-grams occur in train
 LEAKED_DOCUMENT_SHARE = 0.5
 
 
-def _segments(ids: np.ndarray, mask: np.ndarray, sep: int) -> tuple[np.ndarray, np.ndarray]:
-    """The masked tokens, each maximal run followed by ``sep``; and each kept token's original position."""
-    pos = np.flatnonzero(mask)
-    if not len(pos):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    brk = np.flatnonzero(np.diff(pos) > 1) + 1  # a new run starts here
-    out_len = len(pos) + len(brk)
-    out = np.empty(out_len, dtype=np.int64)
-    origin = np.full(out_len, -1, dtype=np.int64)
-    shift = np.zeros(len(pos), dtype=np.int64)
-    shift[brk] = 1
-    slots = np.arange(len(pos)) + np.cumsum(shift)
-    out.fill(sep)
-    out[slots] = ids[pos]
-    origin[slots] = pos
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``arange(s, s + c)`` for each start and count, concatenated."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.repeat(np.asarray(starts, dtype=np.int64) - (np.cumsum(counts) - counts), counts) + np.arange(total)
+
+
+def _merge(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the intervals ``[start, end)`` (sorted by start) as disjoint maximal intervals; touching
+    ones join."""
+    if not len(starts):
+        return starts, ends
+    reach = np.maximum.accumulate(ends)
+    first = np.ones(len(starts), dtype=bool)
+    first[1:] = starts[1:] > reach[:-1]
+    last = np.append(np.flatnonzero(first)[1:] - 1, len(starts) - 1)
+    return starts[first], reach[last]
+
+
+def _long_runs(flag: np.ndarray, n: int, min_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token intervals ``[start, end)`` covered by runs of consecutive flagged n-windows that span at least
+    ``min_tokens`` tokens (overlapping or touching ones joined)."""
+    edges = np.diff(flag.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) + n - 1
+    keep = ends - starts >= min_tokens
+    return _merge(starts[keep], ends[keep])
+
+
+def _concat(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, sep: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tokens of each interval, each followed by ``sep``; and each token's original position (-1: ``sep``)."""
+    lengths = ends - starts
+    total = int(lengths.sum()) + len(starts)
+    out = np.full(total, sep, dtype=np.int64)
+    origin = np.full(total, -1, dtype=np.int64)
+    slots = _ranges(np.cumsum(lengths + 1) - (lengths + 1), lengths)
+    origin[slots] = _ranges(starts, lengths)
+    out[slots] = ids[origin[slots]]
     return out, origin
 
 
-def _runs(hit: np.ndarray, n: int, min_tokens: int) -> np.ndarray:
-    """Token mask of the runs of consecutive hit windows that span at least ``min_tokens`` tokens."""
-    edges = np.diff(np.concatenate([[0], hit.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # windows [start, end)
-    keep = (ends - starts + n - 1) >= min_tokens
-    marks = np.zeros(len(hit) + n, dtype=np.int64)
-    np.add.at(marks, starts[keep], 1)
-    np.add.at(marks, ends[keep] + n - 1, -1)
-    return np.cumsum(marks)[: len(hit) + n - 1] > 0
+def _window_hashes_in(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int):
+    """Every window of ``length`` tokens inside the intervals: its hash and its start (original position)."""
+    lengths = ends - starts
+    counts = np.maximum(lengths - length + 1, 0)
+    joined = ids[_ranges(starts, lengths)]
+    inside = _ranges(np.cumsum(lengths) - lengths, counts)  # the window starts in ``joined``
+    return span_hashes(joined, inside, length), _ranges(starts, counts)
+
+
+def _verbatim_stretches(train_ids, train_runs, val_ids, val_runs, length: int):
+    """Of the candidate intervals of train and of val: the parts covered by windows of ``length`` tokens that
+    occur on both sides (by hash: a collision can only keep too much).  Every span of at least ``length``
+    tokens that is verbatim in both lies inside them, whole, on both sides."""
+    t_hash, t_start = _window_hashes_in(train_ids, *train_runs, length)
+    v_hash, v_start = _window_hashes_in(val_ids, *val_runs, length)
+    if not t_hash.size or not v_hash.size:
+        empty = np.zeros(0, dtype=np.int64)
+        return (empty, empty), (empty, empty)
+    t_ok = HashSet(sorted_unique(v_hash)).find(t_hash) >= 0
+    v_ok = HashSet(sorted_unique(t_hash)).find(v_hash) >= 0
+    return (
+        _merge(t_start[t_ok], t_start[t_ok] + length),
+        _merge(v_start[v_ok], v_start[v_ok] + length),
+    )
 
 
 def longest_spans(
     train_ids: np.ndarray,
     val_ids: np.ndarray,
     n: int,
-    train_hashes: np.ndarray,
-    val_hashes: np.ndarray,
-    hit: np.ndarray,
+    train_keys: np.ndarray,
+    val_keys: np.ndarray,
     top: int = 3,
 ) -> list[dict[str, int]]:
     """The ``top`` longest val spans that occur verbatim in train, exact, each at least ``n`` tokens.
 
-    Every n-window of a shared span is a shared n-gram, so a span of L tokens lies inside a *run* of
-    consecutive shared windows at least L tokens long, in val and in train.  The search starts with a
-    length bar λ at the ``top``-th longest val run: the suffix array
-    (:func:`gaplab.measure.ngram_index.exact_spans`) is built over the val runs and the train runs (of
-    windows with the same hashes) at least λ long, separated by ids that occur nowhere else; that finds
-    every span of at least λ tokens exactly.  Until ``top`` spans are found, λ halves, down to ``n``.
-    ``train_position`` is where in the train stream the span occurs.
+    ``train_keys`` and ``val_keys`` name each n-window (equal keys: the same window; -1 in val: not in
+    train, in train: not in val).  Every n-window of a shared span is a shared n-gram, so a span of L
+    tokens lies inside a *run* of consecutive shared windows at least L tokens long, in val and in train.
+    The search starts with a length bar λ at the ``top``-th longest val run: it takes the val runs at
+    least λ long and the train runs (of windows with their keys) at least λ long, keeps of them only what
+    windows of λ tokens found on both sides cover (:func:`_verbatim_stretches`), and builds the suffix
+    array (:func:`gaplab.measure.ngram_index.exact_spans`) over what is left, separated by ids that occur
+    nowhere else; that finds every span of at least λ tokens exactly.  Until ``top`` spans are found, λ
+    halves, down to ``n``.  ``train_position`` is where in the train stream the span first occurs.
     """
+    hit = val_keys >= 0
     edges = np.diff(np.concatenate([[0], hit.astype(np.int8), [0]]))
     run_tokens = np.sort(np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1))[::-1] + n - 1
     if not len(run_tokens):
         return []
     bar = max(n, int(run_tokens[min(top, len(run_tokens)) - 1]))
     top_id = int(max(train_ids.max(), val_ids.max()))
-    shared = sorted_unique(val_hashes[hit])
-    t_idx = index_in(train_hashes, shared)  # each train window's shared hash (or -1), found once
-    v_idx = index_in(val_hashes, shared)
+    wanted = np.zeros(int(max(train_keys.max(), val_keys.max())) + 2, dtype=bool)  # the last slot: key -1
     while True:
-        val_mask = _runs(hit, n, bar)
-        wanted = np.zeros(shared.size + 1, dtype=bool)  # the last slot stands for -1: not shared
-        wanted[v_idx[val_mask[: len(hit)] & hit]] = True
+        val_runs = _long_runs(hit, n, bar)
+        wanted[:] = False
+        wanted[val_keys[_ranges(val_runs[0], val_runs[1] - val_runs[0] - n + 1)]] = True
         wanted[-1] = False
-        train_mask = _runs(wanted[t_idx], n, bar)
-        text, t_origin = _segments(train_ids, train_mask, top_id + 1)
-        query, q_origin = _segments(val_ids, val_mask, top_id + 2)
+        train_runs = _long_runs(wanted[train_keys], n, bar)
+        train_runs, val_runs = _verbatim_stretches(train_ids, train_runs, val_ids, val_runs, bar)
+        text, t_origin = _concat(train_ids, *train_runs, top_id + 1)
+        query, q_origin = _concat(val_ids, *val_runs, top_id + 2)
         spans = exact_spans(text, query, min_tokens=bar, top=top)
         if len(spans) >= top or bar <= n:
             break
         bar = max(n, bar // 2)
     return [
-        {"start": int(q_origin[s["start"]]), "tokens": s["tokens"], "train_position": int(t_origin[s["text_position"]])}
+        {
+            "start": int(q_origin[s["start"]]),
+            "tokens": s["tokens"],
+            "train_position": int(t_origin[_first_occurrence(text, query[s["start"] : s["start"] + s["tokens"]])]),
+        }
         for s in spans
     ]
+
+
+def _first_occurrence(text: np.ndarray, piece: np.ndarray) -> int:
+    """Where ``piece`` first occurs in ``text`` (it must occur): one occurrence of a span repeated in train
+    is named, the first, whatever order the suffix array met them in."""
+    length = len(piece)
+    hashes = span_hashes(text, np.arange(len(text) - length + 1), length)
+    for p in np.flatnonzero(hashes == span_hashes(piece, np.zeros(1, np.int64), length)[0]).tolist():
+        if np.array_equal(text[p : p + length], piece):
+            return p
+    raise ValueError("the span does not occur in the text")
 
 
 def per_document_leakage(
@@ -151,8 +206,8 @@ def ngram_leakage(
 ) -> dict[str, Any]:
     """Share of validation ``n``-grams (token windows) that also occur in the training split.
 
-    Hashes every window with :func:`window_hashes` and looks the val hashes up
-    in the sorted unique train hashes.  ``spans`` are the longest val spans
+    Hashes every window with :func:`window_hashes` and looks each train window up in the distinct val
+    hashes (one :class:`gaplab.measure.ngram_index.HashSet`).  ``spans`` are the longest val spans
     that are verbatim in train, exact (:func:`longest_spans`), as ``start``
     (in the val stream), ``tokens`` and ``train_position``.  With
     ``val_owners`` (the document index of every val token) and ``names``,
@@ -160,10 +215,8 @@ def ngram_leakage(
     """
     train_ids = np.asarray(train_ids, dtype=np.int64)
     val_ids = np.asarray(val_ids, dtype=np.int64)
-    th_all = window_hashes(train_ids, n)
-    th = sorted_unique(th_all)
     vh = window_hashes(val_ids, n)
-    if vh.size == 0 or th.size == 0:
+    if vh.size == 0 or len(train_ids) < n:
         return {
             "n": n,
             "val_ngrams": int(vh.size),
@@ -174,10 +227,16 @@ def ngram_leakage(
             "spans": [],
             "documents": None,
         }
-    uv = sorted_unique(vh)
-    upos = np.minimum(np.searchsorted(th, uv), th.size - 1)
-    hit = index_in(vh, uv[th[upos] == uv]) >= 0  # a val window is shared when its hash is in train
-    spans = longest_spans(train_ids, val_ids, n, th_all, vh, hit, top=max_spans)
+    val_set = sorted_unique(vh)
+    index = HashSet(val_set)
+    val_keys = index.find(vh)  # each window's distinct val n-gram
+    train_keys = index.find(window_hashes(train_ids, n))  # the same, or -1: not a val n-gram
+    in_train = np.zeros(val_set.size + 1, dtype=bool)
+    in_train[train_keys] = True  # -1 lands in the last slot
+    in_train = in_train[:-1]
+    hit = in_train[val_keys]  # a val window is shared when its hash is in train
+    val_keys[~hit] = -1
+    spans = longest_spans(train_ids, val_ids, n, train_keys, val_keys, top=max_spans)
     documents = None
     if val_owners is not None and names is not None:
         documents = per_document_leakage(hit, val_owners, names, n)
@@ -186,7 +245,7 @@ def ngram_leakage(
         "val_ngrams": int(vh.size),
         "in_train": int(hit.sum()),
         "share": float(hit.mean()),
-        "distinct_share": float((th[upos] == uv).mean()),
+        "distinct_share": float(in_train.mean()),
         "longest_span_tokens": spans[0]["tokens"] if spans else 0,
         "spans": spans,
         "documents": documents,
@@ -207,9 +266,10 @@ def cross_split_duplicates(texts: Sequence[str], names: Sequence[str], doc_split
     val_idx = [i for i, (t, s) in enumerate(zip(texts, doc_split)) if s in ("val", "both") and t.strip()]
     dups = []
     for i in val_idx:
-        others = [j for j in train_texts.get(texts[i], []) if j != i]
-        if others:
-            dups.append((i, others[0]))
+        same = train_texts.get(texts[i], [])
+        other = next((j for j in same[:2] if j != i), None)  # the first train copy that is another document
+        if other is not None:
+            dups.append((i, other))
     return {
         "val_documents": len(val_idx),
         "documents": len(dups),
