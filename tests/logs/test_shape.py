@@ -185,3 +185,30 @@ def test_separate_runs_in_one_folder_are_refused(tmp_path):
     with pytest.raises(DataError, match=r"holds 2 runs that start at the same step \(seed-1 \(from step 286\), seed-2"):
         read_log(tmp_path)
     assert read_log(tmp_path / "seed-2").val_key == "val/loss"
+
+
+def test_the_train_level_between_evals_has_the_callbacks_noise_estimate(tmp_path):
+    """A trainer_state with 10 train losses between evals, falling with seeded Gaussian noise (0.05 nats, as
+    small fine-tunes log): each eval's train_loss_se is the scatter around the interval's trend over sqrt(10)
+    (the callbacks' interval_train_loss, the one estimate), not the plain spread, which counts the fall."""
+    import numpy as np
+    from gaplab.integrations.common import interval_train_loss
+
+    rng = np.random.default_rng(3)
+    history, intervals = [], []
+    for e in range(40):
+        steps = np.arange(e * 10 + 1, e * 10 + 11)
+        losses = 3.0 - 0.01 * steps + 0.05 * rng.standard_normal(10)
+        intervals.append(losses)
+        history += [{"loss": float(v), "step": int(s), "epoch": s / 100} for s, v in zip(steps, losses)]
+        history.append({"eval_loss": 2.5 + 0.001 * e, "step": int(steps[-1]), "epoch": steps[-1] / 100})
+    h = read_log(state_file(tmp_path, history)).history
+    assert list(h["train_points"]) == [10] * 40
+    for e, losses in enumerate(intervals):
+        mean, se = interval_train_loss(list(losses))
+        assert h["train_loss"][e] == pytest.approx(mean) and h["train_loss_se"][e] == pytest.approx(se)
+    assert np.mean(h["train_loss_se"]) == pytest.approx(0.05 / math.sqrt(10), rel=0.1)
+    # the plain spread counts the fall too: a line of slope 0.01 over 10 steps has variance 0.01**2 * 10 * 11 / 12
+    plain = np.mean([np.std(v, ddof=1) / math.sqrt(10) for v in intervals])
+    inflated = math.sqrt(0.05**2 + 0.01**2 * 10 * 11 / 12) / 0.05
+    assert plain / np.mean(h["train_loss_se"]) == pytest.approx(inflated, rel=0.05) and inflated > 1.15

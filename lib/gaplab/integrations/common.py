@@ -67,22 +67,14 @@ def analysis_record(history_path: PathLike, vocab_size: Optional[int] = None) ->
 
 
 def interval_train_loss(losses: Sequence[float]) -> tuple[float, float]:
-    """The mean of the train losses logged since the previous eval, and its standard error (nats).
+    """The mean of the train losses logged since the previous eval, and its standard error (nats): the log
+    readers' estimate, :func:`gaplab.logs.shape.interval_levels`, on one interval (non-finite losses left
+    out).  NaN standard error with fewer than 3 finite losses, and both NaN with none."""
+    from ..logs.shape import interval_levels
 
-    The standard error is the scatter of the logged losses around a straight line through them (a loss
-    that falls during the interval is a trend, not noise) over the square root of their count; NaN with
-    fewer than 3 finite losses, and both NaN with none.
-    """
     x = np.asarray([v for v in losses if math.isfinite(v)], dtype=float)
-    if x.size == 0:
-        return math.nan, math.nan
-    mean = float(x.mean())
-    if x.size < 3:
-        return mean, math.nan
-    t = np.arange(x.size, dtype=float)
-    residual = x - np.polyval(np.polyfit(t, x, 1), t)
-    sd = math.sqrt(float(residual @ residual) / (x.size - 2))
-    return mean, sd / math.sqrt(x.size)
+    mean, se, _ = interval_levels(x, np.zeros(x.size, dtype=np.int64), 1)
+    return float(mean[0]), float(se[0])
 
 
 @dataclass(frozen=True)

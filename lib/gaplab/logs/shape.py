@@ -8,8 +8,9 @@ each at its step or epoch).  :func:`build_run_log` then
   restarts at its very beginning (two runs in one file) with a sentence;
 - cuts the run at the first NaN/inf loss (``stopped_at``, and a note naming the step);
 - picks the eval set (``val_key``; default ``eval_loss`` or the first) among every eval key;
-- puts at each eval the mean of the train losses logged since the previous eval, with their spread
-  over the square root of their count as its noise (NaN when there is none; a note says where).
+- puts at each eval the mean of the train losses logged since the previous eval, with their scatter
+  around a straight line through them over the square root of their count as its noise
+  (:func:`interval_levels`; NaN with fewer than 3; a note says where none was logged).
 """
 
 from __future__ import annotations
@@ -205,11 +206,35 @@ def choose_val_key(val_keys: list[str], val_key: Optional[str], shape: LogShape)
     return chosen
 
 
+def interval_levels(values: np.ndarray, group: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per interval between two evals (``group``: each value's interval, nondecreasing, in log order): the
+    mean of the train losses logged in it, its standard error, and how many there were.
+
+    The standard error is the scatter of the losses around a straight line through them (a loss that falls
+    during the interval is a trend, not noise) over the square root of their count: NaN with fewer than 3
+    losses, and the mean NaN with none.  The one estimate of a train level's noise, for the log readers and
+    the trainers' callbacks (:func:`gaplab.integrations.common.interval_train_loss`) alike.
+    """
+    values, group = np.asarray(values, dtype=float), np.asarray(group, dtype=np.int64)
+    counts = np.bincount(group, minlength=groups)[:groups]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(group, weights=values, minlength=groups)[:groups] / counts
+        starts = np.cumsum(counts) - counts
+        n = counts[group].astype(float)
+        t = np.arange(len(group)) - starts[group] - (n - 1) / 2  # position in the interval, centred
+        dev = values - mean[group]
+        ctt = counts * (counts.astype(float) ** 2 - 1) / 12  # sum of t**2 over an interval of n points
+        ctx = np.bincount(group, weights=t * dev, minlength=groups)[:groups]
+        cxx = np.bincount(group, weights=dev * dev, minlength=groups)[:groups]
+        residual = np.maximum(cxx - ctx**2 / ctt, 0.0)
+        se = np.where(counts >= 3, np.sqrt(residual / np.maximum(counts - 2, 1) / counts), np.nan)
+    return mean, se, counts
+
+
 def _history(log: LogArrays, rows: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per eval: the mean of the train losses logged since the previous eval and their spread over
-    the square root of their count; with none, the last one logged is carried (``train_points`` 0), and
-    before the first one the level is NaN.  The same eval logged twice in a row (HF's final evaluate())
-    counts once."""
+    """One row per eval: the mean of the train losses logged since the previous eval and its standard error
+    (:func:`interval_levels`); with none, the last one logged is carried (``train_points`` 0), and before the
+    first one the level is NaN.  The same eval logged twice in a row (HF's final evaluate()) counts once."""
     evals, trains = rows[log.is_eval[rows]], rows[~log.is_eval[rows]]
     position = np.arange(len(rows))
     eval_pos, train_pos = position[log.is_eval[rows]], position[~log.is_eval[rows]]
@@ -220,13 +245,8 @@ def _history(log: LogArrays, rows: np.ndarray) -> tuple[pd.DataFrame, pd.DataFra
     n_eval = len(evals)
     group = np.searchsorted(eval_pos, train_pos)
     tv = log.value[trains]
-    counts = np.bincount(group, minlength=n_eval + 1)[:n_eval]
-    sums = np.bincount(group, weights=tv, minlength=n_eval + 1)[:n_eval]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts
-        inside = group < n_eval
-        dev = np.bincount(group[inside], weights=(tv[inside] - mean[group[inside]]) ** 2, minlength=n_eval)
-        se = np.where(counts >= 2, np.sqrt(dev / np.maximum(counts - 1, 1) / counts), np.nan)
+    inside = group < n_eval  # train losses after the last eval belong to none
+    mean, se, counts = interval_levels(tv[inside], group[inside], n_eval)
     before = np.searchsorted(train_pos, eval_pos) - 1
     carried = np.where(before >= 0, tv[np.maximum(before, 0)] if len(tv) else np.nan, np.nan)
     level = np.where(counts > 0, mean, carried)
@@ -267,7 +287,7 @@ def _train_notes(history: pd.DataFrame, train: pd.DataFrame, shape: LogShape) ->
     if len(train) > n - k > 0 and (history["train_points"] > 1).any():
         shape.notes.append(
             f"train loss was logged {len(train)} times and val {n} times: the train level at each eval is the "
-            "mean of the train losses logged since the previous eval, their spread its noise"
+            "mean of the train losses logged since the previous eval, their scatter around its trend its noise"
         )
 
 
