@@ -248,6 +248,33 @@ def test_documents_split_is_seeded_and_whole():
     assert a.doc_split != c.doc_split
 
 
+def _two_uneven():
+    return [Document("short text here", "a", "small"), Document("x" * 200, "a", "big")]
+
+
+def test_documents_split_never_puts_every_document_in_val():
+    """Two documents, the small one under val's share: whichever the shuffle draws first, the other stays in
+    train (it used to take both when the small one came first, and the phase failed with an empty train)."""
+    splits = set()
+    for seed in range(12):
+        prep = prepare_data(
+            params(
+                data={
+                    "source": "generated",
+                    "generator": "tests.data.test_corpus_split:_two_uneven",
+                    "split": "documents",
+                    "val_fraction": 0.2,
+                    "seed": seed,
+                },
+                tokenizer={"name": "char"},
+                model={"block_size": 4},
+            )
+        )
+        assert sorted(prep.doc_split) == ["train", "val"] and len(prep.train) > 0 and len(prep.val) > 0
+        splits.add(tuple(prep.doc_split))
+    assert splits == {("train", "val"), ("val", "train")}  # both orders were drawn
+
+
 def test_chunks_split():
     prep = prepare_data(_docs_params("chunks", separator="", chunk_size=10))
     assert len(prep.val) == 200 and len(prep.train) == 800

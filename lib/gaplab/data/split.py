@@ -16,7 +16,7 @@ Strategies (``data.split``):
 - ``tail``: the last ``val_fraction`` of the token stream is validation (as
   nanoGPT and the seed do).  One document may straddle the cut.
 - ``documents``: a seeded shuffle of whole documents; documents go to
-  validation until it holds ``val_fraction`` of the tokens.
+  validation until it holds ``val_fraction`` of the tokens (one document always stays in train).
 - ``chunks``: the stream is cut into ``chunk_size`` pieces and a seeded
   ``val_fraction`` of them goes to validation.
 
@@ -141,7 +141,7 @@ def _val_mask(data, owners: np.ndarray, n_docs: int, n: int) -> np.ndarray:
         sizes = np.bincount(owners, minlength=n_docs)
         chosen, got = [], 0
         for d in rng.permutation(n_docs):
-            if got >= n_val:
+            if got >= n_val or len(chosen) == n_docs - 1:  # the last document stays in train
                 break
             chosen.append(d)
             got += sizes[d]
