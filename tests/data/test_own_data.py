@@ -50,6 +50,23 @@ def test_one_file_runs_only_the_checks_that_need_no_split(tmp_path, pairs, capsy
     assert "leakage" in report["own_data"]["not_run"]
 
 
+def test_one_file_is_one_side_to_every_check(tmp_path, pairs, capsys):
+    """The split made to prepare one file is not the user's: no check counts anything 'across' it, and the
+    tokens are the file's.  Each of 40 prompts is asked twice, with two different answers, far apart in the
+    file (so an internal split would have cut many of those pairs in two)."""
+    records = pairs[:40] + [(doc, pairs[(i + 1) % 40][1]) for i, (doc, _) in enumerate(pairs[:40])]
+    train = write_chat(tmp_path / "train.jsonl", records)
+    code, out, _ = run(capsys, train, "--json")
+    report = json.loads(out)
+    conflicts = report["conflicting_answers"]
+    assert conflicts["across_split"] == 0 and conflicts["inside_train"] == conflicts["conflicting_prompts"]
+    assert conflicts["conflicting_prompts"] >= 38  # every prompt but where two docstrings normalize alike
+    assert report["split"]["documents"] == {"train": 80, "val": 0, "both": 0}
+    code, out, _ = run(capsys, train)
+    tokens = report["size"]["train_tokens"] + report["size"]["val_tokens"]
+    assert f"tokens: {tokens:,}; tokenizer" in out and " val; tokenizer" not in out
+
+
 def test_a_check_that_fails_exits_1(tmp_path, pairs, capsys):
     copies = [pairs[0]] * 30 + pairs[:60]  # 30 copies of one record: exact duplicates fail
     code, out, _ = run(capsys, write_chat(tmp_path / "t.jsonl", copies))

@@ -13,7 +13,7 @@ offline), the ``small`` model for the model-against-data figures, and a block si
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -96,6 +96,8 @@ def inspect_own_data(request: OwnData) -> dict[str, Any]:
     not_run = sorted(_split_checks()) if not request.val else []
     run = [n for n in CHECK_NAMES if n not in not_run]
     params.data.fail_on = run  # every check counts: the command fails when any check fails
+    if not request.val:  # one file is one side: the split made to prepare it is not the user's, checks see none
+        prep = replace(prep, doc_split=["train"] * len(prep.doc_split))
     report = build_report(prep, params)
     report["checks"] = [c for c in report["checks"] if c["name"] not in not_run]
     report["failed"] = [c["name"] for c in report["checks"] if c["status"] == "fail"]
@@ -133,7 +135,12 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"val:   {own['val']} ({own['records']['val']:,} records); split: {own['split']}")
     else:
         lines.append(f"val:   none (one file): checks that need a split not run: {', '.join(own['not_run'])}")
-    lines.append(f"tokens: {size['train_tokens']:,} train, {size['val_tokens']:,} val; tokenizer {own['tokenizer']}")
+    tokens = (
+        f"{size['train_tokens']:,} train, {size['val_tokens']:,} val"
+        if own["val"]
+        else f"{size['train_tokens'] + size['val_tokens']:,}"
+    )
+    lines.append(f"tokens: {tokens}; tokenizer {own['tokenizer']}")
     lines.append(f"block size {own['block_size']}: {own['block_size_why']}; model {own['model']}")
     if size.get("skipped"):
         eg = "; ".join(f"{e['name']}: {e['reason']}" for e in size.get("skipped_examples", [])[:3])
