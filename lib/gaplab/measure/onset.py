@@ -22,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from ..train.history import HISTORY_COLUMNS, REQUIRED_COLUMNS
+from ..train.history import numeric_history
 from ..units import finite_or_none, int_or_none
 from .noise import FEW_EVALS, NOISE_FLOOR_FRACTION, Noise, estimate_noise, few_evals_noise
 
@@ -107,14 +107,7 @@ def eval_rows(history: pd.DataFrame) -> pd.DataFrame:
     A row whose train loss is infinite (a diverged step) is left out, as is one without a finite val loss.
     A history whose train is finite wherever val is (every gaplab run) gives the rows ``finite_history`` gives.
     """
-    if not isinstance(history, pd.DataFrame):
-        raise TypeError(f"history must be a pandas DataFrame, got {type(history).__name__}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in history.columns]
-    if missing:
-        raise ValueError(f"history is missing columns {missing}; expected {', '.join(HISTORY_COLUMNS)}")
-    rows = history.copy()
-    for col in REQUIRED_COLUMNS:
-        rows[col] = pd.to_numeric(rows[col], errors="coerce")
+    rows = numeric_history(history)
     train = rows["train_loss"].to_numpy(dtype=float)
     rows = rows[np.isfinite(rows["val_loss"]) & (np.isfinite(train) | np.isnan(train))]
     if rows.empty:

@@ -73,8 +73,9 @@ def load_history(run_dir: PathLike) -> pd.DataFrame:
     return df.sort_values("iter", kind="stable").reset_index(drop=True)
 
 
-def finite_history(history: pd.DataFrame) -> pd.DataFrame:
-    """The eval rows with finite train and val loss, sorted by iter (checks the columns)."""
+def numeric_history(history: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``history`` with the required columns as numbers (what is not a number NaN); a
+    ``TypeError`` for what is not a DataFrame, a ``ValueError`` naming the missing columns."""
     if not isinstance(history, pd.DataFrame):
         raise TypeError(f"history must be a pandas DataFrame, got {type(history).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in history.columns]
@@ -83,6 +84,12 @@ def finite_history(history: pd.DataFrame) -> pd.DataFrame:
     h = history.copy()
     for col in REQUIRED_COLUMNS:
         h[col] = pd.to_numeric(h[col], errors="coerce")
+    return h
+
+
+def finite_history(history: pd.DataFrame) -> pd.DataFrame:
+    """The eval rows with finite train and val loss, sorted by iter (checks the columns)."""
+    h = numeric_history(history)
     h = h[np.isfinite(h["train_loss"]) & np.isfinite(h["val_loss"])]
     if h.empty:
         raise ValueError("history has no rows with finite train_loss and val_loss")
