@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from gaplab.logs import textlog
-from gaplab.logs.base import Reader, register
+from gaplab.logs.base import register
 from gaplab.logs.shape import LogShape, Records, build_from_arrays
 
 SNIFF = re.compile(r"\{'(?:loss|eval_[A-Za-z0-9_]*loss|train_runtime)':")
@@ -76,12 +76,10 @@ def dict_lines(path: Path):
                 return
 
 
-class HfConsoleReader(Reader):
+class HfConsoleReader(textlog.TextLogReader):
     name = "hf_console"
     describes = "Hugging Face Trainer console output with {'loss': ...} lines"
-
-    def sniff(self, path, head):
-        return path.is_file() and bool(SNIFF.search(textlog.prefix(path)))
+    line_pattern = SNIFF
 
     def read(self, path, val_key=None):
         path = Path(path)

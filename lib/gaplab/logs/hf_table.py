@@ -18,7 +18,7 @@ from typing import Optional
 
 from gaplab.errors import DataError
 from gaplab.logs import textlog
-from gaplab.logs.base import Reader, register
+from gaplab.logs.base import register
 from gaplab.logs.shape import LogShape, Point, build_run_log, to_float
 
 SNIFF = re.compile(r"(?:\||<th>|\t|^)\s*(?:Training Loss|Validation Loss)\s*(?:\||</th>|\t|$)", re.M)
@@ -85,12 +85,10 @@ def _points(header: list[str], body, shape: LogShape) -> list[Point]:
     return points
 
 
-class HfTableReader(Reader):
+class HfTableReader(textlog.TextLogReader):
     name = "hf_table"
     describes = "Hugging Face model-card or notebook 'Training results' table"
-
-    def sniff(self, path, head):
-        return path.is_file() and bool(SNIFF.search(textlog.prefix(path)))
+    line_pattern = SNIFF
 
     def read(self, path, val_key=None):
         path = Path(path)

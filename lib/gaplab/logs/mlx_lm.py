@@ -9,19 +9,17 @@ import re
 from pathlib import Path
 
 from gaplab.logs import textlog
-from gaplab.logs.base import Reader, register
+from gaplab.logs.base import register
 from gaplab.logs.shape import LogShape, Point, build_run_log
 
 NUMBER = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
 LINE = re.compile(rf"Iter (\d+): (Train|Val) loss {NUMBER}", re.I)
 
 
-class MlxLmReader(Reader):
+class MlxLmReader(textlog.TextLogReader):
     name = "mlx_lm"
     describes = "mlx-lm output with 'Iter N: Val loss' and 'Iter N: Train loss' lines"
-
-    def sniff(self, path, head):
-        return path.is_file() and bool(LINE.search(textlog.prefix(path)))
+    line_pattern = LINE
 
     def read(self, path, val_key=None):
         path = Path(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from gaplab.logs import textlog
-from gaplab.logs.base import TRAIN_POINT_COLUMNS, Reader, register
+from gaplab.logs.base import TRAIN_POINT_COLUMNS, register
 from gaplab.logs.mlx_lm import NUMBER
 from gaplab.logs.shape import LogShape, Point, build_run_log
 
@@ -25,12 +25,10 @@ EVAL_LINE = re.compile(
 ITER_LINE = re.compile(rf"^\s*iter (\d+): loss {NUMBER}")
 
 
-class NanoGptReader(Reader):
+class NanoGptReader(textlog.TextLogReader):
     name = "nanogpt"
     describes = "printed 'step N: train loss X, val loss Y' lines (nanoGPT and the like)"
-
-    def sniff(self, path, head):
-        return path.is_file() and bool(EVAL_LINE.search(textlog.prefix(path)))
+    line_pattern = EVAL_LINE
 
     def read(self, path, val_key=None):
         path = Path(path)

@@ -7,8 +7,11 @@ looks at the first megabyte: the first loss line of a console can come after tho
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
+
+from gaplab.logs.base import Reader
 
 #: how much of a printed log ``sniff`` searches for its first loss line
 SNIFF_BYTES = 1 << 20
@@ -29,3 +32,13 @@ def lines(path: Path) -> Iterator[tuple[int, str]]:
     """Each line (``\\n`` or ``\\r`` ended) with its number, streamed."""
     with open(path, encoding="utf-8", errors="replace", newline=None) as fh:
         yield from enumerate(fh, start=1)
+
+
+class TextLogReader(Reader):
+    """A reader of a printed log: the file is its format when ``line_pattern`` matches in its first
+    :data:`SNIFF_BYTES` (:func:`prefix`)."""
+
+    line_pattern: re.Pattern[str]
+
+    def sniff(self, path, head):
+        return path.is_file() and bool(self.line_pattern.search(prefix(path)))
