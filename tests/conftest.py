@@ -24,6 +24,16 @@ def outputs(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def torch_threads_restored():
+    """torch's thread count put back after the test (a trainer may change it)."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def one_torch_thread():
     """Tiny models on a busy 2-core machine run many times slower with 2 threads (the threads wait on
     each other); one thread keeps such tests fast and their results the same wherever they run."""

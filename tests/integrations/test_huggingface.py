@@ -156,12 +156,8 @@ def test_the_files_read_back_like_a_gaplab_run(runs, capsys):
     assert f"{cb.report.steps_not_run} steps and {cb.report.evals_not_run} evals" in line
 
 
-def test_a_run_on_enough_text_is_not_stopped(tmp_path):
-    threads = torch.get_num_threads()
-    try:
-        trainer, cb = _train(tmp_path, large_split(hf=True), stop=True, max_steps=120)
-    finally:
-        torch.set_num_threads(threads)
+def test_a_run_on_enough_text_is_not_stopped(tmp_path, torch_threads_restored):
+    trainer, cb = _train(tmp_path, large_split(hf=True), stop=True, max_steps=120)
     assert not cb.report.stopped and cb.report.onset_iter is None
     assert trainer.state.global_step == 120 and cb.report.evals_run == 12
     assert "no overfitting onset in 12 evals" in cb.report.message

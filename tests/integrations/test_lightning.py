@@ -140,12 +140,8 @@ def test_the_files_read_back_like_a_gaplab_run(runs, capsys):
     assert f"onset at step {cb.report.onset_iter}" in line and f"best eval at step {cb.report.best_iter}" in line
 
 
-def test_a_run_on_enough_text_is_not_stopped(tmp_path):
-    threads = torch.get_num_threads()
-    try:
-        _, cb = _fit(tmp_path, large_split(hf=False), stop=True, max_steps=120)
-    finally:
-        torch.set_num_threads(threads)
+def test_a_run_on_enough_text_is_not_stopped(tmp_path, torch_threads_restored):
+    _, cb = _fit(tmp_path, large_split(hf=False), stop=True, max_steps=120)
     assert not cb.report.stopped and cb.report.onset_iter is None and cb.report.last_iter == 120
     assert cb.report.evals_run == 12
 
